@@ -1,0 +1,50 @@
+# make run   - the scheduled-backup function end to end on loopback stand-ins (no AWS, no Docker)
+# make test  - ruff, mypy strict, the SAM template check and pytest (what .ci/run runs)
+# make bench - cold-start and memory figures
+# make lock  - re-pin requirements-dev.txt after editing requirements-dev.in
+
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+export PYTHONPATH := layers/csbs_trigger:functions/scheduled_backup:tests
+
+.DEFAULT_GOAL := help
+.PHONY: help dev run test lint typecheck template pytest bench lock clean
+
+help:
+	@sed -n 's/^# \(make .*\)/\1/p' Makefile
+
+$(VENV)/.installed: requirements-dev.txt layers/csbs_trigger/requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+dev: $(VENV)/.installed
+
+run: dev
+	$(PY) -m support.local_run $(EVENTS)
+
+test: lint typecheck template pytest
+
+lint: dev
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck: dev
+	$(VENV)/bin/mypy
+
+template: dev
+	$(PY) -m support.check_template template.yaml
+
+pytest: dev
+	$(PY) -m pytest -q
+
+bench: dev
+	$(PY) -m support.bench
+
+lock: dev
+	$(PY) -m pip install --quiet -r requirements-dev.in
+	$(PY) -m pip freeze --exclude-editable | sort > requirements-dev.txt
+
+clean:
+	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .aws-sam

@@ -1,0 +1,33 @@
+"""csbs-trigger core: execute CSBS backup policies from AWS events and report each outcome to SNS.
+
+The public API is what handlers need; everything else is importable from its module.
+"""
+
+from csbs_trigger.errors import (
+    Category,
+    ConfigError,
+    InvalidEventError,
+    TriggerError,
+    UpstreamError,
+)
+from csbs_trigger.log import logger
+from csbs_trigger.models import BackupRequest, Checkpoint, Trigger
+from csbs_trigger.notify import PublishError
+from csbs_trigger.service import Runtime, handle_event
+from csbs_trigger.settings import Settings
+
+__all__ = [
+    "BackupRequest",
+    "Category",
+    "Checkpoint",
+    "ConfigError",
+    "InvalidEventError",
+    "PublishError",
+    "Runtime",
+    "Settings",
+    "Trigger",
+    "TriggerError",
+    "UpstreamError",
+    "handle_event",
+    "logger",
+]

@@ -1,0 +1,176 @@
+"""How CSBS requests are authenticated.
+
+``CsbsAuth`` is the port: it names the project and endpoint to call, authenticates a prepared
+request, and forgets what it cached when CSBS says 401. ``KeystonePasswordAuth`` is the Keystone
+v3 password scheme; a signing scheme (AK/SK) is a second implementation of the same port.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+import requests
+
+from csbs_trigger.credentials import PasswordCredentials
+from csbs_trigger.deadline import Deadline
+from csbs_trigger.errors import Category, ConfigError, UpstreamError
+from csbs_trigger.transport import send
+
+# Renew a token this long before IAM says it expires, so no call starts with a dying token.
+TOKEN_RENEWAL_MARGIN = timedelta(minutes=10)
+_CSBS_CATALOG_TYPES = frozenset({"data-protect", "csbs"})
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Where the checkpoint request goes."""
+
+    project_id: str
+    csbs_endpoint: str
+
+
+class CsbsAuth(Protocol):
+    def scope(self, deadline: Deadline) -> Scope: ...
+
+    def authenticate(self, request: requests.PreparedRequest, deadline: Deadline) -> None: ...
+
+    def invalidate(self) -> None: ...
+
+    def secret_values(self) -> tuple[str, ...]: ...
+
+
+@dataclass(frozen=True)
+class Token:
+    value: str = field(repr=False)
+    expires_at: datetime
+    project_id: str
+    csbs_endpoint: str | None
+
+
+class KeystonePasswordAuth:
+    """Keystone v3 password auth; one token serves every call until shortly before it expires."""
+
+    def __init__(
+        self,
+        credentials: PasswordCredentials,
+        session: requests.Session,
+        *,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._credentials = credentials
+        self._session = session
+        self._now = now
+        self._lock = threading.Lock()
+        self._token: Token | None = None
+
+    def scope(self, deadline: Deadline) -> Scope:
+        token = self._current_token(deadline)
+        endpoint = self._credentials.csbs_endpoint or token.csbs_endpoint
+        if endpoint is None:
+            raise ConfigError(
+                "the cloud secret has no csbs_endpoint and the token's catalog lists no CSBS"
+            )
+        return Scope(project_id=token.project_id, csbs_endpoint=endpoint)
+
+    def authenticate(self, request: requests.PreparedRequest, deadline: Deadline) -> None:
+        request.headers["X-Auth-Token"] = self._current_token(deadline).value
+
+    def invalidate(self) -> None:
+        with self._lock:
+            self._token = None
+
+    def secret_values(self) -> tuple[str, ...]:
+        token = self._token
+        return self._credentials.secret_values + ((token.value,) if token else ())
+
+    def _current_token(self, deadline: Deadline) -> Token:
+        # The lock makes concurrent plans of a batch share one token request.
+        with self._lock:
+            if self._token is None or self._now() >= self._token.expires_at - TOKEN_RENEWAL_MARGIN:
+                self._token = self._request_token(deadline)
+            return self._token
+
+    def _request_token(self, deadline: Deadline) -> Token:
+        credentials = self._credentials
+        project: dict[str, Any] = (
+            {"id": credentials.project_id}
+            if credentials.project_id
+            else {
+                "name": credentials.project_name,
+                "domain": {"name": credentials.user_domain_name},
+            }
+        )
+        body = {
+            "auth": {
+                "identity": {
+                    "methods": ["password"],
+                    "password": {
+                        "user": {
+                            "name": credentials.username,
+                            "password": credentials.password,
+                            "domain": {"name": credentials.user_domain_name},
+                        }
+                    },
+                },
+                "scope": {"project": project},
+            }
+        }
+        # The catalog is only needed to find CSBS; without it the answer is a few hundred bytes.
+        url = f"{credentials.auth_url}/auth/tokens"
+        if credentials.csbs_endpoint:
+            url += "?nocatalog"
+        request = requests.Request(
+            "POST",
+            url,
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json", "Accept": "application/json"},
+        ).prepare()
+        answer = send(self._session, request, what="IAM", timeouts=deadline.timeouts("IAM"))
+        if not answer.ok:
+            error = answer.error()
+            if answer.status < 500 and error.category is not Category.THROTTLED:
+                error.category = Category.AUTH_FAILED  # IAM refused the token request
+            raise error
+        token_value = answer.headers.get("X-Subject-Token")
+        if not token_value:
+            raise UpstreamError.bad_response("IAM answered without an X-Subject-Token header")
+        return _parse_token(token_value, answer.json())
+
+
+def _parse_token(value: str, document: Any) -> Token:
+    token = document.get("token") if isinstance(document, dict) else None
+    if not isinstance(token, dict):
+        raise UpstreamError.bad_response("IAM answered without a token object")
+    project = token.get("project")
+    project_id = project.get("id") if isinstance(project, dict) else None
+    if not isinstance(project_id, str) or not project_id:
+        raise UpstreamError.bad_response("IAM answered with a token that names no project")
+    try:
+        expires_at = datetime.fromisoformat(str(token.get("expires_at")).replace("Z", "+00:00"))
+    except ValueError:
+        raise UpstreamError.bad_response("IAM answered with a token without expires_at") from None
+    if expires_at.tzinfo is None:
+        expires_at = expires_at.replace(tzinfo=UTC)
+    return Token(
+        value=value,
+        expires_at=expires_at,
+        project_id=project_id,
+        csbs_endpoint=_csbs_endpoint_from_catalog(token.get("catalog"), project_id),
+    )
+
+
+def _csbs_endpoint_from_catalog(catalog: Any, project_id: str) -> str | None:
+    """The catalog lists CSBS as ``https://csbs.<region>.../v1/<project_id>``: keep the base."""
+    for service in catalog if isinstance(catalog, list) else []:
+        if not isinstance(service, dict) or service.get("type") not in _CSBS_CATALOG_TYPES:
+            continue
+        for endpoint in service.get("endpoints") or []:
+            url = endpoint.get("url") if isinstance(endpoint, dict) else None
+            if isinstance(url, str) and endpoint.get("interface", "public") == "public":
+                return url.rstrip("/").removesuffix(f"/{project_id}").removesuffix("/v1")
+    return None

@@ -1,0 +1,227 @@
+"""The one error vocabulary of csbs-trigger.
+
+Every failure a trigger can meet ends as a ``TriggerError`` carrying exactly one ``Category``::
+
+    TriggerError                 base: category, retryable, http_status, code, message
+    ├── InvalidEventError        the event could not be understood (invalid_event)
+    ├── ConfigError              the deployment or the secret is wrong (config_error)
+    └── UpstreamError            IAM or CSBS said no, or could not be reached (every other category)
+
+``classify_error_answer`` is the only place that turns an HTTP status and an upstream error code
+into a category; adapters translate transport failures with ``UpstreamError.timeout`` and
+``UpstreamError.network``.
+"""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+from typing import Any
+
+MAX_MESSAGE_LENGTH = 300
+
+
+class Category(StrEnum):
+    """What went wrong, in words an operator can act on."""
+
+    INVALID_EVENT = "invalid_event"
+    CONFIG_ERROR = "config_error"
+    AUTH_FAILED = "auth_failed"
+    FORBIDDEN = "forbidden"
+    NOT_FOUND = "not_found"
+    INVALID_REQUEST = "invalid_request"
+    BUSY = "busy"
+    THROTTLED = "throttled"
+    SERVER_ERROR = "server_error"
+    UNAVAILABLE = "unavailable"
+    TIMEOUT = "timeout"
+    NETWORK = "network"
+    BAD_RESPONSE = "bad_response"
+
+    @property
+    def retryable(self) -> bool:
+        """Whether the same trigger may succeed later without anybody changing anything."""
+        return self in _RETRYABLE
+
+
+_RETRYABLE = frozenset(
+    {
+        Category.BUSY,
+        Category.THROTTLED,
+        Category.SERVER_ERROR,
+        Category.UNAVAILABLE,
+        Category.TIMEOUT,
+        Category.NETWORK,
+    }
+)
+
+# Upstream codes decide before the HTTP status: CSBS answers several "busy" and one permanent
+# condition with a 500 (see shared/reference/csbs-facts.md).
+_CATEGORY_BY_CODE: dict[str, Category] = {
+    "CSBS.1001": Category.BUSY,
+    "CSBS.6030": Category.BUSY,
+    "CSBS.2003": Category.BUSY,
+    "CSBS.2004": Category.BUSY,
+    "CSBS.6032": Category.INVALID_REQUEST,
+    "CSBS.3000": Category.NOT_FOUND,
+    "CSBS.9001": Category.INVALID_REQUEST,
+    "CSBS.9006": Category.INVALID_REQUEST,
+    "CSBS.9009": Category.FORBIDDEN,
+    "CSBS.9998": Category.SERVER_ERROR,
+    "CSBS.9999": Category.SERVER_ERROR,
+    "APIG.0301": Category.AUTH_FAILED,
+    "APIGW.0301": Category.AUTH_FAILED,
+    "APIG.0308": Category.THROTTLED,
+    "APIGW.0308": Category.THROTTLED,
+    "BackupService.4008": Category.FORBIDDEN,
+}
+
+_CATEGORY_BY_STATUS: dict[int, Category] = {
+    400: Category.INVALID_REQUEST,
+    401: Category.AUTH_FAILED,
+    403: Category.FORBIDDEN,
+    404: Category.NOT_FOUND,
+    408: Category.TIMEOUT,
+    429: Category.THROTTLED,
+    500: Category.SERVER_ERROR,
+    502: Category.UNAVAILABLE,
+    503: Category.UNAVAILABLE,
+    504: Category.UNAVAILABLE,
+}
+
+
+def truncate(text: str, limit: int = MAX_MESSAGE_LENGTH) -> str:
+    """Cut upstream text to a length that fits a log line and a notification."""
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class TriggerError(Exception):
+    """A classified failure: what the notification's ``error`` object is made of."""
+
+    category: Category = Category.SERVER_ERROR
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        category: Category | None = None,
+        http_status: int | None = None,
+        code: str | None = None,
+        request_id: str | None = None,
+    ) -> None:
+        self.message = truncate(message)
+        if category is not None:
+            self.category = category
+        self.http_status = http_status
+        self.code = code
+        self.request_id = request_id
+        self.attempts = 0  # CSBS calls made before this error; set by the client
+        super().__init__(self.message)
+
+    @property
+    def retryable(self) -> bool:
+        return self.category.retryable
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "category": self.category.value,
+            "retryable": self.retryable,
+            "http_status": self.http_status,
+            "code": self.code,
+            "message": self.message,
+            "request_id": self.request_id,
+        }
+
+
+class InvalidEventError(TriggerError):
+    """The event is not a trigger this function understands; nothing was sent anywhere."""
+
+    category = Category.INVALID_EVENT
+
+
+class ConfigError(TriggerError):
+    """The function's environment or its cloud secret is incomplete or malformed."""
+
+    category = Category.CONFIG_ERROR
+
+
+class UpstreamError(TriggerError):
+    """IAM or CSBS refused the request, answered nonsense, or could not be reached."""
+
+    @classmethod
+    def timeout(cls, what: str) -> UpstreamError:
+        return cls(f"{what} did not answer in time", category=Category.TIMEOUT)
+
+    @classmethod
+    def network(cls, what: str, exc: BaseException) -> UpstreamError:
+        # Only the exception's type: its text can hold a whole URL with query parameters.
+        return cls(f"{what} could not be reached ({type(exc).__name__})", category=Category.NETWORK)
+
+    @classmethod
+    def bad_response(cls, message: str, *, http_status: int | None = None) -> UpstreamError:
+        return cls(message, category=Category.BAD_RESPONSE, http_status=http_status)
+
+
+def classify(http_status: int, code: str | None) -> Category:
+    """Map an upstream error answer to its category: the code first, then the HTTP status."""
+    if code in _CATEGORY_BY_CODE:
+        return _CATEGORY_BY_CODE[code]
+    if http_status in _CATEGORY_BY_STATUS:
+        return _CATEGORY_BY_STATUS[http_status]
+    return Category.SERVER_ERROR if http_status >= 500 else Category.INVALID_REQUEST
+
+
+def classify_error_answer(
+    what: str, http_status: int, body: bytes, headers: dict[str, str] | None = None
+) -> UpstreamError:
+    """Turn a non-2xx answer from IAM or CSBS into a classified error."""
+    code, message, request_id = parse_error_body(body)
+    if request_id is None and headers:
+        request_id = headers.get("X-Request-Id") or headers.get("X-Openstack-Request-Id")
+    return UpstreamError(
+        f"{what} answered HTTP {http_status}: {message or 'no error message'}",
+        category=classify(http_status, code),
+        http_status=http_status,
+        code=code,
+        request_id=request_id,
+    )
+
+
+_CODE_KEYS = ("error_code", "errorCode", "code")
+_MESSAGE_KEYS = ("error_msg", "errorMsg", "message", "msg")
+
+
+def parse_error_body(body: bytes) -> tuple[str | None, str, str | None]:
+    """Read (code, message, request_id) from any of the error shapes CSBS and its gateway use.
+
+    Documented: ``{"error_code", "error_msg"}``; also seen: ``errorCode``/``errorMsg``,
+    ``code``/``message``, the same nested one level deep (Karbor's ``{"badRequest": {...}}``,
+    ``{"error": {...}}``), and bodies that are not JSON at all.
+    """
+    text = body.decode("utf-8", errors="replace")
+    try:
+        document = json.loads(text)
+    except ValueError:
+        return None, truncate(text), None
+    if not isinstance(document, dict):
+        return None, truncate(text), None
+    candidates = [document] + [value for value in document.values() if isinstance(value, dict)]
+    for candidate in candidates:
+        code = _first_text(candidate, _CODE_KEYS)
+        message = _first_text(candidate, _MESSAGE_KEYS)
+        if code is not None or message is not None:
+            request_id = _first_text(candidate, ("request_id",)) or _first_text(
+                document, ("request_id",)
+            )
+            return code, truncate(message or ""), request_id
+    return None, truncate(text), None
+
+
+def _first_text(mapping: dict[str, Any], keys: tuple[str, ...]) -> str | None:
+    for key in keys:
+        value = mapping.get(key)
+        # Karbor puts the HTTP status in "code" as a number: that is no upstream code.
+        if isinstance(value, str) and value:
+            return value
+    return None

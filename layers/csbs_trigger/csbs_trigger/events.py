@@ -1,0 +1,186 @@
+"""Turn scheduled, EventBridge and direct events into validated backup requests.
+
+Accepted shapes (all validated before any network call):
+
+* a plan: ``{"plan_id": ..., "resources": [...], "auto_trigger": false}`` (the last two
+  optional), optionally with ``schedule_arn`` and ``scheduled_time`` (EventBridge Scheduler
+  context attributes);
+* a batch: ``{"plans": [<plan>, ...]}`` with the same optional schedule keys;
+* an EventBridge event whose ``detail`` is either of the above.
+
+A bad plan inside a batch rejects only that plan: the others still run.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from csbs_trigger.errors import InvalidEventError
+from csbs_trigger.models import BackupRequest, Trigger
+
+MAX_PLANS_PER_EVENT = 20
+MAX_RESOURCES_PER_PLAN = 100
+# CSBS ids are UUIDs; accept any short id of that alphabet so other clouds' ids still pass.
+_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
+_MAX_SCHEDULE_FIELD_LENGTH = 512
+
+_PLAN_KEYS = frozenset({"plan_id", "resources", "auto_trigger"})
+_SCHEDULE_KEYS = frozenset({"schedule_arn", "scheduled_time"})
+_BATCH_KEYS = frozenset({"plans"}) | _SCHEDULE_KEYS
+_EVENTBRIDGE_KEYS = frozenset({"detail-type", "source", "detail"})
+
+
+@dataclass(frozen=True)
+class RejectedPlan:
+    """A plan (or a whole event) that failed validation, with what could be read of it."""
+
+    error: InvalidEventError
+    plan_id: str | None = None
+
+
+PlanItem = BackupRequest | RejectedPlan
+
+
+@dataclass(frozen=True)
+class ParsedEvent:
+    trigger: Trigger
+    items: tuple[PlanItem, ...]
+
+
+def parse_event(event: Any, *, request_id: str | None = None) -> ParsedEvent:
+    """Read an invocation event; ``request_id`` names direct invocations that carry no id."""
+    if isinstance(event, Mapping) and event.keys() >= _EVENTBRIDGE_KEYS:
+        trigger = Trigger(source="eventbridge", id=_optional_text(event.get("id")))
+        return ParsedEvent(trigger, _parse_payload(event["detail"], where="detail"))
+    items = _parse_payload(event, where="event")
+    schedule_key = _schedule_key(event) if isinstance(event, Mapping) else None
+    if schedule_key:
+        return ParsedEvent(Trigger(source="schedule", id=schedule_key), items)
+    return ParsedEvent(Trigger(source="direct", id=request_id), items)
+
+
+def _parse_payload(payload: Any, *, where: str) -> tuple[PlanItem, ...]:
+    try:
+        if not isinstance(payload, Mapping):
+            raise InvalidEventError(f"{where} must be a JSON object, got {_kind(payload)}")
+        if "plans" in payload:
+            _reject_unknown_keys(payload, _BATCH_KEYS, where)
+            _check_schedule_fields(payload, where)
+            return _parse_batch(payload["plans"], where=f"{where}.plans")
+        _check_schedule_fields(payload, where)
+        return (_parse_plan(payload, where=where, allowed=_PLAN_KEYS | _SCHEDULE_KEYS),)
+    except InvalidEventError as error:
+        return (_rejected(error, payload),)
+
+
+def _parse_batch(plans: Any, *, where: str) -> tuple[PlanItem, ...]:
+    if not isinstance(plans, list) or not plans:
+        raise InvalidEventError(f"{where} must be a non-empty list of plans")
+    if len(plans) > MAX_PLANS_PER_EVENT:
+        raise InvalidEventError(
+            f"{where} holds {len(plans)} plans; at most {MAX_PLANS_PER_EVENT} per event"
+        )
+    items: list[PlanItem] = []
+    for index, plan in enumerate(plans):
+        try:
+            if not isinstance(plan, Mapping):
+                raise InvalidEventError(f"{where}[{index}] must be an object, got {_kind(plan)}")
+            items.append(_parse_plan(plan, where=f"{where}[{index}]", allowed=_PLAN_KEYS))
+        except InvalidEventError as error:
+            items.append(_rejected(error, plan))
+    return tuple(items)
+
+
+def _rejected(error: InvalidEventError, plan: Any) -> RejectedPlan:
+    """Keep the plan id of a rejected plan when it is readable, so the notification names it."""
+    plan_id = plan.get("plan_id") if isinstance(plan, Mapping) else None
+    return RejectedPlan(error, plan_id if _is_id(plan_id) else None)
+
+
+def _parse_plan(plan: Mapping[str, Any], *, where: str, allowed: frozenset[str]) -> BackupRequest:
+    plan_id = plan.get("plan_id")
+    if plan_id is None:
+        unknown = _unknown_keys(plan, allowed)
+        raise InvalidEventError(
+            f"{where}.plan_id is missing" + (f" (unknown keys: {unknown})" if unknown else "")
+        )
+    _reject_unknown_keys(plan, allowed, where)
+    _check_id(plan_id, f"{where}.plan_id")
+
+    resources = plan.get("resources")
+    if resources is not None:
+        if not isinstance(resources, list):
+            raise InvalidEventError(f"{where}.resources must be a list of resource ids")
+        if len(resources) > MAX_RESOURCES_PER_PLAN:
+            raise InvalidEventError(
+                f"{where}.resources holds {len(resources)} ids; at most {MAX_RESOURCES_PER_PLAN}"
+            )
+        for index, resource in enumerate(resources):
+            _check_id(resource, f"{where}.resources[{index}]")
+        if len(set(resources)) != len(resources):
+            raise InvalidEventError(f"{where}.resources lists a resource id twice")
+
+    auto_trigger = plan.get("auto_trigger")
+    if auto_trigger is not None and not isinstance(auto_trigger, bool):
+        raise InvalidEventError(f"{where}.auto_trigger must be true or false")
+
+    return BackupRequest(
+        plan_id=plan_id,
+        resources=None if resources is None else tuple(resources),
+        auto_trigger=auto_trigger,
+    )
+
+
+def _schedule_key(payload: Mapping[str, Any]) -> str | None:
+    """The schedule and its scheduled time: what names one firing across Scheduler's retries."""
+    arn, scheduled_time = payload.get("schedule_arn"), payload.get("scheduled_time")
+    if isinstance(arn, str) and arn and isinstance(scheduled_time, str) and scheduled_time:
+        return f"{arn}#{scheduled_time}"
+    return _optional_text(arn)
+
+
+def _check_schedule_fields(payload: Mapping[str, Any], where: str) -> None:
+    for key in sorted(_SCHEDULE_KEYS & payload.keys()):
+        value = payload[key]
+        if not isinstance(value, str) or not 0 < len(value) <= _MAX_SCHEDULE_FIELD_LENGTH:
+            raise InvalidEventError(
+                f"{where}.{key} must be a string of 1 to {_MAX_SCHEDULE_FIELD_LENGTH} characters"
+            )
+
+
+def _reject_unknown_keys(payload: Mapping[str, Any], allowed: frozenset[str], where: str) -> None:
+    unknown = _unknown_keys(payload, allowed)
+    if unknown:
+        raise InvalidEventError(
+            f"{where} has unknown keys {unknown}; allowed: {', '.join(sorted(allowed))}"
+        )
+
+
+def _unknown_keys(payload: Mapping[str, Any], allowed: frozenset[str]) -> str:
+    unknown = sorted(str(key) for key in payload.keys() - allowed)
+    return ", ".join(repr(key[:40]) for key in unknown[:5])
+
+
+def _check_id(value: Any, where: str) -> None:
+    if not _is_id(value):
+        raise InvalidEventError(
+            f"{where} must be an id of 1 to 64 letters, digits, '-' or '_', got {_kind(value)}"
+        )
+
+
+def _is_id(value: Any) -> bool:
+    return isinstance(value, str) and _ID_PATTERN.fullmatch(value) is not None
+
+
+def _kind(value: Any) -> str:
+    """Describe a bad value without echoing it: events may carry anything."""
+    if isinstance(value, str):
+        return f"a string of {len(value)} characters"
+    return "null" if value is None else type(value).__name__
+
+
+def _optional_text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None

@@ -1,0 +1,140 @@
+"""Typed requests and answers of the CSBS "Executing a Backup Policy" call.
+
+Parsing is lenient where real servers drift from the API page (``extra_info`` as a JSON string,
+numbers as floats or strings, unknown fields) and strict only where a missing value would make the
+answer useless: a checkpoint without an id.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from csbs_trigger.errors import UpstreamError
+
+DEFAULT_PROVIDER_ID = "fc4d5750-22e7-4798-8a46-f48f62c4c1da"
+
+
+@dataclass(frozen=True)
+class BackupRequest:
+    """One execution of one backup policy, as a trigger asked for it."""
+
+    plan_id: str
+    resources: tuple[str, ...] | None = None
+    auto_trigger: bool | None = None
+
+    def parameters(self) -> dict[str, Any]:
+        """The mandatory ``parameters`` object, holding only what the trigger gave."""
+        parameters: dict[str, Any] = {}
+        if self.auto_trigger is not None:
+            parameters["auto_trigger"] = self.auto_trigger
+        if self.resources is not None:
+            parameters["resources"] = list(self.resources)
+        return parameters
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "plan_id": self.plan_id,
+            "resources": None if self.resources is None else list(self.resources),
+            "auto_trigger": self.auto_trigger,
+        }
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """Who fired this run: ``source`` is schedule, eventbridge or direct; ``id`` traces it back."""
+
+    source: str
+    id: str | None
+
+
+@dataclass(frozen=True)
+class ProtectedResource:
+    id: str
+    type: str | None
+    name: str | None
+    extra_info: Any
+
+
+@dataclass(frozen=True)
+class ProtectionPlan:
+    id: str | None
+    name: str | None
+    resources: tuple[ProtectedResource, ...]
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """The backup record CSBS created; its status starts as ``protecting``."""
+
+    id: str
+    status: str | None
+    created_at: str | None
+    project_id: str | None
+    resource_graph: str | None
+    protection_plan: ProtectionPlan | None
+    extra_info: Any
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def parse_checkpoint_answer(document: Any) -> Checkpoint:
+    """Build a ``Checkpoint`` from the decoded 200 answer, or raise ``bad_response``."""
+    checkpoint = document.get("checkpoint") if isinstance(document, dict) else None
+    if not isinstance(checkpoint, dict):
+        raise UpstreamError.bad_response("CSBS answered 200 without a checkpoint object")
+    checkpoint_id = _text(checkpoint.get("id"))
+    if not checkpoint_id:
+        raise UpstreamError.bad_response("CSBS answered 200 without a checkpoint id")
+    plan = checkpoint.get("protection_plan")
+    return Checkpoint(
+        id=checkpoint_id,
+        status=_text(checkpoint.get("status")),
+        created_at=_text(checkpoint.get("created_at")),
+        project_id=_text(checkpoint.get("project_id")),
+        resource_graph=_text(checkpoint.get("resource_graph")),
+        protection_plan=_parse_plan(plan) if isinstance(plan, dict) else None,
+        extra_info=decode_extra_info(checkpoint.get("extra_info")),
+    )
+
+
+def _parse_plan(plan: dict[str, Any]) -> ProtectionPlan:
+    resources = plan.get("resources")
+    return ProtectionPlan(
+        id=_text(plan.get("id")),
+        name=_text(plan.get("name")),
+        resources=tuple(
+            ProtectedResource(
+                id=_text(item.get("id")) or "",
+                type=_text(item.get("type")),
+                name=_text(item.get("name")),
+                extra_info=decode_extra_info(item.get("extra_info")),
+            )
+            for item in (resources if isinstance(resources, list) else [])
+            if isinstance(item, dict)
+        ),
+    )
+
+
+def decode_extra_info(value: Any) -> Any:
+    """Real answers carry ``extra_info`` as a JSON string; decode it where it holds an object."""
+    if isinstance(value, str):
+        try:
+            decoded = json.loads(value)
+        except ValueError:
+            return value
+        return decoded if isinstance(decoded, dict) else value
+    return value
+
+
+def _text(value: Any) -> str | None:
+    """A string field that may arrive as a number (or a bool) in real answers."""
+    if value is None or isinstance(value, (dict, list)):
+        return None
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)

@@ -1,0 +1,55 @@
+"""The function's configuration, read from the environment once per container."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from csbs_trigger.errors import ConfigError
+from csbs_trigger.models import DEFAULT_PROVIDER_ID
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Names match template.yaml's environment; tests read them from there.
+
+    Without a topic nothing can be reported, so its absence fails the invocation; a missing
+    secret id is reported as a ``config_error`` notification when a plan needs it.
+    """
+
+    topic_arn: str
+    secret_id: str | None
+    provider_id: str = DEFAULT_PROVIDER_ID
+    secret_max_age_seconds: float = 300.0
+    connect_timeout_seconds: float = 3.05
+    read_timeout_seconds: float = 20.0
+    max_concurrency: int = 4
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        if not env.get("NOTIFICATION_TOPIC_ARN"):
+            raise ConfigError("environment variable NOTIFICATION_TOPIC_ARN is not set")
+        return cls(
+            topic_arn=env["NOTIFICATION_TOPIC_ARN"],
+            secret_id=env.get("CSBS_SECRET_ID") or None,
+            provider_id=env.get("CSBS_PROVIDER_ID") or DEFAULT_PROVIDER_ID,
+            secret_max_age_seconds=_number(env, "SECRET_MAX_AGE_SECONDS", 300.0, 0, 3600),
+            connect_timeout_seconds=_number(env, "CSBS_CONNECT_TIMEOUT_SECONDS", 3.05, 0.1, 30),
+            read_timeout_seconds=_number(env, "CSBS_READ_TIMEOUT_SECONDS", 20.0, 0.1, 300),
+            max_concurrency=int(_number(env, "MAX_CONCURRENCY", 4, 1, 16)),
+        )
+
+
+def _number(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:
+    raw = env.get(name)
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"environment variable {name} is not a number") from None
+    if not low <= value <= high:
+        raise ConfigError(f"environment variable {name} must be between {low:g} and {high:g}")
+    return value

@@ -1,0 +1,70 @@
+"""HTTP adapter for IAM and CSBS: timeouts always set, transport failures classified.
+
+The rest of the package never sees a ``requests`` exception.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+from requests.structures import CaseInsensitiveDict
+from urllib3 import exceptions as urllib3_errors
+
+from csbs_trigger.errors import UpstreamError, classify_error_answer
+
+MAX_ANSWER_BYTES = 1 << 20
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A complete HTTP answer: status, headers and at most ``MAX_ANSWER_BYTES`` of body."""
+
+    what: str
+    status: int
+    headers: CaseInsensitiveDict[str]
+    body: bytes
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
+    def json(self) -> Any:
+        try:
+            return json.loads(self.body)
+        except ValueError:
+            raise UpstreamError.bad_response(
+                f"{self.what} answered HTTP {self.status} with a body that is not JSON",
+                http_status=self.status,
+            ) from None
+
+    def error(self) -> UpstreamError:
+        return classify_error_answer(self.what, self.status, self.body, dict(self.headers))
+
+
+def send(
+    session: requests.Session,
+    request: requests.PreparedRequest,
+    *,
+    what: str,
+    timeouts: tuple[float, float],
+) -> Answer:
+    """Send ``request`` and read its whole answer, translating every transport failure."""
+    try:
+        with session.send(
+            request, timeout=timeouts, stream=True, allow_redirects=False
+        ) as response:
+            body = response.raw.read(MAX_ANSWER_BYTES + 1, decode_content=True)
+            status, headers = response.status_code, response.headers
+    # Reading the streamed body raises urllib3's own errors, which requests does not wrap.
+    except (requests.Timeout, urllib3_errors.TimeoutError):
+        raise UpstreamError.timeout(what) from None
+    except (requests.RequestException, urllib3_errors.HTTPError, OSError) as exc:
+        raise UpstreamError.network(what, exc) from None
+    if len(body) > MAX_ANSWER_BYTES:
+        raise UpstreamError.bad_response(
+            f"{what} answered with more than 1 MiB", http_status=status
+        )
+    return Answer(what=what, status=status, headers=headers, body=body)

@@ -1,0 +1,120 @@
+"""Local AWS: moto in server mode on loopback, reached by boto3 through ``AWS_ENDPOINT_URL``.
+
+Nothing is patched: the code under test builds its clients as it does in Lambda.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+import requests
+from moto.server import ThreadedMotoServer
+
+REGION = "eu-central-1"
+
+
+@dataclass(frozen=True)
+class Delivered:
+    """One notification as an SQS subscriber of the topic receives it."""
+
+    subject: str | None
+    message: dict[str, Any]
+    raw_message: str
+    attributes: dict[str, str]
+
+
+class Inbox:
+    """An SQS queue subscribed to the notification topic."""
+
+    def __init__(self, sqs: Any, queue_url: str) -> None:
+        self._sqs = sqs
+        self._queue_url = queue_url
+
+    def drain(self) -> list[Delivered]:
+        delivered: list[Delivered] = []
+        while True:
+            answer = self._sqs.receive_message(
+                QueueUrl=self._queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0
+            )
+            messages = answer.get("Messages", [])
+            if not messages:
+                return delivered
+            for message in messages:
+                envelope = json.loads(message["Body"])
+                delivered.append(
+                    Delivered(
+                        subject=envelope.get("Subject"),
+                        message=json.loads(envelope["Message"]),
+                        raw_message=envelope["Message"],
+                        attributes={
+                            name: value["Value"]
+                            for name, value in envelope.get("MessageAttributes", {}).items()
+                        },
+                    )
+                )
+                self._sqs.delete_message(
+                    QueueUrl=self._queue_url, ReceiptHandle=message["ReceiptHandle"]
+                )
+
+
+class LocalAws:
+    def __init__(self) -> None:
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+
+    def __enter__(self) -> LocalAws:
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per AWS call otherwise
+        self._server.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._server.stop()
+
+    @property
+    def endpoint_url(self) -> str:
+        host, port = self._server.get_host_and_port()
+        return f"http://{host}:{port}"
+
+    def env(self) -> dict[str, str]:
+        """What a process needs in its environment to use this local AWS."""
+        return {
+            "AWS_ENDPOINT_URL": self.endpoint_url,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_SESSION_TOKEN": "testing",
+            "AWS_DEFAULT_REGION": REGION,
+        }
+
+    def client(self, service: str) -> Any:
+        env = self.env()
+        return boto3.session.Session().client(
+            service,  # type: ignore[call-overload]
+            endpoint_url=env["AWS_ENDPOINT_URL"],
+            region_name=REGION,
+            aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+        )
+
+    def reset(self) -> None:
+        requests.post(f"{self.endpoint_url}/moto-api/reset", timeout=5).raise_for_status()
+
+    def create_secret(self, name: str, value: dict[str, Any] | str) -> str:
+        text = value if isinstance(value, str) else json.dumps(value)
+        return str(self.client("secretsmanager").create_secret(Name=name, SecretString=text)["ARN"])
+
+    def update_secret(self, secret_id: str, value: dict[str, Any] | str) -> None:
+        text = value if isinstance(value, str) else json.dumps(value)
+        self.client("secretsmanager").put_secret_value(SecretId=secret_id, SecretString=text)
+
+    def topic_with_inbox(self, name: str) -> tuple[str, Inbox]:
+        sns, sqs = self.client("sns"), self.client("sqs")
+        topic_arn = sns.create_topic(Name=name)["TopicArn"]
+        queue_url = sqs.create_queue(QueueName=f"{name}-inbox")["QueueUrl"]
+        queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
+            "Attributes"
+        ]["QueueArn"]
+        sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn)
+        return str(topic_arn), Inbox(sqs, queue_url)

@@ -1,0 +1,124 @@
+"""Run the scheduled-backup function locally: no AWS account, no cloud account, no Docker.
+
+Starts the CSBS + IAM stand-in and a local AWS (moto server) on 127.0.0.1, stores a cloud
+secret, creates the notification topic with a subscribed queue, then feeds the ``events/``
+samples to the handler as Lambda would (event + context) and prints what was published.
+
+    make run                      # every sample
+    make run EVENTS=events/batch.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+from support.lambda_context import FakeLambdaContext
+from support.local_aws import Delivered, LocalAws
+from support.standin import CsbsStandIn
+
+ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_EVENTS = ["schedule.json", "eventbridge.json", "batch.json", "direct.json", "invalid.json"]
+
+# The plans and servers the sample events name, as the stand-in's project holds them.
+SAMPLE_PLANS = {
+    "62171999-3df1-42f7-9513-6f9b1bea4744": (
+        "nightly-app-servers",
+        {
+            "7a32a8b5-7977-4e24-b5da-e0eb457db75b": "app-server-1",
+            "b2b433bf-7dd6-4a74-aa8f-85673dfbda48": "app-server-2",
+        },
+    ),
+    "6a6cda7e-7b89-4b14-8e5c-3b6821a97d2c": (
+        "backup",
+        {"1c960fe4-e679-421a-97cd-4f7463d2344b": "server0"},
+    ),
+}
+# The direct sample runs while a backup of its plan is still executing, to show a failure.
+BUSY_FOR_DIRECT_SAMPLE = "CSBS.1001"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("events", nargs="*", help="event files (default: the samples in events/)")
+    parser.add_argument(
+        "--logs", action="store_true", help="show the function's INFO log lines too"
+    )
+    parser.add_argument(
+        "--full", action="store_true", help="print each notification's whole message"
+    )
+    args = parser.parse_args(argv)
+    event_files = [Path(name) for name in args.events] or [
+        ROOT / "events" / name for name in DEFAULT_EVENTS
+    ]
+
+    with CsbsStandIn() as standin, LocalAws() as aws:
+        for plan_id, (name, servers) in SAMPLE_PLANS.items():
+            standin.add_plan(plan_id, name, servers)
+        secret_arn = aws.create_secret("csbs-trigger/cloud", standin.cloud_secret())
+        topic_arn, inbox = aws.topic_with_inbox("csbs-trigger-notifications")
+        os.environ.update(aws.env())
+        os.environ.update(
+            {
+                "CSBS_SECRET_ID": secret_arn,
+                "NOTIFICATION_TOPIC_ARN": topic_arn,
+                "POWERTOOLS_LOG_LEVEL": "INFO" if args.logs else "WARNING",
+            }
+        )
+        print(f"CSBS/IAM stand-in on {standin.url}, local AWS on {aws.endpoint_url}\n")
+        function = importlib.import_module("scheduled_backup")
+
+        for path in event_files:
+            event = json.loads(path.read_text())
+            busy = path.name == "direct.json" and not args.events
+            for plan_id in SAMPLE_PLANS:
+                standin.plans[plan_id].busy_code = BUSY_FOR_DIRECT_SAMPLE if busy else None
+            print(
+                f"=== {path.name}"
+                + ("  (a manual backup of the plan is still running)" if busy else "")
+            )
+            sys.stdout.flush()
+            result = function.handler(event, FakeLambdaContext())
+            print(f"handler returned: {json.dumps(result)}")
+            for delivered in inbox.drain():
+                _print_notification(delivered, full=args.full)
+            print()
+        print(
+            f"IAM token requests: {len(standin.calls('iam'))}, "
+            f"CSBS checkpoint requests: {len(standin.calls('csbs'))}"
+        )
+    return 0
+
+
+def _print_notification(delivered: Delivered, *, full: bool) -> None:
+    message: dict[str, Any] = delivered.message
+    print(f"  SNS [{message['outcome']}] {delivered.subject}")
+    print(f"      attributes {json.dumps(delivered.attributes, sort_keys=True)}")
+    if full:
+        for line in json.dumps(message, indent=2).splitlines():
+            print(f"      {line}")
+        return
+    trigger = message["trigger"]
+    print(f"      trigger {trigger['source']} {trigger['id']}")
+    print(f"      attempts {message['attempts']}, {message['duration_ms']} ms")
+    checkpoint = message["checkpoint"]
+    if checkpoint:
+        servers = [
+            item["name"] for item in (checkpoint["protection_plan"] or {}).get("resources", [])
+        ]
+        print(f"      checkpoint {checkpoint['id']} {checkpoint['status']}")
+        print(f"      created_at {checkpoint['created_at']}, servers {', '.join(servers)}")
+        print(f"      extra_info {json.dumps(checkpoint['extra_info'])}")
+    if message["error"]:
+        print(f"      error {json.dumps(message['error'])}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,420 @@
+"""A CSBS + IAM stand-in: a real HTTP server on 127.0.0.1 that enforces the API contract.
+
+It serves Keystone's ``POST /v3/auth/tokens`` and CSBS's
+``POST /v1/{project_id}/providers/{provider_id}/checkpoints``, checks what a real server checks
+(token, project, provider, content type, body shape, plan and resources), answers as real servers
+do (``extra_info`` as a JSON string, microsecond timestamps without a zone), records every request,
+and can be told to fail the next requests in any way the client must survive.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import socket
+import struct
+import threading
+import uuid
+from collections import deque
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+PROVIDER_ID = "fc4d5750-22e7-4798-8a46-f48f62c4c1da"
+PROJECT_ID = "b942cc8342734d15bcb246babb1953cf"
+PROJECT_NAME = "eu-de_backups"
+DOMAIN_NAME = "OTC-EU-DE-00000000001000000001"
+USERNAME = "backup-operator"
+PASSWORD = "s3cr3t-Passw0rd-for-standin"  # test-only; checked never to leave the function
+
+
+@dataclass
+class Plan:
+    name: str
+    resources: dict[str, str]  # id -> server name
+    busy_code: str | None = None  # e.g. "CSBS.1001" while a backup of the plan is running
+
+
+@dataclass
+class Fault:
+    """What the next matching request gets instead of the real answer."""
+
+    status: int = 500
+    body: bytes | dict[str, Any] | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+    delay_seconds: float = 0.0  # answer late: past the client's read timeout
+    reset: bool = False  # start the answer, then reset the connection mid-body
+
+
+@dataclass(frozen=True)
+class Recorded:
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]
+    body: bytes
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class CsbsStandIn:
+    """Start with ``with CsbsStandIn() as standin:``; ``standin.url`` is its base URL."""
+
+    def __init__(self, *, token_lifetime: timedelta = timedelta(hours=24)) -> None:
+        self.token_lifetime = token_lifetime
+        self.plans: dict[str, Plan] = {}
+        self.requests: list[Recorded] = []
+        self._faults: dict[str, deque[Fault]] = {"iam": deque(), "csbs": deque()}
+        self._tokens: dict[str, datetime] = {}
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        self._server.daemon_threads = True
+        self._server.standin = self  # type: ignore[attr-defined]
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    # -- life cycle -------------------------------------------------------------------------
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> CsbsStandIn:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._server.shutdown()
+        self._server.server_close()
+
+    def __enter__(self) -> CsbsStandIn:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    # -- set-up -----------------------------------------------------------------------------
+    def add_plan(self, plan_id: str, name: str, resources: dict[str, str]) -> None:
+        self.plans[plan_id] = Plan(name=name, resources=dict(resources))
+
+    def fail_next(self, route: str, *faults: Fault) -> None:
+        """Queue faults for the next requests to ``route`` ("iam" or "csbs"), in order."""
+        with self._lock:
+            self._faults[route].extend(faults)
+
+    def revoke_tokens(self) -> None:
+        """As when a password changes: every issued token is refused from now on."""
+        with self._lock:
+            self._tokens.clear()
+
+    def cloud_secret(self, **overrides: Any) -> dict[str, Any]:
+        """A cloud secret that authenticates against this stand-in."""
+        secret: dict[str, Any] = {
+            "auth_url": f"{self.url}/v3",
+            "username": USERNAME,
+            "password": PASSWORD,
+            "user_domain_name": DOMAIN_NAME,
+            "project_id": PROJECT_ID,
+            "csbs_endpoint": self.url,
+        }
+        secret.update(overrides)
+        return {key: value for key, value in secret.items() if value is not None}
+
+    # -- inspection -------------------------------------------------------------------------
+    def calls(self, route: str) -> list[Recorded]:
+        prefix = "/v3/" if route == "iam" else "/v1/"
+        with self._lock:
+            return [request for request in self.requests if request.path.startswith(prefix)]
+
+    def issued_tokens(self) -> list[str]:
+        with self._lock:
+            return list(self._tokens)
+
+    # -- used by the handler ------------------------------------------------------------------
+    def _record(self, request: Recorded) -> Fault | None:
+        route = "iam" if request.path.startswith("/v3/") else "csbs"
+        with self._lock:
+            self.requests.append(request)
+            return self._faults[route].popleft() if self._faults[route] else None
+
+    def _issue_token(self) -> tuple[str, datetime]:
+        token = "MIIT" + secrets.token_urlsafe(48)
+        expires_at = datetime.now(UTC) + self.token_lifetime
+        with self._lock:
+            self._tokens[token] = expires_at
+        return token, expires_at
+
+    def _token_valid(self, token: str | None) -> bool:
+        with self._lock:
+            expires_at = self._tokens.get(token or "")
+        return expires_at is not None and expires_at > datetime.now(UTC)
+
+
+Answer = tuple[int, dict[str, Any] | bytes, dict[str, str]]
+
+
+def _csbs_error(status: int, code: str, message: str) -> Answer:
+    return status, {"error_code": code, "error_msg": message, "request_id": uuid.uuid4().hex}, {}
+
+
+def _bad_request(message: str) -> Answer:
+    # Karbor's own validation answers in this nested shape.
+    return 400, {"badRequest": {"code": 400, "message": message}}, {}
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "csbs-standin/1"
+
+    def log_message(self, format: str, *args: Any) -> None:  # keep test output quiet
+        pass
+
+    @property
+    def standin(self) -> CsbsStandIn:
+        return self.server.standin  # type: ignore[attr-defined,no-any-return]
+
+    def do_GET(self) -> None:
+        self._serve()
+
+    def do_POST(self) -> None:
+        self._serve()
+
+    def _serve(self) -> None:
+        parts = urlsplit(self.path)
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        recorded = Recorded(
+            method=self.command,
+            path=parts.path,
+            query=parse_qs(parts.query, keep_blank_values=True),
+            headers={name: value for name, value in self.headers.items()},
+            body=body,
+        )
+        fault = self.standin._record(recorded)
+        if fault is not None:
+            self._inject(fault)
+            return
+        if parts.path == "/v3/auth/tokens" and self.command == "POST":
+            answer = self._tokens(recorded)
+        elif parts.path.startswith("/v1/"):
+            answer = self._checkpoints(recorded)
+        else:
+            answer = 404, {"error_code": "APIGW.0101", "error_msg": "API not found"}, {}
+        self._send(*answer)
+
+    # -- IAM --------------------------------------------------------------------------------
+    def _tokens(self, request: Recorded) -> Answer:
+        unauthorized: Answer = (
+            401,
+            {
+                "error": {
+                    "code": 401,
+                    "title": "Unauthorized",
+                    "message": "The request you have made requires authentication.",
+                }
+            },
+            {},
+        )
+        try:
+            auth = request.json()["auth"]
+            identity = auth["identity"]
+            user = identity["password"]["user"]
+            project = auth["scope"]["project"]
+        except (ValueError, KeyError, TypeError):
+            return (
+                400,
+                {"error": {"code": 400, "title": "Bad Request", "message": "Invalid auth body"}},
+                {},
+            )
+        if identity.get("methods") != ["password"]:
+            return unauthorized
+        if (user.get("name"), user.get("password"), (user.get("domain") or {}).get("name")) != (
+            USERNAME,
+            PASSWORD,
+            DOMAIN_NAME,
+        ):
+            return unauthorized
+        if project.get("id") not in (None, PROJECT_ID) or project.get("name") not in (
+            None,
+            PROJECT_NAME,
+        ):
+            return unauthorized
+        if not (project.get("id") or project.get("name")):
+            return (
+                400,
+                {
+                    "error": {
+                        "code": 400,
+                        "title": "Bad Request",
+                        "message": "scope names no project",
+                    }
+                },
+                {},
+            )
+        token, expires_at = self.standin._issue_token()
+        body: dict[str, Any] = {
+            "token": {
+                "methods": ["password"],
+                "expires_at": expires_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+                "issued_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+                "user": {"name": USERNAME, "id": uuid.uuid4().hex, "domain": {"name": DOMAIN_NAME}},
+                "project": {
+                    "id": PROJECT_ID,
+                    "name": PROJECT_NAME,
+                    "domain": {"name": DOMAIN_NAME},
+                },
+            }
+        }
+        if "nocatalog" not in request.query:
+            body["token"]["catalog"] = [
+                {
+                    "type": "compute",
+                    "name": "nova",
+                    "endpoints": [{"interface": "public", "url": "https://ecs.invalid/v2"}],
+                },
+                {
+                    "type": "data-protect",
+                    "name": "karbor",
+                    "endpoints": [
+                        {
+                            "interface": "public",
+                            "region": "eu-de",
+                            "url": f"{self.standin.url}/v1/{PROJECT_ID}",
+                        }
+                    ],
+                },
+            ]
+        return 201, body, {"X-Subject-Token": token}
+
+    # -- CSBS -------------------------------------------------------------------------------
+    def _checkpoints(self, request: Recorded) -> Answer:
+        segments = request.path.strip("/").split("/")
+        if len(segments) != 5 or segments[2] != "providers" or segments[4] != "checkpoints":
+            return 404, {"error_code": "APIGW.0101", "error_msg": "API not found"}, {}
+        if request.method != "POST":
+            return 405, {"error_code": "APIGW.0103", "error_msg": "Method not allowed"}, {}
+        _, project_id, _, provider_id, _ = segments
+        if not self.standin._token_valid(request.headers.get("X-Auth-Token")):
+            return _csbs_error(
+                401,
+                "APIGW.0301",
+                "Incorrect IAM authentication information: verify aksk signature fail",
+            )
+        if project_id != PROJECT_ID:
+            return _csbs_error(403, "APIGW.0302", "The project in the URL does not match the token")
+        if provider_id != PROVIDER_ID:
+            return _csbs_error(400, "CSBS.9001", "Invalid provider id")
+        if (request.headers.get("Content-Type") or "").split(";")[0].strip() != "application/json":
+            return _bad_request("Content-Type must be application/json")
+        try:
+            document = request.json()
+        except ValueError:
+            return _bad_request("Malformed request body")
+        problem = _checkpoint_body_problem(document)
+        if problem:
+            return _bad_request(problem)
+        checkpoint = document["checkpoint"]
+        plan = self.standin.plans.get(checkpoint["plan_id"])
+        if plan is None:
+            return _csbs_error(404, "CSBS.3000", "Backup policy not found")
+        if plan.busy_code:
+            return _csbs_error(500, plan.busy_code, "The backup policy is executing a backup")
+        parameters = checkpoint["parameters"]
+        wanted = parameters.get("resources")
+        unknown = [resource for resource in wanted or [] if resource not in plan.resources]
+        if unknown:
+            return _bad_request(f"Resource {unknown[0]} is not in the backup policy")
+        resources = wanted if wanted is not None else list(plan.resources)
+        created_at = datetime.now(UTC).replace(tzinfo=None).isoformat(timespec="microseconds")
+        return (
+            200,
+            {
+                "checkpoint": {
+                    "status": "protecting",
+                    "created_at": created_at,
+                    "id": str(uuid.uuid4()),
+                    "resource_graph": None,
+                    "project_id": PROJECT_ID,
+                    "protection_plan": {
+                        "id": checkpoint["plan_id"],
+                        "name": plan.name,
+                        "resources": [
+                            {
+                                "type": "OS::Nova::Server",
+                                "id": resource,
+                                "name": plan.resources[resource],
+                                "extra_info": "{}",
+                            }
+                            for resource in resources
+                        ],
+                    },
+                    "extra_info": json.dumps({"created_by": "manual"}),
+                }
+            },
+            {},
+        )
+
+    # -- writing ----------------------------------------------------------------------------
+    def _send(self, status: int, body: dict[str, Any] | bytes, headers: dict[str, str]) -> None:
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        self.send_response(status)
+        if not any(name.lower() == "content-type" for name in headers):
+            self.send_header("Content-Type", "application/json")
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _inject(self, fault: Fault) -> None:
+        if fault.delay_seconds:
+            # Wakes early when the stand-in stops, so no test waits out the delay.
+            self.standin._stopping.wait(fault.delay_seconds)
+        body = fault.body if fault.body is not None else b""
+        if fault.reset:
+            data = body if isinstance(body, bytes) else json.dumps(body).encode()
+            self.send_response(fault.status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data) + 100))
+            self.end_headers()
+            self.wfile.write(data[: len(data) // 2])
+            self.wfile.flush()
+            # SO_LINGER 0: close with a TCP reset instead of a clean end of stream.
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            self.connection.close()
+            self.close_connection = True
+            return
+        self._send(fault.status, body, fault.headers)
+
+
+def _checkpoint_body_problem(document: Any) -> str | None:
+    """What the API page requires of the request body, or None when it complies."""
+    if not isinstance(document, dict) or set(document) != {"checkpoint"}:
+        return "Body must be an object with exactly one key: checkpoint"
+    checkpoint = document["checkpoint"]
+    if not isinstance(checkpoint, dict):
+        return "checkpoint must be an object"
+    unknown = set(checkpoint) - {"plan_id", "parameters"}
+    if unknown:
+        return f"Unknown checkpoint fields: {sorted(unknown)}"
+    if not isinstance(checkpoint.get("plan_id"), str) or not checkpoint["plan_id"]:
+        return "checkpoint.plan_id is mandatory"
+    parameters = checkpoint.get("parameters")
+    if not isinstance(parameters, dict):
+        return "checkpoint.parameters is mandatory"
+    unknown = set(parameters) - {"auto_trigger", "resources"}
+    if unknown:
+        return f"Unknown parameters: {sorted(unknown)}"
+    if "auto_trigger" in parameters and not isinstance(parameters["auto_trigger"], bool):
+        return "parameters.auto_trigger must be a boolean"
+    resources = parameters.get("resources")
+    if "resources" in parameters and (
+        not isinstance(resources, list)
+        or not all(isinstance(item, str) and item for item in resources)
+    ):
+        return "parameters.resources must be a list of ids"
+    return None
