@@ -50,6 +50,7 @@ class Token:
     expires_at: datetime
     project_id: str
     csbs_endpoint: str | None
+    renew_at: datetime
 
 
 class KeystonePasswordAuth:
@@ -91,7 +92,7 @@ class KeystonePasswordAuth:
     def _current_token(self, deadline: Deadline) -> Token:
         # The lock makes concurrent plans of a batch share one token request.
         with self._lock:
-            if self._token is None or self._now() >= self._token.expires_at - TOKEN_RENEWAL_MARGIN:
+            if self._token is None or self._now() >= self._token.renew_at:
                 self._token = self._request_token(deadline)
             return self._token
 
@@ -139,10 +140,10 @@ class KeystonePasswordAuth:
         token_value = answer.headers.get("X-Subject-Token")
         if not token_value:
             raise UpstreamError.bad_response("IAM answered without an X-Subject-Token header")
-        return _parse_token(token_value, answer.json())
+        return _parse_token(token_value, answer.json(), self._now())
 
 
-def _parse_token(value: str, document: Any) -> Token:
+def _parse_token(value: str, document: Any, now: datetime) -> Token:
     token = document.get("token") if isinstance(document, dict) else None
     if not isinstance(token, dict):
         raise UpstreamError.bad_response("IAM answered without a token object")
@@ -156,11 +157,14 @@ def _parse_token(value: str, document: Any) -> Token:
         raise UpstreamError.bad_response("IAM answered with a token without expires_at") from None
     if expires_at.tzinfo is None:
         expires_at = expires_at.replace(tzinfo=UTC)
+    # Short-lived tokens (shorter than twice the margin) are renewed half-way through their life.
+    margin = min(TOKEN_RENEWAL_MARGIN, (expires_at - now) / 2)
     return Token(
         value=value,
         expires_at=expires_at,
         project_id=project_id,
         csbs_endpoint=_csbs_endpoint_from_catalog(token.get("catalog"), project_id),
+        renew_at=expires_at - margin,
     )
 
 

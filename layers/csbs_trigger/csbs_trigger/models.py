@@ -84,10 +84,14 @@ def parse_checkpoint_answer(document: Any) -> Checkpoint:
     """Build a ``Checkpoint`` from the decoded 200 answer, or raise ``bad_response``."""
     checkpoint = document.get("checkpoint") if isinstance(document, dict) else None
     if not isinstance(checkpoint, dict):
-        raise UpstreamError.bad_response("CSBS answered 200 without a checkpoint object")
+        raise UpstreamError.bad_response(
+            "CSBS answered 200 without a checkpoint object", http_status=200
+        )
     checkpoint_id = _text(checkpoint.get("id"))
     if not checkpoint_id:
-        raise UpstreamError.bad_response("CSBS answered 200 without a checkpoint id")
+        raise UpstreamError.bad_response(
+            "CSBS answered 200 without a checkpoint id", http_status=200
+        )
     plan = checkpoint.get("protection_plan")
     return Checkpoint(
         id=checkpoint_id,

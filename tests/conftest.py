@@ -1,0 +1,108 @@
+"""Fixtures: the CSBS/IAM stand-in and local AWS on loopback, and a deployed function.
+
+Everything talks over real sockets: the handler builds its boto3 clients and HTTP session as in
+Lambda, and reaches moto's server through ``AWS_ENDPOINT_URL`` and the stand-in through the
+cloud secret.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import scheduled_backup
+from csbs_trigger import logger
+from support.lambda_context import FakeLambdaContext
+from support.local_aws import Delivered, Inbox, LocalAws
+from support.local_run import SAMPLE_PLANS
+from support.standin import CsbsStandIn
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def read_event(name: str) -> dict[str, Any]:
+    """The same samples a user passes to ``sam local invoke -e``."""
+    return json.loads((ROOT / "events" / name).read_text())  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="session")
+def local_aws() -> Iterator[LocalAws]:
+    with LocalAws() as aws:
+        yield aws
+
+
+@pytest.fixture
+def aws(local_aws: LocalAws, monkeypatch: pytest.MonkeyPatch) -> LocalAws:
+    local_aws.reset()
+    for name, value in local_aws.env().items():
+        monkeypatch.setenv(name, value)
+    return local_aws
+
+
+@pytest.fixture
+def standin() -> Iterator[CsbsStandIn]:
+    with CsbsStandIn() as server:
+        for plan_id, (name, servers) in SAMPLE_PLANS.items():
+            server.add_plan(plan_id, name, servers)
+        yield server
+
+
+@pytest.fixture
+def logs() -> Iterator[io.StringIO]:
+    """Everything the function logs, as the JSON lines CloudWatch would receive."""
+    handler = logger.registered_handler
+    assert isinstance(handler, logging.StreamHandler)
+    buffer = io.StringIO()
+    previous = handler.setStream(buffer)
+    yield buffer
+    handler.setStream(previous)
+
+
+@dataclass
+class Deployment:
+    """The scheduled-backup function wired to the stand-in and local AWS, as a stack would be."""
+
+    aws: LocalAws
+    standin: CsbsStandIn
+    secret_arn: str
+    topic_arn: str
+    inbox: Inbox
+    monkeypatch: pytest.MonkeyPatch
+
+    def invoke(self, event: Any, context: FakeLambdaContext | None = None) -> dict[str, Any]:
+        return scheduled_backup.handler(event, context or FakeLambdaContext())  # type: ignore[no-any-return]
+
+    def notifications(self) -> list[Delivered]:
+        return self.inbox.drain()
+
+    def set_secret(self, value: dict[str, Any] | str) -> None:
+        self.aws.update_secret(self.secret_arn, value)
+
+    def set_env(self, name: str, value: str | None) -> None:
+        """Change the function's configuration; like a redeploy, it starts a new container."""
+        if value is None:
+            self.monkeypatch.delenv(name, raising=False)
+        else:
+            self.monkeypatch.setenv(name, value)
+        self.monkeypatch.setattr(scheduled_backup, "_runtime", None)
+
+
+@pytest.fixture
+def deployment(
+    aws: LocalAws, standin: CsbsStandIn, monkeypatch: pytest.MonkeyPatch, logs: io.StringIO
+) -> Deployment:
+    secret_arn = aws.create_secret("csbs-trigger/cloud", standin.cloud_secret())
+    topic_arn, inbox = aws.topic_with_inbox("csbs-trigger-notifications")
+    monkeypatch.setenv("CSBS_SECRET_ID", secret_arn)
+    monkeypatch.setenv("NOTIFICATION_TOPIC_ARN", topic_arn)
+    for name in ("CSBS_PROVIDER_ID", "SECRET_MAX_AGE_SECONDS", "CSBS_READ_TIMEOUT_SECONDS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(scheduled_backup, "_runtime", None)  # a cold container
+    return Deployment(aws, standin, secret_arn, topic_arn, inbox, monkeypatch)

@@ -1,0 +1,107 @@
+"""Keystone token life cycle against the stand-in's IAM, with a clock the test turns."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import requests
+
+from csbs_trigger.auth import KeystonePasswordAuth
+from csbs_trigger.credentials import parse_cloud_secret
+from csbs_trigger.deadline import Deadline
+from support.standin import PROJECT_ID, CsbsStandIn
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime.now(UTC)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+def standin() -> Iterator[CsbsStandIn]:
+    with CsbsStandIn() as server:
+        yield server
+
+
+def make_auth(standin: CsbsStandIn, clock: Clock, **secret: str | None) -> KeystonePasswordAuth:
+    import json
+
+    credentials = parse_cloud_secret(json.dumps(standin.cloud_secret(**secret)))
+    return KeystonePasswordAuth(credentials, requests.Session(), now=clock)
+
+
+DEADLINE = Deadline(lambda: 60.0, connect_seconds=2, read_seconds=5)
+
+
+def test_token_is_reused_until_shortly_before_it_expires(standin: CsbsStandIn) -> None:
+    clock = Clock()
+    auth = make_auth(standin, clock)
+
+    auth.scope(DEADLINE)
+    clock.now += timedelta(hours=23, minutes=45)
+    auth.scope(DEADLINE)
+    assert len(standin.calls("iam")) == 1
+
+    clock.now += timedelta(minutes=6)  # 9 minutes before expiry: inside the margin
+    auth.scope(DEADLINE)
+    assert len(standin.calls("iam")) == 2
+
+
+def test_short_lived_token_is_renewed_half_way(standin: CsbsStandIn) -> None:
+    standin.token_lifetime = timedelta(minutes=4)
+    clock = Clock()
+    auth = make_auth(standin, clock)
+
+    auth.scope(DEADLINE)
+    clock.now += timedelta(minutes=1)
+    auth.scope(DEADLINE)
+    assert len(standin.calls("iam")) == 1
+
+    clock.now += timedelta(minutes=1, seconds=30)
+    auth.scope(DEADLINE)
+    assert len(standin.calls("iam")) == 2
+
+
+def test_concurrent_callers_share_one_token_request(standin: CsbsStandIn) -> None:
+    auth = make_auth(standin, Clock())
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        scopes = list(pool.map(lambda _: auth.scope(DEADLINE), range(8)))
+
+    assert len(standin.calls("iam")) == 1
+    assert {scope.project_id for scope in scopes} == {PROJECT_ID}
+
+
+def test_invalidate_forces_a_new_token(standin: CsbsStandIn) -> None:
+    auth = make_auth(standin, Clock())
+    auth.scope(DEADLINE)
+
+    auth.invalidate()
+    auth.scope(DEADLINE)
+
+    assert len(standin.calls("iam")) == 2
+
+
+def test_catalog_endpoint_is_reduced_to_the_service_base(standin: CsbsStandIn) -> None:
+    auth = make_auth(standin, Clock(), csbs_endpoint=None)
+
+    scope = auth.scope(DEADLINE)
+
+    assert scope.csbs_endpoint == standin.url
+    assert scope.project_id == PROJECT_ID
+
+
+def test_secret_values_name_password_and_token(standin: CsbsStandIn) -> None:
+    auth = make_auth(standin, Clock())
+    auth.scope(DEADLINE)
+
+    assert set(auth.secret_values()) == {
+        parse_cloud_secret(__import__("json").dumps(standin.cloud_secret())).password,
+        *standin.issued_tokens(),
+    }

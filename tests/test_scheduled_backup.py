@@ -1,0 +1,385 @@
+"""The scheduled/direct path end to end: event → Secrets Manager → IAM → CSBS → SNS."""
+
+from __future__ import annotations
+
+import io
+import json
+import uuid
+from datetime import timedelta
+
+import pytest
+from conftest import Deployment, read_event
+
+from csbs_trigger import ConfigError, PublishError
+from support.lambda_context import FakeLambdaContext
+from support.standin import PASSWORD, PROJECT_ID, PROJECT_NAME, PROVIDER_ID, Fault
+
+PLAN_A = "62171999-3df1-42f7-9513-6f9b1bea4744"
+PLAN_B = "6a6cda7e-7b89-4b14-8e5c-3b6821a97d2c"
+CHECKPOINTS_PATH = f"/v1/{PROJECT_ID}/providers/{PROVIDER_ID}/checkpoints"
+
+
+# -- the request, exactly as the API page describes it ------------------------------------------
+
+
+def test_scheduled_plan_posts_the_documented_request(deployment: Deployment) -> None:
+    deployment.invoke(read_event("schedule.json"))
+
+    [call] = deployment.standin.calls("csbs")
+    assert call.method == "POST"
+    assert call.path == CHECKPOINTS_PATH
+    assert call.headers["Content-Type"] == "application/json"
+    assert call.headers["X-Auth-Token"] == deployment.standin.issued_tokens()[0]
+    assert call.json() == {
+        "checkpoint": {
+            "plan_id": PLAN_A,
+            "parameters": {
+                "auto_trigger": False,
+                "resources": [
+                    "7a32a8b5-7977-4e24-b5da-e0eb457db75b",
+                    "b2b433bf-7dd6-4a74-aa8f-85673dfbda48",
+                ],
+            },
+        }
+    }
+
+
+def test_optional_parameters_the_event_left_out_are_not_sent(deployment: Deployment) -> None:
+    deployment.invoke(read_event("direct.json"))
+
+    [call] = deployment.standin.calls("csbs")
+    assert call.json() == {"checkpoint": {"plan_id": PLAN_A, "parameters": {}}}
+
+
+def test_token_request_is_keystone_password_auth_scoped_to_the_project(
+    deployment: Deployment,
+) -> None:
+    deployment.invoke(read_event("direct.json"))
+
+    [call] = deployment.standin.calls("iam")
+    assert call.path == "/v3/auth/tokens"
+    assert "nocatalog" in call.query  # the secret names the endpoint: no catalog needed
+    auth = call.json()["auth"]
+    assert auth["identity"]["methods"] == ["password"]
+    assert auth["scope"] == {"project": {"id": PROJECT_ID}}
+
+
+# -- each input form -----------------------------------------------------------------------------
+
+
+def test_schedule_payload_succeeds_with_one_notification(deployment: Deployment) -> None:
+    result = deployment.invoke(read_event("schedule.json"))
+
+    [delivered] = deployment.notifications()
+    message = delivered.message
+    assert result["outcome"] == "succeeded"
+    assert message["outcome"] == "succeeded"
+    assert message["trigger"] == {
+        "source": "schedule",
+        "id": "arn:aws:scheduler:eu-central-1:123456789012:schedule/default/csbs-nightly-backup"
+        "#2026-11-27T02:00:00Z",
+    }
+    assert message["checkpoint"]["id"] == result["plans"][0]["checkpoint_id"]
+    assert message["checkpoint"]["status"] == "protecting"
+    assert message["checkpoint"]["extra_info"] == {"created_by": "manual"}
+    assert [item["name"] for item in message["checkpoint"]["protection_plan"]["resources"]] == [
+        "app-server-1",
+        "app-server-2",
+    ]
+
+
+def test_eventbridge_event_runs_the_plan_in_its_detail(deployment: Deployment) -> None:
+    event = read_event("eventbridge.json")
+
+    deployment.invoke(event)
+
+    [delivered] = deployment.notifications()
+    assert delivered.message["trigger"] == {"source": "eventbridge", "id": event["id"]}
+    assert delivered.message["request"] == {
+        "plan_id": PLAN_B,
+        "resources": ["1c960fe4-e679-421a-97cd-4f7463d2344b"],
+        "auto_trigger": None,
+    }
+    assert delivered.message["outcome"] == "succeeded"
+
+
+def test_direct_invocation_is_traced_by_its_request_id(deployment: Deployment) -> None:
+    context = FakeLambdaContext()
+
+    deployment.invoke(read_event("direct.json"), context)
+
+    [delivered] = deployment.notifications()
+    assert delivered.message["trigger"] == {"source": "direct", "id": context.aws_request_id}
+
+
+def test_batch_runs_every_plan_with_its_own_notification(deployment: Deployment) -> None:
+    result = deployment.invoke(read_event("batch.json"))
+
+    delivered = deployment.notifications()
+    assert sorted(d.message["request"]["plan_id"] for d in delivered) == sorted([PLAN_A, PLAN_B])
+    assert {d.message["outcome"] for d in delivered} == {"succeeded"}
+    assert len(deployment.standin.calls("csbs")) == 2
+    assert len(deployment.standin.calls("iam")) == 1  # concurrent plans share one token request
+    assert result["outcome"] == "succeeded"
+
+
+def test_one_failing_plan_never_hides_another(deployment: Deployment) -> None:
+    deployment.standin.plans[PLAN_A].busy_code = "CSBS.1001"
+
+    result = deployment.invoke(read_event("batch.json"))
+
+    by_plan = {d.message["request"]["plan_id"]: d.message for d in deployment.notifications()}
+    assert by_plan[PLAN_A]["error"]["category"] == "busy"
+    assert by_plan[PLAN_B]["outcome"] == "succeeded"
+    assert result["outcome"] == "partial"
+
+
+def test_invalid_event_is_notified_and_nothing_else_is_sent(deployment: Deployment) -> None:
+    result = deployment.invoke(read_event("invalid.json"))
+
+    [delivered] = deployment.notifications()
+    assert delivered.message["error"]["category"] == "invalid_event"
+    assert "plan_id is missing" in delivered.message["error"]["message"]
+    assert delivered.attributes == {"outcome": "failed", "error_category": "invalid_event"}
+    assert deployment.standin.requests == []
+    assert result["outcome"] == "failed"
+
+
+def test_invalid_plan_in_a_batch_rejects_only_that_plan(deployment: Deployment) -> None:
+    event = {"plans": [{"plan_id": PLAN_A}, {"plan_id": PLAN_B, "resources": "not-a-list"}]}
+
+    deployment.invoke(event)
+
+    by_plan = {d.message["request"]["plan_id"]: d.message for d in deployment.notifications()}
+    assert by_plan[PLAN_A]["outcome"] == "succeeded"
+    assert by_plan[PLAN_B]["error"]["category"] == "invalid_event"
+    assert "plans[1].resources" in by_plan[PLAN_B]["error"]["message"]
+    assert len(deployment.standin.calls("csbs")) == 1
+
+
+# -- tokens --------------------------------------------------------------------------------------
+
+
+def test_warm_invocations_reuse_one_token(deployment: Deployment) -> None:
+    for _ in range(5):
+        deployment.invoke(read_event("direct.json"))
+
+    assert len(deployment.standin.calls("iam")) == 1
+    assert len(deployment.standin.calls("csbs")) == 5
+    assert len({call.headers["X-Auth-Token"] for call in deployment.standin.calls("csbs")}) == 1
+
+
+def test_short_lived_token_still_serves_several_calls(deployment: Deployment) -> None:
+    deployment.standin.token_lifetime = timedelta(minutes=5)  # shorter than the renewal margin
+
+    deployment.invoke(read_event("direct.json"))
+    deployment.invoke(read_event("direct.json"))
+
+    assert len(deployment.standin.calls("iam")) == 1
+    assert [d.message["outcome"] for d in deployment.notifications()] == ["succeeded"] * 2
+
+
+def test_revoked_token_is_replaced_once_and_the_call_retried(deployment: Deployment) -> None:
+    deployment.invoke(read_event("direct.json"))
+    deployment.notifications()
+    deployment.standin.revoke_tokens()
+
+    deployment.invoke(read_event("direct.json"))
+
+    [delivered] = deployment.notifications()
+    assert delivered.message["outcome"] == "succeeded"
+    assert delivered.message["attempts"] == 2
+    assert len(deployment.standin.calls("iam")) == 2
+
+
+def test_second_401_is_auth_failed(deployment: Deployment) -> None:
+    unauthorized = Fault(401, {"error_code": "APIGW.0301", "error_msg": "Incorrect IAM auth"})
+    deployment.standin.fail_next("csbs", unauthorized, unauthorized)
+
+    deployment.invoke(read_event("direct.json"))
+
+    [delivered] = deployment.notifications()
+    assert delivered.message["error"]["category"] == "auth_failed"
+    assert delivered.message["attempts"] == 2
+    assert len(deployment.standin.calls("csbs")) == 2
+
+
+# -- credentials and endpoints -------------------------------------------------------------------
+
+
+def test_endpoint_comes_from_the_catalog_when_the_secret_has_none(deployment: Deployment) -> None:
+    deployment.set_secret(deployment.standin.cloud_secret(csbs_endpoint=None))
+
+    deployment.invoke(read_event("direct.json"))
+
+    [delivered] = deployment.notifications()
+    assert delivered.message["outcome"] == "succeeded"
+    assert "nocatalog" not in deployment.standin.calls("iam")[0].query
+
+
+def test_project_name_stands_in_for_project_id(deployment: Deployment) -> None:
+    secret = deployment.standin.cloud_secret(project_id=None, project_name=PROJECT_NAME)
+    deployment.set_secret(secret)
+
+    deployment.invoke(read_event("direct.json"))
+
+    [delivered] = deployment.notifications()
+    assert delivered.message["outcome"] == "succeeded"
+    assert deployment.standin.calls("csbs")[0].path == CHECKPOINTS_PATH
+
+
+def test_secret_is_cached_across_warm_invocations(deployment: Deployment) -> None:
+    deployment.invoke(read_event("direct.json"))
+    deployment.set_secret(deployment.standin.cloud_secret(csbs_endpoint="http://127.0.0.1:9"))
+
+    deployment.invoke(read_event("direct.json"))
+
+    assert [d.message["outcome"] for d in deployment.notifications()] == ["succeeded"] * 2
+
+
+def test_secret_is_read_again_once_its_cache_age_is_over(deployment: Deployment) -> None:
+    deployment.set_env("SECRET_MAX_AGE_SECONDS", "0")
+    deployment.invoke(read_event("direct.json"))
+    deployment.set_secret(deployment.standin.cloud_secret(csbs_endpoint="http://127.0.0.1:9"))
+
+    deployment.invoke(read_event("direct.json"))
+
+    outcomes = [d.message for d in deployment.notifications()]
+    assert outcomes[0]["outcome"] == "succeeded"
+    assert outcomes[1]["error"]["category"] == "network"
+
+
+@pytest.mark.parametrize(
+    ("secret", "named"),
+    [
+        ({"auth_url": "https://iam.example.com/v3"}, "username, password, user_domain_name"),
+        ("not json at all", "not valid JSON"),
+        ({"auth_url": "ftp://iam", "username": "u", "password": "p", "user_domain_name": "d",
+          "project_id": "x"}, "auth_url must be an https URL"),
+    ],
+)  # fmt: skip
+def test_malformed_secret_is_a_config_error_naming_the_keys(
+    deployment: Deployment, secret: dict[str, str] | str, named: str
+) -> None:
+    deployment.set_secret(secret)
+
+    deployment.invoke(read_event("direct.json"))
+
+    [delivered] = deployment.notifications()
+    assert delivered.message["error"]["category"] == "config_error"
+    assert named in delivered.message["error"]["message"]
+    assert deployment.standin.requests == []
+
+
+def test_missing_secret_is_a_config_error(deployment: Deployment) -> None:
+    deployment.set_env("CSBS_SECRET_ID", "csbs-trigger/does-not-exist")
+
+    deployment.invoke(read_event("direct.json"))
+
+    [delivered] = deployment.notifications()
+    assert delivered.message["error"]["category"] == "config_error"
+    assert delivered.message["error"]["code"] == "ResourceNotFoundException"
+
+
+def test_unset_secret_id_is_a_config_error(deployment: Deployment) -> None:
+    deployment.set_env("CSBS_SECRET_ID", None)
+
+    deployment.invoke(read_event("direct.json"))
+
+    [delivered] = deployment.notifications()
+    assert "CSBS_SECRET_ID" in delivered.message["error"]["message"]
+
+
+def test_without_a_topic_the_invocation_fails(deployment: Deployment) -> None:
+    deployment.set_env("NOTIFICATION_TOPIC_ARN", None)
+
+    with pytest.raises(ConfigError, match="NOTIFICATION_TOPIC_ARN"):
+        deployment.invoke(read_event("direct.json"))
+
+
+def test_failed_publish_fails_the_invocation(deployment: Deployment, logs: io.StringIO) -> None:
+    deployment.set_env(
+        "NOTIFICATION_TOPIC_ARN", "arn:aws:sns:eu-central-1:123456789012:no-such-topic"
+    )
+
+    with pytest.raises(PublishError):
+        deployment.invoke(read_event("direct.json"))
+
+    assert "notification not published" in logs.getvalue()
+
+
+def test_too_little_time_left_is_a_timeout_without_a_call(deployment: Deployment) -> None:
+    deployment.invoke(read_event("direct.json"), FakeLambdaContext(timeout_seconds=2))
+
+    [delivered] = deployment.notifications()
+    assert delivered.message["error"]["category"] == "timeout"
+    assert deployment.standin.calls("csbs") == []
+
+
+# -- the notification ----------------------------------------------------------------------------
+
+
+def test_notification_schema_and_attributes(deployment: Deployment) -> None:
+    deployment.standin.plans[PLAN_A].busy_code = "CSBS.6030"
+    deployment.invoke(read_event("batch.json"))
+
+    by_plan = {d.message["request"]["plan_id"]: d for d in deployment.notifications()}
+    failed, succeeded = by_plan[PLAN_A], by_plan[PLAN_B]
+    expected_keys = {
+        "schema_version", "outcome", "trigger", "invocation_id", "request", "checkpoint",
+        "error", "attempts", "duration_ms", "published_at",
+    }  # fmt: skip
+    assert set(failed.message) == set(succeeded.message) == expected_keys
+    assert succeeded.message["schema_version"] == 1
+    assert succeeded.message["error"] is None
+    assert set(succeeded.message["checkpoint"]) == {
+        "id", "status", "created_at", "project_id", "resource_graph", "protection_plan",
+        "extra_info",
+    }  # fmt: skip
+    assert succeeded.attributes == {"outcome": "succeeded", "plan_id": PLAN_B}
+    assert failed.message["checkpoint"] is None
+    assert failed.message["error"] == {
+        "category": "busy",
+        "retryable": True,
+        "http_status": 500,
+        "code": "CSBS.6030",
+        "message": "CSBS answered HTTP 500: The backup policy is executing a backup",
+        "request_id": failed.message["error"]["request_id"],
+    }
+    assert failed.attributes == {"outcome": "failed", "plan_id": PLAN_A, "error_category": "busy"}
+    for delivered in (failed, succeeded):
+        assert delivered.subject is not None and len(delivered.subject) <= 100
+        assert isinstance(delivered.message["duration_ms"], int)
+    assert failed.subject == f"CSBS backup failed (busy) for plan {PLAN_A}"
+    assert succeeded.subject == f"CSBS backup started for plan {PLAN_B}"
+
+
+def test_no_secret_reaches_logs_or_notifications(deployment: Deployment, logs: io.StringIO) -> None:
+    # An upstream that echoes the password back in its error text, as some gateways do.
+    echo = Fault(400, {"error_code": "CSBS.6001", "error_msg": f"bad credential {PASSWORD}"})
+    deployment.standin.fail_next("csbs", echo)
+    deployment.invoke(read_event("direct.json"))
+    deployment.invoke(read_event("batch.json"))
+    deployment.invoke(read_event("invalid.json"))
+    deployment.set_secret(deployment.standin.cloud_secret(password=PASSWORD + "-rotated"))
+    deployment.set_env("SECRET_MAX_AGE_SECONDS", "0")
+    deployment.invoke(read_event("direct.json"))
+
+    published = [d.raw_message + (d.subject or "") for d in deployment.notifications()]
+    secrets = [PASSWORD, *deployment.standin.issued_tokens()]
+    assert len(published) == 5
+    assert "[redacted]" in published[0]
+    log_text = logs.getvalue()
+    assert "backup trigger failed" in log_text
+    for secret in secrets:
+        assert all(secret not in text for text in published)
+        assert secret not in log_text
+
+
+def test_handler_returns_a_short_summary(deployment: Deployment) -> None:
+    result = deployment.invoke(read_event("batch.json"))
+
+    assert json.loads(json.dumps(result)) == result
+    assert result["trigger"]["source"] == "schedule"
+    assert [set(plan) for plan in result["plans"]] == [{"plan_id", "outcome", "checkpoint_id"}] * 2
+    assert all(uuid.UUID(plan["checkpoint_id"]) for plan in result["plans"])
