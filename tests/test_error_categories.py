@@ -17,7 +17,7 @@ CSBS_ANSWERS: dict[str, tuple[Fault, str, bool, int | None, str | None]] = {
         "invalid_request", False, 400, "CSBS.6006",
     ),
     "400 project may not use CSBS": (
-        Fault(400, {"error_code": "BackupService.4008", "error_msg": "New project are not allowed"}),
+        Fault(400, {"error_code": "BackupService.4008", "error_msg": "New project not allowed"}),
         "forbidden", False, 400, "BackupService.4008",
     ),
     "403 unverified user": (

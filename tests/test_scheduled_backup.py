@@ -348,7 +348,8 @@ def test_notification_schema_and_attributes(deployment: Deployment) -> None:
     }
     assert failed.attributes == {"outcome": "failed", "plan_id": PLAN_A, "error_category": "busy"}
     for delivered in (failed, succeeded):
-        assert delivered.subject is not None and len(delivered.subject) <= 100
+        assert delivered.subject is not None
+        assert len(delivered.subject) <= 100
         assert isinstance(delivered.message["duration_ms"], int)
     assert failed.subject == f"CSBS backup failed (busy) for plan {PLAN_A}"
     assert succeeded.subject == f"CSBS backup started for plan {PLAN_B}"
