@@ -1,0 +1,112 @@
+"""Event validation: every shape accepted, every bad input named, nothing guessed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from conftest import read_event
+
+from csbs_trigger.events import MAX_PLANS_PER_EVENT, RejectedPlan, parse_event
+from csbs_trigger.models import BackupRequest
+
+PLAN = "62171999-3df1-42f7-9513-6f9b1bea4744"
+SERVER = "7a32a8b5-7977-4e24-b5da-e0eb457db75b"
+
+
+def only_request(event: Any) -> BackupRequest:
+    [item] = parse_event(event).items
+    assert isinstance(item, BackupRequest), item
+    return item
+
+
+def only_rejection(event: Any) -> str:
+    [item] = parse_event(event).items
+    assert isinstance(item, RejectedPlan), item
+    assert item.error.category.value == "invalid_event"
+    return item.error.message
+
+
+@pytest.mark.parametrize("name", ["schedule.json", "direct.json", "eventbridge.json", "batch.json"])
+def test_every_valid_sample_parses_without_rejections(name: str) -> None:
+    parsed = parse_event(read_event(name))
+
+    assert parsed.items
+    assert all(isinstance(item, BackupRequest) for item in parsed.items)
+
+
+def test_optional_fields_stay_unset_when_absent() -> None:
+    request = only_request({"plan_id": PLAN})
+
+    assert request == BackupRequest(plan_id=PLAN, resources=None, auto_trigger=None)
+    assert request.parameters() == {}
+
+
+def test_given_fields_are_kept_as_given() -> None:
+    request = only_request({"plan_id": PLAN, "resources": [], "auto_trigger": True})
+
+    assert request.parameters() == {"auto_trigger": True, "resources": []}
+
+
+def test_trigger_source_follows_the_event_shape() -> None:
+    assert parse_event(read_event("schedule.json")).trigger.source == "schedule"
+    assert parse_event(read_event("eventbridge.json")).trigger.source == "eventbridge"
+    direct = parse_event({"plan_id": PLAN}, request_id="req-1").trigger
+    assert (direct.source, direct.id) == ("direct", "req-1")
+
+
+def test_eventbridge_detail_may_carry_a_batch() -> None:
+    event = read_event("eventbridge.json")
+    event["detail"] = read_event("batch.json")
+
+    parsed = parse_event(event)
+
+    assert parsed.trigger.source == "eventbridge"
+    assert len(parsed.items) == 2
+
+
+@pytest.mark.parametrize(
+    ("event", "named"),
+    [
+        ([PLAN], "event must be a JSON object, got list"),
+        ("plan", "event must be a JSON object, got a string of 4 characters"),
+        ({}, "event.plan_id is missing"),
+        ({"plan_id": ""}, "event.plan_id must be an id"),
+        ({"plan_id": "x" * 65}, "event.plan_id must be an id"),
+        ({"plan_id": "../../etc"}, "event.plan_id must be an id"),
+        ({"plan_id": 42}, "got int"),
+        ({"plan_id": PLAN, "resources": SERVER}, "event.resources must be a list"),
+        ({"plan_id": PLAN, "resources": [SERVER, SERVER]}, "lists a resource id twice"),
+        ({"plan_id": PLAN, "resources": [None]}, "event.resources[0] must be an id"),
+        ({"plan_id": PLAN, "resources": ["a"] * 101}, "at most 100"),
+        ({"plan_id": PLAN, "auto_trigger": "false"}, "auto_trigger must be true or false"),
+        ({"plan_id": PLAN, "plan": PLAN}, "unknown keys 'plan'"),
+        ({"plan_id": PLAN, "scheduled_time": ""}, "scheduled_time must be a string"),
+        ({"plans": []}, "event.plans must be a non-empty list"),
+        ({"plans": [{"plan_id": PLAN}] * (MAX_PLANS_PER_EVENT + 1)}, "at most 20 per event"),
+        ({"plans": [{"plan_id": PLAN}], "extra": 1}, "unknown keys 'extra'"),
+        ({"detail-type": "x", "source": "y", "detail": None}, "detail must be a JSON object"),
+    ],
+)
+def test_invalid_events_are_rejected_with_the_field_named(event: Any, named: str) -> None:
+    assert named in only_rejection(event)
+
+
+def test_rejection_never_echoes_the_bad_value() -> None:
+    message = only_rejection({"plan_id": "<script>alert(1)</script>"})
+
+    assert "<script>" not in message
+
+
+def test_batch_rejects_bad_plans_one_by_one() -> None:
+    event = {"plans": [{"plan_id": PLAN}, {"plan_id": PLAN, "auto_trigger": 1}, "oops"]}
+
+    good, bad, worse = parse_event(event).items
+
+    assert isinstance(good, BackupRequest)
+    assert isinstance(bad, RejectedPlan)
+    assert bad.plan_id == PLAN
+    assert "plans[1].auto_trigger" in bad.error.message
+    assert isinstance(worse, RejectedPlan)
+    assert worse.plan_id is None
+    assert "plans[2] must be an object" in worse.error.message

@@ -1,0 +1,138 @@
+"""Parsing what real CSBS servers answer, which drifts from the API page."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from csbs_trigger.errors import Category, UpstreamError, classify, parse_error_body
+from csbs_trigger.models import parse_checkpoint_answer
+
+# The example response of the API page, with its unescaped extra_info made valid JSON.
+API_PAGE_EXAMPLE: dict[str, Any] = {
+    "checkpoint": {
+        "status": "protecting",
+        "created_at": "2016-12-06T21:20:29.898823",
+        "id": "14626f11-b54a-44ea-8e69-7463e527506a",
+        "resource_graph": None,
+        "project_id": "b942cc8342734d15bcb246babb1953cf",
+        "protection_plan": {
+            "id": "6a6cda7e-7b89-4b14-8e5c-3b6821a97d2c",
+            "resources": [
+                {
+                    "type": "OS::Nova::Server",
+                    "id": "1c960fe4-e679-421a-97cd-4f7463d2344b",
+                    "name": "server0",
+                    "extra_info": "{}",
+                }
+            ],
+            "name": "backup",
+        },
+        "extra_info": '{"created_by": "manual"}',
+    }
+}
+
+
+def with_checkpoint(**fields: Any) -> dict[str, Any]:
+    document = json.loads(json.dumps(API_PAGE_EXAMPLE))
+    document["checkpoint"].update(fields)
+    return document
+
+
+def test_api_page_example_parses_into_typed_objects() -> None:
+    checkpoint = parse_checkpoint_answer(API_PAGE_EXAMPLE)
+
+    assert checkpoint.id == "14626f11-b54a-44ea-8e69-7463e527506a"
+    assert checkpoint.status == "protecting"
+    assert checkpoint.created_at == "2016-12-06T21:20:29.898823"
+    assert checkpoint.project_id == "b942cc8342734d15bcb246babb1953cf"
+    assert checkpoint.protection_plan is not None
+    assert checkpoint.protection_plan.name == "backup"
+    [resource] = checkpoint.protection_plan.resources
+    assert (resource.id, resource.type, resource.name) == (
+        "1c960fe4-e679-421a-97cd-4f7463d2344b",
+        "OS::Nova::Server",
+        "server0",
+    )
+    assert resource.extra_info == {}
+    assert checkpoint.extra_info == {"created_by": "manual"}
+
+
+@pytest.mark.parametrize(
+    ("extra_info", "parsed"),
+    [
+        ('{"created_by": "manual"}', {"created_by": "manual"}),
+        ({"created_by": "manual"}, {"created_by": "manual"}),
+        (None, None),
+        ('{"created_by": "manual"', '{"created_by": "manual"'),  # not JSON: kept raw
+        ("[1, 2]", "[1, 2]"),  # JSON, but not an object: kept raw
+        ("", ""),
+    ],
+)
+def test_extra_info_is_decoded_where_it_holds_an_object(extra_info: Any, parsed: Any) -> None:
+    assert parse_checkpoint_answer(with_checkpoint(extra_info=extra_info)).extra_info == parsed
+
+
+def test_missing_optional_fields_are_tolerated() -> None:
+    checkpoint = parse_checkpoint_answer({"checkpoint": {"id": "abc"}})
+
+    assert checkpoint.id == "abc"
+    assert checkpoint.protection_plan is None
+    assert checkpoint.extra_info is None
+
+
+def test_numbers_and_unknown_fields_are_tolerated() -> None:
+    document = with_checkpoint(id=12345.0, project_id=7, space_saving_ratio=25.2, unknown={"x": 1})
+    document["checkpoint"]["protection_plan"]["resources"][0]["size"] = "40"
+
+    checkpoint = parse_checkpoint_answer(document)
+
+    assert checkpoint.id == "12345"
+    assert checkpoint.project_id == "7"
+
+
+@pytest.mark.parametrize(
+    "document",
+    [{}, {"checkpoint": None}, {"checkpoint": {"id": ""}}, {"checkpoint": {"id": None}}, []],
+)
+def test_answer_without_checkpoint_id_is_bad_response(document: Any) -> None:
+    with pytest.raises(UpstreamError) as raised:
+        parse_checkpoint_answer(document)
+
+    assert raised.value.category is Category.BAD_RESPONSE
+    assert raised.value.retryable is False
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "category"),
+    [
+        (500, "CSBS.1001", Category.BUSY),
+        (500, "CSBS.6030", Category.BUSY),
+        (500, "CSBS.6032", Category.INVALID_REQUEST),
+        (400, "CSBS.6032", Category.INVALID_REQUEST),
+        (401, "APIG.0301", Category.AUTH_FAILED),
+        (429, "APIG.0308", Category.THROTTLED),
+        (400, "CSBS.6045", Category.INVALID_REQUEST),
+        (409, None, Category.INVALID_REQUEST),
+        (507, None, Category.SERVER_ERROR),
+        (504, None, Category.UNAVAILABLE),
+        (403, "SomeOther.1", Category.FORBIDDEN),
+    ],
+)
+def test_code_decides_before_status(status: int, code: str | None, category: Category) -> None:
+    assert classify(status, code) is category
+
+
+def test_error_messages_are_cut_to_a_sane_length() -> None:
+    code, message, _ = parse_error_body(json.dumps({"error_msg": "x" * 5000}).encode())
+
+    assert code is None
+    assert len(message) <= 300
+
+
+def test_request_id_is_kept() -> None:
+    body = {"error_code": "CSBS.3000", "error_msg": "not found", "request_id": "r-1"}
+
+    assert parse_error_body(json.dumps(body).encode()) == ("CSBS.3000", "not found", "r-1")

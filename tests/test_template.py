@@ -1,0 +1,90 @@
+"""template.yaml and the code must agree on names: handler, environment, runtime."""
+
+from __future__ import annotations
+
+import importlib
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from csbs_trigger.events import parse_event
+from csbs_trigger.models import BackupRequest
+from support.check_template import expand
+
+ROOT = Path(__file__).resolve().parents[1]
+SETTINGS_SOURCE = (ROOT / "layers/csbs_trigger/csbs_trigger/settings.py").read_text()
+
+
+@pytest.fixture(scope="module")
+def resources() -> dict[str, Any]:
+    return expand(ROOT / "template.yaml")["Resources"]  # type: ignore[no-any-return]
+
+
+def functions(resources: dict[str, Any]) -> list[dict[str, Any]]:
+    return [r["Properties"] for r in resources.values() if r["Type"] == "AWS::Lambda::Function"]
+
+
+def test_every_handler_names_a_callable_in_its_code_folder(resources: dict[str, Any]) -> None:
+    for function in functions(resources):
+        module_name, attribute = function["Handler"].rsplit(".", 1)
+        assert callable(getattr(importlib.import_module(module_name), attribute))
+
+
+def test_environment_names_are_the_ones_the_code_reads(resources: dict[str, Any]) -> None:
+    read_by_code = set(re.findall(r'"([A-Z][A-Z0-9_]+)"', SETTINGS_SOURCE))
+    for function in functions(resources):
+        names = set(function["Environment"]["Variables"]) - {
+            "POWERTOOLS_SERVICE_NAME",
+            "POWERTOOLS_LOG_LEVEL",
+        }
+        assert names <= read_by_code, names - read_by_code
+        assert {"CSBS_SECRET_ID", "NOTIFICATION_TOPIC_ARN"} <= names
+
+
+def test_functions_run_on_arm64_python_313_with_the_layer(resources: dict[str, Any]) -> None:
+    [layer] = [
+        r["Properties"] for r in resources.values() if r["Type"] == "AWS::Lambda::LayerVersion"
+    ]
+    assert layer["CompatibleRuntimes"] == ["python3.13"]
+    for function in functions(resources):
+        assert function["Runtime"] == "python3.13"
+        assert function["Architectures"] == ["arm64"]
+        assert function["Layers"]
+
+
+def test_layer_requirements_are_pinned_and_leave_boto3_to_the_runtime() -> None:
+    lines = [
+        line.strip()
+        for line in (ROOT / "layers/csbs_trigger/requirements.txt").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
+    assert lines
+    assert all(re.fullmatch(r"[A-Za-z0-9_.\-]+==[0-9][A-Za-z0-9.]*", line) for line in lines)
+    assert not any(line.lower().startswith(("boto3", "botocore")) for line in lines)
+
+
+def test_schedule_input_renders_to_an_event_the_function_accepts(
+    resources: dict[str, Any],
+) -> None:
+    [schedule] = [
+        r["Properties"] for r in resources.values() if r["Type"] == "AWS::Scheduler::Schedule"
+    ]
+    with_ids, without_ids = schedule["Target"]["Input"]["Fn::If"][1:]
+    rendered = [
+        # What CloudFormation and then Scheduler make of the two forms.
+        with_ids["Fn::Sub"][0].replace("${Ids}", '", "'.join(["server-1", "server-2"])),
+        without_ids["Fn::Sub"],
+    ]
+    for text in rendered:
+        text = text.replace("${PlanId}", "62171999-3df1-42f7-9513-6f9b1bea4744")
+        text = text.replace("<aws.scheduler.schedule-arn>", "arn:aws:scheduler:::schedule/x/y")
+        text = text.replace("<aws.scheduler.scheduled-time>", "2026-11-27T02:00:00Z")
+        parsed = parse_event(json.loads(text))
+        [request] = parsed.items
+        assert isinstance(request, BackupRequest)
+        assert parsed.trigger.id == "arn:aws:scheduler:::schedule/x/y#2026-11-27T02:00:00Z"
+    assert schedule["Target"]["DeadLetterConfig"]["Arn"]
+    assert schedule["Target"]["RetryPolicy"]["MaximumRetryAttempts"] >= 1
