@@ -3,7 +3,7 @@
 # make bench - cold-start and memory figures
 # make lock  - re-pin requirements-dev.txt after editing requirements-dev.in
 
-PYTHON ?= python3.11
+PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 export PYTHONPATH := layers/csbs_trigger:functions/scheduled_backup:tests
