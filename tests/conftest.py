@@ -11,20 +11,33 @@ import io
 import json
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 import scheduled_backup
-from csbs_trigger import logger
+from csbs_trigger import ConfigError, Runtime, logger
 from support.lambda_context import FakeLambdaContext
 from support.local_aws import Delivered, Inbox, LocalAws
 from support.local_run import SAMPLE_PLANS
 from support.standin import CsbsStandIn
 
 ROOT = Path(__file__).resolve().parents[1]
+# Tables a test module wants shown after the run (title, lines): the fault matrix.
+SUMMARY_TABLES = pytest.StashKey[list[tuple[str, list[str]]]]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.stash[SUMMARY_TABLES] = []
+
+
+def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
+    for title, lines in config.stash[SUMMARY_TABLES]:
+        terminalreporter.write_sep("-", title)
+        for line in lines:
+            terminalreporter.write_line(line)
 
 
 def read_event(name: str) -> dict[str, Any]:
@@ -67,7 +80,10 @@ def logs() -> Iterator[io.StringIO]:
 
 @dataclass
 class Deployment:
-    """The scheduled-backup function wired to the stand-in and local AWS, as a stack would be."""
+    """The scheduled-backup function wired to the stand-in and local AWS, as a stack would be.
+
+    Backoff pauses are recorded in ``sleeps`` instead of slept, with the jitter pinned at half.
+    """
 
     aws: LocalAws
     standin: CsbsStandIn
@@ -75,6 +91,15 @@ class Deployment:
     topic_arn: str
     inbox: Inbox
     monkeypatch: pytest.MonkeyPatch
+    sleeps: list[float] = field(default_factory=list)
+
+    def cold_start(self) -> None:
+        """A new container: the next invocation reads configuration and secret afresh."""
+        try:
+            runtime: Runtime | None = Runtime.from_env(sleep=self.sleeps.append, rng=lambda: 0.5)
+        except ConfigError:
+            runtime = None  # the handler meets the same error itself
+        self.monkeypatch.setattr(scheduled_backup, "_runtime", runtime)
 
     def invoke(self, event: Any, context: FakeLambdaContext | None = None) -> dict[str, Any]:
         return scheduled_backup.handler(event, context or FakeLambdaContext())  # type: ignore[no-any-return]
@@ -91,7 +116,7 @@ class Deployment:
             self.monkeypatch.delenv(name, raising=False)
         else:
             self.monkeypatch.setenv(name, value)
-        self.monkeypatch.setattr(scheduled_backup, "_runtime", None)
+        self.cold_start()
 
 
 @pytest.fixture
@@ -104,5 +129,6 @@ def deployment(
     monkeypatch.setenv("NOTIFICATION_TOPIC_ARN", topic_arn)
     for name in ("CSBS_PROVIDER_ID", "SECRET_MAX_AGE_SECONDS", "CSBS_READ_TIMEOUT_SECONDS"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr(scheduled_backup, "_runtime", None)  # a cold container
-    return Deployment(aws, standin, secret_arn, topic_arn, inbox, monkeypatch)
+    deployment = Deployment(aws, standin, secret_arn, topic_arn, inbox, monkeypatch)
+    deployment.cold_start()
+    return deployment

@@ -252,7 +252,13 @@ def test_secret_is_read_again_once_its_cache_age_is_over(deployment: Deployment)
 @pytest.mark.parametrize(
     ("secret", "named"),
     [
-        ({"auth_url": "https://iam.example.com/v3"}, "username, password, user_domain_name"),
+        ({"auth_url": "https://iam.example.com/v3", "username": "u"},
+         "lacks keys: password, user_domain_name, project_id (or project_name)"),
+        ({"ak": "AK", "csbs_endpoint": "https://csbs.example.com"},
+         "lacks keys: sk, project_id"),
+        ({"ak": "AK", "sk": "SK", "project_id": "p", "region": "mars-1"}, "known cloud region"),
+        ({"ak": "AK", "sk": "SK", "password": "p"}, "both username/password and ak/sk"),
+        ({"project_id": "p"}, "neither username/password nor ak/sk"),
         ("not json at all", "not valid JSON"),
         ({"auth_url": "ftp://iam", "username": "u", "password": "p", "user_domain_name": "d",
           "project_id": "x"}, "auth_url must be an https URL"),
@@ -345,6 +351,8 @@ def test_notification_schema_and_attributes(deployment: Deployment) -> None:
         "code": "CSBS.6030",
         "message": "CSBS answered HTTP 500: The backup policy is executing a backup",
         "request_id": failed.message["error"]["request_id"],
+        "retry_after_seconds": 300.0,
+        "maybe_created": False,
     }
     assert failed.attributes == {"outcome": "failed", "plan_id": PLAN_A, "error_category": "busy"}
     for delivered in (failed, succeeded):

@@ -72,26 +72,32 @@ def main(argv: list[str] | None = None) -> int:
                 "POWERTOOLS_LOG_LEVEL": "INFO" if args.logs else "WARNING",
             }
         )
-        print(f"CSBS/IAM stand-in on {standin.url}, local AWS on {aws.endpoint_url}\n")
+        print(f"CSBS/IAM stand-in on {standin.url}, local AWS on {aws.endpoint_url}")
         function = importlib.import_module("scheduled_backup")
 
-        for path in event_files:
-            event = json.loads(path.read_text())
-            busy = path.name == "direct.json" and not args.events
-            for plan_id in SAMPLE_PLANS:
-                standin.plans[plan_id].busy_code = BUSY_FOR_DIRECT_SAMPLE if busy else None
-            print(
-                f"=== {path.name}"
-                + ("  (a manual backup of the plan is still running)" if busy else "")
-            )
+        def invoke(path: Path, note: str = "") -> None:
+            print(f"\n=== {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}{note}")
             sys.stdout.flush()
-            result = function.handler(event, FakeLambdaContext())
+            result = function.handler(json.loads(path.read_text()), FakeLambdaContext())
             print(f"handler returned: {json.dumps(result)}")
             for delivered in inbox.drain():
                 _print_notification(delivered, full=args.full)
-            print()
+
+        print("\n--- cloud secret: events/secrets/password.json (Keystone token auth)")
+        for path in event_files:
+            busy = path.name == "direct.json" and not args.events
+            for plan_id in SAMPLE_PLANS:
+                standin.plans[plan_id].busy_code = BUSY_FOR_DIRECT_SAMPLE if busy else None
+            invoke(path, "  (a manual backup of the plan is still running)" if busy else "")
+
+        print("\n--- cloud secret: events/secrets/access-keys.json (AK/SK request signing)")
+        aws.update_secret(secret_arn, standin.access_key_secret())
+        function._runtime = None  # a new container, which reads the secret afresh
+        for path in event_files[:1]:
+            invoke(path)
+
         print(
-            f"IAM token requests: {len(standin.calls('iam'))}, "
+            f"\nIAM token requests: {len(standin.calls('iam'))}, "
             f"CSBS checkpoint requests: {len(standin.calls('csbs'))}"
         )
     return 0

@@ -9,6 +9,7 @@ and can be told to fail the next requests in any way the client must survive.
 
 from __future__ import annotations
 
+import hmac
 import json
 import secrets
 import socket
@@ -19,15 +20,26 @@ from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+# The stand-in accepts the sample secrets in events/secrets/ (test-only values, which the tests
+# check never leave the function).
+_SAMPLES = Path(__file__).resolve().parents[2] / "events" / "secrets"
+_PASSWORD_SAMPLE = json.loads((_SAMPLES / "password.json").read_text())
+_ACCESS_KEY_SAMPLE = json.loads((_SAMPLES / "access-keys.json").read_text())
+
 PROVIDER_ID = "fc4d5750-22e7-4798-8a46-f48f62c4c1da"
-PROJECT_ID = "b942cc8342734d15bcb246babb1953cf"
+PROJECT_ID: str = _PASSWORD_SAMPLE["project_id"]
 PROJECT_NAME = "eu-de_backups"
-DOMAIN_NAME = "OTC-EU-DE-00000000001000000001"
-USERNAME = "backup-operator"
-PASSWORD = "s3cr3t-Passw0rd-for-standin"  # test-only; checked never to leave the function
+DOMAIN_NAME: str = _PASSWORD_SAMPLE["user_domain_name"]
+USERNAME: str = _PASSWORD_SAMPLE["username"]
+PASSWORD: str = _PASSWORD_SAMPLE["password"]
+ACCESS_KEY: str = _ACCESS_KEY_SAMPLE["ak"]
+SECRET_KEY: str = _ACCESS_KEY_SAMPLE["sk"]
+SECURITY_TOKEN = "gQpjbi1ub3J0aC00jLMxtdemporarytokenforstandin"
+MAX_CLOCK_SKEW = timedelta(minutes=15)
 
 
 @dataclass
@@ -65,6 +77,7 @@ class CsbsStandIn:
 
     def __init__(self, *, token_lifetime: timedelta = timedelta(hours=24)) -> None:
         self.token_lifetime = token_lifetime
+        self.password = PASSWORD  # change it to play a password rotation
         self.plans: dict[str, Plan] = {}
         self.requests: list[Recorded] = []
         self._faults: dict[str, deque[Fault]] = {"iam": deque(), "csbs": deque()}
@@ -113,14 +126,20 @@ class CsbsStandIn:
         with self._lock:
             self._tokens.clear()
 
+    def access_key_secret(self, *, temporary: bool = False, **overrides: Any) -> dict[str, Any]:
+        """events/secrets/access-keys.json pointed at this stand-in (plus a security token
+        when ``temporary``)."""
+        secret: dict[str, Any] = {**_ACCESS_KEY_SAMPLE, "region": None, "csbs_endpoint": self.url}
+        if temporary:
+            secret["security_token"] = SECURITY_TOKEN
+        secret.update(overrides)
+        return {key: value for key, value in secret.items() if value is not None}
+
     def cloud_secret(self, **overrides: Any) -> dict[str, Any]:
-        """A cloud secret that authenticates against this stand-in."""
+        """events/secrets/password.json pointed at this stand-in."""
         secret: dict[str, Any] = {
+            **_PASSWORD_SAMPLE,
             "auth_url": f"{self.url}/v3",
-            "username": USERNAME,
-            "password": PASSWORD,
-            "user_domain_name": DOMAIN_NAME,
-            "project_id": PROJECT_ID,
             "csbs_endpoint": self.url,
         }
         secret.update(overrides)
@@ -242,7 +261,7 @@ class _Handler(BaseHTTPRequestHandler):
             return unauthorized
         if (user.get("name"), user.get("password"), (user.get("domain") or {}).get("name")) != (
             USERNAME,
-            PASSWORD,
+            self.standin.password,
             DOMAIN_NAME,
         ):
             return unauthorized
@@ -306,7 +325,15 @@ class _Handler(BaseHTTPRequestHandler):
         if request.method != "POST":
             return 405, {"error_code": "APIGW.0103", "error_msg": "Method not allowed"}, {}
         _, project_id, _, provider_id, _ = segments
-        if not self.standin._token_valid(request.headers.get("X-Auth-Token")):
+        authorization = request.headers.get("Authorization", "")
+        if authorization.startswith("SDK-HMAC-SHA256 "):
+            if not _signature_valid(request, authorization, project_id):
+                return _csbs_error(
+                    401,
+                    "APIGW.0301",
+                    "Incorrect IAM authentication information: verify aksk signature fail",
+                )
+        elif not self.standin._token_valid(request.headers.get("X-Auth-Token")):
             return _csbs_error(
                 401,
                 "APIGW.0301",
@@ -397,6 +424,45 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         self._send(fault.status, body, fault.headers)
+
+
+def _signature_valid(request: Recorded, authorization: str, project_id: str) -> bool:
+    """Verify an AK/SK signature as the API gateway does, with the Huawei SDK's own signer."""
+    from huaweicloudsdkcore.auth.credentials import BasicCredentials
+    from huaweicloudsdkcore.sdk_request import SdkRequest
+    from huaweicloudsdkcore.signer.signer import Signer
+
+    fields = dict(part.strip().split("=", 1) for part in authorization.split(" ", 1)[1].split(","))
+    headers = {name.lower(): value for name, value in request.headers.items()}
+    signed_names = fields.get("SignedHeaders", "").split(";")
+    if fields.get("Access") != ACCESS_KEY or not {"host", "x-sdk-date"} <= set(signed_names):
+        return False
+    if any(name not in headers for name in signed_names):
+        return False
+    if headers.get("x-project-id") != project_id:
+        return False
+    if "x-security-token" in headers and headers["x-security-token"] != SECURITY_TOKEN:
+        return False
+    try:
+        signed_at = datetime.strptime(headers["x-sdk-date"], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+    except ValueError:
+        return False
+    if abs(datetime.now(UTC) - signed_at) > MAX_CLOCK_SKEW:
+        return False
+    expected = SdkRequest(
+        method=request.method,
+        schema="http",
+        host=headers["host"],
+        resource_path=request.path,
+        query_params=sorted(
+            (key, value) for key, values in request.query.items() for value in values
+        ),
+        header_params={name: headers[name] for name in signed_names},
+        body=request.body,
+    )
+    Signer(BasicCredentials(ACCESS_KEY, SECRET_KEY)).sign(expected)
+    expected_signature = expected.header_params["Authorization"].rsplit("Signature=", 1)[1]
+    return hmac.compare_digest(expected_signature, fields.get("Signature", ""))
 
 
 def _checkpoint_body_problem(document: Any) -> str | None:

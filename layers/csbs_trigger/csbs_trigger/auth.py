@@ -1,8 +1,9 @@
 """How CSBS requests are authenticated.
 
 ``CsbsAuth`` is the port: it names the project and endpoint to call, authenticates a prepared
-request, and forgets what it cached when CSBS says 401. ``KeystonePasswordAuth`` is the Keystone
-v3 password scheme; a signing scheme (AK/SK) is a second implementation of the same port.
+request, and forgets what it cached when CSBS says 401. ``KeystonePasswordAuth`` fetches and
+reuses Keystone v3 tokens; ``AccessKeyAuth`` signs each request with an AK/SK pair.
+``auth_for`` picks the one the credentials call for.
 """
 
 from __future__ import annotations
@@ -13,12 +14,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 import requests
 
-from csbs_trigger.credentials import PasswordCredentials
+from csbs_trigger import signing
+from csbs_trigger.credentials import AccessKeyCredentials, CloudCredentials, PasswordCredentials
 from csbs_trigger.deadline import Deadline
-from csbs_trigger.errors import Category, ConfigError, UpstreamError
+from csbs_trigger.errors import ConfigError, UpstreamError
 from csbs_trigger.transport import send
 
 # Renew a token this long before IAM says it expires, so no call starts with a dying token.
@@ -51,6 +54,54 @@ class Token:
     project_id: str
     csbs_endpoint: str | None
     renew_at: datetime
+
+
+def auth_for(credentials: CloudCredentials, session: requests.Session) -> CsbsAuth:
+    if isinstance(credentials, AccessKeyCredentials):
+        return AccessKeyAuth(credentials)
+    return KeystonePasswordAuth(credentials, session)
+
+
+class AccessKeyAuth:
+    """Signs every request with the access key; there is nothing to fetch or to cache."""
+
+    def __init__(
+        self,
+        credentials: AccessKeyCredentials,
+        *,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self._credentials = credentials
+        self._now = now
+
+    def scope(self, deadline: Deadline) -> Scope:
+        return Scope(self._credentials.project_id, self._credentials.csbs_endpoint)
+
+    def authenticate(self, request: requests.PreparedRequest, deadline: Deadline) -> None:
+        credentials = self._credentials
+        signed = {
+            "Host": urlsplit(request.url or "").netloc,
+            "X-Sdk-Date": signing.sdk_date(self._now()),
+            "X-Project-Id": credentials.project_id,
+        }
+        if credentials.security_token:
+            signed["X-Security-Token"] = credentials.security_token
+        body = request.body or b""
+        request.headers.update(signed)
+        request.headers["Authorization"] = signing.authorization(
+            method=request.method or "GET",
+            url=request.url or "",
+            headers=signed,
+            body=body.encode() if isinstance(body, str) else body,
+            access_key=credentials.access_key,
+            secret_key=credentials.secret_key,
+        )
+
+    def invalidate(self) -> None:
+        """Nothing cached: a 401 means the keys themselves are refused."""
+
+    def secret_values(self) -> tuple[str, ...]:
+        return self._credentials.secret_values
 
 
 class KeystonePasswordAuth:
@@ -133,10 +184,7 @@ class KeystonePasswordAuth:
         ).prepare()
         answer = send(self._session, request, what="IAM", timeouts=deadline.timeouts("IAM"))
         if not answer.ok:
-            error = answer.error()
-            if answer.status < 500 and error.category is not Category.THROTTLED:
-                error.category = Category.AUTH_FAILED  # IAM refused the token request
-            raise error
+            raise answer.error(token_request=True)
         token_value = answer.headers.get("X-Subject-Token")
         if not token_value:
             raise UpstreamError.bad_response("IAM answered without an X-Subject-Token header")

@@ -1,19 +1,58 @@
-"""The CSBS client: "Executing a Backup Policy" and nothing else."""
+"""The CSBS client: "Executing a Backup Policy", with the retries that cannot duplicate a backup."""
 
 from __future__ import annotations
 
 import json
+import random
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import requests
 
 from csbs_trigger.auth import CsbsAuth
 from csbs_trigger.deadline import Deadline
-from csbs_trigger.errors import TriggerError
-from csbs_trigger.models import BackupRequest, Checkpoint, parse_checkpoint_answer
+from csbs_trigger.errors import Category, TriggerError, UpstreamError
+from csbs_trigger.models import BackupRequest, Checkpoint, parse_checkpoint_body
 from csbs_trigger.transport import send
 
 USER_AGENT = "csbs-trigger/1"
+
+
+class AuthSource(Protocol):
+    """Where the client gets its auth, and a fresh one when the current one is refused."""
+
+    def current(self) -> CsbsAuth: ...
+
+    def refresh(self, stale: CsbsAuth) -> CsbsAuth: ...
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff with full jitter for transient failures, within the attempt budget.
+
+    ``busy`` is retryable but not here: a running backup takes minutes. A request that may
+    have reached CSBS before it failed is never repeated: it may have created a checkpoint.
+    """
+
+    max_attempts: int = 3
+    base_delay_seconds: float = 0.5
+    max_delay_seconds: float = 8.0
+
+    def should_retry(self, error: TriggerError, tries: int) -> bool:
+        return (
+            tries < self.max_attempts
+            and error.retryable
+            and error.category is not Category.BUSY
+            and not error.maybe_created
+        )
+
+    def delay(self, error: TriggerError, tries: int, rng: Callable[[], float]) -> float:
+        if error.retry_after_seconds is not None:
+            return error.retry_after_seconds
+        ceiling = min(self.max_delay_seconds, self.base_delay_seconds * 2.0 ** (tries - 1))
+        return rng() * ceiling
 
 
 @dataclass(frozen=True)
@@ -23,47 +62,83 @@ class Execution:
 
 
 class CsbsClient:
-    def __init__(self, auth: CsbsAuth, session: requests.Session, provider_id: str) -> None:
-        self._auth = auth
+    def __init__(
+        self,
+        auth_source: AuthSource,
+        session: requests.Session,
+        provider_id: str,
+        *,
+        retry: RetryPolicy | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: Callable[[], float] = random.random,
+    ) -> None:
+        self._auth_source = auth_source
         self._session = session
         self._provider_id = provider_id
+        self._retry = retry or RetryPolicy()
+        self._sleep = sleep
+        self._rng = rng
 
     def execute_backup_policy(self, backup: BackupRequest, deadline: Deadline) -> Execution:
-        """POST a checkpoint for the plan; on a 401 authenticate afresh and try once more.
+        """POST a checkpoint for the plan.
 
-        Errors carry ``attempts``: how many POSTs reached the wire before giving up.
+        When IAM or CSBS refuses the credentials, they are read afresh once (the secret may
+        have been rotated, the token revoked) before ``auth_failed``. Transient failures are
+        retried per ``RetryPolicy`` while the invocation has time. Errors carry ``attempts``:
+        how many POSTs were sent.
         """
-        attempts = 0
-        try:
-            scope = self._auth.scope(deadline)
-            url = (
-                f"{scope.csbs_endpoint}/v1/{scope.project_id}"
-                f"/providers/{self._provider_id}/checkpoints"
-            )
-            body = json.dumps(
-                {"checkpoint": {"plan_id": backup.plan_id, "parameters": backup.parameters()}}
-            ).encode()
-            while True:
-                request = requests.Request(
-                    "POST",
-                    url,
-                    data=body,
-                    headers={
-                        "Content-Type": "application/json",
-                        "Accept": "application/json",
-                        "User-Agent": USER_AGENT,
-                    },
-                ).prepare()
-                self._auth.authenticate(request, deadline)
+        attempts = tries = 0
+        refreshed = False
+        auth: CsbsAuth | None = None
+        while True:
+            tries += 1
+            try:
+                auth = auth or self._auth_source.current()
+                request = self._prepare(auth, backup, deadline)  # may ask IAM for a token
                 timeouts = deadline.timeouts("CSBS")
                 attempts += 1
-                answer = send(self._session, request, what="CSBS", timeouts=timeouts)
-                if answer.status == 401 and attempts == 1:
-                    self._auth.invalidate()
+                return Execution(self._send(request, timeouts), attempts)
+            except TriggerError as error:
+                error.attempts = attempts
+                if error.category is Category.AUTH_FAILED and auth and not refreshed:
+                    refreshed, tries = True, tries - 1  # a refresh is not a retry
+                    auth = self._auth_source.refresh(auth)
                     continue
-                if not answer.ok:
-                    raise answer.error()
-                return Execution(parse_checkpoint_answer(answer.json()), attempts)
+                if not self._retry.should_retry(error, tries):
+                    raise
+                delay = self._retry.delay(error, tries, self._rng)
+                if not deadline.can_wait(delay):
+                    raise
+                self._sleep(delay)
+
+    def _prepare(
+        self, auth: CsbsAuth, backup: BackupRequest, deadline: Deadline
+    ) -> requests.PreparedRequest:
+        scope = auth.scope(deadline)
+        body = {"checkpoint": {"plan_id": backup.plan_id, "parameters": backup.parameters()}}
+        request = requests.Request(
+            "POST",
+            f"{scope.csbs_endpoint}/v1/{scope.project_id}/providers/{self._provider_id}/checkpoints",
+            data=json.dumps(body).encode(),
+            headers={
+                "Content-Type": "application/json",
+                "Accept": "application/json",
+                "User-Agent": USER_AGENT,
+            },
+        ).prepare()
+        auth.authenticate(request, deadline)
+        return request
+
+    def _send(self, request: requests.PreparedRequest, timeouts: tuple[float, float]) -> Checkpoint:
+        try:
+            answer = send(self._session, request, what="CSBS", timeouts=timeouts)
+        except UpstreamError as error:
+            error.maybe_created = error.request_sent
+            raise
+        if not answer.ok:
+            raise answer.error()
+        try:
+            return parse_checkpoint_body(answer.body)
         except TriggerError as error:
-            error.attempts = attempts
+            error.maybe_created = True  # CSBS said 200: a checkpoint may well exist
             raise

@@ -37,3 +37,7 @@ class Deadline:
                 category=Category.TIMEOUT,
             )
         return min(self.connect_seconds, budget), min(self.read_seconds, budget)
+
+    def can_wait(self, seconds: float) -> bool:
+        """Whether a pause of ``seconds`` still leaves time for one more call and the publish."""
+        return self.remaining_seconds() - self.reserve_seconds - seconds >= MIN_CALL_SECONDS

@@ -15,10 +15,15 @@ into a category; adapters translate transport failures with ``UpstreamError.time
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from enum import StrEnum
 from typing import Any
 
 MAX_MESSAGE_LENGTH = 300
+# A running backup takes minutes (about 6 for a small incremental): the hint for "busy".
+BUSY_RETRY_AFTER_SECONDS = 300.0
 
 
 class Category(StrEnum):
@@ -117,6 +122,9 @@ class TriggerError(Exception):
         self.code = code
         self.request_id = request_id
         self.attempts = 0  # CSBS calls made before this error; set by the client
+        self.retry_after_seconds: float | None = None  # when to try again, where known
+        # The POST may have reached CSBS before the failure: a checkpoint may exist.
+        self.maybe_created = False
         super().__init__(self.message)
 
     @property
@@ -131,6 +139,8 @@ class TriggerError(Exception):
             "code": self.code,
             "message": self.message,
             "request_id": self.request_id,
+            "retry_after_seconds": self.retry_after_seconds,
+            "maybe_created": self.maybe_created,
         }
 
 
@@ -149,22 +159,35 @@ class ConfigError(TriggerError):
 class UpstreamError(TriggerError):
     """IAM or CSBS refused the request, answered nonsense, or could not be reached."""
 
-    @classmethod
-    def timeout(cls, what: str) -> UpstreamError:
-        return cls(f"{what} did not answer in time", category=Category.TIMEOUT)
+    request_sent = False  # for timeout and network errors: the request may have arrived
 
     @classmethod
-    def network(cls, what: str, exc: BaseException) -> UpstreamError:
+    def timeout(cls, what: str, *, request_sent: bool) -> UpstreamError:
+        error = cls(f"{what} did not answer in time", category=Category.TIMEOUT)
+        error.request_sent = request_sent
+        return error
+
+    @classmethod
+    def network(cls, what: str, exc: BaseException, *, request_sent: bool) -> UpstreamError:
         # Only the exception's type: its text can hold a whole URL with query parameters.
-        return cls(f"{what} could not be reached ({type(exc).__name__})", category=Category.NETWORK)
+        error = cls(
+            f"{what} could not be reached ({type(exc).__name__})", category=Category.NETWORK
+        )
+        error.request_sent = request_sent
+        return error
 
     @classmethod
     def bad_response(cls, message: str, *, http_status: int | None = None) -> UpstreamError:
         return cls(message, category=Category.BAD_RESPONSE, http_status=http_status)
 
 
-def classify(http_status: int, code: str | None) -> Category:
-    """Map an upstream error answer to its category: the code first, then the HTTP status."""
+def classify(http_status: int, code: str | None, *, token_request: bool = False) -> Category:
+    """Map an upstream error answer to its category: the code first, then the HTTP status.
+
+    IAM refusing a token request (any 4xx but throttling) means the credentials are refused.
+    """
+    if token_request and 400 <= http_status < 500 and http_status != 429:
+        return Category.AUTH_FAILED
     if code in _CATEGORY_BY_CODE:
         return _CATEGORY_BY_CODE[code]
     if http_status in _CATEGORY_BY_STATUS:
@@ -173,19 +196,43 @@ def classify(http_status: int, code: str | None) -> Category:
 
 
 def classify_error_answer(
-    what: str, http_status: int, body: bytes, headers: dict[str, str] | None = None
+    what: str,
+    http_status: int,
+    body: bytes,
+    headers: Mapping[str, str],
+    *,
+    token_request: bool = False,
 ) -> UpstreamError:
     """Turn a non-2xx answer from IAM or CSBS into a classified error."""
     code, message, request_id = parse_error_body(body)
-    if request_id is None and headers:
-        request_id = headers.get("X-Request-Id") or headers.get("X-Openstack-Request-Id")
-    return UpstreamError(
+    error = UpstreamError(
         f"{what} answered HTTP {http_status}: {message or 'no error message'}",
-        category=classify(http_status, code),
+        category=classify(http_status, code, token_request=token_request),
         http_status=http_status,
         code=code,
-        request_id=request_id,
+        request_id=request_id or headers.get("X-Request-Id"),
     )
+    error.retry_after_seconds = parse_retry_after(headers.get("Retry-After"))
+    if error.category is Category.BUSY and error.retry_after_seconds is None:
+        error.retry_after_seconds = BUSY_RETRY_AFTER_SECONDS
+    return error
+
+
+def parse_retry_after(value: str | None) -> float | None:
+    """Seconds from a ``Retry-After`` header (delta seconds or an HTTP date), if it says any."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return max(0.0, (moment - datetime.now(UTC)).total_seconds())
 
 
 _CODE_KEYS = ("error_code", "errorCode", "code")

@@ -8,6 +8,7 @@ answer useless: a checkpoint without an id.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -78,6 +79,29 @@ class Checkpoint:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+# The API page's own example prints extra_info unescaped ("extra_info": "{"created_by": ...}"),
+# which is not JSON; a server that copies it is read as if the string were escaped.
+_UNESCAPED_EXTRA_INFO = re.compile(r'("extra_info"\s*:\s*)"(\{.*?\})"(?=\s*[,}\]])', re.DOTALL)
+
+
+def parse_checkpoint_body(body: bytes) -> Checkpoint:
+    """Decode and parse a 200 answer's body, or raise ``bad_response``."""
+    text = body.decode("utf-8", errors="replace")
+    try:
+        document = json.loads(text)
+    except ValueError:
+        repaired = _UNESCAPED_EXTRA_INFO.sub(
+            lambda match: match.group(1) + json.dumps(match.group(2)), text
+        )
+        try:
+            document = json.loads(repaired)
+        except ValueError:
+            raise UpstreamError.bad_response(
+                "CSBS answered 200 with a body that is not JSON", http_status=200
+            ) from None
+    return parse_checkpoint_answer(document)
 
 
 def parse_checkpoint_answer(document: Any) -> Checkpoint:

@@ -66,7 +66,7 @@ class SecretStore:
                 f"Secrets Manager failed ({code})", category=Category.UNAVAILABLE, code=code
             ) from None
         except BotoCoreError as exc:
-            raise UpstreamError.network("Secrets Manager", exc) from None
+            raise UpstreamError.network("Secrets Manager", exc, request_sent=False) from None
         if "SecretString" not in answer:
             raise ConfigError("the cloud secret holds binary data, not a JSON string")
         return answer["SecretString"]

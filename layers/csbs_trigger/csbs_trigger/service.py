@@ -6,20 +6,23 @@
 
 from __future__ import annotations
 
+import random
+import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 import requests
 
-from csbs_trigger.auth import CsbsAuth, KeystonePasswordAuth
+from csbs_trigger.auth import CsbsAuth, auth_for
 from csbs_trigger.credentials import CloudCredentials, parse_cloud_secret
-from csbs_trigger.csbs import CsbsClient
+from csbs_trigger.csbs import CsbsClient, RetryPolicy
 from csbs_trigger.deadline import Deadline
 from csbs_trigger.errors import ConfigError, TriggerError
 from csbs_trigger.events import RejectedPlan, parse_event
 from csbs_trigger.log import logger
-from csbs_trigger.models import BackupRequest, Trigger
+from csbs_trigger.models import BackupRequest, Checkpoint, Trigger
 from csbs_trigger.notify import Outcome, PublishError, Redactor, SnsPublisher, build_notification
 from csbs_trigger.secret_store import SecretStore
 from csbs_trigger.settings import Settings
@@ -30,7 +33,11 @@ if TYPE_CHECKING:
 
 
 class Runtime:
-    """Everything that lives as long as the Lambda container: settings, clients and caches."""
+    """Everything that lives as long as the Lambda container: settings, clients and caches.
+
+    It is the CSBS client's ``AuthSource``: one auth (and so one token) per credential set,
+    built again from a freshly read secret when IAM or CSBS refuses it.
+    """
 
     def __init__(
         self,
@@ -39,6 +46,8 @@ class Runtime:
         secretsmanager: SecretsManagerClient,
         sns: SNSClient,
         session: requests.Session | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: Callable[[], float] = random.random,
     ) -> None:
         self.settings = settings
         self.publisher = SnsPublisher(sns, settings.topic_arn)
@@ -50,11 +59,21 @@ class Runtime:
             else None
         )
         self._session = session or requests.Session()
+        self.client = CsbsClient(
+            self,
+            self._session,
+            settings.provider_id,
+            retry=RetryPolicy(max_attempts=settings.max_attempts),
+            sleep=sleep,
+            rng=rng,
+        )
+        self._lock = threading.Lock()
         self._credentials: CloudCredentials | None = None
         self._auth: CsbsAuth | None = None
+        self._retired_secret_values: tuple[str, ...] = ()
 
     @classmethod
-    def from_env(cls) -> Runtime:
+    def from_env(cls, **overrides: Any) -> Runtime:
         import boto3
         from botocore.config import Config
 
@@ -68,20 +87,40 @@ class Runtime:
             settings,
             secretsmanager=session.client("secretsmanager", config=config),
             sns=session.client("sns", config=config),
+            **overrides,
         )
 
-    def csbs_client(self) -> CsbsClient:
-        """A client for the credentials in the secret; the same auth (and token) while they hold."""
-        if self._secrets is None:
-            raise ConfigError("environment variable CSBS_SECRET_ID is not set")
-        credentials = parse_cloud_secret(self._secrets.get())
-        if self._auth is None or credentials != self._credentials:
-            self._auth = KeystonePasswordAuth(credentials, self._session)
-            self._credentials = credentials
-        return CsbsClient(self._auth, self._session, self.settings.provider_id)
+    def current(self) -> CsbsAuth:
+        """The auth for the credentials in the (cached) secret."""
+        return self._auth_for(self._read_secret(refresh=False), stale=None)
+
+    def refresh(self, stale: CsbsAuth) -> CsbsAuth:
+        """A new auth from the secret read afresh, unless another plan has made one already."""
+        with self._lock:
+            if self._auth is not None and self._auth is not stale:
+                return self._auth
+        return self._auth_for(self._read_secret(refresh=True), stale=stale)
 
     def secret_values(self) -> tuple[str, ...]:
-        return self._auth.secret_values() if self._auth else ()
+        """Every secret this container holds now or held before the last rotation."""
+        with self._lock:
+            current = self._auth.secret_values() if self._auth else ()
+            return current + self._retired_secret_values
+
+    def _read_secret(self, *, refresh: bool) -> str:
+        if self._secrets is None:
+            raise ConfigError("environment variable CSBS_SECRET_ID is not set")
+        return self._secrets.get(refresh=refresh)
+
+    def _auth_for(self, secret_string: str, *, stale: CsbsAuth | None) -> CsbsAuth:
+        credentials = parse_cloud_secret(secret_string)
+        with self._lock:
+            if self._auth is None or self._auth is stale or credentials != self._credentials:
+                if self._auth is not None:
+                    self._retired_secret_values = self._auth.secret_values()
+                self._auth = auth_for(credentials, self._session)
+                self._credentials = credentials
+            return self._auth
 
 
 def handle_event(event: Any, context: Any, runtime: Runtime) -> dict[str, Any]:
@@ -116,54 +155,35 @@ def _run_plans(
 ) -> list[Outcome]:
     started = time.monotonic()
 
-    def failed(item: BackupRequest | RejectedPlan, error: TriggerError) -> Outcome:
-        request = item if isinstance(item, BackupRequest) else None
-        return Outcome(
-            trigger=trigger,
-            invocation_id=invocation_id,
-            plan_id=item.plan_id,
-            request=request,
-            checkpoint=None,
-            error=error,
-            attempts=error.attempts,
-            duration_ms=int((time.monotonic() - started) * 1000),
-        )
-
-    backups = [item for item in items if isinstance(item, BackupRequest)]
-    client: CsbsClient | None = None
-    setup_error: TriggerError | None = None
-    if backups:
-        try:
-            client = runtime.csbs_client()
-        except TriggerError as error:
-            setup_error = error
-
     def run(item: BackupRequest | RejectedPlan) -> Outcome:
+        checkpoint: Checkpoint | None = None
+        error: TriggerError | None = None
+        attempts = 0
         if isinstance(item, RejectedPlan):
-            return failed(item, item.error)
-        if client is None:
-            return failed(item, setup_error or ConfigError("no CSBS client"))
-        try:
-            execution = client.execute_backup_policy(item, deadline)
-        except TriggerError as error:
-            return failed(item, error)
+            error = item.error
+        else:
+            try:
+                execution = runtime.client.execute_backup_policy(item, deadline)
+                checkpoint, attempts = execution.checkpoint, execution.attempts
+            except TriggerError as failure:
+                error, attempts = failure, failure.attempts
         return Outcome(
             trigger=trigger,
             invocation_id=invocation_id,
             plan_id=item.plan_id,
-            request=item,
-            checkpoint=execution.checkpoint,
-            error=None,
-            attempts=execution.attempts,
+            request=item if isinstance(item, BackupRequest) else None,
+            checkpoint=checkpoint,
+            error=error,
+            attempts=attempts,
             duration_ms=int((time.monotonic() - started) * 1000),
         )
 
-    if len(backups) <= 1 or client is None:
+    backups = sum(isinstance(item, BackupRequest) for item in items)
+    if backups <= 1:
         return [run(item) for item in items]
     # One failing plan never hides another: each runs (bounded) and ends in its own outcome.
-    with ThreadPoolExecutor(
-        max_workers=min(len(backups), runtime.settings.max_concurrency)
-    ) as pool:
+    workers = min(backups, runtime.settings.max_concurrency)
+    with ThreadPoolExecutor(max_workers=workers) as pool:
         return list(pool.map(run, items))
 
 

@@ -25,6 +25,7 @@ class Settings:
     connect_timeout_seconds: float = 3.05
     read_timeout_seconds: float = 20.0
     max_concurrency: int = 4
+    max_attempts: int = 3
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -39,6 +40,7 @@ class Settings:
             connect_timeout_seconds=_number(env, "CSBS_CONNECT_TIMEOUT_SECONDS", 3.05, 0.1, 30),
             read_timeout_seconds=_number(env, "CSBS_READ_TIMEOUT_SECONDS", 20.0, 0.1, 300),
             max_concurrency=int(_number(env, "MAX_CONCURRENCY", 4, 1, 16)),
+            max_attempts=int(_number(env, "CSBS_MAX_ATTEMPTS", 3, 1, 10)),
         )
 
 

@@ -40,8 +40,10 @@ class Answer:
                 http_status=self.status,
             ) from None
 
-    def error(self) -> UpstreamError:
-        return classify_error_answer(self.what, self.status, self.body, dict(self.headers))
+    def error(self, *, token_request: bool = False) -> UpstreamError:
+        return classify_error_answer(
+            self.what, self.status, self.body, self.headers, token_request=token_request
+        )
 
 
 def send(
@@ -59,12 +61,22 @@ def send(
             body = response.raw.read(MAX_ANSWER_BYTES + 1, decode_content=True)
             status, headers = response.status_code, response.headers
     # Reading the streamed body raises urllib3's own errors, which requests does not wrap.
-    except (requests.Timeout, urllib3_errors.TimeoutError):
-        raise UpstreamError.timeout(what) from None
+    except (requests.Timeout, urllib3_errors.TimeoutError) as exc:
+        raise UpstreamError.timeout(what, request_sent=_may_have_been_sent(exc)) from None
     except (requests.RequestException, urllib3_errors.HTTPError, OSError) as exc:
-        raise UpstreamError.network(what, exc) from None
+        raise UpstreamError.network(what, exc, request_sent=_may_have_been_sent(exc)) from None
     if len(body) > MAX_ANSWER_BYTES:
         raise UpstreamError.bad_response(
             f"{what} answered with more than 1 MiB", http_status=status
         )
     return Answer(what=what, status=status, headers=headers, body=body)
+
+
+def _may_have_been_sent(exc: BaseException) -> bool:
+    """False only when the connection was never made, so the server cannot have seen the request."""
+    if isinstance(exc, requests.ConnectTimeout | requests.exceptions.SSLError):
+        return False
+    cause = exc.args[0] if exc.args else None
+    cause = getattr(cause, "reason", cause)  # requests wraps urllib3's MaxRetryError
+    # NewConnectionError (refused, unresolvable) is a ConnectTimeoutError in urllib3.
+    return not isinstance(cause, urllib3_errors.ConnectTimeoutError)

@@ -1,0 +1,91 @@
+"""AK/SK signing end to end, secret rotation, and endpoints derived from regions."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from conftest import Deployment, read_event
+
+from csbs_trigger.credentials import csbs_endpoint_for_region
+from csbs_trigger.errors import ConfigError
+from support.standin import ACCESS_KEY, PROJECT_ID, SECURITY_TOKEN
+
+AUTHORIZATION = re.compile(
+    r"SDK-HMAC-SHA256 Access=(?P<ak>\w+), SignedHeaders=(?P<names>[a-z;-]+), "
+    r"Signature=(?P<signature>[0-9a-f]{64})"
+)
+
+
+@pytest.mark.parametrize("temporary", [False, True], ids=["permanent keys", "temporary keys"])
+def test_access_keys_sign_the_request_instead_of_fetching_a_token(
+    deployment: Deployment, temporary: bool
+) -> None:
+    deployment.set_secret(deployment.standin.access_key_secret(temporary=temporary))
+
+    deployment.invoke(read_event("schedule.json"))
+
+    [delivered] = deployment.notifications()
+    assert delivered.message["outcome"] == "succeeded"
+    assert deployment.standin.calls("iam") == []
+    [call] = deployment.standin.calls("csbs")
+    assert "X-Auth-Token" not in call.headers
+    assert call.headers["X-Project-Id"] == PROJECT_ID
+    assert re.fullmatch(r"\d{8}T\d{6}Z", call.headers["X-Sdk-Date"])
+    match = AUTHORIZATION.fullmatch(call.headers["Authorization"])
+    assert match is not None
+    assert match["ak"] == ACCESS_KEY
+    expected_names = "host;x-project-id;x-sdk-date" + (";x-security-token" if temporary else "")
+    assert match["names"] == expected_names
+    assert call.headers.get("X-Security-Token") == (SECURITY_TOKEN if temporary else None)
+
+
+def test_rotated_password_is_picked_up_when_the_old_one_is_refused(
+    deployment: Deployment,
+) -> None:
+    deployment.invoke(read_event("direct.json"))
+    # The operator rotates the password: IAM now wants the new one and revokes old tokens.
+    deployment.set_secret(deployment.standin.cloud_secret(password="n3w-Passw0rd-after-rotation"))
+    deployment.standin.password = "n3w-Passw0rd-after-rotation"
+    deployment.standin.revoke_tokens()
+
+    deployment.invoke(read_event("direct.json"))  # the secret is still cached here
+
+    first, second = (d.message for d in deployment.notifications())
+    assert first["outcome"] == second["outcome"] == "succeeded"
+    assert second["attempts"] == 2  # refused once with the old token, then accepted
+    assert len(deployment.standin.calls("iam")) == 2
+
+
+def test_rotated_access_keys_are_picked_up_when_the_old_ones_are_refused(
+    deployment: Deployment,
+) -> None:
+    deployment.set_secret(deployment.standin.access_key_secret(sk="old-secret-key-revoked"))
+
+    deployment.invoke(read_event("direct.json"))  # refused: the stand-in knows the new key only
+    deployment.set_secret(deployment.standin.access_key_secret())
+    deployment.invoke(read_event("direct.json"))
+
+    first, second = (d.message for d in deployment.notifications())
+    assert first["error"]["category"] == "auth_failed"
+    assert second["outcome"] == "succeeded"
+
+
+@pytest.mark.parametrize(
+    ("region", "endpoint"),
+    [
+        ("eu-de", "https://csbs.eu-de.otc.t-systems.com"),
+        ("eu-nl", "https://csbs.eu-nl.otc.t-systems.com"),
+        ("eu-ch2", "https://csbs.eu-ch2.sc.otc.t-systems.com"),
+        ("ap-southeast-1", "https://csbs.ap-southeast-1.myhuaweicloud.com"),
+        ("cn-north-4", "https://csbs.cn-north-4.myhuaweicloud.com"),
+    ],
+)
+def test_region_names_the_endpoint_of_known_clouds(region: str, endpoint: str) -> None:
+    assert csbs_endpoint_for_region(region) == endpoint
+
+
+@pytest.mark.parametrize("region", ["EU-DE", "eu de", "mars", "eu-de.evil.example"])
+def test_unknown_region_is_a_config_error(region: str) -> None:
+    with pytest.raises(ConfigError, match="known cloud region"):
+        csbs_endpoint_for_region(region)

@@ -1,0 +1,209 @@
+"""The fault matrix: every way a trigger can fail ends in one classified notification.
+
+Each row drives the handler through the stand-in (over HTTP) and moto's server with one fault
+injected, and checks the category, ``retryable``, how many CSBS calls were made, that exactly
+one notification was published (or, when SNS itself fails, that the invocation failed) and
+that no secret reached the logs or the messages. The table is printed at the end of the run.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from conftest import ROOT, SUMMARY_TABLES, Deployment, read_event
+
+from csbs_trigger import PublishError
+from support.standin import PASSWORD, SECRET_KEY, SECURITY_TOKEN, Fault
+
+MAX_ATTEMPTS = 3  # the default CSBS_MAX_ATTEMPTS
+BACKOFF = (0.25, 0.5)  # full jitter at half of 0.5 s, then of 1 s
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str
+    category: str | None  # None: the backup succeeds
+    csbs_calls: int
+    fault: Fault | None = None
+    repeat: int = MAX_ATTEMPTS  # how many CSBS requests get the fault
+    setup: Callable[[Deployment], None] | None = None
+    maybe_created: bool = False
+    publish_fails: bool = False
+    sleeps: tuple[float, ...] = ()  # backoff pauses, with the jitter pinned at half
+    attempts: int | None = None  # POSTs tried, where more than reached the stand-in
+
+
+def error(status: int, code: str, message: str = "upstream message", **headers: str) -> Fault:
+    return Fault(status, {"error_code": code, "error_msg": message}, headers)
+
+
+def api_page_example() -> bytes:
+    """The example response exactly as the API page prints it (its extra_info is not JSON)."""
+    page = (ROOT.parent / "shared/reference/csbs-execute-backup-policy.rst").read_text()
+    example = page.split("Example response")[1].split("Status Codes")[0]
+    return example[example.index("{") : example.rindex("}") + 1].encode()
+
+
+def secret(value: Any) -> Callable[[Deployment], None]:
+    return lambda deployment: deployment.set_secret(value(deployment) if callable(value) else value)
+
+
+def closed_port_endpoint(deployment: Deployment) -> None:
+    with socket.socket() as probe:  # a port that was just free: nothing listens there
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    deployment.set_secret(deployment.standin.cloud_secret(csbs_endpoint=f"http://127.0.0.1:{port}"))
+
+
+ROWS = [
+    # HTTP statuses
+    Row("400 invalid parameters", "invalid_request", 1, error(400, "CSBS.0001")),
+    Row("401 twice (token refused)", "auth_failed", 2, error(401, "APIGW.0301")),
+    Row("403 no permission", "forbidden", 1, error(403, "APIGW.0302")),
+    Row("404 not found", "not_found", 1, error(404, "APIGW.0101")),
+    Row("429 with Retry-After", "throttled", 3, error(429, "APIGW.0308", **{"Retry-After": "2"}),
+        sleeps=(2.0, 2.0)),
+    Row("429 without Retry-After", "throttled", 3, error(429, "APIGW.0308"), sleeps=BACKOFF),
+    Row("500 internal error", "server_error", 3, error(500, "CSBS.9999"), sleeps=BACKOFF),
+    Row("502 bad gateway", "unavailable", 3, Fault(502, b"<html>Bad Gateway"), sleeps=BACKOFF),
+    Row("503 unavailable", "unavailable", 3, error(503, "APIGW.0201"), sleeps=BACKOFF),
+    Row("504 gateway timeout", "unavailable", 3, Fault(504, b""), sleeps=BACKOFF),
+    Row("503 once, then OK", None, 2, error(503, "APIGW.0201"), repeat=1, sleeps=(0.25,)),
+    # every code of the table, with the status real servers send it with
+    Row("CSBS.1001 manual run in progress", "busy", 1, error(500, "CSBS.1001")),
+    Row("CSBS.6030 automatic run in progress", "busy", 1, error(500, "CSBS.6030")),
+    Row("CSBS.2004 item executing", "busy", 1, error(400, "CSBS.2004")),
+    Row("CSBS.2003 backup busy", "busy", 1, error(400, "CSBS.2003")),
+    Row("CSBS.6032 nothing to back up", "invalid_request", 1, error(500, "CSBS.6032")),
+    Row("CSBS.3000 policy not found", "not_found", 1, error(404, "CSBS.3000")),
+    Row("CSBS.9001 provider invalid", "invalid_request", 1, error(400, "CSBS.9001")),
+    Row("CSBS.6000 resource condition", "invalid_request", 1, error(400, "CSBS.6000")),
+    Row("CSBS.6061 resource condition", "invalid_request", 1, error(400, "CSBS.6061")),
+    Row("CSBS.9006 quota exceeded", "invalid_request", 1, error(400, "CSBS.9006")),
+    Row("CSBS.9009 user unverified", "forbidden", 1, error(403, "CSBS.9009")),
+    Row("CSBS.9998 not supported", "server_error", 3, error(500, "CSBS.9998"), sleeps=BACKOFF),
+    Row("CSBS.9999 internal failure", "server_error", 3, error(500, "CSBS.9999"), sleeps=BACKOFF),
+    Row("APIG.0301 bad token", "auth_failed", 2, error(401, "APIG.0301")),
+    Row("APIGW.0301 bad token", "auth_failed", 2, error(401, "APIGW.0301")),
+    Row("APIG.0308 throttled", "throttled", 3, error(429, "APIG.0308"), sleeps=BACKOFF),
+    Row("APIGW.0308 throttled", "throttled", 3, error(429, "APIGW.0308"), sleeps=BACKOFF),
+    Row("BackupService.4008 CSBS closed", "forbidden", 1, error(400, "BackupService.4008")),
+    # bodies
+    Row("500 body not JSON", "server_error", 3, Fault(500, b"upstream exploded"), sleeps=BACKOFF),
+    Row("200 without checkpoint id", "bad_response", 1, Fault(200, {"checkpoint": {}}),
+        maybe_created=True),
+    Row("200 not JSON", "bad_response", 1, Fault(200, b"OK"), maybe_created=True),
+    Row("200 API page example verbatim", None, 1, Fault(200, api_page_example())),
+    # transport
+    Row("answer past the read timeout", "timeout", 1, Fault(200, delay_seconds=30),
+        maybe_created=True),
+    Row("connection refused", "network", 0, setup=closed_port_endpoint, sleeps=BACKOFF,
+        attempts=3),
+    Row("connection reset mid-body", "network", 1, Fault(200, {"checkpoint": {"id": "x" * 99}},
+        reset=True), maybe_created=True),
+    # IAM
+    Row("IAM token endpoint 503", "unavailable", 0,
+        setup=lambda d: d.standin.fail_next("iam", *[Fault(503, b"maintenance")] * 3),
+        sleeps=BACKOFF),
+    Row("IAM refuses the password", "auth_failed", 0,
+        setup=secret(lambda d: d.standin.cloud_secret(password="wrong-password"))),
+    Row("AK/SK signature refused", "auth_failed", 2,
+        setup=secret(lambda d: d.standin.access_key_secret(sk="wrong-secret-key"))),
+    # Secrets Manager
+    Row("secret missing", "config_error", 0,
+        setup=lambda d: d.set_env("CSBS_SECRET_ID", "csbs-trigger/missing")),
+    Row("secret not JSON", "config_error", 0, setup=secret("username=admin")),
+    Row("secret lacks keys", "config_error", 0, setup=secret({"username": "u", "password": "p"})),
+    Row("secret holds both key sets", "config_error", 0,
+        setup=secret(lambda d: {**d.standin.cloud_secret(), "ak": "AK", "sk": "SK"})),
+    # SNS
+    Row("SNS topic does not exist", None, 1, publish_fails=True,
+        setup=lambda d: d.set_env("NOTIFICATION_TOPIC_ARN",
+                                  "arn:aws:sns:eu-central-1:123456789012:missing")),
+]  # fmt: skip
+
+MATRIX: list[str] = []
+
+
+@pytest.fixture(scope="module", autouse=True)
+def print_matrix(request: pytest.FixtureRequest) -> Any:
+    yield
+    header = (
+        f"| {'fault':<34} | {'category':<15} | retryable | CSBS calls | notifications | "
+        "secrets leaked |"
+    )
+    table = [header, "|" + "|".join("-" * (len(cell)) for cell in header.split("|")[1:-1]) + "|"]
+    table += MATRIX
+    report = ROOT / "build" / "fault-matrix.md"
+    report.parent.mkdir(exist_ok=True)
+    report.write_text("\n".join(table) + "\n")
+    request.config.stash[SUMMARY_TABLES].append(
+        (f"fault matrix ({len(MATRIX)} rows, also in build/fault-matrix.md)", table)
+    )
+
+
+@pytest.mark.parametrize("row", ROWS, ids=[row.name for row in ROWS])
+def test_fault_ends_in_one_classified_notification(
+    deployment: Deployment, logs: io.StringIO, row: Row
+) -> None:
+    if row.setup:
+        row.setup(deployment)
+    if row.fault:
+        deployment.standin.fail_next("csbs", *[row.fault] * row.repeat)
+    deployment.set_env("CSBS_READ_TIMEOUT_SECONDS", "0.3")
+
+    if row.publish_fails:
+        with pytest.raises(PublishError):
+            deployment.invoke(read_event("direct.json"))
+    else:
+        deployment.invoke(read_event("direct.json"))
+
+    delivered = deployment.notifications()
+    csbs_calls = len(deployment.standin.calls("csbs"))
+    assert csbs_calls == row.csbs_calls
+    if row.publish_fails:
+        assert delivered == []
+        assert "notification not published" in logs.getvalue()
+        category, retryable = "(invocation failed)", "-"
+    else:
+        [notification] = delivered
+        message = notification.message
+        if row.category is None:
+            assert message["outcome"] == "succeeded", message["error"]
+            category, retryable = "(succeeded)", "-"
+        else:
+            assert message["error"]["category"] == row.category
+            assert notification.attributes["error_category"] == row.category
+            assert message["error"]["maybe_created"] is row.maybe_created
+            category, retryable = row.category, str(message["error"]["retryable"]).lower()
+        expected_attempts = row.csbs_calls if row.attempts is None else row.attempts
+        assert message["attempts"] == expected_attempts
+    assert tuple(deployment.sleeps) == row.sleeps
+
+    secrets = [PASSWORD, SECRET_KEY, SECURITY_TOKEN, *deployment.standin.issued_tokens()]
+    published = "".join(d.raw_message + (d.subject or "") for d in delivered)
+    leaked = [s for s in secrets if s in published or s in logs.getvalue()]
+    assert leaked == []
+    MATRIX.append(
+        f"| {row.name:<34} | {category:<15} | {retryable:<9} | {csbs_calls:>10} | "
+        f"{len(delivered):>13} | {'none':<14} |"
+    )
+
+
+def test_matrix_covers_every_code_of_the_facts_table() -> None:
+    facts = (ROOT.parent / "shared/reference/csbs-facts.md").read_text()
+    codes = {
+        code
+        for line in facts.splitlines()
+        if line.startswith("| ")
+        for code in re.findall(r"\b(?:CSBS|APIGW?|BackupService)\.\d{4}\b", line)
+    }
+    covered = {row.name.split()[0] for row in ROWS}
+    assert len(codes) >= 15
+    assert codes - covered == set()
