@@ -19,6 +19,7 @@ import pytest
 from conftest import ROOT, SUMMARY_TABLES, Deployment, read_event
 
 from csbs_trigger import PublishError
+from support.lambda_context import FakeLambdaContext
 from support.standin import PASSWORD, SECRET_KEY, SECURITY_TOKEN, Fault
 
 MAX_ATTEMPTS = 3  # the default CSBS_MAX_ATTEMPTS
@@ -128,18 +129,30 @@ ROWS = [
                                   "arn:aws:sns:eu-central-1:123456789012:missing")),
 ]  # fmt: skip
 
-MATRIX: list[str] = []
+COLUMNS = ("fault", "category", "retryable", "maybe created", "CSBS calls", "attempts",
+           "backoff s", "notifications", "secrets leaked")  # fmt: skip
+MATRIX: list[tuple[str, ...]] = []
+
+
+def markdown_table(rows: list[tuple[str, ...]]) -> list[str]:
+    widths = [max(len(row[i]) for row in [COLUMNS, *rows]) for i in range(len(COLUMNS))]
+
+    def line(cells: tuple[str, ...]) -> str:
+        return (
+            "| "
+            + " | ".join(cell.ljust(width) for cell, width in zip(cells, widths, strict=True))
+            + " |"
+        )
+
+    return [line(COLUMNS), "|" + "|".join("-" * (width + 2) for width in widths) + "|"] + [
+        line(row) for row in rows
+    ]
 
 
 @pytest.fixture(scope="module", autouse=True)
 def print_matrix(request: pytest.FixtureRequest) -> Any:
     yield
-    header = (
-        f"| {'fault':<34} | {'category':<15} | retryable | CSBS calls | notifications | "
-        "secrets leaked |"
-    )
-    table = [header, "|" + "|".join("-" * (len(cell)) for cell in header.split("|")[1:-1]) + "|"]
-    table += MATRIX
+    table = markdown_table(MATRIX)
     report = ROOT / "build" / "fault-matrix.md"
     report.parent.mkdir(exist_ok=True)
     report.write_text("\n".join(table) + "\n")
@@ -170,30 +183,32 @@ def test_fault_ends_in_one_classified_notification(
     if row.publish_fails:
         assert delivered == []
         assert "notification not published" in logs.getvalue()
-        category, retryable = "(invocation failed)", "-"
+        category, retryable, maybe_created, attempts = "(invocation failed)", "-", "-", "-"
     else:
         [notification] = delivered
         message = notification.message
         if row.category is None:
             assert message["outcome"] == "succeeded", message["error"]
-            category, retryable = "(succeeded)", "-"
+            category, retryable, maybe_created = "(succeeded)", "-", "-"
         else:
             assert message["error"]["category"] == row.category
             assert notification.attributes["error_category"] == row.category
             assert message["error"]["maybe_created"] is row.maybe_created
-            category, retryable = row.category, str(message["error"]["retryable"]).lower()
+            category = row.category
+            retryable = str(message["error"]["retryable"]).lower()
+            maybe_created = str(message["error"]["maybe_created"]).lower()
         expected_attempts = row.csbs_calls if row.attempts is None else row.attempts
         assert message["attempts"] == expected_attempts
+        attempts = str(expected_attempts)
     assert tuple(deployment.sleeps) == row.sleeps
 
     secrets = [PASSWORD, SECRET_KEY, SECURITY_TOKEN, *deployment.standin.issued_tokens()]
     published = "".join(d.raw_message + (d.subject or "") for d in delivered)
     leaked = [s for s in secrets if s in published or s in logs.getvalue()]
     assert leaked == []
-    MATRIX.append(
-        f"| {row.name:<34} | {category:<15} | {retryable:<9} | {csbs_calls:>10} | "
-        f"{len(delivered):>13} | {'none':<14} |"
-    )
+    backoff = ", ".join(f"{pause:g}" for pause in deployment.sleeps) or "-"
+    cells = (row.name, category, retryable, maybe_created, str(csbs_calls), attempts, backoff)
+    MATRIX.append((*cells, str(len(delivered)), "none"))
 
 
 def test_matrix_covers_every_code_of_the_facts_table() -> None:
@@ -207,3 +222,27 @@ def test_matrix_covers_every_code_of_the_facts_table() -> None:
     covered = {row.name.split()[0] for row in ROWS}
     assert len(codes) >= 15
     assert codes - covered == set()
+
+
+def test_retry_waits_only_while_the_invocation_has_time(deployment: Deployment) -> None:
+    throttled = error(429, "APIGW.0308", **{"Retry-After": "30"})
+    deployment.standin.fail_next("csbs", throttled, throttled)
+
+    deployment.invoke(read_event("direct.json"), FakeLambdaContext(timeout_seconds=20))
+
+    [delivered] = deployment.notifications()
+    assert delivered.message["error"]["category"] == "throttled"
+    assert delivered.message["error"]["retry_after_seconds"] == 30
+    assert len(deployment.standin.calls("csbs")) == 1
+    assert deployment.sleeps == []
+
+
+def test_retry_after_is_honoured_when_there_is_time(deployment: Deployment) -> None:
+    deployment.standin.fail_next("csbs", error(503, "APIGW.0201", **{"Retry-After": "7"}))
+
+    deployment.invoke(read_event("direct.json"), FakeLambdaContext(timeout_seconds=60))
+
+    [delivered] = deployment.notifications()
+    assert delivered.message["outcome"] == "succeeded"
+    assert delivered.message["attempts"] == 2
+    assert deployment.sleeps == [7.0]
