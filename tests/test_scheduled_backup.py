@@ -78,6 +78,8 @@ def test_schedule_payload_succeeds_with_one_notification(deployment: Deployment)
         "source": "schedule",
         "id": "arn:aws:scheduler:eu-central-1:123456789012:schedule/default/csbs-nightly-backup"
         "#2026-11-27T02:00:00Z",
+        "sender": None,
+        "reference": None,
     }
     assert message["checkpoint"]["id"] == result["plans"][0]["checkpoint_id"]
     assert message["checkpoint"]["status"] == "protecting"
@@ -94,7 +96,8 @@ def test_eventbridge_event_runs_the_plan_in_its_detail(deployment: Deployment) -
     deployment.invoke(event)
 
     [delivered] = deployment.notifications()
-    assert delivered.message["trigger"] == {"source": "eventbridge", "id": event["id"]}
+    assert delivered.message["trigger"]["source"] == "eventbridge"
+    assert delivered.message["trigger"]["id"] == event["id"]
     assert delivered.message["request"] == {
         "plan_id": PLAN_B,
         "resources": ["1c960fe4-e679-421a-97cd-4f7463d2344b"],
@@ -109,7 +112,9 @@ def test_direct_invocation_is_traced_by_its_request_id(deployment: Deployment) -
     deployment.invoke(read_event("direct.json"), context)
 
     [delivered] = deployment.notifications()
-    assert delivered.message["trigger"] == {"source": "direct", "id": context.aws_request_id}
+    assert delivered.message["trigger"]["source"] == "direct"
+    assert delivered.message["trigger"]["id"] == context.aws_request_id
+    assert delivered.message["idempotency_key"] is None  # a direct invoke is not deduplicated
 
 
 def test_batch_runs_every_plan_with_its_own_notification(deployment: Deployment) -> None:
@@ -332,8 +337,8 @@ def test_notification_schema_and_attributes(deployment: Deployment) -> None:
     by_plan = {d.message["request"]["plan_id"]: d for d in deployment.notifications()}
     failed, succeeded = by_plan[PLAN_A], by_plan[PLAN_B]
     expected_keys = {
-        "schema_version", "outcome", "trigger", "invocation_id", "request", "checkpoint",
-        "error", "attempts", "duration_ms", "published_at",
+        "schema_version", "outcome", "trigger", "invocation_id", "idempotency_key", "request",
+        "checkpoint", "error", "attempts", "duration_ms", "published_at",
     }  # fmt: skip
     assert set(failed.message) == set(succeeded.message) == expected_keys
     assert succeeded.message["schema_version"] == 1

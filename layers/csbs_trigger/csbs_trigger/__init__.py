@@ -13,7 +13,8 @@ from csbs_trigger.errors import (
 from csbs_trigger.log import logger
 from csbs_trigger.models import BackupRequest, Checkpoint, Trigger
 from csbs_trigger.notify import PublishError
-from csbs_trigger.service import Runtime, handle_event
+from csbs_trigger.runtime import Runtime
+from csbs_trigger.scheduled import handle_event
 from csbs_trigger.settings import Settings
 
 __all__ = [

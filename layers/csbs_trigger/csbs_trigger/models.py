@@ -44,10 +44,20 @@ class BackupRequest:
 
 @dataclass(frozen=True)
 class Trigger:
-    """Who fired this run: ``source`` is schedule, eventbridge or direct; ``id`` traces it back."""
+    """Who fired this run.
+
+    ``source`` is schedule, eventbridge, direct or webhook; ``id`` traces it back (the schedule
+    and its time, the event id, the request id, the delivery id); webhooks also name their
+    ``sender`` and the ticket ``reference``.
+    """
 
     source: str
     id: str | None
+    sender: str | None = None
+    reference: str | None = None
+
+    def to_dict(self) -> dict[str, str | None]:
+        return asdict(self)
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +39,7 @@ class Outcome:
     error: TriggerError | None
     attempts: int
     duration_ms: int
+    idempotency_key: str | None = None  # None: this run is not deduplicated
 
     @property
     def outcome(self) -> str:
@@ -59,6 +60,16 @@ class Notification:
     subject: str
     message: str
     attributes: dict[str, str]
+
+    def to_record(self) -> dict[str, Any]:
+        """What the idempotency table keeps of a run: enough to answer and publish again."""
+        return asdict(self)
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> Notification:
+        return cls(
+            subject=record["subject"], message=record["message"], attributes=record["attributes"]
+        )
 
 
 class Redactor:
@@ -89,8 +100,9 @@ def build_notification(outcome: Outcome, redact: Redactor) -> Notification:
     message = {
         "schema_version": SCHEMA_VERSION,
         "outcome": outcome.outcome,
-        "trigger": {"source": outcome.trigger.source, "id": outcome.trigger.id},
+        "trigger": outcome.trigger.to_dict(),
         "invocation_id": outcome.invocation_id,
+        "idempotency_key": outcome.idempotency_key,
         "request": request,
         "checkpoint": outcome.checkpoint.to_dict() if outcome.checkpoint else None,
         "error": outcome.error.to_dict() if outcome.error else None,

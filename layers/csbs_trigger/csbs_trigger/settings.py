@@ -26,6 +26,11 @@ class Settings:
     read_timeout_seconds: float = 20.0
     max_concurrency: int = 4
     max_attempts: int = 3
+    idempotency_table: str | None = None
+    webhook_secret_id: str | None = None
+    webhook_sources: str | None = None  # JSON that extends or overrides the shipped sources
+    webhook_max_body_bytes: int = 256 * 1024
+    webhook_tolerance_seconds: float = 300.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -41,6 +46,15 @@ class Settings:
             read_timeout_seconds=_number(env, "CSBS_READ_TIMEOUT_SECONDS", 20.0, 0.1, 300),
             max_concurrency=int(_number(env, "MAX_CONCURRENCY", 4, 1, 16)),
             max_attempts=int(_number(env, "CSBS_MAX_ATTEMPTS", 3, 1, 10)),
+            idempotency_table=env.get("IDEMPOTENCY_TABLE") or None,
+            webhook_secret_id=env.get("WEBHOOK_SECRET_ID") or None,
+            webhook_sources=env.get("WEBHOOK_SOURCES") or None,
+            webhook_max_body_bytes=int(
+                _number(env, "WEBHOOK_MAX_BODY_BYTES", 256 * 1024, 1024, 6 * 1024 * 1024)
+            ),
+            webhook_tolerance_seconds=_number(
+                env, "WEBHOOK_TIMESTAMP_TOLERANCE_SECONDS", 300, 10, 3600
+            ),
         )
 
 

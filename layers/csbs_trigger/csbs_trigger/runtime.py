@@ -1,0 +1,134 @@
+"""What lives as long as the Lambda container: settings, clients, caches.
+
+``Runtime`` is also the CSBS client's ``AuthSource``: one auth (and so one token) per
+credential set, built again from a freshly read secret when IAM or CSBS refuses it.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import requests
+
+from csbs_trigger.auth import CsbsAuth, auth_for
+from csbs_trigger.credentials import CloudCredentials, parse_cloud_secret
+from csbs_trigger.csbs import CsbsClient, RetryPolicy
+from csbs_trigger.errors import ConfigError
+from csbs_trigger.idempotency import Deduplicator
+from csbs_trigger.notify import SnsPublisher
+from csbs_trigger.secret_store import SecretStore
+from csbs_trigger.settings import Settings
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_secretsmanager import SecretsManagerClient
+    from mypy_boto3_sns import SNSClient
+
+
+class Runtime:
+    """Settings, AWS clients, the HTTP session, the cached secrets and the current auth."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        secretsmanager: SecretsManagerClient,
+        sns: SNSClient,
+        dynamodb: DynamoDBClient | None = None,
+        session: requests.Session | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        rng: Callable[[], float] = random.random,
+    ) -> None:
+        self.settings = settings
+        self.publisher = SnsPublisher(sns, settings.topic_arn)
+        self._secrets = (
+            SecretStore(
+                secretsmanager, settings.secret_id, max_age_seconds=settings.secret_max_age_seconds
+            )
+            if settings.secret_id
+            else None
+        )
+        self.webhook_secrets = (
+            SecretStore(
+                secretsmanager,
+                settings.webhook_secret_id,
+                max_age_seconds=settings.secret_max_age_seconds,
+            )
+            if settings.webhook_secret_id
+            else None
+        )
+        self.deduplicator = (
+            Deduplicator(dynamodb, settings.idempotency_table)
+            if dynamodb is not None and settings.idempotency_table
+            else None
+        )
+        self._session = session or requests.Session()
+        self.client = CsbsClient(
+            self,
+            self._session,
+            settings.provider_id,
+            retry=RetryPolicy(max_attempts=settings.max_attempts),
+            sleep=sleep,
+            rng=rng,
+        )
+        self._lock = threading.Lock()
+        self._credentials: CloudCredentials | None = None
+        self._auth: CsbsAuth | None = None
+        self._retired_secret_values: tuple[str, ...] = ()
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> Runtime:
+        import boto3
+        from botocore.config import Config
+
+        settings = Settings.from_env()
+        # botocore retries AWS calls itself; only the CSBS call is retried by hand.
+        config = Config(
+            connect_timeout=3, read_timeout=5, retries={"mode": "standard", "max_attempts": 3}
+        )
+        session = boto3.session.Session()
+        return cls(
+            settings,
+            secretsmanager=session.client("secretsmanager", config=config),
+            sns=session.client("sns", config=config),
+            dynamodb=session.client("dynamodb", config=config)
+            if settings.idempotency_table
+            else None,
+            **overrides,
+        )
+
+    def current(self) -> CsbsAuth:
+        """The auth for the credentials in the (cached) secret."""
+        return self._auth_for(self._read_secret(refresh=False), stale=None)
+
+    def refresh(self, stale: CsbsAuth) -> CsbsAuth:
+        """A new auth from the secret read afresh, unless another plan has made one already."""
+        with self._lock:
+            if self._auth is not None and self._auth is not stale:
+                return self._auth
+        return self._auth_for(self._read_secret(refresh=True), stale=stale)
+
+    def secret_values(self) -> tuple[str, ...]:
+        """Every secret this container holds now or held before the last rotation."""
+        with self._lock:
+            current = self._auth.secret_values() if self._auth else ()
+            return current + self._retired_secret_values
+
+    def _read_secret(self, *, refresh: bool) -> str:
+        if self._secrets is None:
+            raise ConfigError("environment variable CSBS_SECRET_ID is not set")
+        return self._secrets.get(refresh=refresh)
+
+    def _auth_for(self, secret_string: str, *, stale: CsbsAuth | None) -> CsbsAuth:
+        credentials = parse_cloud_secret(secret_string)
+        with self._lock:
+            if self._auth is None or self._auth is stale or credentials != self._credentials:
+                if self._auth is not None:
+                    self._retired_secret_values = self._auth.secret_values()
+                self._auth = auth_for(credentials, self._session)
+                self._credentials = credentials
+            return self._auth

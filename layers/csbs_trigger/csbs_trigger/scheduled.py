@@ -1,0 +1,26 @@
+"""The scheduled path: EventBridge Scheduler, EventBridge rules and direct invocations."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from csbs_trigger.events import parse_event
+from csbs_trigger.runner import overall, raise_for_publish_failures, run_plans
+from csbs_trigger.runtime import Runtime
+
+
+def handle_event(event: Any, context: Any, runtime: Runtime) -> dict[str, Any]:
+    """Run every plan of the event and publish one notification each.
+
+    Returns normally once the notifications are out, even when backups failed: raising would
+    make Lambda's asynchronous retries repeat the backups. Only a failed publish raises (and
+    then the retry replays what already ran, thanks to the idempotency records).
+    """
+    parsed = parse_event(event, request_id=getattr(context, "aws_request_id", None))
+    results = run_plans(parsed.trigger, parsed.items, context, runtime)
+    raise_for_publish_failures(results)
+    return {
+        "outcome": overall(results),
+        "trigger": {"source": parsed.trigger.source, "id": parsed.trigger.id},
+        "plans": [result.summary() for result in results],
+    }
