@@ -6,7 +6,7 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-export PYTHONPATH := layers/csbs_trigger:functions/scheduled_backup:tests
+export PYTHONPATH := layers/csbs_trigger:functions/scheduled_backup:functions/webhook:tests
 
 .DEFAULT_GOAL := help
 .PHONY: help dev run test lint typecheck template pytest bench lock clean

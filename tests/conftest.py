@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 import scheduled_backup
+import webhook
 from csbs_trigger import ConfigError, Runtime, logger
 from support.lambda_context import FakeLambdaContext
 from support.local_aws import Delivered, Inbox, LocalAws
@@ -100,9 +101,16 @@ class Deployment:
         except ConfigError:
             runtime = None  # the handler meets the same error itself
         self.monkeypatch.setattr(scheduled_backup, "_runtime", runtime)
+        self.monkeypatch.setattr(webhook, "_runtime", runtime)
 
     def invoke(self, event: Any, context: FakeLambdaContext | None = None) -> dict[str, Any]:
         return scheduled_backup.handler(event, context or FakeLambdaContext())  # type: ignore[no-any-return]
+
+    def invoke_webhook(
+        self, event: dict[str, Any], context: FakeLambdaContext | None = None
+    ) -> dict[str, Any]:
+        context = context or FakeLambdaContext(function_name="csbs-trigger-webhook")
+        return webhook.handler(event, context)  # type: ignore[no-any-return]
 
     def notifications(self) -> list[Delivered]:
         return self.inbox.drain()
@@ -127,6 +135,12 @@ def deployment(
     topic_arn, inbox = aws.topic_with_inbox("csbs-trigger-notifications")
     monkeypatch.setenv("CSBS_SECRET_ID", secret_arn)
     monkeypatch.setenv("NOTIFICATION_TOPIC_ARN", topic_arn)
+    monkeypatch.setenv("IDEMPOTENCY_TABLE", aws.idempotency_table())
+    webhook_secrets = json.loads((ROOT / "events" / "secrets" / "webhooks.json").read_text())
+    monkeypatch.setenv(
+        "WEBHOOK_SECRET_ID", aws.create_secret("csbs-trigger/webhooks", webhook_secrets)
+    )
+    monkeypatch.delenv("WEBHOOK_SOURCES", raising=False)
     for name in ("CSBS_PROVIDER_ID", "SECRET_MAX_AGE_SECONDS", "CSBS_READ_TIMEOUT_SECONDS"):
         monkeypatch.delenv(name, raising=False)
     deployment = Deployment(aws, standin, secret_arn, topic_arn, inbox, monkeypatch)

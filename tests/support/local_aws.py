@@ -8,13 +8,16 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import boto3
 import requests
 from moto.server import ThreadedMotoServer
+from samtranslator.yaml_helper import yaml_parse
 
 REGION = "eu-central-1"
+TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
 
 
 @dataclass(frozen=True)
@@ -108,6 +111,22 @@ class LocalAws:
     def update_secret(self, secret_id: str, value: dict[str, Any] | str) -> None:
         text = value if isinstance(value, str) else json.dumps(value)
         self.client("secretsmanager").put_secret_value(SecretId=secret_id, SecretString=text)
+
+    def idempotency_table(self, name: str = "csbs-trigger-idempotency") -> str:
+        """The DynamoDB table as template.yaml defines it (keys, billing, TTL)."""
+        template = yaml_parse(TEMPLATE.read_text())
+        properties = template["Resources"]["IdempotencyTable"]["Properties"]
+        dynamodb = self.client("dynamodb")
+        dynamodb.create_table(
+            TableName=name,
+            KeySchema=properties["KeySchema"],
+            AttributeDefinitions=properties["AttributeDefinitions"],
+            BillingMode=properties["BillingMode"],
+        )
+        dynamodb.update_time_to_live(
+            TableName=name, TimeToLiveSpecification=properties["TimeToLiveSpecification"]
+        )
+        return name
 
     def topic_with_inbox(self, name: str) -> tuple[str, Inbox]:
         sns, sqs = self.client("sns"), self.client("sqs")

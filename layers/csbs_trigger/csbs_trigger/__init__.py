@@ -16,6 +16,7 @@ from csbs_trigger.notify import PublishError
 from csbs_trigger.runtime import Runtime
 from csbs_trigger.scheduled import handle_event
 from csbs_trigger.settings import Settings
+from csbs_trigger.webhooks import handle_webhook
 
 __all__ = [
     "BackupRequest",
@@ -30,5 +31,6 @@ __all__ = [
     "TriggerError",
     "UpstreamError",
     "handle_event",
+    "handle_webhook",
     "logger",
 ]

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from csbs_trigger.errors import InvalidEventError
+from csbs_trigger.errors import InvalidEventError, TriggerError
 from csbs_trigger.models import BackupRequest, Trigger
 
 MAX_PLANS_PER_EVENT = 20
@@ -35,9 +35,9 @@ _EVENTBRIDGE_KEYS = frozenset({"detail-type", "source", "detail"})
 
 @dataclass(frozen=True)
 class RejectedPlan:
-    """A plan (or a whole event) that failed validation, with what could be read of it."""
+    """A plan (or a whole event) that cannot run, with what could be read of it."""
 
-    error: InvalidEventError
+    error: TriggerError
     plan_id: str | None = None
 
 
@@ -60,6 +60,14 @@ def parse_event(event: Any, *, request_id: str | None = None) -> ParsedEvent:
     if schedule_key:
         return ParsedEvent(Trigger(source="schedule", id=schedule_key), items)
     return ParsedEvent(Trigger(source="direct", id=request_id), items)
+
+
+def parse_plan(plan: Mapping[str, Any], *, where: str) -> PlanItem:
+    """One plan given as a mapping, such as a mapped webhook payload."""
+    try:
+        return _parse_plan(plan, where=where, allowed=_PLAN_KEYS)
+    except InvalidEventError as error:
+        return _rejected(error, plan)
 
 
 def _parse_payload(payload: Any, *, where: str) -> tuple[PlanItem, ...]:

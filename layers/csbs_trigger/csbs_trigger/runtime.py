@@ -6,6 +6,7 @@ credential set, built again from a freshly read secret when IAM or CSBS refuses 
 
 from __future__ import annotations
 
+import json
 import random
 import threading
 import time
@@ -22,6 +23,7 @@ from csbs_trigger.idempotency import Deduplicator
 from csbs_trigger.notify import SnsPublisher
 from csbs_trigger.secret_store import SecretStore
 from csbs_trigger.settings import Settings
+from csbs_trigger.webhook_sources import Source, load_sources
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -52,7 +54,7 @@ class Runtime:
             if settings.secret_id
             else None
         )
-        self.webhook_secrets = (
+        self.webhook_secrets_store = (
             SecretStore(
                 secretsmanager,
                 settings.webhook_secret_id,
@@ -76,6 +78,7 @@ class Runtime:
             rng=rng,
         )
         self._lock = threading.Lock()
+        self._webhook_sources: dict[str, Source] | None = None
         self._credentials: CloudCredentials | None = None
         self._auth: CsbsAuth | None = None
         self._retired_secret_values: tuple[str, ...] = ()
@@ -100,6 +103,26 @@ class Runtime:
             else None,
             **overrides,
         )
+
+    def webhook_sources(self) -> dict[str, Source]:
+        """The configured webhook senders, loaded and checked once per container."""
+        if self._webhook_sources is None:
+            self._webhook_sources = load_sources(self.settings.webhook_sources)
+        return self._webhook_sources
+
+    def webhook_secrets(self, source: str) -> list[str]:
+        """The active secrets of one sender (several while a secret is being rotated)."""
+        if self.webhook_secrets_store is None:
+            raise ConfigError("environment variable WEBHOOK_SECRET_ID is not set")
+        try:
+            secrets = json.loads(self.webhook_secrets_store.get())
+        except ValueError:
+            raise ConfigError("the webhook secret is not valid JSON") from None
+        value = secrets.get(source) if isinstance(secrets, dict) else None
+        values = [value] if isinstance(value, str) else value
+        if not isinstance(values, list):
+            return []
+        return [item for item in values if isinstance(item, str) and item]
 
     def current(self) -> CsbsAuth:
         """The auth for the credentials in the (cached) secret."""

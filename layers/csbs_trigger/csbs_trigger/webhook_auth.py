@@ -1,0 +1,116 @@
+"""Who may call: the three signature schemes webhook senders use.
+
+* ``standard-webhooks``: ``webhook-id``, ``webhook-timestamp``, ``webhook-signature:
+  v1,<base64>`` = HMAC-SHA256 over ``id.timestamp.body`` keyed by the ``whsec_<base64>`` secret;
+* ``hub-signature``: ``X-Hub-Signature-256`` (or ``X-Hub-Signature``) ``sha256=<hex>`` = HMAC-SHA256
+  of the raw body (Jira Cloud, GitHub-style senders);
+* ``bearer``: ``Authorization: Bearer <token>`` (ServiceNow outbound REST messages).
+
+Every comparison is constant-time and tries each active secret, so a secret can be rotated by
+adding the new one before removing the old. ``verify`` answers with the reason for a refusal
+(for the log, never for the caller) or None.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+from collections.abc import Callable, Mapping, Sequence
+
+SCHEMES = ("standard-webhooks", "hub-signature", "bearer")
+
+Headers = Mapping[str, str]  # lower-case names, as API Gateway v2 passes them
+
+
+def verify(
+    scheme: str,
+    headers: Headers,
+    body: bytes,
+    secrets: Sequence[str],
+    *,
+    now: float,
+    tolerance_seconds: float,
+) -> str | None:
+    """None when the request is signed with one of ``secrets``; else why it is not."""
+    if not secrets:
+        return "no secret is configured for this source"
+    verifiers: dict[str, Callable[[], str | None]] = {
+        "standard-webhooks": lambda: _standard_webhooks(
+            headers, body, secrets, now, tolerance_seconds
+        ),
+        "hub-signature": lambda: _hub_signature(headers, body, secrets),
+        "bearer": lambda: _bearer(headers, secrets),
+    }
+    return verifiers[scheme]()
+
+
+def _standard_webhooks(
+    headers: Headers, body: bytes, secrets: Sequence[str], now: float, tolerance: float
+) -> str | None:
+    message_id = headers.get("webhook-id")
+    timestamp = headers.get("webhook-timestamp")
+    signatures = headers.get("webhook-signature")
+    if not (message_id and timestamp and signatures):
+        return "a webhook-id, webhook-timestamp or webhook-signature header is missing"
+    if not (timestamp.isascii() and timestamp.isdigit() and len(timestamp) <= 12):
+        return "the webhook-timestamp is not a Unix time"
+    if abs(now - int(timestamp)) > tolerance:
+        return "the webhook-timestamp is outside the tolerance"
+    signed = f"{message_id}.{timestamp}.".encode() + body
+    offered = [
+        value for version, _, value in (item.partition(",") for item in signatures.split())
+        if version == "v1"
+    ]  # fmt: skip
+    for secret in secrets:
+        key = _standard_webhooks_key(secret)
+        if key is None:
+            continue
+        expected = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+        if any(_equal(expected, candidate) for candidate in offered):
+            return None
+    return "no webhook-signature matches"
+
+
+def standard_webhooks_signature(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
+    """The ``webhook-signature`` header a sender with ``secret`` sends (for tests and docs)."""
+    key = _standard_webhooks_key(secret) or b""
+    signed = f"{message_id}.{timestamp}.".encode() + body
+    return "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+
+
+def hub_signature(secret: str, body: bytes) -> str:
+    """The ``X-Hub-Signature-256`` header a sender with ``secret`` sends."""
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def _standard_webhooks_key(secret: str) -> bytes | None:
+    try:
+        return base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+def _hub_signature(headers: Headers, body: bytes, secrets: Sequence[str]) -> str | None:
+    offered = headers.get("x-hub-signature-256") or headers.get("x-hub-signature")
+    if not offered:
+        return "no X-Hub-Signature-256 header"
+    offered = offered.strip().lower()
+    if any(_equal(hub_signature(secret, body), offered) for secret in secrets):
+        return None
+    return "the X-Hub-Signature-256 does not match"
+
+
+def _bearer(headers: Headers, secrets: Sequence[str]) -> str | None:
+    scheme, _, token = headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        return "no bearer token"
+    token = token.strip()
+    matches = [_equal(token, secret) for secret in secrets]  # every one: no early exit
+    return None if any(matches) else "the bearer token does not match"
+
+
+def _equal(expected: str, offered: str) -> bool:
+    """Constant-time, and safe for any characters a caller puts in a header."""
+    return hmac.compare_digest(expected.encode(), offered.encode("utf-8", "surrogatepass"))

@@ -1,0 +1,145 @@
+"""Webhook senders: how each one signs, and where its payload keeps plan, servers and ids.
+
+The shipped sources live in ``webhook_sources.json`` beside this file; the ``WEBHOOK_SOURCES``
+setting (JSON of the same shape) adds sources or replaces shipped ones whole. Per source:
+
+* ``scheme``: ``standard-webhooks``, ``hub-signature`` or ``bearer`` (see webhook_auth);
+* ``plan_id`` and ``delivery_id`` (required), ``resources``, ``auto_trigger``, ``reference``:
+  each a JMESPath expression over the JSON body, or ``{"header": "<name>"}`` for a header.
+
+A wrong mapping is a ``config_error``; a payload that does not fit it is an ``invalid_event``
+that names the missing field.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import jmespath
+from jmespath.exceptions import JMESPathError
+
+from csbs_trigger.errors import ConfigError, InvalidEventError
+from csbs_trigger.events import PlanItem, RejectedPlan, parse_plan
+from csbs_trigger.webhook_auth import SCHEMES
+
+SHIPPED_SOURCES = Path(__file__).with_name("webhook_sources.json")
+_SOURCE_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,31}")
+_FIELDS = ("plan_id", "resources", "auto_trigger", "reference", "delivery_id")
+_REQUIRED = ("scheme", "plan_id", "delivery_id")
+_MAX_ID_LENGTH = 200
+
+
+@dataclass(frozen=True)
+class Field:
+    """Where one value is: a header, or a compiled JMESPath expression over the body."""
+
+    description: str
+    header: str | None = None
+    expression: Any = None  # jmespath.parser.ParsedResult
+
+    def read(self, body: Any, headers: dict[str, str]) -> Any:
+        if self.header is not None:
+            return headers.get(self.header)
+        return self.expression.search(body)
+
+
+@dataclass(frozen=True)
+class Mapped:
+    """What a payload says: the plan (or why it is unusable), the delivery id, the ticket."""
+
+    plan: PlanItem
+    delivery_id: str | None
+    reference: str | None
+
+
+@dataclass(frozen=True)
+class Source:
+    name: str
+    scheme: str
+    fields: dict[str, Field]
+
+    def map(self, body: Any, headers: dict[str, str]) -> Mapped:
+        values = {name: field.read(body, headers) for name, field in self.fields.items()}
+        reference = _short_text(values.get("reference"))
+        delivery_id = _short_text(values.get("delivery_id"))
+        if values.get("plan_id") is None:
+            error = InvalidEventError(
+                f"the {self.name} payload has no plan id at {self.fields['plan_id'].description}"
+            )
+            return Mapped(RejectedPlan(error), delivery_id, reference)
+        if delivery_id is None:
+            # Without a delivery id a retried delivery would run twice: refuse instead.
+            error = InvalidEventError(
+                f"the {self.name} delivery has no id at {self.fields['delivery_id'].description}"
+            )
+            return Mapped(RejectedPlan(error), None, reference)
+        plan: dict[str, Any] = {"plan_id": values["plan_id"]}
+        resources = values.get("resources")
+        if isinstance(resources, str):  # ticket fields often hold "id1, id2"
+            resources = [item for item in re.split(r"[\s,;]+", resources) if item]
+        if resources is not None:
+            plan["resources"] = resources
+        if values.get("auto_trigger") is not None:
+            plan["auto_trigger"] = values["auto_trigger"]
+        return Mapped(parse_plan(plan, where=f"{self.name} payload"), delivery_id, reference)
+
+
+def load_sources(override: str | None) -> dict[str, Source]:
+    """The shipped sources, extended or replaced by ``override`` (JSON)."""
+    config: dict[str, Any] = json.loads(SHIPPED_SOURCES.read_text())
+    if override:
+        try:
+            extra = json.loads(override)
+        except ValueError:
+            raise ConfigError("WEBHOOK_SOURCES is not valid JSON") from None
+        if not isinstance(extra, dict):
+            raise ConfigError("WEBHOOK_SOURCES must be a JSON object keyed by source name")
+        config.update(extra)
+    return {name: _source(name, entry) for name, entry in config.items()}
+
+
+def _source(name: str, entry: Any) -> Source:
+    if not _SOURCE_NAME.fullmatch(name):
+        raise ConfigError(f"webhook source name {name[:40]!r} is not a lower-case word")
+    if not isinstance(entry, dict):
+        raise ConfigError(f"webhook source {name} must be an object")
+    missing = [key for key in _REQUIRED if key not in entry]
+    unknown = sorted(set(entry) - set(_FIELDS) - {"scheme"})
+    if missing or unknown:
+        raise ConfigError(
+            f"webhook source {name}: missing {missing or 'nothing'}, unknown {unknown or 'nothing'}"
+        )
+    if entry["scheme"] not in SCHEMES:
+        raise ConfigError(f"webhook source {name}: scheme must be one of {', '.join(SCHEMES)}")
+    fields = {key: _field(name, key, entry[key]) for key in _FIELDS if key in entry}
+    return Source(name=name, scheme=entry["scheme"], fields=fields)
+
+
+def _field(source: str, key: str, spec: Any) -> Field:
+    if isinstance(spec, dict) and set(spec) == {"header"} and isinstance(spec["header"], str):
+        return Field(description=f"header {spec['header']}", header=spec["header"].lower())
+    if isinstance(spec, str):
+        try:
+            return Field(description=repr(spec), expression=jmespath.compile(spec))
+        except JMESPathError:
+            raise ConfigError(
+                f"webhook source {source}: {key} is not a valid JMESPath expression"
+            ) from None
+    raise ConfigError(
+        f'webhook source {source}: {key} must be a JMESPath string or {{"header": name}}'
+    )
+
+
+def _short_text(value: Any) -> str | None:
+    """Ids and ticket references: short strings (numbers are read as text)."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, int | float):
+        value = str(value)
+    if isinstance(value, str) and 0 < len(value.strip()) <= _MAX_ID_LENGTH:
+        return value.strip()
+    return None

@@ -1,0 +1,161 @@
+"""The webhook path: ``POST /webhooks/{source}`` from API Gateway (HTTP API) or a function URL.
+
+verify the sender → map its payload → run the plan once per delivery → answer at once.
+Requests that fail verification get 401 with no hint of which check failed, are logged, and
+never reach CSBS or SNS. Every authenticated request ends in the same notification as the
+scheduled path, with the ticket's reference in its trigger.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+import time
+from typing import Any
+
+from csbs_trigger.errors import Category, ConfigError, TriggerError
+from csbs_trigger.events import RejectedPlan
+from csbs_trigger.idempotency import AlreadyInProgressError
+from csbs_trigger.log import logger
+from csbs_trigger.models import Trigger
+from csbs_trigger.runner import PlanResult, run_plan
+from csbs_trigger.runtime import Runtime
+from csbs_trigger.webhook_auth import verify
+
+_PATH = re.compile(r"/webhooks/([^/]+)/?")
+# Upstream failures the sender should simply try again later answer 503/504; the others 502.
+_STATUS_BY_CATEGORY = {
+    Category.INVALID_EVENT: 422,
+    Category.CONFIG_ERROR: 500,
+    Category.BUSY: 503,
+    Category.THROTTLED: 503,
+    Category.UNAVAILABLE: 503,
+    Category.TIMEOUT: 504,
+}
+_UPSTREAM_FAILURE = 502
+_DEFAULT_RETRY_AFTER_SECONDS = 30
+# Every status this endpoint answers; the OpenAPI document must list exactly these.
+STATUSES = (201, 400, 401, 404, 405, 409, 413, 415, 422, 500, 502, 503, 504)
+
+
+def handle_webhook(event: dict[str, Any], context: Any, runtime: Runtime) -> dict[str, Any]:
+    http = event.get("requestContext", {}).get("http", {})
+    name = (event.get("pathParameters") or {}).get("source") or _source_from_path(
+        event.get("rawPath", "")
+    )
+    try:
+        sources = runtime.webhook_sources()
+    except ConfigError as error:
+        logger.error("webhook sources are misconfigured", extra={"reason": error.message})
+        return _answer(500, {"error": "config_error", "message": "webhook sources misconfigured"})
+    source = sources.get(name or "")
+    if source is None:
+        return _answer(404, {"error": "unknown webhook source"})
+    if http.get("method", "POST") != "POST":
+        return _answer(405, {"error": "only POST is allowed"}, {"Allow": "POST"})
+
+    headers = {str(key).lower(): str(value) for key, value in (event.get("headers") or {}).items()}
+    body = _body(event)
+    if body is None:
+        return _answer(400, {"error": "the body is not valid base64"})
+    if len(body) > runtime.settings.webhook_max_body_bytes:
+        return _answer(413, {"error": "the body is too large"})
+
+    try:
+        secrets = runtime.webhook_secrets(source.name)
+    except TriggerError as error:
+        logger.error("webhook secrets unreadable", extra={"source": name, "reason": error.message})
+        return _answer(500, {"error": "config_error", "message": "webhook secrets unreadable"})
+    refusal = verify(
+        source.scheme,
+        headers,
+        body,
+        secrets,
+        now=time.time(),
+        tolerance_seconds=runtime.settings.webhook_tolerance_seconds,
+    )
+    if refusal:
+        logger.warning("webhook rejected", extra={"source": name, "reason": refusal})
+        return _answer(401, {"error": "unauthorized"})
+
+    if headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
+        return _answer(415, {"error": "send application/json"})
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        return _answer(415, {"error": "the body is not valid JSON"})
+
+    mapped = source.map(payload, headers)
+    trigger = Trigger(
+        source="webhook", id=mapped.delivery_id, sender=source.name, reference=mapped.reference
+    )
+    plan = mapped.plan
+    if mapped.delivery_id is not None and runtime.deduplicator is None:
+        # Never run a webhook unprotected: senders retry.
+        plan = RejectedPlan(ConfigError("IDEMPOTENCY_TABLE is not set"), plan.plan_id)
+    key = f"webhook:{source.name}:{mapped.delivery_id}" if mapped.delivery_id else None
+    try:
+        result = run_plan(trigger, plan, key, context, runtime)
+    except AlreadyInProgressError:
+        return _answer(409, {"error": "this delivery is being processed"}, {"Retry-After": "5"})
+    except TriggerError as error:  # the idempotency table itself failed
+        logger.error("webhook not run", extra={"source": name, "reason": error.message})
+        return _answer(503, {"error": error.category.value}, {"Retry-After": "30"})
+    return _result_answer(result)
+
+
+def _result_answer(result: PlanResult) -> dict[str, Any]:
+    message = result.message
+    headers = {"Idempotent-Replayed": "true"} if result.replayed else {}
+    if result.publish_error is not None:
+        # The backup is recorded; the sender's retry replays it and publishes again.
+        headers["Retry-After"] = "10"
+        return _answer(503, {"error": "notification not published, retry"}, headers)
+    plan_id = (message["request"] or {}).get("plan_id")
+    reference = message["trigger"]["reference"]
+    checkpoint, error = message["checkpoint"], message["error"]
+    if checkpoint is not None:
+        body = {"checkpoint_id": checkpoint["id"], "status": checkpoint["status"]}
+        return _answer(201, {**body, "plan_id": plan_id, "reference": reference}, headers)
+    category = Category(error["category"])
+    status = _STATUS_BY_CATEGORY.get(category, _UPSTREAM_FAILURE)
+    if status in (503, 504):
+        retry_after = error["retry_after_seconds"] or _DEFAULT_RETRY_AFTER_SECONDS
+        headers["Retry-After"] = str(int(retry_after))
+    body = {
+        "error": category.value,
+        "message": error["message"],
+        "retryable": error["retryable"],
+        "code": error["code"],
+        "maybe_created": error["maybe_created"],
+        "plan_id": plan_id,
+        "reference": reference,
+    }
+    return _answer(status, body, headers)
+
+
+def _source_from_path(path: str) -> str | None:
+    match = _PATH.fullmatch(path)
+    return match.group(1) if match else None
+
+
+def _body(event: dict[str, Any]) -> bytes | None:
+    raw = event.get("body") or ""
+    if not event.get("isBase64Encoded"):
+        return str(raw).encode("utf-8", "surrogatepass")
+    try:
+        return base64.b64decode(raw, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+
+
+def _answer(
+    status: int, body: dict[str, Any], headers: dict[str, str] | None = None
+) -> dict[str, Any]:
+    return {
+        "statusCode": status,
+        "headers": {"Content-Type": "application/json", **(headers or {})},
+        "body": json.dumps(body),
+    }
