@@ -1,0 +1,439 @@
+"""Webhook triggers: verified, mapped, exactly once; in-process and over real HTTP."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import threading
+import time
+from typing import Any
+
+import pytest
+import requests
+from conftest import ROOT, Deployment, read_event
+
+from csbs_trigger.webhook_auth import hub_signature, standard_webhooks_signature
+from support.http_api import http_api_event
+from support.standin import Fault
+from support.webhook_server import WebhookServer
+
+PLAN_A = "62171999-3df1-42f7-9513-6f9b1bea4744"
+PLAN_B = "6a6cda7e-7b89-4b14-8e5c-3b6821a97d2c"
+SECRETS = json.loads((ROOT / "events" / "secrets" / "webhooks.json").read_text())
+GENERIC_SECRET = SECRETS["generic"][0]
+JIRA_SECRET = SECRETS["jira"][0]
+SERVICENOW_TOKEN = SECRETS["servicenow"][0]
+
+
+def generic_event(
+    body: dict[str, Any] | bytes,
+    *,
+    delivery: str = "msg_1",
+    secret: str = GENERIC_SECRET,
+    timestamp: int | None = None,
+    route: bool = True,
+    extra_headers: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    stamp = int(time.time()) if timestamp is None else timestamp
+    headers = {
+        "Content-Type": "application/json",
+        "webhook-id": delivery,
+        "webhook-timestamp": str(stamp),
+        "webhook-signature": standard_webhooks_signature(secret, delivery, stamp, raw),
+        **(extra_headers or {}),
+    }
+    return http_api_event("POST", "/webhooks/generic", headers, raw, route=route)
+
+
+def jira_event(
+    body: bytes, *, delivery: str = "jira-1", secret: str = JIRA_SECRET
+) -> dict[str, Any]:
+    headers = {
+        "Content-Type": "application/json",
+        "X-Atlassian-Webhook-Identifier": delivery,
+        "X-Hub-Signature-256": hub_signature(secret, body),
+    }
+    return http_api_event("POST", "/webhooks/jira", headers, body)
+
+
+def bearer_event(body: bytes, token: str = SERVICENOW_TOKEN) -> dict[str, Any]:
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {token}"}
+    return http_api_event("POST", "/webhooks/servicenow", headers, body)
+
+
+def body_of(answer: dict[str, Any]) -> dict[str, Any]:
+    return json.loads(answer["body"])  # type: ignore[no-any-return]
+
+
+PLAN_PAYLOAD = {"plan_id": PLAN_A, "resources": ["7a32a8b5-7977-4e24-b5da-e0eb457db75b"]}
+
+
+# -- the shipped samples map to the right plan and servers ---------------------------------------
+
+
+def test_jira_sample_maps_custom_fields_to_plan_and_servers(deployment: Deployment) -> None:
+    answer = deployment.invoke_webhook(read_event("webhook-jira.json"))
+
+    assert answer["statusCode"] == 201, answer["body"]
+    assert body_of(answer)["plan_id"] == PLAN_A
+    assert body_of(answer)["reference"] == "CHG-42"
+    [call] = deployment.standin.calls("csbs")
+    assert call.json()["checkpoint"] == {
+        "plan_id": PLAN_A,
+        "parameters": {
+            "resources": [
+                "7a32a8b5-7977-4e24-b5da-e0eb457db75b",
+                "b2b433bf-7dd6-4a74-aa8f-85673dfbda48",
+            ]
+        },
+    }
+    [delivered] = deployment.notifications()
+    assert delivered.message["trigger"] == {
+        "source": "webhook",
+        "id": "a3c2e1d0-jira-delivery-0001",
+        "sender": "jira",
+        "reference": "CHG-42",
+    }
+    assert delivered.message["checkpoint"]["id"] == body_of(answer)["checkpoint_id"]
+    assert delivered.message["idempotency_key"] == "webhook:jira:a3c2e1d0-jira-delivery-0001"
+
+
+def test_servicenow_sample_maps_the_change_request(deployment: Deployment) -> None:
+    answer = deployment.invoke_webhook(read_event("webhook-servicenow.json"))
+
+    assert answer["statusCode"] == 201, answer["body"]
+    assert body_of(answer) == {
+        "checkpoint_id": body_of(answer)["checkpoint_id"],
+        "status": "protecting",
+        "plan_id": PLAN_B,
+        "reference": "CHG0040007",
+    }
+    [call] = deployment.standin.calls("csbs")
+    assert call.json()["checkpoint"]["parameters"] == {
+        "resources": ["1c960fe4-e679-421a-97cd-4f7463d2344b"]
+    }
+
+
+def test_generic_payload_through_a_function_url(deployment: Deployment) -> None:
+    answer = deployment.invoke_webhook(generic_event(PLAN_PAYLOAD, route=False))
+
+    assert answer["statusCode"] == 201, answer["body"]
+
+
+def test_base64_encoded_body_is_verified_and_read(deployment: Deployment) -> None:
+    event = generic_event(PLAN_PAYLOAD)
+    event["body"] = base64.b64encode(event["body"].encode()).decode()
+    event["isBase64Encoded"] = True
+
+    assert deployment.invoke_webhook(event)["statusCode"] == 201
+
+
+# -- who may call --------------------------------------------------------------------------------
+
+
+def tampered(event: dict[str, Any]) -> dict[str, Any]:
+    event["body"] = event["body"].replace(PLAN_A, PLAN_B)
+    return event
+
+
+def without(event: dict[str, Any], header: str) -> dict[str, Any]:
+    event["headers"].pop(header)
+    return event
+
+
+BODY = json.dumps(PLAN_PAYLOAD).encode()
+REJECTED = {
+    "standard-webhooks: tampered body": lambda: tampered(generic_event(PLAN_PAYLOAD)),
+    "standard-webhooks: wrong secret": lambda: generic_event(
+        PLAN_PAYLOAD, secret="whsec_" + base64.b64encode(b"another secret").decode()
+    ),
+    "standard-webhooks: stale timestamp": lambda: generic_event(
+        PLAN_PAYLOAD, timestamp=int(time.time()) - 301
+    ),
+    "standard-webhooks: future timestamp": lambda: generic_event(
+        PLAN_PAYLOAD, timestamp=int(time.time()) + 301
+    ),
+    "standard-webhooks: missing signature": lambda: without(
+        generic_event(PLAN_PAYLOAD), "webhook-signature"
+    ),
+    "standard-webhooks: missing timestamp": lambda: without(
+        generic_event(PLAN_PAYLOAD), "webhook-timestamp"
+    ),
+    "hub-signature: tampered body": lambda: tampered(
+        jira_event(read_event("webhook-jira.json")["body"].encode())
+    ),
+    "hub-signature: wrong secret": lambda: jira_event(BODY, secret="not-the-secret"),
+    "hub-signature: missing header": lambda: without(jira_event(BODY), "x-hub-signature-256"),
+    "bearer: wrong token": lambda: bearer_event(BODY, token="guess"),
+    "bearer: missing header": lambda: without(bearer_event(BODY), "authorization"),
+}
+
+
+@pytest.mark.parametrize("case", REJECTED.keys())
+def test_unsigned_or_mis_signed_requests_never_reach_csbs(
+    deployment: Deployment, logs: io.StringIO, case: str
+) -> None:
+    answer = deployment.invoke_webhook(REJECTED[case]())
+
+    assert answer["statusCode"] == 401
+    assert body_of(answer) == {"error": "unauthorized"}  # no hint of which check failed
+    assert deployment.standin.requests == []
+    assert deployment.notifications() == []
+    assert "webhook rejected" in logs.getvalue()
+
+
+def test_rotated_secrets_both_verify(deployment: Deployment) -> None:
+    new = "whsec_" + base64.b64encode(b"the new generic secret").decode()
+    secrets = {**SECRETS, "generic": [new, GENERIC_SECRET]}
+    deployment.aws.update_secret("csbs-trigger/webhooks", secrets)
+    deployment.cold_start()
+
+    old_answer = deployment.invoke_webhook(generic_event(PLAN_PAYLOAD, delivery="old"))
+    new_answer = deployment.invoke_webhook(generic_event(PLAN_PAYLOAD, delivery="new", secret=new))
+
+    assert (old_answer["statusCode"], new_answer["statusCode"]) == (201, 201)
+
+
+def test_rotated_hub_and_bearer_secrets_both_verify(deployment: Deployment) -> None:
+    secrets = {
+        **SECRETS,
+        "jira": ["jira-new", JIRA_SECRET],
+        "servicenow": ["sn-new", SERVICENOW_TOKEN],
+    }
+    deployment.aws.update_secret("csbs-trigger/webhooks", secrets)
+    deployment.cold_start()
+    sample = read_event("webhook-jira.json")["body"].encode()
+
+    answers = [
+        deployment.invoke_webhook(jira_event(sample, delivery="j1", secret="jira-new")),
+        deployment.invoke_webhook(jira_event(sample, delivery="j2")),
+        deployment.invoke_webhook(
+            bearer_event(read_event("webhook-servicenow.json")["body"].encode(), "sn-new")
+        ),
+    ]
+
+    assert [answer["statusCode"] for answer in answers] == [201, 201, 201]
+
+
+# -- exactly once --------------------------------------------------------------------------------
+
+
+def test_repeated_delivery_replays_the_first_answer(deployment: Deployment) -> None:
+    event = read_event("webhook-jira.json")
+
+    first = deployment.invoke_webhook(event)
+    second = deployment.invoke_webhook(read_event("webhook-jira.json"))
+
+    assert first["statusCode"] == second["statusCode"] == 201
+    assert first["body"] == second["body"]
+    assert second["headers"]["Idempotent-Replayed"] == "true"
+    assert "Idempotent-Replayed" not in first["headers"]
+    assert len(deployment.standin.calls("csbs")) == 1
+    assert len(deployment.notifications()) == 1
+
+
+def test_racing_deliveries_run_once(deployment: Deployment) -> None:
+    # CSBS answers slowly, so the second delivery arrives while the first is running.
+    checkpoint = {
+        "checkpoint": {"id": "14626f11-b54a-44ea-8e69-7463e527506a", "status": "protecting"}
+    }
+    deployment.standin.fail_next("csbs", Fault(200, checkpoint, delay_seconds=1.0))
+    answers: list[dict[str, Any]] = []
+    started = threading.Barrier(2)
+
+    def deliver() -> None:
+        started.wait()
+        answers.append(deployment.invoke_webhook(generic_event(PLAN_PAYLOAD, delivery="race")))
+
+    threads = [threading.Thread(target=deliver) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sorted(answer["statusCode"] for answer in answers) == [201, 409]
+    assert len(deployment.standin.calls("csbs")) == 1
+    assert len(deployment.notifications()) == 1
+    again = deployment.invoke_webhook(generic_event(PLAN_PAYLOAD, delivery="race"))
+    assert again["statusCode"] == 201
+    assert again["headers"]["Idempotent-Replayed"] == "true"
+
+
+def test_retryable_failure_is_not_kept_so_the_retry_runs(deployment: Deployment) -> None:
+    deployment.set_env("CSBS_MAX_ATTEMPTS", "1")
+    deployment.standin.fail_next("csbs", Fault(503, {"error_code": "APIGW.0201", "error_msg": "x"}))
+
+    first = deployment.invoke_webhook(generic_event(PLAN_PAYLOAD, delivery="retry-me"))
+    second = deployment.invoke_webhook(generic_event(PLAN_PAYLOAD, delivery="retry-me"))
+
+    assert first["statusCode"] == 503
+    assert first["headers"]["Retry-After"] == "30"
+    assert second["statusCode"] == 201
+    assert "Idempotent-Replayed" not in second["headers"]
+    assert [d.message["outcome"] for d in deployment.notifications()] == ["failed", "succeeded"]
+
+
+def test_possible_checkpoint_is_kept_and_never_run_twice(deployment: Deployment) -> None:
+    deployment.set_env("CSBS_READ_TIMEOUT_SECONDS", "0.2")
+    deployment.standin.fail_next("csbs", Fault(200, delay_seconds=30))
+
+    first = deployment.invoke_webhook(generic_event(PLAN_PAYLOAD, delivery="slow"))
+    second = deployment.invoke_webhook(generic_event(PLAN_PAYLOAD, delivery="slow"))
+
+    assert first["statusCode"] == second["statusCode"] == 504
+    assert body_of(first)["maybe_created"] is True
+    assert second["headers"]["Idempotent-Replayed"] == "true"
+    assert len(deployment.standin.calls("csbs")) == 1
+
+
+def test_scheduled_firing_delivered_twice_runs_once(deployment: Deployment) -> None:
+    deployment.invoke(read_event("schedule.json"))
+    result = deployment.invoke(read_event("schedule.json"))
+
+    assert result["plans"][0]["replayed"] is True
+    assert len(deployment.standin.calls("csbs")) == 1
+    [delivered] = deployment.notifications()
+    assert delivered.message["idempotency_key"].startswith("schedule:arn:aws:scheduler:")
+
+
+def test_failed_publish_is_retried_without_a_second_backup(deployment: Deployment) -> None:
+    topic = deployment.topic_arn
+    deployment.set_env("NOTIFICATION_TOPIC_ARN", topic + "-missing")
+    with pytest.raises(Exception, match="not published"):
+        deployment.invoke(read_event("schedule.json"))
+    deployment.set_env("NOTIFICATION_TOPIC_ARN", topic)
+
+    deployment.invoke(read_event("schedule.json"))  # Lambda's retry of the same event
+
+    assert len(deployment.standin.calls("csbs")) == 1
+    assert len(deployment.notifications()) == 1
+
+
+# -- answers -------------------------------------------------------------------------------------
+
+
+def test_unknown_source_is_404(deployment: Deployment) -> None:
+    event = http_api_event("POST", "/webhooks/nobody", {"Content-Type": "application/json"}, b"{}")
+
+    assert deployment.invoke_webhook(event)["statusCode"] == 404
+
+
+def test_only_post_is_served(deployment: Deployment) -> None:
+    event = generic_event(PLAN_PAYLOAD, route=False)
+    event["requestContext"]["http"]["method"] = "GET"
+
+    assert deployment.invoke_webhook(event)["statusCode"] == 405
+
+
+def test_too_large_body_is_413_before_any_check(deployment: Deployment) -> None:
+    big = json.dumps({**PLAN_PAYLOAD, "pad": "x" * 300_000}).encode()
+
+    assert deployment.invoke_webhook(generic_event(big))["statusCode"] == 413
+
+
+def test_signed_body_that_is_not_json_is_415(deployment: Deployment) -> None:
+    answers = [
+        deployment.invoke_webhook(generic_event(b"plan_id=1")),
+        deployment.invoke_webhook(
+            generic_event(PLAN_PAYLOAD, extra_headers={"Content-Type": "text/plain"})
+        ),
+    ]
+
+    assert [answer["statusCode"] for answer in answers] == [415, 415]
+
+
+def test_unmappable_payload_is_422_naming_the_field(deployment: Deployment) -> None:
+    body = json.dumps({"issue": {"key": "CHG-7", "fields": {}}}).encode()
+
+    answer = deployment.invoke_webhook(jira_event(body))
+
+    assert answer["statusCode"] == 422
+    assert "issue.fields.customfield_10050" in body_of(answer)["message"]
+    [delivered] = deployment.notifications()
+    assert delivered.message["error"]["category"] == "invalid_event"
+    assert delivered.message["trigger"]["reference"] == "CHG-7"
+    assert deployment.standin.requests == []
+
+
+def test_payload_without_delivery_id_is_refused(deployment: Deployment) -> None:
+    body = read_event("webhook-servicenow.json")["body"].replace('"event_id"', '"other_id"')
+
+    answer = deployment.invoke_webhook(bearer_event(body.encode()))
+
+    assert answer["statusCode"] == 422
+    assert "no id at 'event_id'" in body_of(answer)["message"]
+    assert deployment.standin.requests == []
+
+
+@pytest.mark.parametrize(
+    ("fault", "status", "category"),
+    [
+        (Fault(404, {"error_code": "CSBS.3000", "error_msg": "no plan"}), 502, "not_found"),
+        (Fault(500, {"error_code": "CSBS.1001", "error_msg": "running"}), 503, "busy"),
+        (Fault(403, {"error_code": "CSBS.9009", "error_msg": "unverified"}), 502, "forbidden"),
+    ],
+)
+def test_upstream_errors_answer_with_their_category(
+    deployment: Deployment, fault: Fault, status: int, category: str
+) -> None:
+    deployment.standin.fail_next("csbs", fault)
+
+    answer = deployment.invoke_webhook(generic_event(PLAN_PAYLOAD))
+
+    assert answer["statusCode"] == status
+    assert body_of(answer)["error"] == category
+    if status == 503:
+        assert answer["headers"]["Retry-After"] == "300"
+
+
+def test_broken_mapping_is_a_config_error(deployment: Deployment) -> None:
+    deployment.set_env(
+        "WEBHOOK_SOURCES",
+        json.dumps({"jira": {"scheme": "bearer", "plan_id": "a[", "delivery_id": "x"}}),
+    )
+
+    answer = deployment.invoke_webhook(read_event("webhook-jira.json"))
+
+    assert answer["statusCode"] == 500
+    assert body_of(answer)["error"] == "config_error"
+    assert deployment.standin.requests == []
+
+
+def test_override_adds_a_source(deployment: Deployment) -> None:
+    source = {"scheme": "bearer", "plan_id": "plan", "delivery_id": {"header": "X-Request-Id"}}
+    deployment.set_env("WEBHOOK_SOURCES", json.dumps({"opsgenie": source}))
+    deployment.aws.update_secret("csbs-trigger/webhooks", {**SECRETS, "opsgenie": "og-token"})
+    headers = {
+        "Content-Type": "application/json",
+        "Authorization": "Bearer og-token",
+        "X-Request-Id": "r1",
+    }
+    event = http_api_event(
+        "POST", "/webhooks/opsgenie", headers, json.dumps({"plan": PLAN_B}).encode()
+    )
+
+    assert deployment.invoke_webhook(event)["statusCode"] == 201
+
+
+# -- over real HTTP ------------------------------------------------------------------------------
+
+
+def test_local_endpoint_over_http(deployment: Deployment) -> None:
+    import webhook
+
+    event = generic_event(PLAN_PAYLOAD, delivery="over-http")
+    headers = event["headers"]
+    with WebhookServer(webhook.handler) as server:
+        url = f"{server.url}/webhooks/generic"
+        accepted = requests.post(url, data=event["body"], headers=headers, timeout=10)
+        replayed = requests.post(url, data=event["body"], headers=headers, timeout=10)
+        refused = requests.post(url, data=event["body"] + " ", headers=headers, timeout=10)
+
+    assert accepted.status_code == 201, accepted.text
+    assert replayed.status_code == 201
+    assert replayed.headers["Idempotent-Replayed"] == "true"
+    assert replayed.json() == accepted.json()
+    assert refused.status_code == 401
+    assert len(deployment.standin.calls("csbs")) == 1
