@@ -7,11 +7,14 @@ import io
 import json
 import threading
 import time
+import uuid
 from typing import Any
 
 import pytest
 import requests
 from conftest import ROOT, Deployment, read_event
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from csbs_trigger.webhook_auth import hub_signature, standard_webhooks_signature
 from support.http_api import http_api_event
@@ -437,3 +440,89 @@ def test_local_endpoint_over_http(deployment: Deployment) -> None:
     assert replayed.json() == accepted.json()
     assert refused.status_code == 401
     assert len(deployment.standin.calls("csbs")) == 1
+
+
+# -- property: arbitrary requests ----------------------------------------------------------------
+
+_HEADER_NAMES = st.sampled_from(
+    [
+        "content-type", "webhook-id", "webhook-timestamp", "webhook-signature", "authorization",
+        "x-hub-signature-256", "x-hub-signature", "x-atlassian-webhook-identifier", "x-other",
+    ]
+)  # fmt: skip
+_HEADER_VALUES = st.one_of(
+    st.text(max_size=80),
+    st.just("application/json"),
+    st.just(str(int(time.time()))),
+    st.builds(lambda s: f"v1,{s}", st.text(max_size=44)),
+    st.builds(lambda s: f"sha256={s}", st.text(alphabet="0123456789abcdef", max_size=64)),
+    st.builds(lambda s: f"Bearer {s}", st.text(max_size=40)),
+)
+
+
+@settings(
+    max_examples=150,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    source=st.sampled_from(["generic", "jira", "servicenow", "nobody", "", "../x"]),
+    method=st.sampled_from(["POST", "POST", "GET", "PUT"]),
+    headers=st.dictionaries(_HEADER_NAMES, _HEADER_VALUES, max_size=6),
+    body=st.one_of(
+        st.binary(max_size=300),
+        st.just(json.dumps(PLAN_PAYLOAD).encode()),
+        st.just(read_event("webhook-jira.json")["body"].encode()),
+    ),
+    encoded=st.booleans(),
+    route=st.booleans(),
+)
+def test_arbitrary_requests_never_fail_and_never_reach_csbs_unsigned(
+    deployment: Deployment,
+    source: str,
+    method: str,
+    headers: dict[str, str],
+    body: bytes,
+    encoded: bool,
+    route: bool,
+) -> None:
+    event = http_api_event(method, f"/webhooks/{source}", headers, body, route=route)
+    if encoded and not event["isBase64Encoded"]:
+        event["body"] = base64.b64encode(body).decode()
+        event["isBase64Encoded"] = True
+    calls_before = len(deployment.standin.calls("csbs"))
+
+    answer = deployment.invoke_webhook(event)
+
+    assert answer["statusCode"] in (400, 401, 404, 405, 413, 415)
+    assert len(deployment.standin.calls("csbs")) == calls_before
+    json.loads(answer["body"])
+
+
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(["plan_id", "resources", "auto_trigger", "x"]), children, max_size=4
+        )
+    ),
+    max_leaves=12,
+)
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(payload=_JSON, raw=st.binary(max_size=100), use_raw=st.booleans())
+def test_signed_arbitrary_bodies_get_a_classified_answer(
+    deployment: Deployment, payload: Any, raw: bytes, use_raw: bool
+) -> None:
+    body = raw if use_raw else json.dumps(payload).encode()
+
+    answer = deployment.invoke_webhook(generic_event(body, delivery=str(uuid.uuid4())))
+
+    assert answer["statusCode"] in (201, 400, 415, 422, 502)
+    assert answer["statusCode"] != 500

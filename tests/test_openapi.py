@@ -1,0 +1,82 @@
+"""The OpenAPI document of the webhook endpoint agrees with the template and the code."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from conftest import ROOT, Deployment, read_event
+from jsonschema import Draft202012Validator
+from openapi_spec_validator import validate
+
+from csbs_trigger.webhooks import STATUSES
+from support.check_template import expand
+from support.http_api import http_api_event
+from support.standin import Fault
+
+SPEC: dict[str, Any] = yaml.safe_load(Path(ROOT / "functions/webhook/openapi.yaml").read_text())
+OPERATION = SPEC["paths"]["/webhooks/{source}"]["post"]
+
+
+def test_document_is_valid_openapi() -> None:
+    validate(SPEC)
+
+
+def when_enabled(value: Any) -> Any:
+    """SAM wraps a conditional function's routes in Fn::If [condition, value, NoValue]."""
+    return value["Fn::If"][1] if isinstance(value, dict) and "Fn::If" in value else value
+
+
+def test_document_lists_exactly_the_routes_of_the_template() -> None:
+    resources = expand(ROOT / "template.yaml")["Resources"]
+    [api] = [r for r in resources.values() if r["Type"] == "AWS::ApiGatewayV2::Api"]
+    routes = {
+        (path, method)
+        for path, methods in api["Properties"]["Body"]["paths"].items()
+        for method in when_enabled(methods)
+    }
+
+    documented = {(path, method) for path, methods in SPEC["paths"].items() for method in methods}
+    assert routes == {("/webhooks/{source}", "post")}
+    assert documented == routes
+
+
+def test_document_lists_exactly_the_statuses_the_handler_answers() -> None:
+    assert {int(status) for status in OPERATION["responses"]} == set(STATUSES)
+
+
+def documented_schema(status: int) -> Draft202012Validator:
+    response = OPERATION["responses"][str(status)]
+    if "$ref" in response:
+        response = SPEC["components"]["responses"][response["$ref"].rsplit("/", 1)[1]]
+    schema = response["content"]["application/json"]["schema"]
+    return Draft202012Validator({**schema, "components": SPEC["components"]})
+
+
+@pytest.mark.parametrize(
+    ("name", "status"),
+    [("jira sample", 201), ("unknown source", 404), ("unsigned", 401), ("busy", 503),
+     ("unmappable", 422)],
+)  # fmt: skip
+def test_real_answers_match_the_documented_schemas(
+    deployment: Deployment, name: str, status: int
+) -> None:
+    event = read_event("webhook-jira.json")
+    if name == "unknown source":
+        event = http_api_event("POST", "/webhooks/nobody", {}, b"{}")
+    elif name == "unsigned":
+        event["headers"].pop("x-hub-signature")
+    elif name == "busy":
+        deployment.standin.fail_next("csbs", Fault(500, {"error_code": "CSBS.1001"}))
+    elif name == "unmappable":
+        source = {"scheme": "hub-signature", "plan_id": "issue.nothing", "delivery_id": "issue.id"}
+        deployment.set_env("WEBHOOK_SOURCES", json.dumps({"jira": source}))
+
+    answer = deployment.invoke_webhook(event)
+
+    assert answer["statusCode"] == status
+    errors = list(documented_schema(status).iter_errors(json.loads(answer["body"])))
+    assert errors == []
