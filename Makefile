@@ -1,4 +1,5 @@
-# make run   - the scheduled-backup function end to end on loopback stand-ins (no AWS, no Docker)
+# make run   - both functions end to end on loopback stand-ins (no AWS, no cloud, no Docker)
+# make webhook - serve the webhook endpoint on 127.0.0.1:8080 (ARGS=--demo sends the samples)
 # make test  - ruff, mypy strict, the SAM template check and pytest (what .ci/run runs)
 # make bench - cold-start and memory figures
 # make lock  - re-pin requirements-dev.txt after editing requirements-dev.in
@@ -9,7 +10,8 @@ PY := $(VENV)/bin/python
 export PYTHONPATH := layers/csbs_trigger:functions/scheduled_backup:functions/webhook:tests
 
 .DEFAULT_GOAL := help
-.PHONY: help dev run test lint typecheck template pytest bench lock clean
+
+.PHONY: help dev run webhook test lint typecheck template pytest bench lock clean
 
 help:
 	@sed -n 's/^# \(make .*\)/\1/p' Makefile
@@ -23,6 +25,10 @@ dev: $(VENV)/.installed
 
 run: dev
 	$(PY) -m support.local_run $(EVENTS)
+	$(PY) -m support.local_webhook --demo --port 0
+
+webhook: dev
+	$(PY) -m support.local_webhook $(ARGS)
 
 test: lint typecheck template pytest
 

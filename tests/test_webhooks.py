@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 from csbs_trigger.webhook_auth import hub_signature, standard_webhooks_signature
 from support.http_api import http_api_event
 from support.standin import Fault
+from support.webhook_samples import SAMPLES, build
 from support.webhook_server import WebhookServer
 
 PLAN_A = "62171999-3df1-42f7-9513-6f9b1bea4744"
@@ -526,3 +527,8 @@ def test_signed_arbitrary_bodies_get_a_classified_answer(
 
     assert answer["statusCode"] in (201, 400, 415, 422, 502)
     assert answer["statusCode"] != 500
+
+
+@pytest.mark.parametrize("name", SAMPLES)
+def test_committed_samples_are_the_signed_payloads(name: str) -> None:
+    assert read_event(name) == build(name)  # else: python -m support.webhook_samples

@@ -69,6 +69,7 @@ def main(argv: list[str] | None = None) -> int:
             {
                 "CSBS_SECRET_ID": secret_arn,
                 "NOTIFICATION_TOPIC_ARN": topic_arn,
+                "IDEMPOTENCY_TABLE": aws.idempotency_table(),
                 "POWERTOOLS_LOG_LEVEL": "INFO" if args.logs else "WARNING",
             }
         )
@@ -81,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
             result = function.handler(json.loads(path.read_text()), FakeLambdaContext())
             print(f"handler returned: {json.dumps(result)}")
             for delivered in inbox.drain():
-                _print_notification(delivered, full=args.full)
+                print_notification(delivered, full=args.full)
 
         print("\n--- cloud secret: events/secrets/password.json (Keystone token auth)")
         for path in event_files:
@@ -93,8 +94,9 @@ def main(argv: list[str] | None = None) -> int:
         print("\n--- cloud secret: events/secrets/access-keys.json (AK/SK request signing)")
         aws.update_secret(secret_arn, standin.access_key_secret())
         function._runtime = None  # a new container, which reads the secret afresh
-        for path in event_files[:1]:
-            invoke(path)
+        for plan in standin.plans.values():
+            plan.busy_code = None
+        invoke(ROOT / "events" / "direct.json")
 
         print(
             f"\nIAM token requests: {len(standin.calls('iam'))}, "
@@ -103,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _print_notification(delivered: Delivered, *, full: bool) -> None:
+def print_notification(delivered: Delivered, *, full: bool) -> None:
     message: dict[str, Any] = delivered.message
     print(f"  SNS [{message['outcome']}] {delivered.subject}")
     print(f"      attributes {json.dumps(delivered.attributes, sort_keys=True)}")
