@@ -8,6 +8,7 @@ import json
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -175,11 +176,48 @@ REJECTED = {
 }
 
 
+Send = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+@pytest.fixture(params=["in-process", "over HTTP"])
+def send(request: pytest.FixtureRequest, deployment: Deployment) -> Iterator[Send]:
+    """Deliver an event to the handler directly, or as a real request to the local endpoint."""
+    if request.param == "in-process":
+        yield deployment.invoke_webhook
+        return
+    import webhook
+
+    with WebhookServer(webhook.handler) as server:
+
+        def over_http(event: dict[str, Any]) -> dict[str, Any]:
+            body = event["body"] or ""
+            data = base64.b64decode(body) if event["isBase64Encoded"] else body.encode()
+            answer = requests.post(
+                server.url + event["rawPath"], data=data, headers=event["headers"], timeout=30
+            )
+            return {
+                "statusCode": answer.status_code,
+                "headers": answer.headers,
+                "body": answer.text,
+            }
+
+        yield over_http
+
+
+@pytest.mark.parametrize("name", ["webhook-jira.json", "webhook-servicenow.json", "generic"])
+def test_each_scheme_accepts_a_correctly_signed_request(send: Send, name: str) -> None:
+    event = generic_event(PLAN_PAYLOAD) if name == "generic" else read_event(name)
+
+    answer = send(event)
+
+    assert answer["statusCode"] == 201, answer["body"]
+
+
 @pytest.mark.parametrize("case", REJECTED.keys())
 def test_unsigned_or_mis_signed_requests_never_reach_csbs(
-    deployment: Deployment, logs: io.StringIO, case: str
+    deployment: Deployment, send: Send, logs: io.StringIO, case: str
 ) -> None:
-    answer = deployment.invoke_webhook(REJECTED[case]())
+    answer = send(REJECTED[case]())
 
     assert answer["statusCode"] == 401
     assert body_of(answer) == {"error": "unauthorized"}  # no hint of which check failed
