@@ -10,7 +10,8 @@ import pytest
 from csbs_trigger.errors import Category, UpstreamError, classify, parse_error_body
 from csbs_trigger.models import parse_checkpoint_answer
 
-# The example response of the API page, with its unescaped extra_info made valid JSON.
+# The example response of the API page, with its unescaped extra_info made valid JSON
+# (tests/fixtures/api-page-example-response.txt is the verbatim one).
 API_PAGE_EXAMPLE: dict[str, Any] = {
     "checkpoint": {
         "status": "protecting",
