@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+import csbs_trigger.runtime
 import scheduled_backup
 import webhook
 from csbs_trigger import ConfigError, Runtime, logger
@@ -100,8 +101,7 @@ class Deployment:
             runtime: Runtime | None = Runtime.from_env(sleep=self.sleeps.append, rng=lambda: 0.5)
         except ConfigError:
             runtime = None  # the handler meets the same error itself
-        self.monkeypatch.setattr(scheduled_backup, "_runtime", runtime)
-        self.monkeypatch.setattr(webhook, "_runtime", runtime)
+        self.monkeypatch.setattr(csbs_trigger.runtime, "_container_runtime", runtime)
 
     def invoke(self, event: Any, context: FakeLambdaContext | None = None) -> dict[str, Any]:
         return scheduled_backup.handler(event, context or FakeLambdaContext())  # type: ignore[no-any-return]

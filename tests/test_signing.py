@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from urllib.parse import quote, urlencode
 
 import pytest
@@ -16,41 +17,41 @@ from csbs_trigger.signing import authorization
 HOST = "service.endpoint.myhuaweicloud.com"
 
 
-def sdk_authorization(
-    method: str,
-    path: str,
-    query: list[tuple[str, str]],
-    headers: dict[str, str],
-    body: bytes,
-    ak: str = "AccessKey",
-    sk: str = "SecretKey",
-) -> str:
+@dataclass(frozen=True)
+class Case:
+    method: str
+    path: str
+    query: list[tuple[str, str]]
+    headers: dict[str, str]
+    body: bytes
+    ak: str = "AccessKey"
+    sk: str = "SecretKey"
+
+
+def sdk_authorization(case: Case) -> str:
     request = SdkRequest(
-        method=method,
+        method=case.method,
         schema="https",
         host=HOST,
-        resource_path=path,
-        query_params=list(query),
-        header_params=dict(headers),
-        body=body,
+        resource_path=case.path,
+        query_params=list(case.query),
+        header_params=dict(case.headers),
+        body=case.body,
     )
-    return str(Signer(BasicCredentials(ak, sk)).sign(request).header_params["Authorization"])
+    return str(
+        Signer(BasicCredentials(case.ak, case.sk)).sign(request).header_params["Authorization"]
+    )
 
 
-def ours(
-    method: str,
-    path: str,
-    query: list[tuple[str, str]],
-    headers: dict[str, str],
-    body: bytes,
-    ak: str = "AccessKey",
-    sk: str = "SecretKey",
-) -> str:
-    url = f"https://{HOST}{quote(path)}" + (
-        f"?{urlencode(query, quote_via=quote)}" if query else ""
-    )
+def ours(case: Case) -> str:
+    query = f"?{urlencode(case.query, quote_via=quote)}" if case.query else ""
     return authorization(
-        method=method, url=url, headers=headers, body=body, access_key=ak, secret_key=sk
+        method=case.method,
+        url=f"https://{HOST}{quote(case.path)}{query}",
+        headers=case.headers,
+        body=case.body,
+        access_key=case.ak,
+        secret_key=case.sk,
     )
 
 
@@ -74,8 +75,10 @@ def test_fixed_vectors_of_the_sdk(method: str, body: bytes, signature: str) -> N
         f"SDK-HMAC-SHA256 Access=AccessKey, SignedHeaders=host;x-sdk-date, Signature={signature}"
     )
 
-    assert ours(method, "/resources", [("size", "1")], FIXED_HEADERS, body) == expected
-    assert sdk_authorization(method, "/resources", [("size", "1")], FIXED_HEADERS, body) == expected
+    case = Case(method, "/resources", [("size", "1")], FIXED_HEADERS, body)
+
+    assert ours(case) == expected
+    assert sdk_authorization(case) == expected
 
 
 @pytest.mark.parametrize(
@@ -92,10 +95,9 @@ def test_query_strings_paths_and_bodies_agree(
     path: str, query: list[tuple[str, str]], body: bytes
 ) -> None:
     headers = {"Host": HOST, "X-Sdk-Date": "20261127T020000Z", "X-Project-Id": "p"}
+    case = Case("POST", path, query, headers, body)
 
-    assert ours("POST", path, query, headers, body) == sdk_authorization(
-        "POST", path, query, headers, body
-    )
+    assert ours(case) == sdk_authorization(case)
 
 
 _TEXT = st.text(
@@ -132,12 +134,14 @@ def test_generated_requests_agree_with_the_sdk(
     if token:
         headers["X-Security-Token"] = token
 
-    assert ours(method, path, query, headers, body, ak, sk) == sdk_authorization(
-        method, path, query, headers, body, ak, sk
-    )
+    case = Case(method, path, query, headers, body, ak, sk)
+
+    assert ours(case) == sdk_authorization(case)
 
 
 def test_a_changed_body_changes_the_signature() -> None:
     headers = {"Host": HOST, "X-Sdk-Date": "20261127T020000Z"}
 
-    assert ours("POST", "/x", [], headers, b"a") != ours("POST", "/x", [], headers, b"b")
+    assert ours(Case("POST", "/x", [], headers, b"a")) != ours(
+        Case("POST", "/x", [], headers, b"b")
+    )

@@ -6,19 +6,9 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from csbs_trigger import Runtime, handle_event, logger
-
-_runtime: Runtime | None = None
-
-
-def runtime() -> Runtime:
-    """Built on the first invocation, not at import: clients and the secret live per container."""
-    global _runtime
-    if _runtime is None:
-        _runtime = Runtime.from_env()
-    return _runtime
+from csbs_trigger import container_runtime, handle_event, logger
 
 
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return handle_event(event, context, runtime())
+    return handle_event(event, context, container_runtime())

@@ -93,7 +93,8 @@ def main(argv: list[str] | None = None) -> int:
 
         print("\n--- cloud secret: events/secrets/access-keys.json (AK/SK request signing)")
         aws.update_secret(secret_arn, standin.access_key_secret())
-        function._runtime = None  # a new container, which reads the secret afresh
+        runtime_module = importlib.import_module("csbs_trigger.runtime")
+        runtime_module._container_runtime = None  # a new container: reads the secret afresh
         for plan in standin.plans.values():
             plan.busy_code = None
         invoke(ROOT / "events" / "direct.json")

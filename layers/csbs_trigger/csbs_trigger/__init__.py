@@ -13,7 +13,7 @@ from csbs_trigger.errors import (
 from csbs_trigger.log import logger
 from csbs_trigger.models import BackupRequest, Checkpoint, Trigger
 from csbs_trigger.notify import PublishError
-from csbs_trigger.runtime import Runtime
+from csbs_trigger.runtime import Runtime, container_runtime
 from csbs_trigger.scheduled import handle_event
 from csbs_trigger.settings import Settings
 from csbs_trigger.webhooks import handle_webhook
@@ -30,6 +30,7 @@ __all__ = [
     "Trigger",
     "TriggerError",
     "UpstreamError",
+    "container_runtime",
     "handle_event",
     "handle_webhook",
     "logger",

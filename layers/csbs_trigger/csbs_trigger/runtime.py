@@ -155,3 +155,15 @@ class Runtime:
                 self._auth = auth_for(credentials, self._session)
                 self._credentials = credentials
             return self._auth
+
+
+_container_runtime: Runtime | None = None
+
+
+def container_runtime() -> Runtime:
+    """This Lambda container's Runtime, built on the first invocation rather than at import
+    (import-time reads slow cold starts and tests); every handler of the container shares it."""
+    global _container_runtime
+    if _container_runtime is None:
+        _container_runtime = Runtime.from_env()
+    return _container_runtime
