@@ -19,8 +19,10 @@ from aws_lambda_powertools.utilities.idempotency import (
     idempotent_function,
 )
 from aws_lambda_powertools.utilities.idempotency.exceptions import (
+    BaseError as IdempotencyError,
+)
+from aws_lambda_powertools.utilities.idempotency.exceptions import (
     IdempotencyAlreadyInProgressError,
-    IdempotencyPersistenceLayerError,
 )
 
 from csbs_trigger.errors import Category, ConfigError, TriggerError
@@ -80,7 +82,7 @@ class Deduplicator:
             result: dict[str, Any] = self._once(record={"key": f"{key}#{step}"}, run=run)
         except IdempotencyAlreadyInProgressError:
             raise AlreadyInProgressError("the same trigger is being run right now") from None
-        except IdempotencyPersistenceLayerError as exc:
+        except IdempotencyError as exc:  # the table failed, or its record is inconsistent
             raise TriggerError(
                 f"the idempotency table could not be used ({type(exc).__name__})",
                 category=Category.UNAVAILABLE,

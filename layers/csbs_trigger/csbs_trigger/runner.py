@@ -67,8 +67,11 @@ def run_plans(
     One failing plan never hides another's result.
     """
 
+    # Schedule firings and EventBridge events name themselves; a hand-made direct invoke does not.
+    keyed = trigger.id is not None and trigger.source in ("schedule", "eventbridge")
+
     def run(item: PlanItem) -> PlanResult:
-        key = f"{trigger.source}:{trigger.id}:{item.plan_id}" if _keyed(trigger) else None
+        key = f"{trigger.source}:{trigger.id}:{item.plan_id}" if keyed else None
         return run_plan(trigger, item, key, context, runtime)
 
     backups = sum(isinstance(item, BackupRequest) for item in items)
@@ -77,11 +80,6 @@ def run_plans(
     workers = min(backups, runtime.settings.max_concurrency)
     with ThreadPoolExecutor(max_workers=workers) as pool:
         return list(pool.map(run, items))
-
-
-def _keyed(trigger: Trigger) -> bool:
-    """Schedules and EventBridge events name each firing; a hand-made direct invoke does not."""
-    return trigger.id is not None and trigger.source in ("schedule", "eventbridge", "webhook")
 
 
 def run_plan(
@@ -106,6 +104,8 @@ def run_plan(
         return record
 
     if deduplicator is None or key is None:
+        if key is not None:
+            logger.warning("IDEMPOTENCY_TABLE is not set: this trigger is not deduplicated")
         return _publish(Notification.from_record(execute()), runtime, replayed=False)
     try:
         record = deduplicator.once(key, "execute", execute, context)
@@ -166,7 +166,8 @@ def _publish_record(notification: Notification, runtime: Runtime) -> dict[str, A
     try:
         return {"message_id": runtime.publisher.publish(notification)}
     except PublishError as error:
-        logger.error("notification not published", extra={"reason": str(error)})
+        plan_id = notification.attributes.get("plan_id")
+        logger.error("notification not published", extra={"plan_id": plan_id, "reason": str(error)})
         raise
 
 

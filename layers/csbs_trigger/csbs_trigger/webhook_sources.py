@@ -21,6 +21,7 @@ from typing import Any
 
 import jmespath
 from jmespath.exceptions import JMESPathError
+from jmespath.parser import ParsedResult
 
 from csbs_trigger.errors import ConfigError, InvalidEventError
 from csbs_trigger.events import PlanItem, RejectedPlan, parse_plan
@@ -39,11 +40,11 @@ class Field:
 
     description: str
     header: str | None = None
-    expression: Any = None  # jmespath.parser.ParsedResult
+    expression: ParsedResult | None = None
 
     def read(self, body: Any, headers: dict[str, str]) -> Any:
-        if self.header is not None:
-            return headers.get(self.header)
+        if self.expression is None:
+            return headers.get(self.header or "")
         return self.expression.search(body)
 
 
