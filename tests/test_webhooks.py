@@ -330,32 +330,6 @@ def test_possible_checkpoint_is_kept_and_never_run_twice(deployment: Deployment)
     assert len(deployment.standin.calls("csbs")) == 1
 
 
-def test_scheduled_firing_delivered_twice_runs_once(deployment: Deployment) -> None:
-    deployment.invoke(read_event("schedule.json"))
-    result = deployment.invoke(read_event("schedule.json"))
-
-    assert result["plans"][0]["replayed"] is True
-    assert len(deployment.standin.calls("csbs")) == 1
-    [delivered] = deployment.notifications()
-    assert delivered.message["idempotency_key"].startswith("schedule:arn:aws:scheduler:")
-
-
-def test_failed_publish_is_retried_without_a_second_backup(deployment: Deployment) -> None:
-    topic = deployment.topic_arn
-    deployment.set_env("NOTIFICATION_TOPIC_ARN", topic + "-missing")
-    with pytest.raises(Exception, match="not published"):
-        deployment.invoke(read_event("schedule.json"))
-    deployment.set_env("NOTIFICATION_TOPIC_ARN", topic)
-
-    deployment.invoke(read_event("schedule.json"))  # Lambda's retry of the same event
-
-    assert len(deployment.standin.calls("csbs")) == 1
-    assert len(deployment.notifications()) == 1
-
-
-# -- answers -------------------------------------------------------------------------------------
-
-
 def test_unknown_source_is_404(deployment: Deployment) -> None:
     event = http_api_event("POST", "/webhooks/nobody", {"Content-Type": "application/json"}, b"{}")
 

@@ -1,0 +1,68 @@
+"""Scheduled triggers run once per firing, even when delivered twice or retried."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from conftest import Deployment, read_event
+
+from csbs_trigger.idempotency import AlreadyInProgressError
+from support.standin import Fault
+
+
+def test_scheduled_firing_delivered_twice_runs_once(deployment: Deployment) -> None:
+    deployment.invoke(read_event("schedule.json"))
+    result = deployment.invoke(read_event("schedule.json"))
+
+    assert result["plans"][0]["replayed"] is True
+    assert len(deployment.standin.calls("csbs")) == 1
+    [delivered] = deployment.notifications()
+    assert delivered.message["idempotency_key"].startswith("schedule:arn:aws:scheduler:")
+
+
+def test_failed_publish_is_retried_without_a_second_backup(deployment: Deployment) -> None:
+    topic = deployment.topic_arn
+    deployment.set_env("NOTIFICATION_TOPIC_ARN", topic + "-missing")
+    with pytest.raises(Exception, match="not published"):
+        deployment.invoke(read_event("schedule.json"))
+    deployment.set_env("NOTIFICATION_TOPIC_ARN", topic)
+
+    deployment.invoke(read_event("schedule.json"))  # Lambda's retry of the same event
+
+    assert len(deployment.standin.calls("csbs")) == 1
+    assert len(deployment.notifications()) == 1
+
+
+# -- answers -------------------------------------------------------------------------------------
+
+
+def test_scheduled_firing_delivered_twice_at_once_fails_one_invocation_for_a_retry(
+    deployment: Deployment,
+) -> None:
+    checkpoint = {
+        "checkpoint": {"id": "14626f11-b54a-44ea-8e69-7463e527506a", "status": "protecting"}
+    }
+    deployment.standin.fail_next("csbs", Fault(200, checkpoint, delay_seconds=1.0))
+    outcomes: list[str] = []
+    started = threading.Barrier(2)
+
+    def fire() -> None:
+        started.wait()
+        try:
+            deployment.invoke(read_event("schedule.json"))
+            outcomes.append("ran")
+        except AlreadyInProgressError:
+            outcomes.append("in progress")  # Lambda retries this invocation later
+
+    threads = [threading.Thread(target=fire) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    retry = deployment.invoke(read_event("schedule.json"))
+
+    assert sorted(outcomes) == ["in progress", "ran"]
+    assert retry["plans"][0]["replayed"] is True
+    assert len(deployment.standin.calls("csbs")) == 1
+    assert len(deployment.notifications()) == 1
