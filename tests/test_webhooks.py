@@ -544,3 +544,35 @@ def test_signed_arbitrary_bodies_get_a_classified_answer(
 @pytest.mark.parametrize("name", SAMPLES)
 def test_committed_samples_are_the_signed_payloads(name: str) -> None:
     assert read_event(name) == build(name)  # else: python -m support.webhook_samples
+
+
+def test_without_an_idempotency_table_webhooks_refuse_to_run(deployment: Deployment) -> None:
+    deployment.set_env("IDEMPOTENCY_TABLE", None)
+
+    answer = deployment.invoke_webhook(generic_event(PLAN_PAYLOAD))
+
+    assert answer["statusCode"] == 500
+    assert body_of(answer)["error"] == "config_error"
+    assert deployment.standin.requests == []
+    [delivered] = deployment.notifications()
+    assert "IDEMPOTENCY_TABLE" in delivered.message["error"]["message"]
+
+
+def test_disabling_powertools_idempotency_never_passes_silently(deployment: Deployment) -> None:
+    deployment.monkeypatch.setenv("POWERTOOLS_IDEMPOTENCY_DISABLED", "true")
+
+    answer = deployment.invoke_webhook(generic_event(PLAN_PAYLOAD))
+
+    assert answer["statusCode"] == 500
+    assert body_of(answer)["error"] == "config_error"
+    assert deployment.standin.requests == []
+
+
+def test_unavailable_idempotency_table_is_503(deployment: Deployment) -> None:
+    deployment.set_env("IDEMPOTENCY_TABLE", "no-such-table")
+
+    answer = deployment.invoke_webhook(generic_event(PLAN_PAYLOAD))
+
+    assert answer["statusCode"] == 503
+    assert answer["headers"]["Retry-After"] == "30"
+    assert deployment.standin.requests == []

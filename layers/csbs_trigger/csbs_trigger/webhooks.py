@@ -100,9 +100,11 @@ def handle_webhook(event: dict[str, Any], context: Any, runtime: Runtime) -> dic
         result = run_plan(trigger, plan, key, context, runtime)
     except AlreadyInProgressError:
         return _answer(409, {"error": "this delivery is being processed"}, {"Retry-After": "5"})
-    except TriggerError as error:  # the idempotency table itself failed
+    except TriggerError as error:  # the idempotency records cannot be kept: never run unprotected
         logger.error("webhook not run", extra={"source": name, "reason": error.message})
-        return _answer(503, {"error": error.category.value}, {"Retry-After": "30"})
+        status = _STATUS_BY_CATEGORY.get(error.category, 503)
+        headers = {"Retry-After": str(_DEFAULT_RETRY_AFTER_SECONDS)} if status == 503 else {}
+        return _answer(status, {"error": error.category.value}, headers)
     return _result_answer(result)
 
 
