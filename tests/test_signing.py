@@ -6,13 +6,15 @@ from dataclasses import dataclass
 from urllib.parse import quote, urlencode
 
 import pytest
+import requests
 from huaweicloudsdkcore.auth.credentials import BasicCredentials
 from huaweicloudsdkcore.sdk_request import SdkRequest
 from huaweicloudsdkcore.signer.signer import Signer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from csbs_trigger.signing import authorization
+from csbs_trigger.signing import SdkHmacSha256Auth, authorization
+from support.standin import ACCESS_KEY, PROJECT_ID, PROVIDER_ID, SECRET_KEY, CsbsStandIn
 
 HOST = "service.endpoint.myhuaweicloud.com"
 
@@ -145,3 +147,19 @@ def test_a_changed_body_changes_the_signature() -> None:
     assert ours(Case("POST", "/x", [], headers, b"a")) != ours(
         Case("POST", "/x", [], headers, b"b")
     )
+
+
+def test_auth_class_signs_real_requests_the_gateway_accepts() -> None:
+    with CsbsStandIn() as standin:
+        standin.add_plan("plan-1", "plan", {"server-1": "one"})
+        url = f"{standin.url}/v1/{PROJECT_ID}/providers/{PROVIDER_ID}/checkpoints"
+        body = {"checkpoint": {"plan_id": "plan-1", "parameters": {}}}
+        good = SdkHmacSha256Auth(ACCESS_KEY, SECRET_KEY, PROJECT_ID)
+        bad = SdkHmacSha256Auth(ACCESS_KEY, "not-the-secret-key", PROJECT_ID)
+
+        accepted = requests.post(url, json=body, auth=good, timeout=10)
+        refused = requests.post(url, json=body, auth=bad, timeout=10)
+
+    assert accepted.status_code == 200, accepted.text
+    assert refused.status_code == 401
+    assert refused.json()["error_code"] == "APIGW.0301"

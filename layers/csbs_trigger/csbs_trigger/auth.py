@@ -14,7 +14,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
-from urllib.parse import urlsplit
 
 import requests
 
@@ -72,30 +71,19 @@ class AccessKeyAuth:
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._credentials = credentials
-        self._now = now
+        self._sign = signing.SdkHmacSha256Auth(
+            credentials.access_key,
+            credentials.secret_key,
+            credentials.project_id,
+            security_token=credentials.security_token,
+            now=now,
+        )
 
     def scope(self, deadline: Deadline) -> Scope:
         return Scope(self._credentials.project_id, self._credentials.csbs_endpoint)
 
     def authenticate(self, request: requests.PreparedRequest, deadline: Deadline) -> None:
-        credentials = self._credentials
-        signed = {
-            "Host": urlsplit(request.url or "").netloc,
-            "X-Sdk-Date": signing.sdk_date(self._now()),
-            "X-Project-Id": credentials.project_id,
-        }
-        if credentials.security_token:
-            signed["X-Security-Token"] = credentials.security_token
-        body = request.body or b""
-        request.headers.update(signed)
-        request.headers["Authorization"] = signing.authorization(
-            method=request.method or "GET",
-            url=request.url or "",
-            headers=signed,
-            body=body.encode() if isinstance(body, str) else body,
-            access_key=credentials.access_key,
-            secret_key=credentials.secret_key,
-        )
+        self._sign(request)
 
     def invalidate(self) -> None:
         """Nothing cached: a 401 means the keys themselves are refused."""
