@@ -81,7 +81,30 @@ def test_eventbridge_detail_may_carry_a_batch() -> None:
         ({"plan_id": PLAN, "resources": ["a"] * 101}, "at most 100"),
         ({"plan_id": PLAN, "auto_trigger": "false"}, "auto_trigger must be true or false"),
         ({"plan_id": PLAN, "plan": PLAN}, "unknown keys 'plan'"),
-        ({"plan_id": PLAN, "scheduled_time": ""}, "scheduled_time must be a string"),
+        ({"plan_id": PLAN, "scheduled_time": ""}, "needs schedule_arn and scheduled_time"),
+        (
+            {
+                "plan_id": PLAN,
+                "schedule_arn": "arn:aws:scheduler:eu-central-1:123456789012:schedule/default/x",
+            },
+            "needs schedule_arn and scheduled_time together",
+        ),
+        (
+            {
+                "plan_id": PLAN,
+                "schedule_arn": "<aws.scheduler.schedule-arn>",
+                "scheduled_time": "<aws.scheduler.scheduled-time>",
+            },
+            "must be an EventBridge Scheduler",
+        ),
+        (
+            {
+                "plan_id": PLAN,
+                "schedule_arn": "arn:aws:scheduler:eu-central-1:123456789012:schedule/default/x",
+                "scheduled_time": "yesterday",
+            },
+            "must be an ISO 8601 time",
+        ),
         ({"plans": []}, "event.plans must be a non-empty list"),
         ({"plans": [{"plan_id": PLAN}] * (MAX_PLANS_PER_EVENT + 1)}, "at most 20 per event"),
         ({"plans": [{"plan_id": PLAN}], "extra": 1}, "unknown keys 'extra'"),

@@ -15,6 +15,7 @@ from csbs_trigger.models import BackupRequest
 from support.check_template import expand
 
 ROOT = Path(__file__).resolve().parents[1]
+ARN = "arn:aws:scheduler:eu-central-1:123456789012:schedule/default/nightly"
 SETTINGS_SOURCE = (ROOT / "layers/csbs_trigger/csbs_trigger/settings.py").read_text()
 
 
@@ -80,11 +81,11 @@ def test_schedule_input_renders_to_an_event_the_function_accepts(
     ]
     for text in rendered:
         text = text.replace("${PlanId}", "62171999-3df1-42f7-9513-6f9b1bea4744")
-        text = text.replace("<aws.scheduler.schedule-arn>", "arn:aws:scheduler:::schedule/x/y")
+        text = text.replace("<aws.scheduler.schedule-arn>", ARN)
         text = text.replace("<aws.scheduler.scheduled-time>", "2026-11-27T02:00:00Z")
         parsed = parse_event(json.loads(text))
         [request] = parsed.items
         assert isinstance(request, BackupRequest)
-        assert parsed.trigger.id == "arn:aws:scheduler:::schedule/x/y#2026-11-27T02:00:00Z"
+        assert parsed.trigger.id == ARN + "#2026-11-27T02:00:00Z"
     assert schedule["Target"]["DeadLetterConfig"]["Arn"]
     assert schedule["Target"]["RetryPolicy"]["MaximumRetryAttempts"] >= 1

@@ -130,7 +130,8 @@ import scheduled_backup
 scheduled_backup.handler(event, context)
 samples = []
 for number in range(int(sys.argv[2])):
-    firing = {**event, "scheduled_time": event["scheduled_time"] + f".{number}"}
+    when = event["scheduled_time"].replace("02:00:00Z", f"02:00:00.{number}Z")
+    firing = {**event, "scheduled_time": when}
     started = time.perf_counter()
     scheduled_backup.handler(firing, FakeLambdaContext())
     samples.append(time.perf_counter() - started)
@@ -165,7 +166,7 @@ _firings = itertools.count()
 
 def run(script: str, env: dict[str, str], *extra: str) -> dict[str, float]:
     # Each run is a new schedule firing: a repeated one would be replayed, not executed.
-    event = {**EVENT, "scheduled_time": f"2026-11-27T02:00:{next(_firings):02d}Z"}
+    event = {**EVENT, "scheduled_time": f"2026-11-{next(_firings) + 1:02d}T02:00:00Z"}
     completed = subprocess.run(
         [sys.executable, "-c", script, json.dumps(event), *extra],
         env=env,

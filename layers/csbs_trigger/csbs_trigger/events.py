@@ -25,7 +25,21 @@ MAX_PLANS_PER_EVENT = 20
 MAX_RESOURCES_PER_PLAN = 100
 # CSBS ids are UUIDs; accept any short id of that alphabet so other clouds' ids still pass.
 _ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
-_MAX_SCHEDULE_FIELD_LENGTH = 512
+# What EventBridge Scheduler puts for <aws.scheduler.schedule-arn> and <...scheduled-time>.
+_SCHEDULE_FORMATS = {
+    "schedule_arn": (
+        re.compile(
+            r"arn:aws[a-z-]*:scheduler:[a-z0-9-]+:[0-9]{12}:schedule/[\w.-]{1,64}/[\w.-]{1,64}"
+        ),
+        "an EventBridge Scheduler schedule ARN",
+    ),
+    "scheduled_time": (
+        re.compile(
+            r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,9})?(Z|[+-][0-9]{2}:?[0-9]{2})"
+        ),
+        "an ISO 8601 time such as 2026-11-27T02:00:00Z",
+    ),
+}
 
 _PLAN_KEYS = frozenset({"plan_id", "resources", "auto_trigger"})
 _SCHEDULE_KEYS = frozenset({"schedule_arn", "scheduled_time"})
@@ -145,18 +159,24 @@ def _parse_plan(plan: Mapping[str, Any], *, where: str, allowed: frozenset[str])
 def _schedule_key(payload: Mapping[str, Any]) -> str | None:
     """The schedule and its scheduled time: what names one firing across Scheduler's retries."""
     arn, scheduled_time = payload.get("schedule_arn"), payload.get("scheduled_time")
-    if isinstance(arn, str) and arn and isinstance(scheduled_time, str) and scheduled_time:
+    if isinstance(arn, str) and isinstance(scheduled_time, str):
         return f"{arn}#{scheduled_time}"
-    return _optional_text(arn)
+    return None
 
 
 def _check_schedule_fields(payload: Mapping[str, Any], where: str) -> None:
-    for key in sorted(_SCHEDULE_KEYS & payload.keys()):
+    """Both or neither, and real values: a lone ARN, or a placeholder copied from the template
+    into a manual test, would make every firing look like the first and be skipped."""
+    present = _SCHEDULE_KEYS & payload.keys()
+    if present and present != _SCHEDULE_KEYS:
+        raise InvalidEventError(
+            f"{where} needs schedule_arn and scheduled_time together (they name one firing)"
+        )
+    for key in sorted(present):
+        pattern, description = _SCHEDULE_FORMATS[key]
         value = payload[key]
-        if not isinstance(value, str) or not 0 < len(value) <= _MAX_SCHEDULE_FIELD_LENGTH:
-            raise InvalidEventError(
-                f"{where}.{key} must be a string of 1 to {_MAX_SCHEDULE_FIELD_LENGTH} characters"
-            )
+        if not isinstance(value, str) or not pattern.fullmatch(value):
+            raise InvalidEventError(f"{where}.{key} must be {description}")
 
 
 def _reject_unknown_keys(payload: Mapping[str, Any], allowed: frozenset[str], where: str) -> None:
@@ -191,4 +211,4 @@ def _kind(value: Any) -> str:
 
 
 def _optional_text(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
+    return value if isinstance(value, str) and 0 < len(value) <= 256 else None
