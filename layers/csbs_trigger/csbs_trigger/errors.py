@@ -5,7 +5,11 @@ Every failure a trigger can meet ends as a ``TriggerError`` carrying exactly one
     TriggerError                 base: category, retryable, http_status, code, message
     ├── InvalidEventError        the event could not be understood (invalid_event)
     ├── ConfigError              the deployment or the secret is wrong (config_error)
-    └── UpstreamError            IAM or CSBS said no, or could not be reached (every other category)
+    ├── UpstreamError            IAM or CSBS said no, or could not be reached (every other category)
+    └── AlreadyInProgressError   (idempotency.py) the same trigger is running right now (busy)
+
+Where each category leads: a notification's ``error`` (notify.py), a webhook answer's status
+(webhooks._STATUS_BY_CATEGORY), a retry or not (csbs.RetryPolicy).
 
 ``classify_error_answer`` is the only place that turns an HTTP status and an upstream error code
 into a category; adapters translate transport failures with ``UpstreamError.timeout`` and
