@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from csbs_trigger.errors import Category, UpstreamError, classify, parse_error_body
-from csbs_trigger.models import parse_checkpoint_answer
+from csbs_trigger.models import parse_checkpoint_answer, parse_checkpoint_body
 
 # The example response of the API page, with its unescaped extra_info made valid JSON
 # (tests/fixtures/api-page-example-response.txt is the verbatim one).
@@ -137,3 +137,15 @@ def test_request_id_is_kept() -> None:
     body = {"error_code": "CSBS.3000", "error_msg": "not found", "request_id": "r-1"}
 
     assert parse_error_body(json.dumps(body).encode()) == ("CSBS.3000", "not found", "r-1")
+
+
+def test_absurdly_nested_answers_are_classified_not_crashes() -> None:
+    deep = b"[" * 100_000 + b"]" * 100_000
+
+    with pytest.raises(UpstreamError) as raised:
+        parse_checkpoint_body(deep)
+    code, message, _ = parse_error_body(deep)
+
+    assert raised.value.category is Category.BAD_RESPONSE
+    assert code is None
+    assert message.startswith("[[[")

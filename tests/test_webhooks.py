@@ -576,3 +576,9 @@ def test_unavailable_idempotency_table_is_503(deployment: Deployment) -> None:
     assert answer["statusCode"] == 503
     assert answer["headers"]["Retry-After"] == "30"
     assert deployment.standin.requests == []
+
+
+def test_signed_but_absurdly_nested_json_is_415_not_a_crash(deployment: Deployment) -> None:
+    body = b"[" * 100_000 + b"]" * 100_000
+
+    assert deployment.invoke_webhook(generic_event(body))["statusCode"] == 415

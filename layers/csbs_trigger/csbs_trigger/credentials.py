@@ -14,12 +14,12 @@ Errors name missing or malformed keys, never their values.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from csbs_trigger import safe_json
 from csbs_trigger.errors import ConfigError
 
 _LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
@@ -69,7 +69,7 @@ CloudCredentials = PasswordCredentials | AccessKeyCredentials
 
 def parse_cloud_secret(secret_string: str) -> CloudCredentials:
     try:
-        secret = json.loads(secret_string)
+        secret = safe_json.loads(secret_string)
     except ValueError:
         raise ConfigError("the cloud secret is not valid JSON") from None
     if not isinstance(secret, dict):

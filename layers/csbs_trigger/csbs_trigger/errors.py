@@ -18,12 +18,13 @@ into a category; adapters translate transport failures with ``UpstreamError.time
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from enum import StrEnum
 from typing import Any
+
+from csbs_trigger import safe_json
 
 MAX_MESSAGE_LENGTH = 300
 # A running backup takes minutes (about 6 for a small incremental): the hint for "busy".
@@ -252,7 +253,7 @@ def parse_error_body(body: bytes) -> tuple[str | None, str, str | None]:
     """
     text = body.decode("utf-8", errors="replace")
     try:
-        document = json.loads(text)
+        document = safe_json.loads(text)
     except ValueError:
         return None, truncate(text), None
     if not isinstance(document, dict):

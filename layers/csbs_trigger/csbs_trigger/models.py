@@ -12,6 +12,7 @@ import re
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from csbs_trigger import safe_json
 from csbs_trigger.errors import UpstreamError
 
 DEFAULT_PROVIDER_ID = "fc4d5750-22e7-4798-8a46-f48f62c4c1da"
@@ -100,13 +101,13 @@ def parse_checkpoint_body(body: bytes) -> Checkpoint:
     """Decode and parse a 200 answer's body, or raise ``bad_response``."""
     text = body.decode("utf-8", errors="replace")
     try:
-        document = json.loads(text)
+        document = safe_json.loads(text)
     except ValueError:
         repaired = _UNESCAPED_EXTRA_INFO.sub(
             lambda match: match.group(1) + json.dumps(match.group(2)), text
         )
         try:
-            document = json.loads(repaired)
+            document = safe_json.loads(repaired)
         except ValueError:
             raise UpstreamError.bad_response(
                 "CSBS answered 200 with a body that is not JSON", http_status=200
@@ -160,7 +161,7 @@ def decode_extra_info(value: Any) -> Any:
     """Real answers carry ``extra_info`` as a JSON string; decode it where it holds an object."""
     if isinstance(value, str):
         try:
-            decoded = json.loads(value)
+            decoded = safe_json.loads(value)
         except ValueError:
             return value
         return decoded if isinstance(decoded, dict) else value

@@ -6,7 +6,6 @@ credential set, built again from a freshly read secret when IAM or CSBS refuses 
 
 from __future__ import annotations
 
-import json
 import random
 import threading
 import time
@@ -15,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import requests
 
+from csbs_trigger import safe_json
 from csbs_trigger.auth import CsbsAuth, auth_for
 from csbs_trigger.credentials import CloudCredentials, parse_cloud_secret
 from csbs_trigger.csbs import CsbsClient, RetryPolicy
@@ -115,7 +115,7 @@ class Runtime:
         if self.webhook_secrets_store is None:
             raise ConfigError("environment variable WEBHOOK_SECRET_ID is not set")
         try:
-            secrets = json.loads(self.webhook_secrets_store.get())
+            secrets = safe_json.loads(self.webhook_secrets_store.get())
         except ValueError:
             raise ConfigError("the webhook secret is not valid JSON") from None
         value = secrets.get(source) if isinstance(secrets, dict) else None

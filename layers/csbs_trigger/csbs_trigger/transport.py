@@ -5,7 +5,6 @@ The rest of the package never sees a ``requests`` exception.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,6 +12,7 @@ import requests
 from requests.structures import CaseInsensitiveDict
 from urllib3 import exceptions as urllib3_errors
 
+from csbs_trigger import safe_json
 from csbs_trigger.errors import UpstreamError, classify_error_answer
 
 MAX_ANSWER_BYTES = 1 << 20
@@ -33,7 +33,7 @@ class Answer:
 
     def json(self) -> Any:
         try:
-            return json.loads(self.body)
+            return safe_json.loads(self.body)
         except ValueError:
             raise UpstreamError.bad_response(
                 f"{self.what} answered HTTP {self.status} with a body that is not JSON",

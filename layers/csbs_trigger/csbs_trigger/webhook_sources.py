@@ -23,6 +23,7 @@ import jmespath
 from jmespath.exceptions import JMESPathError
 from jmespath.parser import ParsedResult
 
+from csbs_trigger import safe_json
 from csbs_trigger.errors import ConfigError, InvalidEventError
 from csbs_trigger.events import PlanItem, RejectedPlan, parse_plan
 from csbs_trigger.webhook_auth import SCHEMES
@@ -94,7 +95,7 @@ def load_sources(override: str | None) -> dict[str, Source]:
     config: dict[str, Any] = json.loads(SHIPPED_SOURCES.read_text())
     if override:
         try:
-            extra = json.loads(override)
+            extra = safe_json.loads(override)
         except ValueError:
             raise ConfigError("WEBHOOK_SOURCES is not valid JSON") from None
         if not isinstance(extra, dict):

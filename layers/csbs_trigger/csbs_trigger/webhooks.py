@@ -15,6 +15,7 @@ import re
 import time
 from typing import Any
 
+from csbs_trigger import safe_json
 from csbs_trigger.errors import Category, ConfigError, TriggerError
 from csbs_trigger.events import RejectedPlan
 from csbs_trigger.idempotency import AlreadyInProgressError
@@ -83,7 +84,7 @@ def handle_webhook(event: dict[str, Any], context: Any, runtime: Runtime) -> dic
     if headers.get("content-type", "").split(";")[0].strip().lower() != "application/json":
         return _answer(415, {"error": "send application/json"})
     try:
-        payload = json.loads(body)
+        payload = safe_json.loads(body)
     except ValueError:
         return _answer(415, {"error": "the body is not valid JSON"})
 
@@ -103,8 +104,8 @@ def handle_webhook(event: dict[str, Any], context: Any, runtime: Runtime) -> dic
     except TriggerError as error:  # the idempotency records cannot be kept: never run unprotected
         logger.error("webhook not run", extra={"source": name, "reason": error.message})
         status = _STATUS_BY_CATEGORY.get(error.category, 503)
-        headers = {"Retry-After": str(_DEFAULT_RETRY_AFTER_SECONDS)} if status == 503 else {}
-        return _answer(status, {"error": error.category.value}, headers)
+        retry = {"Retry-After": str(_DEFAULT_RETRY_AFTER_SECONDS)} if status == 503 else {}
+        return _answer(status, {"error": error.category.value}, retry)
     return _result_answer(result)
 
 
