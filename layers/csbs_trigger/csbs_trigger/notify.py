@@ -10,6 +10,7 @@ import json
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -45,21 +46,30 @@ class Outcome:
     def outcome(self) -> str:
         return "succeeded" if self.error is None else "failed"
 
-    def summary(self) -> dict[str, Any]:
-        """The short form the handler returns and logs."""
-        summary: dict[str, Any] = {"plan_id": self.plan_id, "outcome": self.outcome}
-        if self.checkpoint is not None:
-            summary["checkpoint_id"] = self.checkpoint.id
-        if self.error is not None:
-            summary["error_category"] = self.error.category.value
-        return summary
-
 
 @dataclass(frozen=True)
 class Notification:
     subject: str
     message: str
     attributes: dict[str, str]
+
+    @cached_property
+    def content(self) -> dict[str, Any]:
+        """The message as data (parsed once): what answers and summaries are read from."""
+        return json.loads(self.message)  # type: ignore[no-any-return]
+
+    def summary(self) -> dict[str, Any]:
+        """The short form the handler returns and logs."""
+        content = self.content
+        summary: dict[str, Any] = {
+            "plan_id": (content["request"] or {}).get("plan_id"),
+            "outcome": content["outcome"],
+        }
+        if content["checkpoint"]:
+            summary["checkpoint_id"] = content["checkpoint"]["id"]
+        if content["error"]:
+            summary["error_category"] = content["error"]["category"]
+        return summary
 
     def to_record(self) -> dict[str, Any]:
         """What the idempotency table keeps of a run: enough to answer and publish again."""

@@ -6,7 +6,6 @@ runs the one plan a ticket names.
 
 from __future__ import annotations
 
-import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -31,18 +30,10 @@ class PlanResult:
 
     @property
     def message(self) -> dict[str, Any]:
-        return json.loads(self.notification.message)  # type: ignore[no-any-return]
+        return self.notification.content
 
     def summary(self) -> dict[str, Any]:
-        message = self.message
-        summary: dict[str, Any] = {
-            "plan_id": (message["request"] or {}).get("plan_id"),
-            "outcome": message["outcome"],
-        }
-        if message["checkpoint"]:
-            summary["checkpoint_id"] = message["checkpoint"]["id"]
-        if message["error"]:
-            summary["error_category"] = message["error"]["category"]
+        summary = self.notification.summary()
         if self.replayed:
             summary["replayed"] = True
         return summary
@@ -95,13 +86,12 @@ def run_plan(
 
     def execute() -> dict[str, Any]:
         outcome = _execute(trigger, item, key if deduplicator else None, context, runtime)
-        redact = Redactor(runtime.secret_values())
-        _log(outcome, redact)
-        record = build_notification(outcome, redact).to_record()
+        notification = build_notification(outcome, Redactor(runtime.secret_values()))
+        _log(notification)
         error = outcome.error
         if deduplicator and error and error.retryable and not error.maybe_created:
-            raise _NotKept(record)
-        return record
+            raise _NotKept(notification.to_record())
+        return notification.to_record()
 
     if deduplicator is None or key is None:
         if key is not None:
@@ -112,7 +102,7 @@ def run_plan(
     except _NotKept as failure:
         return _publish(Notification.from_record(failure.record), runtime, replayed=False)
     notification = Notification.from_record(record)
-    replayed = json.loads(notification.message)["invocation_id"] != invocation_id
+    replayed = notification.content["invocation_id"] != invocation_id
     if replayed:
         logger.info("trigger replayed: no second backup", extra={"idempotency_key": key})
     try:
@@ -171,23 +161,26 @@ def _publish_record(notification: Notification, runtime: Runtime) -> dict[str, A
         raise
 
 
-def _log(outcome: Outcome, redact: Redactor) -> None:
+def _log(notification: Notification) -> None:
+    """One line per run, from the (already redacted) notification."""
+    content = notification.content
     fields: dict[str, Any] = {
-        **outcome.summary(),
-        "trigger_source": outcome.trigger.source,
-        "trigger_id": outcome.trigger.id,
-        "attempts": outcome.attempts,
-        "duration_ms": outcome.duration_ms,
+        **notification.summary(),
+        "trigger_source": content["trigger"]["source"],
+        "trigger_id": content["trigger"]["id"],
+        "attempts": content["attempts"],
+        "duration_ms": content["duration_ms"],
     }
-    if outcome.error is None:
+    error = content["error"]
+    if error is None:
         logger.info("backup policy executed", extra=fields)
         return
     fields.update(
-        retryable=outcome.error.retryable,
-        http_status=outcome.error.http_status,
-        error_code=outcome.error.code,
-        error_message=redact(outcome.error.message),
-        maybe_created=outcome.error.maybe_created,
+        retryable=error["retryable"],
+        http_status=error["http_status"],
+        error_code=error["code"],
+        error_message=error["message"],
+        maybe_created=error["maybe_created"],
     )
     logger.warning("backup trigger failed", extra=fields)
 
