@@ -100,20 +100,22 @@ def once(key, step):
         ExpressionAttributeValues={":s": {"S": "COMPLETED"}, ":d": {"S": json.dumps(result)}})
     return result
 
+def backup_once(key, http):
+    # The function's two records: execute (the POST) and publish.
+    def post():
+        answer = http.post(url, json=body, headers={"X-Auth-Token": token}, timeout=(3, 20))
+        assert answer.status_code == 200, answer.text
+        return answer.json()
+    checkpoint = once(key + "#execute", post)
+    once(key + "#publish", lambda: sns.publish(TopicArn=os.environ["NOTIFICATION_TOPIC_ARN"],
+         Subject="CSBS backup started", Message=json.dumps(checkpoint))["MessageId"])
 """
 # The bare cold path again, with the function's two idempotency records around its calls.
 BARE_WITH_RECORDS_SCRIPT = (
     BARE_SCRIPT.split("\nanswer = requests.post(url")[0]
     + _RECORDS
     + """
-key = f"bare:{event['scheduled_time']}"
-def post():
-    answer = requests.post(url, json=body, headers={"X-Auth-Token": token}, timeout=(3, 20))
-    assert answer.status_code == 200, answer.text
-    return answer.json()
-checkpoint = once(key + "#execute", post)
-once(key + "#publish", lambda: sns.publish(TopicArn=os.environ["NOTIFICATION_TOPIC_ARN"],
-     Subject="CSBS backup started", Message=json.dumps(checkpoint))["MessageId"])
+backup_once(f"bare:{event['scheduled_time']}", requests)
 """
     + _REPORT
 )
@@ -146,15 +148,7 @@ samples = []
 session = requests.Session()
 for number in range(int(sys.argv[2])):
     started = time.perf_counter()
-    key = f"bare:{event['scheduled_time']}.{number}"
-    def post():
-        answer = session.post(url, json=body, headers={"X-Auth-Token": token}, timeout=(3, 20))
-        assert answer.status_code == 200, answer.text
-        return answer.json()
-    checkpoint = once(key + "#execute", post)
-    once(key + "#publish", lambda: sns.publish(
-        TopicArn=os.environ["NOTIFICATION_TOPIC_ARN"], Subject="CSBS backup started",
-        Message=json.dumps(checkpoint))["MessageId"])
+    backup_once(f"bare:{event['scheduled_time']}.{number}", session)
     samples.append(time.perf_counter() - started)
 """
     + _WARM_REPORT
