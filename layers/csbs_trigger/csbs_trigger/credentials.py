@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from csbs_trigger import safe_json
 from csbs_trigger.errors import ConfigError
+from csbs_trigger.settings import config_object
 
 _LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 _PASSWORD_KEYS = ("auth_url", "username", "password", "user_domain_name")
@@ -68,12 +68,7 @@ CloudCredentials = PasswordCredentials | AccessKeyCredentials
 
 
 def parse_cloud_secret(secret_string: str) -> CloudCredentials:
-    try:
-        secret = safe_json.loads(secret_string)
-    except ValueError:
-        raise ConfigError("the cloud secret is not valid JSON") from None
-    if not isinstance(secret, dict):
-        raise ConfigError("the cloud secret must be a JSON object")
+    secret = config_object(secret_string, "the cloud secret")
 
     has_password = any(key in secret for key in ("username", "password"))
     has_access_keys = any(key in secret for key in _ACCESS_KEYS)

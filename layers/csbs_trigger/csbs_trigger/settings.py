@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
+from csbs_trigger import safe_json
 from csbs_trigger.errors import ConfigError
 from csbs_trigger.models import DEFAULT_PROVIDER_ID
 
@@ -56,6 +58,17 @@ class Settings:
                 env, "WEBHOOK_TIMESTAMP_TOLERANCE_SECONDS", 300, 10, 3600
             ),
         )
+
+
+def config_object(text: str, what: str, *, shape: str = "a JSON object") -> dict[str, Any]:
+    """A JSON object from configuration (a secret, an override), or a config_error naming it."""
+    try:
+        value = safe_json.loads(text)
+    except ValueError:
+        raise ConfigError(f"{what} is not valid JSON") from None
+    if not isinstance(value, dict):
+        raise ConfigError(f"{what} must be {shape}")
+    return value
 
 
 def _number(env: Mapping[str, str], name: str, default: float, low: float, high: float) -> float:

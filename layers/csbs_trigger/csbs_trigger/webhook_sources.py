@@ -23,9 +23,9 @@ import jmespath
 from jmespath.exceptions import JMESPathError
 from jmespath.parser import ParsedResult
 
-from csbs_trigger import safe_json
 from csbs_trigger.errors import ConfigError, InvalidEventError
 from csbs_trigger.events import PlanItem, RejectedPlan, parse_plan
+from csbs_trigger.settings import config_object
 from csbs_trigger.webhook_auth import SCHEMES
 
 SHIPPED_SOURCES = Path(__file__).with_name("webhook_sources.json")
@@ -94,13 +94,9 @@ def load_sources(override: str | None) -> dict[str, Source]:
     """The shipped sources, extended or replaced by ``override`` (JSON)."""
     config: dict[str, Any] = json.loads(SHIPPED_SOURCES.read_text())
     if override:
-        try:
-            extra = safe_json.loads(override)
-        except ValueError:
-            raise ConfigError("WEBHOOK_SOURCES is not valid JSON") from None
-        if not isinstance(extra, dict):
-            raise ConfigError("WEBHOOK_SOURCES must be a JSON object keyed by source name")
-        config.update(extra)
+        config.update(
+            config_object(override, "WEBHOOK_SOURCES", shape="a JSON object keyed by source name")
+        )
     return {name: _source(name, entry) for name, entry in config.items()}
 
 
