@@ -67,6 +67,7 @@ class Inbox:
 class LocalAws:
     def __init__(self) -> None:
         self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self._clients: dict[str, Any] = {}
 
     def __enter__(self) -> LocalAws:
         logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per AWS call otherwise
@@ -92,6 +93,12 @@ class LocalAws:
         }
 
     def client(self, service: str) -> Any:
+        """One client per service for the whole run (building one costs about 100 ms)."""
+        if service not in self._clients:
+            self._clients[service] = self._new_client(service)
+        return self._clients[service]
+
+    def _new_client(self, service: str) -> Any:
         env = self.env()
         return boto3.session.Session().client(
             service,  # type: ignore[call-overload]
