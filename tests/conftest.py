@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -94,14 +95,20 @@ class Deployment:
     inbox: Inbox
     monkeypatch: pytest.MonkeyPatch
     sleeps: list[float] = field(default_factory=list)
+    now: float | None = None  # the function's clock (Unix time); None: the real one
 
     def cold_start(self) -> None:
         """A new container: the next invocation reads configuration and secret afresh."""
         try:
-            runtime: Runtime | None = Runtime.from_env(sleep=self.sleeps.append, rng=lambda: 0.5)
+            runtime: Runtime | None = Runtime.from_env(
+                sleep=self.sleeps.append, rng=lambda: 0.5, clock=self.clock
+            )
         except ConfigError:
             runtime = None  # the handler meets the same error itself
         self.monkeypatch.setattr(csbs_trigger.runtime, "_container_runtime", runtime)
+
+    def clock(self) -> float:
+        return time.time() if self.now is None else self.now
 
     def invoke(self, event: Any, context: FakeLambdaContext | None = None) -> dict[str, Any]:
         return scheduled_backup.handler(event, context or FakeLambdaContext())  # type: ignore[no-any-return]

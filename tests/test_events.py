@@ -43,9 +43,30 @@ def test_optional_fields_stay_unset_when_absent() -> None:
 
 
 def test_given_fields_are_kept_as_given() -> None:
-    request = only_request({"plan_id": PLAN, "resources": [], "auto_trigger": True})
+    request = only_request({"plan_id": PLAN, "resources": [SERVER], "auto_trigger": True})
 
-    assert request.parameters() == {"auto_trigger": True, "resources": []}
+    assert request.parameters() == {"auto_trigger": True, "resources": [SERVER]}
+
+
+def test_an_empty_server_list_is_refused_not_sent() -> None:
+    # CSBS would be asked to back up no server at all; leaving the key out means every server.
+    [item] = parse_event({"plan_id": PLAN, "resources": []}).items
+
+    assert isinstance(item, RejectedPlan)
+    assert item.error.category.value == "invalid_event"
+    assert "event.resources is empty" in item.error.message
+
+
+def test_an_eventbridge_event_without_a_usable_id_is_refused() -> None:
+    # The id names the event across EventBridge's retries; text that cannot be encoded (a lone
+    # surrogate, which JSON allows) could never be published either.
+    for bad_id in ("\ud800", None, "", "x" * 257, "evt\n1"):
+        event = {**read_event("eventbridge.json"), "id": bad_id}
+        parsed = parse_event(event)
+        [item] = parsed.items
+        assert isinstance(item, RejectedPlan), bad_id
+        assert "event.id must be the EventBridge event id" in item.error.message
+        assert item.plan_id == read_event("eventbridge.json")["detail"]["plan_id"]
 
 
 def test_trigger_source_follows_the_event_shape() -> None:

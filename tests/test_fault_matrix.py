@@ -111,7 +111,7 @@ ROWS = [
         sleeps=BACKOFF),
     Row("IAM refuses the password", "auth_failed", 0,
         setup=secret(lambda d: d.standin.cloud_secret(password="wrong-password"))),
-    Row("AK/SK signature refused", "auth_failed", 2,
+    Row("AK/SK signature refused", "auth_failed", 1,
         setup=secret(lambda d: d.standin.access_key_secret(sk="wrong-secret-key"))),
     # Secrets Manager
     Row("secret missing", "config_error", 0,

@@ -12,7 +12,15 @@ from conftest import Deployment, read_event
 
 from csbs_trigger import ConfigError, PublishError
 from support.lambda_context import FakeLambdaContext
-from support.standin import PASSWORD, PROJECT_ID, PROJECT_NAME, PROVIDER_ID, Fault
+from support.standin import (
+    ACCESS_KEY,
+    PASSWORD,
+    PROJECT_ID,
+    PROJECT_NAME,
+    PROVIDER_ID,
+    SECRET_KEY,
+    Fault,
+)
 
 PLAN_A = "62171999-3df1-42f7-9513-6f9b1bea4744"
 PLAN_B = "6a6cda7e-7b89-4b14-8e5c-3b6821a97d2c"
@@ -261,12 +269,13 @@ def test_secret_is_read_again_once_its_cache_age_is_over(deployment: Deployment)
          "lacks keys: password, user_domain_name, project_id (or project_name)"),
         ({"ak": "AK", "csbs_endpoint": "https://csbs.example.com"},
          "lacks keys: sk, project_id"),
-        ({"ak": "AK", "sk": "SK", "project_id": "p", "region": "mars-1"}, "known cloud region"),
+        ({"ak": "AK", "sk": "SK", "project_id": PROJECT_ID, "region": "mars-1"},
+         "known cloud region"),
         ({"ak": "AK", "sk": "SK", "password": "p"}, "both username/password and ak/sk"),
         ({"project_id": "p"}, "neither username/password nor ak/sk"),
         ("not json at all", "not valid JSON"),
         ({"auth_url": "ftp://iam", "username": "u", "password": "p", "user_domain_name": "d",
-          "project_id": "x"}, "auth_url must be an https URL"),
+          "project_id": PROJECT_ID}, "auth_url must be an https URL"),
     ],
 )  # fmt: skip
 def test_malformed_secret_is_a_config_error_naming_the_keys(
@@ -280,6 +289,38 @@ def test_malformed_secret_is_a_config_error_naming_the_keys(
     assert delivered.message["error"]["category"] == "config_error"
     assert named in delivered.message["error"]["message"]
     assert deployment.standin.requests == []
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"ak": ACCESS_KEY + "\n"}, "key ak holds a control character"),
+        ({"sk": SECRET_KEY + "\r\n"}, "key sk holds a control character"),
+        ({"project_id": PROJECT_ID + "\n"}, "key project_id holds a control character"),
+        ({"project_id": "../../v3/auth/tokens?x="}, "project_id must be 32 hexadecimal digits"),
+        ({"project_id": "\ud800" * 32}, "project_id must be 32 hexadecimal digits"),
+        ({"csbs_endpoint": "http://127.0.0.1:99999"}, "key csbs_endpoint has an invalid port"),
+        ({"csbs_endpoint": "https://csbs.example.com:x"}, "key csbs_endpoint has an invalid port"),
+        ({"ak": "AK/../x"}, "key ak must be letters and digits only"),
+    ],
+)  # fmt: skip
+def test_malformed_secret_values_are_a_config_error_before_any_call(
+    deployment: Deployment, logs: io.StringIO, change: dict[str, str], named: str
+) -> None:
+    # Before: a ValueError from requests whose text held the signature, or a request to
+    # POST /v3/auth/tokens built from a project id.
+    deployment.set_secret(deployment.standin.access_key_secret(**change))
+
+    result = deployment.invoke(read_event("direct.json"))
+
+    [delivered] = deployment.notifications()
+    assert result["outcome"] == "failed"
+    assert delivered.message["error"]["category"] == "config_error"
+    assert named in delivered.message["error"]["message"]
+    assert deployment.standin.requests == []
+    for value in (SECRET_KEY, ACCESS_KEY + "\n", "Signature="):
+        assert value not in delivered.raw_message
+        assert value not in logs.getvalue()
 
 
 def test_missing_secret_is_a_config_error(deployment: Deployment) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import io
 import json
 import threading
@@ -20,7 +21,7 @@ from hypothesis import strategies as st
 from csbs_trigger.webhook_auth import hub_signature, standard_webhooks_signature
 from support.http_api import http_api_event
 from support.standin import Fault
-from support.webhook_samples import SAMPLES, build
+from support.webhook_samples import SAMPLE_TIME, SAMPLES, build
 from support.webhook_server import WebhookServer
 
 PLAN_A = "62171999-3df1-42f7-9513-6f9b1bea4744"
@@ -53,8 +54,11 @@ def generic_event(
 
 
 def jira_event(
-    body: bytes, *, delivery: str = "jira-1", secret: str = JIRA_SECRET
+    body: bytes, *, delivery: str = "jira-1", secret: str = JIRA_SECRET, fresh: bool = True
 ) -> dict[str, Any]:
+    """A Jira delivery; ``fresh`` stamps the body with the current time, as Jira Cloud does."""
+    if fresh:
+        body = json.dumps({**json.loads(body), "timestamp": int(time.time() * 1000)}).encode()
     headers = {
         "Content-Type": "application/json",
         "X-Atlassian-Webhook-Identifier": delivery,
@@ -79,6 +83,7 @@ PLAN_PAYLOAD = {"plan_id": PLAN_A, "resources": ["7a32a8b5-7977-4e24-b5da-e0eb45
 
 
 def test_jira_sample_maps_custom_fields_to_plan_and_servers(deployment: Deployment) -> None:
+    deployment.now = SAMPLE_TIME  # the sample's signed body says when it was sent
     answer = deployment.invoke_webhook(read_event("webhook-jira.json"))
 
     assert answer["statusCode"] == 201, answer["body"]
@@ -102,7 +107,9 @@ def test_jira_sample_maps_custom_fields_to_plan_and_servers(deployment: Deployme
         "reference": "CHG-42",
     }
     assert delivered.message["checkpoint"]["id"] == body_of(answer)["checkpoint_id"]
-    assert delivered.message["idempotency_key"] == "webhook:jira:a3c2e1d0-jira-delivery-0001"
+    # Jira signs only the body: the body names the delivery, not the unsigned id header.
+    digest = hashlib.sha256(read_event("webhook-jira.json")["body"].encode()).hexdigest()
+    assert delivered.message["idempotency_key"] == f"webhook:jira:body-{digest}"
 
 
 def test_servicenow_sample_maps_the_change_request(deployment: Deployment) -> None:
@@ -207,7 +214,10 @@ def send(request: pytest.FixtureRequest, deployment: Deployment) -> Iterator[Sen
 
 
 @pytest.mark.parametrize("name", ["webhook-jira.json", "webhook-servicenow.json", "generic"])
-def test_each_scheme_accepts_a_correctly_signed_request(send: Send, name: str) -> None:
+def test_each_scheme_accepts_a_correctly_signed_request(
+    deployment: Deployment, send: Send, name: str
+) -> None:
+    deployment.now = SAMPLE_TIME if name == "webhook-jira.json" else None
     event = generic_event(PLAN_PAYLOAD) if name == "generic" else read_event(name)
 
     answer = send(event)
@@ -243,18 +253,20 @@ def test_rotated_secrets_both_verify(deployment: Deployment) -> None:
 def test_rotated_hub_and_bearer_secrets_both_verify(deployment: Deployment) -> None:
     secrets = {
         **SECRETS,
-        "jira": ["jira-new", JIRA_SECRET],
-        "servicenow": ["sn-new", SERVICENOW_TOKEN],
+        "jira": ["jira-new-secret-2027", JIRA_SECRET],
+        "servicenow": ["sn-new-bearer-token-2027", SERVICENOW_TOKEN],
     }
     deployment.aws.update_secret("csbs-trigger/webhooks", secrets)
     deployment.cold_start()
     sample = read_event("webhook-jira.json")["body"].encode()
 
     answers = [
-        deployment.invoke_webhook(jira_event(sample, delivery="j1", secret="jira-new")),
+        deployment.invoke_webhook(jira_event(sample, delivery="j1", secret="jira-new-secret-2027")),
         deployment.invoke_webhook(jira_event(sample, delivery="j2")),
         deployment.invoke_webhook(
-            bearer_event(read_event("webhook-servicenow.json")["body"].encode(), "sn-new")
+            bearer_event(
+                read_event("webhook-servicenow.json")["body"].encode(), "sn-new-bearer-token-2027"
+            )
         ),
     ]
 
@@ -265,6 +277,7 @@ def test_rotated_hub_and_bearer_secrets_both_verify(deployment: Deployment) -> N
 
 
 def test_repeated_delivery_replays_the_first_answer(deployment: Deployment) -> None:
+    deployment.now = SAMPLE_TIME
     event = read_event("webhook-jira.json")
 
     first = deployment.invoke_webhook(event)
@@ -422,10 +435,12 @@ def test_broken_mapping_is_a_config_error(deployment: Deployment) -> None:
 def test_override_adds_a_source(deployment: Deployment) -> None:
     source = {"scheme": "bearer", "plan_id": "plan", "delivery_id": {"header": "X-Request-Id"}}
     deployment.set_env("WEBHOOK_SOURCES", json.dumps({"opsgenie": source}))
-    deployment.aws.update_secret("csbs-trigger/webhooks", {**SECRETS, "opsgenie": "og-token"})
+    deployment.aws.update_secret(
+        "csbs-trigger/webhooks", {**SECRETS, "opsgenie": "og-token-0123456789"}
+    )
     headers = {
         "Content-Type": "application/json",
-        "Authorization": "Bearer og-token",
+        "Authorization": "Bearer og-token-0123456789",
         "X-Request-Id": "r1",
     }
     event = http_api_event(

@@ -41,7 +41,9 @@ class CsbsAuth(Protocol):
 
     def authenticate(self, request: requests.PreparedRequest, deadline: Deadline) -> None: ...
 
-    def invalidate(self) -> None: ...
+    def invalidate(self) -> bool:
+        """Forget what is cached; True when something was (so the same credentials may pass)."""
+        ...
 
     def secret_values(self) -> tuple[str, ...]: ...
 
@@ -85,8 +87,9 @@ class AccessKeyAuth:
     def authenticate(self, request: requests.PreparedRequest, deadline: Deadline) -> None:
         self._sign(request)
 
-    def invalidate(self) -> None:
+    def invalidate(self) -> bool:
         """Nothing cached: a 401 means the keys themselves are refused."""
+        return False
 
     def secret_values(self) -> tuple[str, ...]:
         return self._credentials.secret_values
@@ -120,9 +123,10 @@ class KeystonePasswordAuth:
     def authenticate(self, request: requests.PreparedRequest, deadline: Deadline) -> None:
         request.headers["X-Auth-Token"] = self._current_token(deadline).value
 
-    def invalidate(self) -> None:
+    def invalidate(self) -> bool:
         with self._lock:
-            self._token = None
+            held, self._token = self._token is not None, None
+            return held
 
     def secret_values(self) -> tuple[str, ...]:
         token = self._token

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 from csbs_trigger.errors import ConfigError
 from csbs_trigger.settings import config_object
+from csbs_trigger.text import printable
 
 _LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 _PASSWORD_KEYS = ("auth_url", "username", "password", "user_domain_name")
@@ -29,6 +30,8 @@ _ACCESS_KEYS = ("ak", "sk")
 _OTC_REGION_DOMAINS = {"eu-de": "otc.t-systems.com", "eu-nl": "otc.t-systems.com",
                        "eu-ch2": "sc.otc.t-systems.com"}  # fmt: skip
 _HUAWEI_REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-[0-9]{1,3}")
+_PROJECT_ID = re.compile(r"[0-9a-f]{32}")
+_ACCESS_KEY = re.compile(r"[A-Za-z0-9]{1,128}")
 
 
 @dataclass(frozen=True)
@@ -82,36 +85,51 @@ def parse_cloud_secret(secret_string: str) -> CloudCredentials:
 
 
 def _password(secret: dict[str, Any]) -> PasswordCredentials:
-    missing = [key for key in _PASSWORD_KEYS if not _text(secret, key)]
-    if not (_text(secret, "project_id") or _text(secret, "project_name")):
+    values = {key: _text(secret, key) for key in _PASSWORD_KEYS}
+    missing = [key for key, value in values.items() if not value]
+    project_id, project_name = _project_id(secret), _text(secret, "project_name")
+    if not (project_id or project_name):
         missing.append("project_id (or project_name)")
     if missing:
         raise ConfigError(f"the cloud secret lacks keys: {', '.join(missing)}")
     return PasswordCredentials(
         auth_url=_url(secret, "auth_url"),
-        username=secret["username"],
-        password=secret["password"],
-        user_domain_name=secret["user_domain_name"],
-        project_id=_text(secret, "project_id"),
-        project_name=_text(secret, "project_name"),
+        username=secret["username"].strip(),
+        password=secret["password"],  # as it is: spaces may belong to a password
+        user_domain_name=secret["user_domain_name"].strip(),
+        project_id=project_id,
+        project_name=project_name,
         csbs_endpoint=_endpoint(secret),
     )
 
 
 def _access_keys(secret: dict[str, Any]) -> AccessKeyCredentials:
-    missing = [key for key in (*_ACCESS_KEYS, "project_id") if not _text(secret, key)]
+    access_key, secret_key = _text(secret, "ak"), _text(secret, "sk")
+    project_id = _project_id(secret)
     endpoint = _endpoint(secret)
+    named = {"ak": access_key, "sk": secret_key, "project_id": project_id}
+    missing = [key for key, value in named.items() if not value]
     if endpoint is None:
         missing.append("csbs_endpoint (or region)")
-    if missing or endpoint is None:
+    if missing or not (access_key and secret_key and project_id and endpoint):
         raise ConfigError(f"the cloud secret lacks keys: {', '.join(missing)}")
+    if not _ACCESS_KEY.fullmatch(access_key):
+        raise ConfigError("the cloud secret key ak must be letters and digits only")
     return AccessKeyCredentials(
-        access_key=secret["ak"],
-        secret_key=secret["sk"],
+        access_key=access_key,
+        secret_key=secret_key,
         security_token=_text(secret, "security_token"),
-        project_id=secret["project_id"],
+        project_id=project_id,
         csbs_endpoint=endpoint,
     )
+
+
+def _project_id(secret: dict[str, Any]) -> str | None:
+    """A project id is 32 hex digits (it goes into every request path)."""
+    value = _text(secret, "project_id")
+    if value is not None and not _PROJECT_ID.fullmatch(value):
+        raise ConfigError("the cloud secret key project_id must be 32 hexadecimal digits")
+    return value
 
 
 def _endpoint(secret: dict[str, Any]) -> str | None:
@@ -135,11 +153,15 @@ def csbs_endpoint_for_region(region: str) -> str:
 
 
 def _text(secret: dict[str, Any], key: str) -> str | None:
+    """A value without surrounding spaces; a control character (a pasted newline) is refused
+    rather than carried into a header, a URL or a signature."""
     value = secret.get(key)
     if value is None:
         return None
     if not isinstance(value, str):
         raise ConfigError(f"the cloud secret key {key} must be a string")
+    if not printable(value):
+        raise ConfigError(f"the cloud secret key {key} holds a control character or invalid text")
     return value.strip() or None
 
 
@@ -147,6 +169,10 @@ def _url(secret: dict[str, Any], key: str) -> str:
     """An https URL; plain http only to loopback, where the local stand-ins live."""
     value = _text(secret, key)
     parts = urlsplit(value or "")
+    try:
+        parts.port  # noqa: B018 - urllib checks the port only when it is read
+    except ValueError:
+        raise ConfigError(f"the cloud secret key {key} has an invalid port") from None
     secure = parts.scheme == "https" or (
         parts.scheme == "http" and parts.hostname in _LOOPBACK_HOSTS
     )

@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
+from urllib.parse import quote
 
 import requests
 
@@ -25,7 +26,7 @@ class AuthSource(Protocol):
 
     def current(self) -> CsbsAuth: ...
 
-    def refresh(self, stale: CsbsAuth) -> CsbsAuth: ...
+    def refresh(self, stale: CsbsAuth) -> CsbsAuth | None: ...
 
 
 @dataclass(frozen=True)
@@ -102,7 +103,10 @@ class CsbsClient:
                 error.attempts = attempts
                 if error.category is Category.AUTH_FAILED and auth and not refreshed:
                     refreshed, tries = True, tries - 1  # a refresh is not a retry
-                    auth = self._auth_source.refresh(auth)
+                    fresh = self._auth_source.refresh(auth)
+                    if fresh is None:  # nothing changed: the same request would be refused
+                        raise
+                    auth = fresh
                     continue
                 if not self._retry.should_retry(error, tries):
                     raise
@@ -118,7 +122,8 @@ class CsbsClient:
         body = {"checkpoint": {"plan_id": backup.plan_id, "parameters": backup.parameters()}}
         request = requests.Request(
             "POST",
-            f"{scope.csbs_endpoint}/v1/{scope.project_id}/providers/{self._provider_id}/checkpoints",
+            f"{scope.csbs_endpoint}/v1/{_segment(scope.project_id)}"
+            f"/providers/{_segment(self._provider_id)}/checkpoints",
             data=json.dumps(body).encode(),
             headers={
                 "Content-Type": "application/json",
@@ -142,3 +147,8 @@ class CsbsClient:
         except TriggerError as error:
             error.maybe_created = True  # CSBS said 200: a checkpoint may well exist
             raise
+
+
+def _segment(value: str) -> str:
+    """One path segment, whatever ``value`` holds: never a way into another path."""
+    return quote(value, safe="")

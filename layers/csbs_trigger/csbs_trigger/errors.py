@@ -27,6 +27,9 @@ from typing import Any
 from csbs_trigger import safe_json
 
 MAX_MESSAGE_LENGTH = 300
+TRUNCATION_MARK = "…"  # ends every text cut short (the redactor looks for it)
+MAX_CODE_LENGTH = 64
+MAX_REQUEST_ID_LENGTH = 128
 # A running backup takes minutes (about 6 for a small incremental): the hint for "busy".
 BUSY_RETRY_AFTER_SECONDS = 300.0
 
@@ -103,7 +106,7 @@ _CATEGORY_BY_STATUS: dict[int, Category] = {
 def truncate(text: str, limit: int = MAX_MESSAGE_LENGTH) -> str:
     """Cut upstream text to a length that fits a log line and a notification."""
     text = " ".join(text.split())
-    return text if len(text) <= limit else text[: limit - 1] + "…"
+    return text if len(text) <= limit else text[: limit - 1] + TRUNCATION_MARK
 
 
 class TriggerError(Exception):
@@ -210,17 +213,29 @@ def classify_error_answer(
 ) -> UpstreamError:
     """Turn a non-2xx answer from IAM or CSBS into a classified error."""
     code, message, request_id = parse_error_body(body)
+    code = truncate(code, MAX_CODE_LENGTH) if code else None
     error = UpstreamError(
         f"{what} answered HTTP {http_status}: {message or 'no error message'}",
         category=classify(http_status, code, token_request=token_request),
         http_status=http_status,
         code=code,
-        request_id=request_id or headers.get("X-Request-Id"),
+        request_id=_request_id(request_id, headers),
     )
     error.retry_after_seconds = parse_retry_after(headers.get("Retry-After"))
     if error.category is Category.BUSY and error.retry_after_seconds is None:
         error.retry_after_seconds = BUSY_RETRY_AFTER_SECONDS
     return error
+
+
+# OpenStack services (Keystone among them) name a request in their own header.
+_REQUEST_ID_HEADERS = ("X-Request-Id", "X-Openstack-Request-Id")
+
+
+def _request_id(from_body: str | None, headers: Mapping[str, str]) -> str | None:
+    """The id the upstream gave this request (body first, then its headers), for support cases."""
+    candidates = (from_body, *(headers.get(name) for name in _REQUEST_ID_HEADERS))
+    request_id = next((value for value in candidates if value), None)
+    return truncate(request_id, MAX_REQUEST_ID_LENGTH) if request_id else None
 
 
 def parse_retry_after(value: str | None) -> float | None:

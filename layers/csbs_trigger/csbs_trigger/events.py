@@ -20,9 +20,11 @@ from typing import Any
 
 from csbs_trigger.errors import InvalidEventError, TriggerError
 from csbs_trigger.models import BackupRequest, Trigger
+from csbs_trigger.text import printable
 
 MAX_PLANS_PER_EVENT = 20
 MAX_RESOURCES_PER_PLAN = 100
+MAX_TRACE_ID_LENGTH = 256
 # CSBS ids are UUIDs; accept any short id of that alphabet so other clouds' ids still pass.
 _ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 # What EventBridge Scheduler puts for <aws.scheduler.schedule-arn> and <...scheduled-time>.
@@ -67,8 +69,21 @@ class ParsedEvent:
 def parse_event(event: Any, *, request_id: str | None = None) -> ParsedEvent:
     """Read an invocation event; ``request_id`` names direct invocations that carry no id."""
     if isinstance(event, Mapping) and event.keys() >= _EVENTBRIDGE_KEYS:
-        trigger = Trigger(source="eventbridge", id=_optional_text(event.get("id")))
-        return ParsedEvent(trigger, _parse_payload(event["detail"], where="detail"))
+        event_id = event.get("id")
+        items = _parse_payload(event["detail"], where="detail")
+        if not _is_trace_id(event_id):
+            # The id names the event across EventBridge's retries: without it each retry would
+            # start another backup.
+            error = InvalidEventError(
+                f"event.id must be the EventBridge event id (1 to {MAX_TRACE_ID_LENGTH} "
+                f"characters of valid text), got {_kind(event_id)}"
+            )
+            items = tuple(
+                RejectedPlan(error, item.plan_id) if isinstance(item, BackupRequest) else item
+                for item in items
+            )
+            return ParsedEvent(Trigger(source="eventbridge", id=None), items)
+        return ParsedEvent(Trigger(source="eventbridge", id=event_id), items)
     items = _parse_payload(event, where="event")
     schedule_key = _schedule_key(event) if isinstance(event, Mapping) else None
     if schedule_key:
@@ -136,6 +151,11 @@ def _parse_plan(plan: Mapping[str, Any], *, where: str, allowed: frozenset[str])
     if resources is not None:
         if not isinstance(resources, list):
             raise InvalidEventError(f"{where}.resources must be a list of resource ids")
+        if not resources:
+            # CSBS would be asked to back up no server at all: say which was meant.
+            raise InvalidEventError(
+                f"{where}.resources is empty: leave it out to back up every server of the plan"
+            )
         if len(resources) > MAX_RESOURCES_PER_PLAN:
             raise InvalidEventError(
                 f"{where}.resources holds {len(resources)} ids; at most {MAX_RESOURCES_PER_PLAN}"
@@ -210,5 +230,5 @@ def _kind(value: Any) -> str:
     return "null" if value is None else type(value).__name__
 
 
-def _optional_text(value: Any) -> str | None:
-    return value if isinstance(value, str) and 0 < len(value) <= 256 else None
+def _is_trace_id(value: Any) -> bool:
+    return isinstance(value, str) and 0 < len(value) <= MAX_TRACE_ID_LENGTH and printable(value)

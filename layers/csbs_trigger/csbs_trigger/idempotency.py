@@ -13,6 +13,8 @@ import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from aws_lambda_powertools.shared.constants import IDEMPOTENCY_DISABLED_ENV
+from aws_lambda_powertools.shared.functions import strtobool
 from aws_lambda_powertools.utilities.idempotency import (
     DynamoDBPersistenceLayer,
     IdempotencyConfig,
@@ -23,6 +25,7 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 )
 from aws_lambda_powertools.utilities.idempotency.exceptions import (
     IdempotencyAlreadyInProgressError,
+    IdempotencyValidationError,
 )
 
 from csbs_trigger.errors import Category, ConfigError, TriggerError
@@ -42,6 +45,12 @@ class AlreadyInProgressError(TriggerError):
     category = Category.BUSY
 
 
+class PayloadConflictError(TriggerError):
+    """The key was used before for a different payload (one delivery id, two bodies)."""
+
+    category = Category.INVALID_EVENT
+
+
 class Deduplicator:
     """Runs ``step`` once per (key, step name); later calls return the stored result."""
 
@@ -54,6 +63,7 @@ class Deduplicator:
     ) -> None:
         self._config = IdempotencyConfig(
             event_key_jmespath="key",
+            payload_validation_jmespath="payload",
             raise_on_no_idempotency_key=True,
             expires_after_seconds=expires_after_seconds,
         )
@@ -71,23 +81,44 @@ class Deduplicator:
         step: str,
         run: Callable[[], dict[str, Any]],
         context: LambdaContext | None,
+        *,
+        payload: str = "",
     ) -> dict[str, Any]:
-        # Powertools skips all of this when this variable is set: never let that pass silently.
-        if os.environ.get("POWERTOOLS_IDEMPOTENCY_DISABLED", "").lower() in ("1", "true", "yes"):
-            raise ConfigError("POWERTOOLS_IDEMPOTENCY_DISABLED is set: refusing to run unprotected")
+        """``payload`` is what ``key`` must always stand for: a repeat with another payload is a
+        ``PayloadConflictError``, and runs nothing."""
+        _refuse_if_disabled()
         if context is not None:
             # In-progress records expire with the invocation, so a crashed run can be retried.
             self._config.register_lambda_context(context)
+        record = {"key": f"{key}#{step}", "payload": payload}
         try:
-            result: dict[str, Any] = self._once(record={"key": f"{key}#{step}"}, run=run)
+            result: dict[str, Any] = self._once(record=record, run=run)
         except IdempotencyAlreadyInProgressError:
             raise AlreadyInProgressError("the same trigger is being run right now") from None
+        except IdempotencyValidationError:
+            raise PayloadConflictError(
+                "this delivery id was used before for a different payload"
+            ) from None
         except IdempotencyError as exc:  # the table failed, or its record is inconsistent
             raise TriggerError(
                 f"the idempotency table could not be used ({type(exc).__name__})",
                 category=Category.UNAVAILABLE,
             ) from None
         return result
+
+
+def _refuse_if_disabled() -> None:
+    """Powertools skips all of this when the variable reads as true to it (and fails on a value
+    it cannot read): never let either pass silently."""
+    value = os.environ.get(IDEMPOTENCY_DISABLED_ENV)
+    if value is None:
+        return
+    try:
+        disabled = strtobool(value)
+    except ValueError:
+        disabled = True
+    if disabled:
+        raise ConfigError(f"{IDEMPOTENCY_DISABLED_ENV} is set: refusing to run unprotected")
 
 
 def _run_step(record: dict[str, str], run: Callable[[], dict[str, Any]]) -> dict[str, Any]:

@@ -16,6 +16,8 @@ from csbs_trigger import safe_json
 from csbs_trigger.errors import UpstreamError
 
 DEFAULT_PROVIDER_ID = "fc4d5750-22e7-4798-8a46-f48f62c4c1da"
+# Checkpoint ids are UUIDs; anything far longer is no id a notification could carry.
+MAX_CHECKPOINT_ID_LENGTH = 128
 
 
 @dataclass(frozen=True)
@@ -126,6 +128,11 @@ def parse_checkpoint_answer(document: Any) -> Checkpoint:
     if not checkpoint_id:
         raise UpstreamError.bad_response(
             "CSBS answered 200 without a checkpoint id", http_status=200
+        )
+    if len(checkpoint_id) > MAX_CHECKPOINT_ID_LENGTH:
+        raise UpstreamError.bad_response(
+            f"CSBS answered 200 with a checkpoint id of {len(checkpoint_id)} characters",
+            http_status=200,
         )
     plan = checkpoint.get("protection_plan")
     return Checkpoint(

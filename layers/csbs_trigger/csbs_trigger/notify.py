@@ -12,10 +12,11 @@ from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote, quote_plus
 
-from botocore.exceptions import BotoCoreError, ClientError
+from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
-from csbs_trigger.errors import TriggerError
+from csbs_trigger.errors import TRUNCATION_MARK, TriggerError
 from csbs_trigger.models import BackupRequest, Checkpoint, Trigger
 
 if TYPE_CHECKING:
@@ -24,8 +25,14 @@ if TYPE_CHECKING:
 
 SCHEMA_VERSION = 1
 MAX_SUBJECT_LENGTH = 100
+# SNS takes 256 KiB, and the idempotency record (DynamoDB: 400 KB an item) holds the message
+# escaped once more, which at worst triples it (an emoji becomes a 12-byte surrogate pair).
+MAX_MESSAGE_BYTES = 96 * 1024
 # Shorter values would redact ordinary words; no real password or token is this short.
 _MIN_REDACTED_LENGTH = 4
+# A server's text cut at a length limit may end in the first characters of a secret.
+_MIN_REDACTED_PREFIX = 8
+REDACTED = "[redacted]"
 
 
 @dataclass(frozen=True)
@@ -81,22 +88,48 @@ class Notification:
             subject=record["subject"], message=record["message"], attributes=record["attributes"]
         )
 
+    def essentials(self, note: str) -> Notification:
+        """The same notification cut to what always fits: sent when the whole one cannot be."""
+        message = json.dumps(essentials(self.content, note), ensure_ascii=False)
+        return Notification(self.subject, message, self.attributes)
+
 
 class Redactor:
-    """Removes known secret values (passwords, tokens) from any text about to leave the function."""
+    """Removes known secret values (passwords, tokens) from any text about to leave the function.
+
+    Upstream servers echo what they were sent in the forms they saw it: as is, JSON-escaped,
+    URL-encoded, with its whitespace collapsed (as ``truncate`` also does), or cut short.
+    """
 
     def __init__(self, secret_values: Iterable[str] = ()) -> None:
         forms: set[str] = set()
         for value in secret_values:
             if len(value) >= _MIN_REDACTED_LENGTH:
-                forms.update({value, json.dumps(value)[1:-1]})
+                forms.update(_echoed_forms(value))
         # Longest first, so a secret that contains another is removed whole.
         self._forms = sorted(forms, key=len, reverse=True)
 
     def __call__(self, text: str) -> str:
         for form in self._forms:
-            text = text.replace(form, "[redacted]")
+            text = text.replace(form, REDACTED)
+        if TRUNCATION_MARK not in text:
+            return text
+        *cut, rest = text.split(TRUNCATION_MARK)
+        return TRUNCATION_MARK.join([*(self._cut_prefix(part) for part in cut), rest])
+
+    def _cut_prefix(self, text: str) -> str:
+        """``text`` (which a truncation ended) without the secret prefix it may end in."""
+        for form in self._forms:
+            for length in range(min(len(form) - 1, len(text)), _MIN_REDACTED_PREFIX - 1, -1):
+                if text.endswith(form[:length]):
+                    return text[:-length] + REDACTED
         return text
+
+
+def _echoed_forms(value: str) -> set[str]:
+    collapsed = " ".join(value.split())
+    forms = {value, collapsed, quote(value, safe=""), quote(value), quote_plus(value)}
+    return forms | {json.dumps(form, ensure_ascii=False)[1:-1] for form in forms}
 
 
 def build_notification(outcome: Outcome, redact: Redactor) -> Notification:
@@ -126,10 +159,64 @@ def build_notification(outcome: Outcome, redact: Redactor) -> Notification:
     if outcome.error is not None:
         attributes["error_category"] = outcome.error.category.value
     return Notification(
-        subject=_subject(outcome),
-        message=redact(json.dumps(message, ensure_ascii=False)),
-        attributes=attributes,
+        subject=_subject(outcome), message=_bounded(message, redact), attributes=attributes
     )
+
+
+def _bounded(message: dict[str, Any], redact: Redactor) -> str:
+    """The message as JSON of at most ``MAX_MESSAGE_BYTES``.
+
+    A checkpoint of a plan with thousands of servers keeps the servers that fit, and
+    ``resources_omitted`` says how many were left out; what still does not fit is cut to its
+    essentials.
+    """
+
+    def render(candidate: dict[str, Any]) -> str | None:
+        text = redact(json.dumps(candidate, ensure_ascii=False))
+        return text if len(text.encode()) <= MAX_MESSAGE_BYTES else None
+
+    text = render(message)
+    checkpoint = message["checkpoint"] or {}
+    plan = checkpoint.get("protection_plan") or {}
+    resources = plan.get("resources") or []
+    if text is None and resources:
+
+        def keeping(count: int) -> dict[str, Any]:
+            omitted = len(resources) - count
+            shortened = {**plan, "resources": resources[:count], "resources_omitted": omitted}
+            return {**message, "checkpoint": {**checkpoint, "protection_plan": shortened}}
+
+        low, high = 0, len(resources)  # the most resources that fit lie in [low, high]
+        while low < high:
+            middle = (low + high + 1) // 2
+            if render(keeping(middle)) is None:
+                high = middle - 1
+            else:
+                low = middle
+        text = render(keeping(low))
+    if text is not None:
+        return text
+    note = f"the message exceeded {MAX_MESSAGE_BYTES // 1024} KiB: only its essentials are kept"
+    return redact(json.dumps(essentials(message, note), ensure_ascii=False))
+
+
+def essentials(content: dict[str, Any], note: str) -> dict[str, Any]:
+    """Schema version 1 cut to the outcome, the trigger, the plan, the checkpoint id and status
+    or the error's category: bounded whatever the full message held. ``truncated`` says why."""
+    request, checkpoint, error = content["request"], content["checkpoint"], content["error"]
+    return {
+        **_pick(content, "schema_version", "outcome", "trigger", "invocation_id"),
+        **_pick(content, "idempotency_key"),
+        "request": request and _pick(request, "plan_id", "resources", "auto_trigger"),
+        "checkpoint": checkpoint and _pick(checkpoint, "id", "status"),
+        "error": error and _pick(error, "category", "retryable", "http_status", "code"),
+        **_pick(content, "attempts", "duration_ms", "published_at"),
+        "truncated": note,
+    }
+
+
+def _pick(mapping: dict[str, Any], *keys: str) -> dict[str, Any]:
+    return {key: mapping[key] for key in keys}
 
 
 def _subject(outcome: Outcome) -> str:
@@ -143,6 +230,14 @@ def _subject(outcome: Outcome) -> str:
 
 class PublishError(Exception):
     """A notification could not be published: the invocation must fail so Lambda keeps the event."""
+
+
+class PublishRefused(PublishError):
+    """SNS will never take this notification as it is (too large, an invalid parameter)."""
+
+
+# SNS's answers to a message it will refuse however often it is sent.
+_REFUSED_CODES = frozenset({"InvalidParameter", "InvalidParameterValue"})
 
 
 class SnsPublisher:
@@ -164,7 +259,12 @@ class SnsPublisher:
             )
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "Unknown")
-            raise PublishError(f"SNS refused the notification ({code})") from None
+            refused = PublishRefused if code in _REFUSED_CODES else PublishError
+            raise refused(f"SNS refused the notification ({code})") from None
+        except (ParamValidationError, UnicodeError) as exc:  # refused before it was sent
+            raise PublishRefused(
+                f"SNS cannot take the notification ({type(exc).__name__})"
+            ) from None
         except BotoCoreError as exc:
             raise PublishError(f"SNS could not be reached ({type(exc).__name__})") from None
         return answer["MessageId"]

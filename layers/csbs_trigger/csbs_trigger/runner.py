@@ -1,23 +1,58 @@
 """One plan of one trigger, from request to published notification, exactly once per key.
 
 Shared by every entry point: the scheduled path runs the plans of an event, the webhook path
-runs the one plan a ticket names.
+runs the one plan a ticket names. Each plan item is a ``Unit`` with two keys: its execution's
+(one per distinct request of a trigger, so the same request twice starts one backup) and its
+notification's (one per item, so every item is told its outcome).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from csbs_trigger.deadline import Deadline
 from csbs_trigger.errors import TriggerError
 from csbs_trigger.events import PlanItem, RejectedPlan
+from csbs_trigger.idempotency import AlreadyInProgressError, PayloadConflictError
 from csbs_trigger.log import logger
 from csbs_trigger.models import BackupRequest, Checkpoint, Trigger
-from csbs_trigger.notify import Notification, Outcome, PublishError, Redactor, build_notification
+from csbs_trigger.notify import (
+    Notification,
+    Outcome,
+    PublishError,
+    PublishRefused,
+    Redactor,
+    build_notification,
+)
 from csbs_trigger.runtime import Runtime
+
+_T = TypeVar("_T")
+_R = TypeVar("_R")
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One plan item of a trigger and the keys that make it run once and be told once.
+
+    ``key`` names the execution; ``payload`` is what it must always stand for (a delivery's body
+    digest: the same key with another payload is refused). Without a key nothing is deduplicated.
+    """
+
+    item: PlanItem
+    key: str | None = None
+    notice_key: str | None = None
+    payload: str = ""
+
+    @classmethod
+    def of(cls, item: PlanItem, key: str | None, *, payload: str = "") -> Unit:
+        """A unit that is its trigger's only item: its notification shares its key."""
+        return cls(item, key, key, payload)
 
 
 @dataclass(frozen=True)
@@ -47,66 +82,141 @@ class _NotKept(Exception):
         self.record = record
 
 
+def request_digest(request: BackupRequest) -> str:
+    """Names a request by what CSBS is asked: the plan, the set of servers, auto_trigger."""
+    resources = None if request.resources is None else sorted(request.resources)
+    normalized = [request.plan_id, resources, request.auto_trigger]
+    return hashlib.sha256(json.dumps(normalized).encode()).hexdigest()[:32]
+
+
+def batch_units(trigger: Trigger, items: tuple[PlanItem, ...]) -> list[Unit]:
+    """Keys for the items of a scheduled or EventBridge event (a hand-made direct invoke names
+    nothing that a repeat would carry: it is not keyed). A request's key is its digest, so
+    the same request twice in a batch runs once; a rejected item's key is its position."""
+    if trigger.id is None or trigger.source not in ("schedule", "eventbridge"):
+        return [Unit(item) for item in items]
+    units = []
+    for index, item in enumerate(items):
+        prefix = f"{trigger.source}:{trigger.id}:{item.plan_id}"
+        key = (
+            f"{prefix}:{request_digest(item)}"
+            if isinstance(item, BackupRequest)
+            else f"{prefix}:item-{index}"
+        )
+        units.append(Unit(item, key, f"{key}#{index}"))
+    return units
+
+
 def run_plans(
-    trigger: Trigger,
-    items: tuple[PlanItem, ...],
-    context: Any,
-    runtime: Runtime,
+    trigger: Trigger, items: tuple[PlanItem, ...], context: Any, runtime: Runtime
 ) -> list[PlanResult]:
-    """Run each plan (a batch with bounded concurrency) and publish one notification each.
-
-    One failing plan never hides another's result.
-    """
-
-    # Schedule firings and EventBridge events name themselves; a hand-made direct invoke does not.
-    keyed = trigger.id is not None and trigger.source in ("schedule", "eventbridge")
-
-    def run(item: PlanItem) -> PlanResult:
-        key = f"{trigger.source}:{trigger.id}:{item.plan_id}" if keyed else None
-        return run_plan(trigger, item, key, context, runtime)
-
-    backups = sum(isinstance(item, BackupRequest) for item in items)
-    if backups <= 1:
-        return [run(item) for item in items]
+    """Run each distinct request once (a batch with bounded concurrency), then tell every item
+    its outcome in one notification each. One failing plan never hides another's result."""
+    units = batch_units(trigger, items)
+    first: dict[object, Unit] = {}
+    for unit in units:
+        first.setdefault(_identity(unit), unit)
+    distinct = list(first.values())
+    backups = sum(isinstance(unit.item, BackupRequest) for unit in distinct)
     workers = min(backups, runtime.settings.max_concurrency)
+    executions = _map(lambda unit: execute_once(trigger, unit, context, runtime), distinct, workers)
+    executed = dict(zip(first, executions, strict=True))
+    return _map(
+        lambda unit: publish_once(unit, executed[_identity(unit)], context, runtime),
+        units,
+        workers,
+    )
+
+
+def run_plan(trigger: Trigger, unit: Unit, context: Any, runtime: Runtime) -> PlanResult:
+    """One unit: execute once, publish once."""
+    return publish_once(unit, execute_once(trigger, unit, context, runtime), context, runtime)
+
+
+def _identity(unit: Unit) -> object:
+    """Units with the same identity are one execution (unkeyed: the same request)."""
+    if unit.key is not None:
+        return unit.key
+    return request_digest(unit.item) if isinstance(unit.item, BackupRequest) else unit
+
+
+def _map(function: Callable[[_T], _R], items: Iterable[_T], workers: int) -> list[_R]:
+    items = list(items)
+    if workers <= 1 or len(items) <= 1:
+        return [function(item) for item in items]
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(run, items))
+        return list(pool.map(function, items))
 
 
-def run_plan(
-    trigger: Trigger,
-    item: PlanItem,
-    key: str | None,
-    context: Any,
-    runtime: Runtime,
-) -> PlanResult:
-    """Execute and publish once per ``key``; without a key (or a table), run unprotected."""
-    invocation_id = getattr(context, "aws_request_id", None)
-    deduplicator = runtime.deduplicator if key else None
+@dataclass(frozen=True)
+class Executed:
+    """An execution's notification record, and whether the idempotency table holds it."""
+
+    record: dict[str, Any]
+    recorded: bool
+
+
+def execute_once(trigger: Trigger, unit: Unit, context: Any, runtime: Runtime) -> Executed:
+    """Call CSBS once per ``unit.key`` (a repeat gets the stored record); without a key (or a
+    table), run unprotected.
+
+    If the result cannot be recorded after CSBS was called, it is reported all the same and the
+    invocation does not fail: a retry must never start a second backup.
+    """
+    deduplicator = runtime.deduplicator if unit.key else None
+    ran: list[dict[str, Any]] = []
 
     def execute() -> dict[str, Any]:
-        outcome = _execute(trigger, item, key if deduplicator else None, context, runtime)
+        key = unit.key if deduplicator else None
+        outcome = _execute(trigger, unit.item, key, context, runtime)
         notification = build_notification(outcome, Redactor(runtime.secret_values()))
         _log(notification)
+        record = notification.to_record()
         error = outcome.error
         if deduplicator and error and error.retryable and not error.maybe_created:
-            raise _NotKept(notification.to_record())
-        return notification.to_record()
+            raise _NotKept(record)
+        ran.append(record)
+        return record
 
-    if deduplicator is None or key is None:
-        if key is not None:
+    if deduplicator is None or unit.key is None:
+        if unit.key is not None:
             logger.warning("IDEMPOTENCY_TABLE is not set: this trigger is not deduplicated")
-        return _publish(Notification.from_record(execute()), runtime, replayed=False)
+        return Executed(execute(), recorded=False)
     try:
-        record = deduplicator.once(key, "execute", execute, context)
+        record = deduplicator.once(unit.key, "execute", execute, context, payload=unit.payload)
     except _NotKept as failure:
-        return _publish(Notification.from_record(failure.record), runtime, replayed=False)
-    notification = Notification.from_record(record)
-    replayed = notification.content["invocation_id"] != invocation_id
+        return Executed(failure.record, recorded=False)
+    except (AlreadyInProgressError, PayloadConflictError):
+        raise
+    except TriggerError as error:
+        if not ran:
+            raise
+        logger.error(
+            "result not recorded: reported without a record",
+            extra={"idempotency_key": unit.key, "reason": error.message},
+        )
+        return Executed(ran[0], recorded=False)
+    return Executed(record, recorded=True)
+
+
+def publish_once(unit: Unit, executed: Executed, context: Any, runtime: Runtime) -> PlanResult:
+    """Publish the execution's notification once per ``unit.notice_key``."""
+    notification = Notification.from_record(executed.record)
+    replayed = notification.content["invocation_id"] != getattr(context, "aws_request_id", None)
     if replayed:
-        logger.info("trigger replayed: no second backup", extra={"idempotency_key": key})
+        logger.info("trigger replayed: no second backup", extra={"idempotency_key": unit.key})
+    deduplicator = runtime.deduplicator if executed.recorded and unit.notice_key else None
     try:
-        deduplicator.once(key, "publish", lambda: _publish_record(notification, runtime), context)
+        if deduplicator is None or unit.notice_key is None:
+            _publish_record(notification, runtime)
+        else:
+            deduplicator.once(
+                unit.notice_key,
+                "publish",
+                lambda: _publish_record(notification, runtime),
+                context,
+                payload=unit.payload,
+            )
     except PublishError as error:
         return PlanResult(notification, replayed, error)
     return PlanResult(notification, replayed)
@@ -144,21 +254,24 @@ def _execute(
     )
 
 
-def _publish(notification: Notification, runtime: Runtime, *, replayed: bool) -> PlanResult:
-    try:
-        _publish_record(notification, runtime)
-    except PublishError as error:
-        return PlanResult(notification, replayed, error)
-    return PlanResult(notification, replayed)
-
-
 def _publish_record(notification: Notification, runtime: Runtime) -> dict[str, Any]:
+    """Publish; when SNS refuses the whole notification for good, publish its essentials."""
+    plan_id = notification.attributes.get("plan_id")
     try:
         return {"message_id": runtime.publisher.publish(notification)}
+    except PublishRefused as refusal:
+        reason = str(refusal)
+        logger.warning("notification refused: publishing its essentials", extra={
+            "plan_id": plan_id, "reason": reason})  # fmt: skip
+        essentials = notification.essentials(f"{reason}: only its essentials are kept")
+        try:
+            return {"message_id": runtime.publisher.publish(essentials), "essentials": True}
+        except PublishError as error:
+            reason = str(error)
     except PublishError as error:
-        plan_id = notification.attributes.get("plan_id")
-        logger.error("notification not published", extra={"plan_id": plan_id, "reason": str(error)})
-        raise
+        reason = str(error)
+    logger.error("notification not published", extra={"plan_id": plan_id, "reason": reason})
+    raise PublishError(reason)
 
 
 def _log(notification: Notification) -> None:

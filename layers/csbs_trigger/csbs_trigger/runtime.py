@@ -23,6 +23,7 @@ from csbs_trigger.idempotency import Deduplicator
 from csbs_trigger.notify import SnsPublisher
 from csbs_trigger.secret_store import SecretStore
 from csbs_trigger.settings import Settings
+from csbs_trigger.webhook_auth import secret_weakness
 from csbs_trigger.webhook_sources import Source, load_sources
 
 if TYPE_CHECKING:
@@ -44,8 +45,10 @@ class Runtime:
         session: requests.Session | None = None,
         sleep: Callable[[float], None] = time.sleep,
         rng: Callable[[], float] = random.random,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
+        self.clock = clock  # Unix time: what webhook timestamps are checked against
         self.publisher = SnsPublisher(sns, settings.topic_arn)
         self._secrets = (
             SecretStore(
@@ -110,30 +113,49 @@ class Runtime:
             self._webhook_sources = load_sources(self.settings.webhook_sources)
         return self._webhook_sources
 
-    def webhook_secrets(self, source: str) -> list[str]:
-        """The active secrets of one sender (several while a secret is being rotated)."""
+    def webhook_secrets(self, source: Source) -> list[str]:
+        """The active secrets of one sender (several while a secret is being rotated).
+
+        A weak one (blank, short, undecodable) would let anybody sign: the source is then a
+        ``config_error`` until the secret is fixed, named in the log without its value.
+        """
         if self.webhook_secrets_store is None:
             raise ConfigError("environment variable WEBHOOK_SECRET_ID is not set")
         try:
             secrets = safe_json.loads(self.webhook_secrets_store.get())
         except ValueError:
             raise ConfigError("the webhook secret is not valid JSON") from None
-        value = secrets.get(source) if isinstance(secrets, dict) else None
+        value = secrets.get(source.name) if isinstance(secrets, dict) else None
         values = [value] if isinstance(value, str) else value
         if not isinstance(values, list):
             return []
-        return [item for item in values if isinstance(item, str) and item]
+        if not all(isinstance(item, str) for item in values):
+            raise ConfigError(f"the webhook secret of source {source.name} is not a string")
+        for item in values:
+            weakness = secret_weakness(source.scheme, item)
+            if weakness:
+                raise ConfigError(f"the webhook secret of source {source.name}: {weakness}")
+        return list(values)
 
     def current(self) -> CsbsAuth:
         """The auth for the credentials in the (cached) secret."""
-        return self._auth_for(self._read_secret(refresh=False), stale=None)
+        return self._auth_for(parse_cloud_secret(self._read_secret(refresh=False)), stale=None)
 
-    def refresh(self, stale: CsbsAuth) -> CsbsAuth:
-        """A new auth from the secret read afresh, unless another plan has made one already."""
+    def refresh(self, stale: CsbsAuth) -> CsbsAuth | None:
+        """What to try after ``stale`` was refused, or None when nothing changed.
+
+        The secret is read afresh: new credentials get a new auth. The same credentials are
+        tried again only where ``stale`` held a token to drop (CSBS refused the token, not the
+        password): a refused password sent again counts towards IAM's lockout.
+        """
         with self._lock:
             if self._auth is not None and self._auth is not stale:
-                return self._auth
-        return self._auth_for(self._read_secret(refresh=True), stale=stale)
+                return self._auth  # another plan has refreshed it already
+        credentials = parse_cloud_secret(self._read_secret(refresh=True))
+        with self._lock:
+            if credentials == self._credentials:
+                return stale if stale.invalidate() else None
+        return self._auth_for(credentials, stale=stale)
 
     def secret_values(self) -> tuple[str, ...]:
         """Every secret this container holds now or held before the last rotation."""
@@ -146,8 +168,7 @@ class Runtime:
             raise ConfigError("environment variable CSBS_SECRET_ID is not set")
         return self._secrets.get(refresh=refresh)
 
-    def _auth_for(self, secret_string: str, *, stale: CsbsAuth | None) -> CsbsAuth:
-        credentials = parse_cloud_secret(secret_string)
+    def _auth_for(self, credentials: CloudCredentials, *, stale: CsbsAuth | None) -> CsbsAuth:
         with self._lock:
             if self._auth is None or self._auth is stale or credentials != self._credentials:
                 if self._auth is not None:

@@ -1,17 +1,29 @@
-"""``json.loads`` for text from outside: too deep a nesting is a ValueError like any bad JSON.
+"""``json.loads`` for text from outside: whatever it returns can be encoded and sent on.
 
-The stdlib parser raises RecursionError for nesting deeper than about a thousand levels; every
-caller here already turns ValueError into a classified error, so this keeps that one path.
+* Too deep a nesting is a ValueError like any bad JSON (the stdlib parser would raise
+  RecursionError past about a thousand levels); every caller turns ValueError into a classified
+  error.
+* JSON may spell lone UTF-16 surrogates (``"\\ud800"``), which no UTF-8 encoder accepts: a
+  notification carrying one could never be published. They become U+FFFD, so a CSBS answer, a
+  ticket reference or a delivery id is carried safely whatever it holds.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
+
+from csbs_trigger.text import scrub
+
+# Only a document that spells a surrogate escape can hold one: skip the walk for all others.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89abcdefABCDEF]")
 
 
 def loads(text: str | bytes) -> Any:
     try:
-        return json.loads(text)
+        document = json.loads(text)
     except RecursionError:
         raise ValueError("JSON nested too deeply") from None
+    raw = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text
+    return scrub(document) if _SURROGATE_ESCAPE.search(raw) else document

@@ -20,6 +20,14 @@ import hmac
 from collections.abc import Callable, Mapping, Sequence
 
 SCHEMES = ("standard-webhooks", "hub-signature", "bearer")
+# Schemes whose proof covers the delivery id: a Standard Webhooks signature signs it, a bearer
+# token authenticates the whole request. A hub signature covers only the body.
+_DELIVERY_ID_PROVEN = frozenset({"standard-webhooks", "bearer"})
+# Shorter keys can be guessed; RFC 2104 asks for at least the hash's output (32 bytes), the
+# Standard Webhooks spec for 24 to 64: 16 refuses only what is plainly too weak.
+MIN_SECRET_BYTES = 16
+# A Unix time this large is in milliseconds (in seconds it would be the year 5138).
+_MILLISECONDS_FROM = 10**11
 
 Headers = Mapping[str, str]  # lower-case names, as API Gateway v2 passes them
 
@@ -71,6 +79,35 @@ def _standard_webhooks(
         if any(_equal(expected, candidate) for candidate in offered):
             return None
     return "no webhook-signature matches"
+
+
+def signs_delivery_id(scheme: str) -> bool:
+    """Whether a verified request of ``scheme`` proves its delivery id as well as its body."""
+    return scheme in _DELIVERY_ID_PROVEN
+
+
+def secret_weakness(scheme: str, secret: str) -> str | None:
+    """Why ``secret`` must not be used for ``scheme`` (too short, blank, undecodable), or None."""
+    if not secret.strip():
+        return "a secret is blank"
+    key = _standard_webhooks_key(secret) if scheme == "standard-webhooks" else secret.encode()
+    if key is None:
+        return "a secret is not whsec_ followed by base64"
+    if len(key) < MIN_SECRET_BYTES:
+        return f"a secret is shorter than {MIN_SECRET_BYTES} bytes"
+    return None
+
+
+def signed_timestamp_refusal(value: object, *, now: float, tolerance_seconds: float) -> str | None:
+    """Why a timestamp read from a signed body (Unix seconds or milliseconds) is refused."""
+    if isinstance(value, str) and value.isascii() and value.isdigit() and len(value) <= 16:
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value != value:
+        return "the signed body has no Unix timestamp"
+    seconds = value / 1000 if value >= _MILLISECONDS_FROM else value
+    if abs(now - seconds) > tolerance_seconds:
+        return "the signed body's timestamp is outside the tolerance"
+    return None
 
 
 def standard_webhooks_signature(secret: str, message_id: str, timestamp: int, body: bytes) -> str:

@@ -5,7 +5,10 @@ setting (JSON of the same shape) adds sources or replaces shipped ones whole. Pe
 
 * ``scheme``: ``standard-webhooks``, ``hub-signature`` or ``bearer`` (see webhook_auth);
 * ``plan_id`` and ``delivery_id`` (required), ``resources``, ``auto_trigger``, ``reference``:
-  each a JMESPath expression over the JSON body, or ``{"header": "<name>"}`` for a header.
+  each a JMESPath expression over the JSON body, or ``{"header": "<name>"}`` for a header;
+* ``timestamp`` (optional): where the signed body says when it was sent (Unix seconds or
+  milliseconds); it must then lie within the tolerance, so a captured body cannot be replayed
+  later.
 
 A wrong mapping is a ``config_error``; a payload that does not fit it is an ``invalid_event``
 that names the missing field.
@@ -30,7 +33,7 @@ from csbs_trigger.webhook_auth import SCHEMES
 
 SHIPPED_SOURCES = Path(__file__).with_name("webhook_sources.json")
 _SOURCE_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,31}")
-_FIELDS = ("plan_id", "resources", "auto_trigger", "reference", "delivery_id")
+_FIELDS = ("plan_id", "resources", "auto_trigger", "reference", "delivery_id", "timestamp")
 _REQUIRED = ("scheme", "plan_id", "delivery_id")
 _MAX_ID_LENGTH = 200
 
@@ -56,6 +59,7 @@ class Mapped:
     plan: PlanItem
     delivery_id: str | None
     reference: str | None
+    timestamp: Any = None  # from a source's ``timestamp`` field: when the sender signed it
 
 
 @dataclass(frozen=True)
@@ -68,26 +72,29 @@ class Source:
         values = {name: field.read(body, headers) for name, field in self.fields.items()}
         reference = _short_text(values.get("reference"))
         delivery_id = _short_text(values.get("delivery_id"))
+        timestamp = values.get("timestamp")
         if values.get("plan_id") is None:
             error = InvalidEventError(
                 f"the {self.name} payload has no plan id at {self.fields['plan_id'].description}"
             )
-            return Mapped(RejectedPlan(error), delivery_id, reference)
+            return Mapped(RejectedPlan(error), delivery_id, reference, timestamp)
         if delivery_id is None:
             # Without a delivery id a retried delivery would run twice: refuse instead.
             error = InvalidEventError(
                 f"the {self.name} delivery has no id at {self.fields['delivery_id'].description}"
             )
-            return Mapped(RejectedPlan(error), None, reference)
+            return Mapped(RejectedPlan(error), None, reference, timestamp)
         plan: dict[str, Any] = {"plan_id": values["plan_id"]}
         resources = values.get("resources")
         if isinstance(resources, str):  # ticket fields often hold "id1, id2"
             resources = [item for item in re.split(r"[\s,;]+", resources) if item]
-        if resources is not None:
+        # Ticketing systems send an empty field as "" (or null, or []): every server of the plan.
+        if resources is not None and resources != []:
             plan["resources"] = resources
         if values.get("auto_trigger") is not None:
             plan["auto_trigger"] = values["auto_trigger"]
-        return Mapped(parse_plan(plan, where=f"{self.name} payload"), delivery_id, reference)
+        plan_item = parse_plan(plan, where=f"{self.name} payload")
+        return Mapped(plan_item, delivery_id, reference, timestamp)
 
 
 def load_sources(override: str | None) -> dict[str, Source]:

@@ -10,20 +10,22 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 import re
-import time
 from typing import Any
 
 from csbs_trigger import safe_json
 from csbs_trigger.errors import Category, ConfigError, TriggerError
 from csbs_trigger.events import RejectedPlan
-from csbs_trigger.idempotency import AlreadyInProgressError
+from csbs_trigger.idempotency import AlreadyInProgressError, PayloadConflictError
 from csbs_trigger.log import logger
 from csbs_trigger.models import Trigger
-from csbs_trigger.runner import PlanResult, run_plan
+from csbs_trigger.runner import PlanResult, Unit, run_plan
 from csbs_trigger.runtime import Runtime
-from csbs_trigger.webhook_auth import verify
+from csbs_trigger.text import encodable
+from csbs_trigger.webhook_auth import signed_timestamp_refusal, signs_delivery_id, verify
+from csbs_trigger.webhook_sources import Mapped, Source
 
 _PATH = re.compile(r"/webhooks/([^/]+)/?")
 # Upstream failures the sender should simply try again later answer 503/504; the others 502.
@@ -42,9 +44,8 @@ STATUSES = (201, 400, 401, 404, 405, 409, 413, 415, 422, 500, 502, 503, 504)
 
 
 def handle_webhook(event: dict[str, Any], context: Any, runtime: Runtime) -> dict[str, Any]:
-    http = event.get("requestContext", {}).get("http", {})
     name = (event.get("pathParameters") or {}).get("source") or _source_from_path(
-        event.get("rawPath", "")
+        event.get("rawPath") or event.get("path") or ""
     )
     try:
         sources = runtime.webhook_sources()
@@ -54,10 +55,12 @@ def handle_webhook(event: dict[str, Any], context: Any, runtime: Runtime) -> dic
     source = sources.get(name or "")
     if source is None:
         return _answer(404, {"error": "unknown webhook source"})
-    if http.get("method", "POST") != "POST":
+    if _method(event) != "POST":
         return _answer(405, {"error": "only POST is allowed"}, {"Allow": "POST"})
 
     headers = {str(key).lower(): str(value) for key, value in (event.get("headers") or {}).items()}
+    if not all(encodable(name + value) for name, value in headers.items()):
+        return _answer(400, {"error": "a header is not valid text"})
     body = _body(event)
     if body is None:
         return _answer(400, {"error": "the body is not valid base64"})
@@ -65,18 +68,13 @@ def handle_webhook(event: dict[str, Any], context: Any, runtime: Runtime) -> dic
         return _answer(413, {"error": "the body is too large"})
 
     try:
-        secrets = runtime.webhook_secrets(source.name)
+        secrets = runtime.webhook_secrets(source)
     except TriggerError as error:
-        logger.error("webhook secrets unreadable", extra={"source": name, "reason": error.message})
-        return _answer(500, {"error": "config_error", "message": "webhook secrets unreadable"})
-    refusal = verify(
-        source.scheme,
-        headers,
-        body,
-        secrets,
-        now=time.time(),
-        tolerance_seconds=runtime.settings.webhook_tolerance_seconds,
-    )
+        logger.error("webhook secrets unusable", extra={"source": name, "reason": error.message})
+        return _answer(500, {"error": "config_error", "message": "webhook secrets unusable"})
+    now = runtime.clock()
+    tolerance = runtime.settings.webhook_tolerance_seconds
+    refusal = verify(source.scheme, headers, body, secrets, now=now, tolerance_seconds=tolerance)
     if refusal:
         logger.warning("webhook rejected", extra={"source": name, "reason": refusal})
         return _answer(401, {"error": "unauthorized"})
@@ -89,24 +87,56 @@ def handle_webhook(event: dict[str, Any], context: Any, runtime: Runtime) -> dic
         return _answer(415, {"error": "the body is not valid JSON"})
 
     mapped = source.map(payload, headers)
+    if "timestamp" in source.fields:
+        refusal = signed_timestamp_refusal(mapped.timestamp, now=now, tolerance_seconds=tolerance)
+        if refusal:
+            logger.warning("webhook rejected", extra={"source": name, "reason": refusal})
+            return _answer(401, {"error": "unauthorized"})
     trigger = Trigger(
         source="webhook", id=mapped.delivery_id, sender=source.name, reference=mapped.reference
     )
-    plan = mapped.plan
-    if mapped.delivery_id is not None and runtime.deduplicator is None:
+    unit = Unit.of(mapped.plan, _key(source, mapped, body), payload=_digest(body))
+    if unit.key is not None and runtime.deduplicator is None:
         # Never run a webhook unprotected: senders retry.
-        plan = RejectedPlan(ConfigError("IDEMPOTENCY_TABLE is not set"), plan.plan_id)
-    key = f"webhook:{source.name}:{mapped.delivery_id}" if mapped.delivery_id else None
+        unprotected = ConfigError("IDEMPOTENCY_TABLE is not set")
+        unit = Unit(RejectedPlan(unprotected, mapped.plan.plan_id))
     try:
-        result = run_plan(trigger, plan, key, context, runtime)
+        result = run_plan(trigger, unit, context, runtime)
     except AlreadyInProgressError:
         return _answer(409, {"error": "this delivery is being processed"}, {"Retry-After": "5"})
+    except PayloadConflictError as conflict:
+        # Start nothing; tell the operator once, unkeyed, what the sender did.
+        logger.warning("webhook refused", extra={"source": name, "reason": conflict.message})
+        result = run_plan(
+            trigger, Unit(RejectedPlan(conflict, mapped.plan.plan_id)), context, runtime
+        )
     except TriggerError as error:  # the idempotency records cannot be kept: never run unprotected
         logger.error("webhook not run", extra={"source": name, "reason": error.message})
         status = _STATUS_BY_CATEGORY.get(error.category, 503)
         retry = {"Retry-After": str(_DEFAULT_RETRY_AFTER_SECONDS)} if status == 503 else {}
         return _answer(status, {"error": error.category.value}, retry)
     return _result_answer(result)
+
+
+def _method(event: dict[str, Any]) -> str | None:
+    """The HTTP method in payload format 2.0 (HTTP API, function URL) or 1.0 (REST API)."""
+    context = event.get("requestContext") or {}
+    http = context.get("http") or {}
+    return http.get("method") or event.get("httpMethod") or context.get("httpMethod")
+
+
+def _key(source: Source, mapped: Mapped, body: bytes) -> str | None:
+    """What names one delivery: its id where the signature covers it, else the signed body
+    itself, so a captured body sent again under a fresh id is answered from the first run."""
+    if mapped.delivery_id is None:
+        return None
+    if signs_delivery_id(source.scheme):
+        return f"webhook:{source.name}:{mapped.delivery_id}"
+    return f"webhook:{source.name}:body-{_digest(body)}"
+
+
+def _digest(body: bytes) -> str:
+    return hashlib.sha256(body).hexdigest()
 
 
 def _result_answer(result: PlanResult) -> dict[str, Any]:
