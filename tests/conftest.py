@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -118,6 +119,27 @@ class Deployment:
     ) -> dict[str, Any]:
         context = context or FakeLambdaContext(function_name="csbs-trigger-webhook")
         return webhook.handler(event, context)  # type: ignore[no-any-return]
+
+    @property
+    def runtime(self) -> Runtime:
+        runtime = csbs_trigger.runtime._container_runtime
+        assert runtime is not None
+        return runtime
+
+    def refuse(self, client: Any, operation: str, code: str, *, times: int = 1) -> list[str]:
+        """Make the next ``times`` calls of ``operation`` on a boto3 ``client`` of the function
+        fail with ``code``, as the service would answer (botocore raises its ClientError)."""
+        refused: list[str] = []
+
+        def answer(**_: Any) -> tuple[Any, dict[str, Any]] | None:
+            if len(refused) >= times:
+                return None
+            refused.append(operation)
+            return SimpleNamespace(status_code=400), {"Error": {"Code": code, "Message": code}}
+
+        service = client.meta.service_model.service_id.hyphenize()
+        client.meta.events.register(f"before-call.{service}.{operation}", answer)
+        return refused
 
     def notifications(self) -> list[Delivered]:
         return self.inbox.drain()

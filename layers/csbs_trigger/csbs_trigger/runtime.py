@@ -49,6 +49,7 @@ class Runtime:
     ) -> None:
         self.settings = settings
         self.clock = clock  # Unix time: what webhook timestamps are checked against
+        self.sns, self.dynamodb = sns, dynamodb
         self.publisher = SnsPublisher(sns, settings.topic_arn)
         self._secrets = (
             SecretStore(
