@@ -378,7 +378,7 @@ def test_openstack_request_id_is_read_into_the_error(deployment: Deployment) -> 
             400,
             {"badRequest": {"code": 400, "message": "nope"}},
             {"X-Openstack-Request-Id": "req-8d1c2b3a"},
-        ),  # fmt: skip
+        ),
     )
 
     deployment.invoke(read_event("direct.json"))
