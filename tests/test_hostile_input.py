@@ -13,6 +13,8 @@ from urllib.parse import quote
 
 import pytest
 from conftest import Deployment, read_event
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from test_webhooks import (
     PLAN_A,
     SECRETS,
@@ -22,6 +24,8 @@ from test_webhooks import (
     jira_event,
 )
 
+from csbs_trigger import PublishError
+from csbs_trigger.events import MAX_PLANS_PER_EVENT, BackupRequest, parse_event
 from csbs_trigger.notify import MAX_MESSAGE_BYTES
 from support.standin import PASSWORD, Fault
 
@@ -462,3 +466,76 @@ def test_idempotency_stays_on_when_the_variable_reads_false(deployment: Deployme
 
     assert [answer["statusCode"] for answer in answers] == [201, 201]
     assert len(deployment.standin.calls("csbs")) == 1
+
+
+# -- the batch property ---------------------------------------------------------------------------
+
+PLAN_B = "6a6cda7e-7b89-4b14-8e5c-3b6821a97d2c"
+SERVER_0 = "1c960fe4-e679-421a-97cd-4f7463d2344b"
+_VALID_ITEMS = st.one_of(
+    st.builds(
+        lambda servers, auto: {
+            "plan_id": PLAN_A,
+            **({"resources": servers} if servers else {}),
+            **({"auto_trigger": auto} if auto is not None else {}),
+        },
+        st.lists(st.sampled_from([SERVER_A, SERVER_B]), unique=True, max_size=2),
+        st.sampled_from([None, True, False]),
+    ),
+    st.just({"plan_id": PLAN_B}),
+    st.just({"plan_id": PLAN_B, "resources": [SERVER_0]}),
+)
+_INVALID_ITEMS = st.sampled_from(
+    [{"plan_id": PLAN_A, "resources": "not a list"}, {"plan_id": "bad id!"},
+     {"plan_id": PLAN_A, "resources": []}, {"plan": PLAN_A}, "not an object"]
+)  # fmt: skip
+
+
+def _request(item: Any) -> tuple[Any, ...]:
+    return (item["plan_id"], sorted(item.get("resources") or []) or None, item.get("auto_trigger"))
+
+
+@settings(
+    max_examples=12,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    items=st.lists(
+        st.one_of(_VALID_ITEMS, _INVALID_ITEMS), min_size=1, max_size=MAX_PLANS_PER_EVENT
+    ),
+    first_invocation_fails=st.booleans(),
+)
+def test_any_batch_runs_each_distinct_request_once_and_tells_every_item(
+    deployment: Deployment, items: list[Any], first_invocation_fails: bool
+) -> None:
+    deployment.standin.requests.clear()
+    deployment.notifications()
+    # A firing of its own per example: a schedule of its own.
+    event = {**SCHEDULE, "plans": items}
+    event["schedule_arn"] = f"{SCHEDULE['schedule_arn']}-{uuid.uuid4().hex[:8]}"
+    if first_invocation_fails:
+        deployment.invoke(read_event("direct.json"))  # the container's clients exist
+        deployment.standin.requests.clear()
+        deployment.notifications()
+        # SNS fails for a moment: the invocation fails and Lambda retries it.
+        deployment.refuse(deployment.runtime.sns, "Publish", "InternalError")
+        with pytest.raises(PublishError):
+            deployment.invoke(event)
+    deployment.invoke(event)
+
+    valid = [item for item in items if isinstance(item, dict) and _is_valid(item)]
+    calls = [call.json()["checkpoint"] for call in deployment.standin.calls("csbs")]
+    sent = [_request({"plan_id": c["plan_id"], **c["parameters"]}) for c in calls]
+    assert sorted(map(repr, sent)) == sorted({repr(_request(item)) for item in valid})
+    delivered = deployment.notifications()
+    assert len(delivered) == len(items)
+    for notification in delivered:
+        if notification.message["outcome"] == "succeeded":
+            assert _request(notification.message["request"]) in sent
+    outcomes = sorted(d.message["outcome"] for d in delivered)
+    assert outcomes.count("succeeded") == len(valid)
+
+
+def _is_valid(item: dict[str, Any]) -> bool:
+    return isinstance(parse_event({"plans": [item]}).items[0], BackupRequest)
