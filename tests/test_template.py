@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from samtranslator.yaml_helper import yaml_parse
 
 from csbs_trigger.events import parse_event
 from csbs_trigger.models import BackupRequest
@@ -89,3 +90,47 @@ def test_schedule_input_renders_to_an_event_the_function_accepts(
         assert parsed.trigger.id == ARN + "#2026-11-27T02:00:00Z"
     assert schedule["Target"]["DeadLetterConfig"]["Arn"]
     assert schedule["Target"]["RetryPolicy"]["MaximumRetryAttempts"] >= 1
+
+
+def test_topic_takes_only_tls_publishing_and_alarms_of_this_account(
+    resources: dict[str, Any],
+) -> None:
+    [policy] = [r for r in resources.values() if r["Type"] == "AWS::SNS::TopicPolicy"]
+    statements = {s["Sid"]: s for s in policy["Properties"]["PolicyDocument"]["Statement"]}
+    deny = statements["DenyInsecureTransport"]
+    assert (deny["Effect"], deny["Action"]) == ("Deny", "sns:Publish")
+    assert deny["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+    alarms = statements["AllowAlarmsOfThisAccount"]
+    assert alarms["Principal"] == {"Service": "cloudwatch.amazonaws.com"}
+    assert alarms["Condition"]["StringEquals"]["aws:SourceAccount"] == {"Ref": "AWS::AccountId"}
+    assert all(s["Resource"] == {"Ref": "NotificationTopic"} for s in statements.values())
+
+
+def test_webhooks_are_bounded_and_the_function_url_is_opt_in() -> None:
+    template = yaml_parse((ROOT / "template.yaml").read_text())
+    parameters, webhook = template["Parameters"], template["Resources"]["WebhookFunction"]
+    assert parameters["EnableFunctionUrl"]["Default"] == "false"
+    assert webhook["Properties"]["ReservedConcurrentExecutions"] == {
+        "Ref": "WebhookReservedConcurrency"
+    }
+    assert 1 <= parameters["WebhookReservedConcurrency"]["Default"] <= 10
+
+
+def test_kms_permissions_exist_only_for_a_given_key_and_name_only_it(
+    resources: dict[str, Any],
+) -> None:
+    roles = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::IAM::Role"]
+    conditional = [
+        statement["Fn::If"]
+        for role in roles
+        for policy in role.get("Policies", [])
+        for statement in policy["PolicyDocument"]["Statement"]
+        if "Fn::If" in statement
+    ]
+    by_sid = {branch[1]["Sid"]: branch for branch in conditional}
+    assert by_sid["PublishToTheEncryptedTopic"][0] == "EncryptTopic"
+    assert by_sid["PublishToTheEncryptedTopic"][1]["Resource"] == {"Ref": "NotificationKmsKeyArn"}
+    assert by_sid["DecryptTheSecrets"][0] == "SecretsUseCustomerKey"
+    assert by_sid["DecryptTheSecrets"][1]["Action"] == "kms:Decrypt"
+    assert by_sid["DecryptTheSecrets"][1]["Resource"] == {"Ref": "SecretsKmsKeyArn"}
+    assert all(branch[2] == {"Ref": "AWS::NoValue"} for branch in conditional)
