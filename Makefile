@@ -2,6 +2,7 @@
 # make webhook - serve the webhook endpoint on 127.0.0.1:8080 (ARGS=--demo sends the samples)
 # make test  - ruff, mypy strict, the SAM template check and pytest (what .ci/run runs)
 # make bench - cold-start and memory figures
+# make audit - the layer's pins, their latest releases and known vulnerabilities (needs the index)
 # make lock  - re-pin requirements-dev.txt after editing requirements-dev.in
 
 PYTHON ?= python3
@@ -11,7 +12,7 @@ export PYTHONPATH := layers/csbs_trigger:functions/scheduled_backup:functions/we
 
 .DEFAULT_GOAL := help
 
-.PHONY: help dev run webhook test lint typecheck template pytest bench lock clean
+.PHONY: help dev run webhook test lint typecheck template pytest bench audit lock clean
 
 help:
 	@sed -n 's/^# \(make .*\)/\1/p' Makefile
@@ -47,6 +48,10 @@ pytest: dev
 
 bench: dev
 	$(PY) -m support.bench
+
+audit: dev
+	$(PY) -m pip install --quiet --disable-pip-version-check pip-audit==2.10.1
+	$(PY) -m support.audit
 
 lock: dev
 	$(PY) -m pip install --quiet -r requirements-dev.in
