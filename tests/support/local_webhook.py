@@ -24,7 +24,7 @@ from csbs_trigger import logger
 from support.local_aws import LocalAws
 from support.local_run import ROOT, SAMPLE_PLANS, print_notification
 from support.standin import CsbsStandIn
-from support.webhook_samples import EVENTS, SAMPLES, signed_headers
+from support.webhook_samples import EVENTS, SAMPLES, signed_headers, stamped
 from support.webhook_server import WebhookServer
 
 
@@ -74,12 +74,17 @@ def main(argv: list[str] | None = None) -> int:
 def print_curl_examples(url: str) -> None:
     for name, (source, payload) in SAMPLES.items():
         path = EVENTS / "webhooks" / payload
-        headers = signed_headers(source, path.read_bytes(), timestamp=int(time.time()))
+        body = stamped(source, path.read_bytes(), time.time())
+        if body != path.read_bytes():  # stamped now: send the stamped copy
+            path = ROOT / "build" / "webhooks" / payload
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(body)
+        headers = signed_headers(source, body, timestamp=int(time.time()))
         command = ["curl", "-sS", "-i", "-X", "POST", f"{url}/webhooks/{source}"]
         for header, value in headers.items():
             command += ["-H", f"{header}: {value}"]
         command += ["--data-binary", f"@{path.relative_to(ROOT)}"]
-        note = " (signed now: valid for 5 minutes)" if source == "generic" else ""
+        note = " (signed now: valid for 5 minutes)" if source != "servicenow" else ""
         print(f"# {name.removesuffix('.json')}{note}\n{shlex.join(command)}\n")
 
 
@@ -93,11 +98,14 @@ def demo(url: str, inbox: Any) -> None:
             print_notification(delivered, full=False)
         print()
 
+    now = time.time()
     for name, (source, payload) in SAMPLES.items():
-        body = (EVENTS / "webhooks" / payload).read_bytes()
-        send(name, source, body, signed_headers(source, body, timestamp=int(time.time())))
-    body = (EVENTS / "webhooks" / "jira-issue-updated.json").read_bytes()
+        body = stamped(source, (EVENTS / "webhooks" / payload).read_bytes(), now)
+        send(name, source, body, signed_headers(source, body, timestamp=int(now)))
+    body = stamped("jira", (EVENTS / "webhooks" / "jira-issue-updated.json").read_bytes(), now)
     send("the Jira delivery again (the sender retried)", "jira", body, signed_headers("jira", body))
+    replayed = {**signed_headers("jira", body), "X-Atlassian-Webhook-Identifier": "captured"}
+    send("the captured Jira body under a fresh delivery id", "jira", body, replayed)
     forged = body.replace(b"CHG-42", b"CHG-99")
     send("a forged Jira delivery (body changed after signing)", "jira", forged,
          {**signed_headers("jira", body), "X-Atlassian-Webhook-Identifier": "forged"})  # fmt: skip

@@ -7,6 +7,7 @@ a test checks that the committed files are what this module builds.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,17 @@ def signed_headers(source: str, body: bytes, *, timestamp: int = SAMPLE_TIME) ->
             SECRETS["generic"][0], GENERIC_DELIVERY, timestamp, body
         )
     return headers
+
+
+_JIRA_TIMESTAMP = re.compile(rb'"timestamp": *[0-9]+')
+
+
+def stamped(source: str, body: bytes, now: float) -> bytes:
+    """``body`` as its sender would send it at ``now``: Jira Cloud signs a top-level
+    ``timestamp`` in milliseconds, which must lie within the tolerance."""
+    if source != "jira":
+        return body
+    return _JIRA_TIMESTAMP.sub(b'"timestamp": %d' % int(now * 1000), body, count=1)
 
 
 SAMPLES = {
