@@ -1,18 +1,23 @@
 # make run   - both functions end to end on loopback stand-ins (no AWS, no cloud, no Docker)
-# make webhook - serve the webhook endpoint on 127.0.0.1:8080 (ARGS=--demo sends the samples)
+# make webhook - serve the webhook endpoint on 127.0.0.1:8080 (PORT=, ARGS=--demo, ARGS=--logs)
+# make samples - re-sign events/webhook-*.json after editing a payload or a sample secret
 # make test  - ruff, mypy strict, the SAM template check and pytest (what .ci/run runs)
 # make bench - cold-start and memory figures
 # make audit - the layer's pins, their latest releases and known vulnerabilities (needs the index)
 # make lock  - re-pin requirements-dev.txt after editing requirements-dev.in
 
 PYTHON ?= python3
+PORT ?= 8080
 VENV := .venv
 PY := $(VENV)/bin/python
+# The local run's own small environment: no linters, type checkers or template tools.
+RUN_VENV := .venv-run
+RUN_PY := $(RUN_VENV)/bin/python
 export PYTHONPATH := layers/csbs_trigger:functions/scheduled_backup:functions/webhook:tests
 
 .DEFAULT_GOAL := help
 
-.PHONY: help dev run webhook test lint typecheck template pytest bench audit lock clean
+.PHONY: help dev run webhook samples test lint typecheck template pytest bench audit lock clean
 
 help:
 	@sed -n 's/^# \(make .*\)/\1/p' Makefile
@@ -22,14 +27,23 @@ $(VENV)/.installed: requirements-dev.txt layers/csbs_trigger/requirements.txt
 	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $@
 
+$(RUN_VENV)/.installed: requirements-run.in requirements-dev.txt layers/csbs_trigger/requirements.txt
+	$(PYTHON) -m venv $(RUN_VENV)
+	$(RUN_PY) -m pip install --quiet --disable-pip-version-check -r requirements-run.in \
+		-c requirements-dev.txt
+	touch $@
+
 dev: $(VENV)/.installed
 
-run: dev
-	$(PY) -m support.local_run $(EVENTS)
-	$(PY) -m support.local_webhook --demo --port 0
+run: $(RUN_VENV)/.installed
+	$(RUN_PY) -m support.local_run $(ARGS) $(EVENTS)
+	$(RUN_PY) -m support.local_webhook --demo --port 0 $(filter --logs,$(ARGS))
 
-webhook: dev
-	$(PY) -m support.local_webhook $(ARGS)
+webhook: $(RUN_VENV)/.installed
+	$(RUN_PY) -m support.local_webhook --port $(PORT) $(ARGS)
+
+samples: $(RUN_VENV)/.installed
+	$(RUN_PY) -m support.webhook_samples
 
 test: lint typecheck template pytest
 
@@ -58,4 +72,4 @@ lock: dev
 	$(PY) -m pip freeze --exclude-editable | sort > requirements-dev.txt
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache .aws-sam
+	rm -rf $(VENV) $(RUN_VENV) .mypy_cache .pytest_cache .ruff_cache .aws-sam

@@ -344,7 +344,8 @@ def test_hostile_input_keeps_every_promise(
     MATRIX.append((name, ended_in, "-", "-", str(csbs), str(iam), "-", "-", str(notified), "none"))
 
 
-# The error codes of the table in the CSBS facts (shared/reference/csbs-facts.md).
+# The error codes the public CSBS API reference and its gateway document, with their meanings
+# (the classification table in errors.py).
 FACTS_TABLE_CODES = {
     "CSBS.1001", "CSBS.6030", "CSBS.2004", "CSBS.2003", "CSBS.6032", "CSBS.3000", "CSBS.9001",
     "CSBS.6000", "CSBS.6061", "CSBS.9006", "CSBS.9009", "CSBS.9998", "CSBS.9999", "APIG.0301",

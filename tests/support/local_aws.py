@@ -13,8 +13,8 @@ from typing import Any
 
 import boto3
 import requests
+import yaml
 from moto.server import ThreadedMotoServer
-from samtranslator.yaml_helper import yaml_parse
 
 REGION = "eu-central-1"
 TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
@@ -62,6 +62,25 @@ class Inbox:
                 self._sqs.delete_message(
                     QueueUrl=self._queue_url, ReceiptHandle=message["ReceiptHandle"]
                 )
+
+
+class _TemplateLoader(yaml.SafeLoader):
+    """Reads template.yaml with its CloudFormation tags (``!Ref``, ``!If``, ...) as plain data."""
+
+
+def _plain(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> Any:
+    if isinstance(node, yaml.ScalarNode):
+        return loader.construct_scalar(node)
+    if isinstance(node, yaml.SequenceNode):
+        return loader.construct_sequence(node)
+    return loader.construct_mapping(node)  # type: ignore[arg-type]
+
+
+_TemplateLoader.add_multi_constructor("!", _plain)
+
+
+def read_template() -> dict[str, Any]:
+    return yaml.load(TEMPLATE.read_text(), Loader=_TemplateLoader)  # noqa: S506 - a safe loader
 
 
 class LocalAws:
@@ -121,7 +140,7 @@ class LocalAws:
 
     def idempotency_table(self, name: str = "csbs-trigger-idempotency") -> str:
         """The DynamoDB table as template.yaml defines it (keys, billing, TTL)."""
-        template = yaml_parse(TEMPLATE.read_text())
+        template = read_template()
         properties = template["Resources"]["IdempotencyTable"]["Properties"]
         dynamodb = self.client("dynamodb")
         dynamodb.create_table(

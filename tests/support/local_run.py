@@ -6,18 +6,22 @@ samples to the handler as Lambda would (event + context) and prints what was pub
 
     make run                      # every sample
     make run EVENTS=events/batch.json
+    make run ARGS="--full --logs"  # whole messages, and the function's JSON log lines
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import io
 import json
+import logging
 import os
 import sys
 from pathlib import Path
 from typing import Any
 
+from csbs_trigger import logger
 from support.lambda_context import FakeLambdaContext
 from support.local_aws import Delivered, LocalAws
 from support.standin import CsbsStandIn
@@ -49,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("events", nargs="*", help="event files (default: the samples in events/)")
     parser.add_argument(
-        "--logs", action="store_true", help="show the function's INFO log lines too"
+        "--logs", action="store_true", help="show the function's JSON log lines too"
     )
     parser.add_argument(
         "--full", action="store_true", help="print each notification's whole message"
@@ -70,9 +74,11 @@ def main(argv: list[str] | None = None) -> int:
                 "CSBS_SECRET_ID": secret_arn,
                 "NOTIFICATION_TOPIC_ARN": topic_arn,
                 "IDEMPOTENCY_TABLE": aws.idempotency_table(),
-                "POWERTOOLS_LOG_LEVEL": "INFO" if args.logs else "WARNING",
+                "POWERTOOLS_LOG_LEVEL": "INFO",
             }
         )
+        if not args.logs:  # the summaries below say what happened; whole lines with --logs
+            quiet_function_logs()
         print(f"CSBS/IAM stand-in on {standin.url}, local AWS on {aws.endpoint_url}")
         function = importlib.import_module("scheduled_backup")
 
@@ -104,6 +110,13 @@ def main(argv: list[str] | None = None) -> int:
             f"CSBS checkpoint requests: {len(standin.calls('csbs'))}"
         )
     return 0
+
+
+def quiet_function_logs() -> None:
+    """Keep the function's JSON log lines (700 characters each) out of the readable output."""
+    handler = logger.registered_handler
+    if isinstance(handler, logging.StreamHandler):
+        handler.setStream(io.StringIO())
 
 
 def print_notification(delivered: Delivered, *, full: bool) -> None:

@@ -5,7 +5,9 @@ secrets from events/secrets/ and a notification topic, then serves the webhook f
 http://127.0.0.1:PORT/webhooks/{source}.
 
     make webhook          # serve until Ctrl-C, printing each notification as it is published
+    make webhook PORT=9000     # another port (when 8080 is taken, a free one is picked)
     make webhook ARGS=--demo   # send the signed samples (and a replay, and a forgery), then stop
+    make webhook ARGS=--logs   # also print the function's JSON log lines
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import requests
 
 from csbs_trigger import logger
 from support.local_aws import LocalAws
-from support.local_run import ROOT, SAMPLE_PLANS, print_notification
+from support.local_run import ROOT, SAMPLE_PLANS, print_notification, quiet_function_logs
 from support.standin import CsbsStandIn
 from support.webhook_samples import EVENTS, SAMPLES, signed_headers, stamped
 from support.webhook_server import WebhookServer
@@ -34,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--port", type=int, default=8080, help="0 picks a free port")
     parser.add_argument("--demo", action="store_true", help="send the samples, then stop")
+    parser.add_argument("--logs", action="store_true", help="print the function's log lines")
     args = parser.parse_args(argv)
 
     with CsbsStandIn() as standin, LocalAws() as aws:
@@ -53,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
         )
         # The package's logger exists already (the sample signer imported it): set it directly.
         logger.setLevel(os.environ["POWERTOOLS_LOG_LEVEL"])
+        if not args.logs:  # the summaries below say what happened; whole lines with --logs
+            quiet_function_logs()
         function = importlib.import_module("webhook")
         with WebhookServer(function.handler, args.port) as server:
             print(f"webhook endpoint: {server.url}/webhooks/{{generic,jira,servicenow}}")
@@ -90,9 +95,10 @@ def print_curl_examples(url: str) -> None:
 
 def demo(url: str, inbox: Any) -> None:
     def send(label: str, source: str, body: bytes, headers: dict[str, str]) -> None:
+        print(f"=== {label}", flush=True)
         answer = requests.post(f"{url}/webhooks/{source}", data=body, headers=headers, timeout=30)
         replayed = " (replayed)" if answer.headers.get("Idempotent-Replayed") else ""
-        print(f"=== {label}\nPOST /webhooks/{source} -> {answer.status_code}{replayed}")
+        print(f"POST /webhooks/{source} -> {answer.status_code}{replayed}")
         print(f"    {answer.text}")
         for delivered in inbox.drain():
             print_notification(delivered, full=False)

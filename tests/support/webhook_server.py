@@ -6,6 +6,9 @@ handler, and its answer goes back as the HTTP response.
 
 from __future__ import annotations
 
+import errno
+import socket
+import sys
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -42,14 +45,16 @@ class WebhookServer:
     """``with WebhookServer(handler) as server:`` serves on ``server.url`` in a thread."""
 
     def __init__(self, handler: Handler, port: int = 0) -> None:
+        """``port`` 0 picks a free one; so does a port that is taken (``url`` tells which)."""
+        self._socket = _listening_socket(port)
         self._server: BaseWSGIServer = make_server(
-            "127.0.0.1", port, wsgi_app(handler), threaded=True
+            "127.0.0.1", port, wsgi_app(handler), threaded=True, fd=self._socket.fileno()
         )
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_port}"
+        return f"http://127.0.0.1:{self._socket.getsockname()[1]}"
 
     def __enter__(self) -> WebhookServer:
         self._thread.start()
@@ -58,3 +63,19 @@ class WebhookServer:
     def __exit__(self, *exc_info: object) -> None:
         self._server.shutdown()
         self._server.server_close()
+        self._socket.close()
+
+
+def _listening_socket(port: int) -> socket.socket:
+    """A socket bound on loopback and kept, so the port cannot be taken in between."""
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind(("127.0.0.1", port))
+    except OSError as exc:
+        if port == 0 or exc.errno != errno.EADDRINUSE:
+            raise
+        print(f"port {port} is taken: serving on a free port instead", file=sys.stderr)
+        listener.bind(("127.0.0.1", 0))
+    listener.listen(128)
+    return listener

@@ -69,7 +69,7 @@ _RETRYABLE = frozenset(
 )
 
 # Upstream codes decide before the HTTP status: CSBS answers several "busy" and one permanent
-# condition with a 500 (see shared/reference/csbs-facts.md).
+# condition with a 500 (the error code tables of the public CSBS API reference).
 _CATEGORY_BY_CODE: dict[str, Category] = {
     "CSBS.1001": Category.BUSY,
     "CSBS.6030": Category.BUSY,
