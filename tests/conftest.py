@@ -10,6 +10,8 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
+import shutil
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -29,19 +31,55 @@ from support.local_run import SAMPLE_PLANS
 from support.standin import CsbsStandIn
 
 ROOT = Path(__file__).resolve().parents[1]
-# Tables a test module wants shown after the run (title, lines): the fault matrix.
-SUMMARY_TABLES = pytest.StashKey[list[tuple[str, list[str]]]]()
+# Tables tests fill row by row, shown after the run (the fault matrix). Rows go through files,
+# so that the rows of every xdist worker reach the one table the controller prints.
+SUMMARY_DIR = ROOT / "build" / "summary"
+
+
+def _is_worker() -> bool:
+    return "PYTEST_XDIST_WORKER" in os.environ
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.stash[SUMMARY_TABLES] = []
+    if not _is_worker():
+        shutil.rmtree(SUMMARY_DIR, ignore_errors=True)
+
+
+def record_row(table: str, columns: tuple[str, ...], order: int, cells: tuple[str, ...]) -> None:
+    SUMMARY_DIR.mkdir(parents=True, exist_ok=True)
+    record = {"table": table, "columns": columns, "order": order, "cells": cells}
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    with (SUMMARY_DIR / f"{worker}.jsonl").open("a") as rows:
+        rows.write(json.dumps(record) + "\n")
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
-    for title, lines in config.stash[SUMMARY_TABLES]:
-        terminalreporter.write_sep("-", title)
+    if _is_worker():
+        return
+    records = [
+        json.loads(line)
+        for path in sorted(SUMMARY_DIR.glob("*.jsonl"))
+        for line in path.read_text().splitlines()
+    ]
+    for table in sorted({record["table"] for record in records}):
+        rows = sorted((r for r in records if r["table"] == table), key=lambda r: r["order"])
+        lines = markdown_table(tuple(rows[0]["columns"]), [tuple(r["cells"]) for r in rows])
+        report = ROOT / "build" / f"{table}.md"
+        report.write_text("\n".join(lines) + "\n")
+        terminalreporter.write_sep("-", f"{table} ({len(rows)} rows, also in build/{table}.md)")
         for line in lines:
             terminalreporter.write_line(line)
+
+
+def markdown_table(columns: tuple[str, ...], rows: list[tuple[str, ...]]) -> list[str]:
+    widths = [max(len(row[i]) for row in [columns, *rows]) for i in range(len(columns))]
+
+    def line(cells: tuple[str, ...]) -> str:
+        padded = (cell.ljust(width) for cell, width in zip(cells, widths, strict=True))
+        return "| " + " | ".join(padded) + " |"
+
+    rule = "|" + "|".join("-" * (width + 2) for width in widths) + "|"
+    return [line(columns), rule, *(line(row) for row in rows)]
 
 
 def read_event(name: str) -> dict[str, Any]:

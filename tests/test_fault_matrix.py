@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from conftest import ROOT, SUMMARY_TABLES, Deployment, read_event
+from conftest import ROOT, Deployment, read_event, record_row
 
 from csbs_trigger import PublishError
 from csbs_trigger.webhook_auth import standard_webhooks_signature
@@ -137,34 +137,10 @@ COLUMNS = ("fault", "category", "retryable", "maybe created", "CSBS calls", "IAM
            "attempts", "backoff s", "notifications", "secrets leaked")  # fmt: skip
 # Which categories a later try may mend: pinned here, independently of errors.py.
 RETRYABLE = {"busy", "throttled", "server_error", "unavailable", "timeout", "network"}
-MATRIX: list[tuple[str, ...]] = []
 
 
-def markdown_table(rows: list[tuple[str, ...]]) -> list[str]:
-    widths = [max(len(row[i]) for row in [COLUMNS, *rows]) for i in range(len(COLUMNS))]
-
-    def line(cells: tuple[str, ...]) -> str:
-        return (
-            "| "
-            + " | ".join(cell.ljust(width) for cell, width in zip(cells, widths, strict=True))
-            + " |"
-        )
-
-    return [line(COLUMNS), "|" + "|".join("-" * (width + 2) for width in widths) + "|"] + [
-        line(row) for row in rows
-    ]
-
-
-@pytest.fixture(scope="module", autouse=True)
-def print_matrix(request: pytest.FixtureRequest) -> Any:
-    yield
-    table = markdown_table(MATRIX)
-    report = ROOT / "build" / "fault-matrix.md"
-    report.parent.mkdir(exist_ok=True)
-    report.write_text("\n".join(table) + "\n")
-    request.config.stash[SUMMARY_TABLES].append(
-        (f"fault matrix ({len(MATRIX)} rows, also in build/fault-matrix.md)", table)
-    )
+def record(order: int, cells: tuple[str, ...]) -> None:
+    record_row("fault-matrix", COLUMNS, order, cells)
 
 
 @pytest.mark.parametrize("row", ROWS, ids=[row.name for row in ROWS])
@@ -216,7 +192,7 @@ def test_fault_ends_in_one_classified_notification(
     backoff = ", ".join(f"{pause:g}" for pause in deployment.sleeps) or "-"
     iam_calls = str(len(deployment.standin.calls("iam")))
     cells = (row.name, category, retryable, maybe_created, str(csbs_calls), iam_calls, attempts)
-    MATRIX.append((*cells, backoff, str(len(delivered)), "none"))
+    record(ROWS.index(row), (*cells, backoff, str(len(delivered)), "none"))
 
 
 # -- hostile input (issue 7): each scenario runs the functions and reports what it ended in ------
@@ -341,7 +317,8 @@ def test_hostile_input_keeps_every_promise(
     secrets = [PASSWORD, SECRET_KEY, SECURITY_TOKEN, *deployment.standin.issued_tokens()]
     published = "".join(d.raw_message + (d.subject or "") for d in delivered)
     assert [s for s in secrets if s in published or s in logs.getvalue()] == []
-    MATRIX.append((name, ended_in, "-", "-", str(csbs), str(iam), "-", "-", str(notified), "none"))
+    cells = (name, ended_in, "-", "-", str(csbs), str(iam), "-", "-", str(notified), "none")
+    record(len(ROWS) + [row[0] for row in HOSTILE].index(name), cells)
 
 
 # The error codes the public CSBS API reference and its gateway document, with their meanings
