@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import uuid
 from datetime import timedelta
 
@@ -438,3 +439,21 @@ def test_handler_returns_a_short_summary(deployment: Deployment) -> None:
     assert result["trigger"]["source"] == "schedule"
     assert [set(plan) for plan in result["plans"]] == [{"plan_id", "outcome", "checkpoint_id"}] * 2
     assert all(uuid.UUID(plan["checkpoint_id"]) for plan in result["plans"])
+
+
+def test_a_full_batch_at_full_concurrency_discards_no_connection(
+    deployment: Deployment, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Before: pools of 10 under 16 workers discarded connections ("Connection pool is full").
+    deployment.set_env("MAX_CONCURRENCY", "16")
+    plans = [str(uuid.uuid4()) for _ in range(20)]
+    for plan_id in plans:
+        deployment.standin.add_plan(plan_id, "many", {str(uuid.uuid4()): "server"})
+    deployment.standin.answer_delay_seconds = 0.05  # answers overlap, as real ones would
+
+    with caplog.at_level(logging.WARNING, logger="urllib3.connectionpool"):
+        for _ in range(3):
+            result = deployment.invoke({"plans": [{"plan_id": plan_id} for plan_id in plans]})
+            assert result["outcome"] == "succeeded"
+
+    assert [r.message for r in caplog.records if "pool is full" in r.message] == []

@@ -79,6 +79,7 @@ class CsbsStandIn:
     def __init__(self, *, token_lifetime: timedelta = timedelta(hours=24)) -> None:
         self.token_lifetime = token_lifetime
         self.password = PASSWORD  # change it to play a password rotation
+        self.answer_delay_seconds = 0.0  # how long each checkpoint takes to be answered
         self.plans: dict[str, Plan] = {}
         self.requests: list[Recorded] = []
         self._faults: dict[str, deque[Fault]] = {"iam": deque(), "csbs": deque()}
@@ -237,6 +238,7 @@ class _Handler(BaseHTTPRequestHandler):
         if parts.path == "/v3/auth/tokens" and self.command == "POST":
             answer = self._tokens(recorded)
         elif parts.path.startswith("/v1/"):
+            self.standin._stopping.wait(self.standin.answer_delay_seconds)
             answer = self._checkpoints(recorded)
         else:
             answer = 404, {"error_code": "APIGW.0101", "error_msg": "API not found"}, {}

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import requests
+from requests.adapters import HTTPAdapter
 
 from csbs_trigger import safe_json
 from csbs_trigger.auth import CsbsAuth, auth_for
@@ -72,7 +73,7 @@ class Runtime:
             if dynamodb is not None and settings.idempotency_table
             else None
         )
-        self._session = session or requests.Session()
+        self._session = session or _http_session(settings.max_concurrency)
         self.client = CsbsClient(
             self,
             self._session,
@@ -93,9 +94,13 @@ class Runtime:
         from botocore.config import Config
 
         settings = Settings.from_env()
-        # botocore retries AWS calls itself; only the CSBS call is retried by hand.
+        # botocore retries AWS calls itself; only the CSBS call is retried by hand. Every plan
+        # of a batch may hold a connection at once: the pools are as large as the concurrency.
         config = Config(
-            connect_timeout=3, read_timeout=5, retries={"mode": "standard", "max_attempts": 3}
+            connect_timeout=3,
+            read_timeout=5,
+            retries={"mode": "standard", "max_attempts": 3},
+            max_pool_connections=settings.max_concurrency,
         )
         session = boto3.session.Session()
         return cls(
@@ -177,6 +182,15 @@ class Runtime:
                 self._auth = auth_for(credentials, self._session)
                 self._credentials = credentials
             return self._auth
+
+
+def _http_session(pool_size: int) -> requests.Session:
+    """One keep-alive connection per concurrent plan, none discarded under a full batch."""
+    session = requests.Session()
+    adapter = HTTPAdapter(pool_maxsize=pool_size)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    return session
 
 
 _container_runtime: Runtime | None = None
