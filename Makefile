@@ -3,6 +3,7 @@
 # make samples - re-sign events/webhook-*.json after editing a payload or a sample secret
 # make test  - ruff, mypy strict, the SAM template check and pytest (what .ci/run runs)
 # make bench - cold-start and memory figures
+# make package - sam build the deployable artifact (python3.13 arm64) and print its sizes
 # make audit - the layer's pins, their latest releases and known vulnerabilities (needs the index)
 # make lock  - re-pin requirements-dev.txt after editing requirements-dev.in
 
@@ -10,6 +11,15 @@ PYTHON ?= python3
 PORT ?= 8080
 VENV := .venv
 PY := $(VENV)/bin/python
+# SAM CLI's own environment (it pins boto3 and pydantic exactly: never in the test environment).
+SAM_VENV := .venv-sam
+RUNTIME_VENV := .venv-runtime
+# The Lambda runtime's Python, as the README's Deploy section says: python3.13 on PATH, or the
+# newest 3.13 that pyenv has.
+RUNTIME_PYTHON ?= $(shell python3.13 -c 'import sys; print(sys.executable)' 2>/dev/null || \
+	PYENV_VERSION=$$(pyenv versions --bare 2>/dev/null | grep -E '^3\.13' | tail -n 1) \
+	python3.13 -c 'import sys; print(sys.executable)' 2>/dev/null)
+export RUNTIME_PYTHON
 # The local run's own small environment: no linters, type checkers or template tools.
 RUN_VENV := .venv-run
 RUN_PY := $(RUN_VENV)/bin/python
@@ -17,7 +27,7 @@ export PYTHONPATH := layers/csbs_trigger:functions/scheduled_backup:functions/we
 
 .DEFAULT_GOAL := help
 
-.PHONY: help dev run webhook samples test lint typecheck template pytest bench audit lock clean
+.PHONY: help dev run webhook samples package artifact test lint typecheck template pytest bench audit lock clean
 
 help:
 	@sed -n 's/^# \(make .*\)/\1/p' Makefile
@@ -25,7 +35,7 @@ help:
 # uv installs the pinned sets in seconds where pip takes most of a minute.
 UV_VERSION := 0.13.9
 define make_venv
-	$(PYTHON) -m venv $(1)
+	$(or $(2),$(PYTHON)) -m venv $(1)
 	$(1)/bin/python -m pip install --quiet --disable-pip-version-check uv==$(UV_VERSION)
 endef
 
@@ -40,6 +50,11 @@ $(RUN_VENV)/.installed: requirements-run.in requirements-dev.txt layers/csbs_tri
 		-c requirements-dev.txt
 	touch $@
 
+$(SAM_VENV)/.installed: requirements-sam.txt
+	$(call make_venv,$(SAM_VENV))
+	$(SAM_VENV)/bin/uv pip install --quiet --python $(SAM_VENV)/bin/python -r requirements-sam.txt
+	touch $@
+
 dev: $(VENV)/.installed
 
 run: $(RUN_VENV)/.installed
@@ -52,7 +67,7 @@ webhook: $(RUN_VENV)/.installed
 samples: $(RUN_VENV)/.installed
 	$(RUN_PY) -m support.webhook_samples
 
-test: lint typecheck template pytest
+test: lint typecheck template artifact pytest
 
 lint: dev
 	$(VENV)/bin/ruff check .
@@ -70,6 +85,24 @@ pytest: dev
 bench: dev
 	$(PY) -m support.bench
 
+package: $(SAM_VENV)/.installed $(RUN_VENV)/.installed
+	@test -n "$(RUNTIME_PYTHON)" || { echo "python3.13 not found: see README, Deploy"; exit 1; }
+	SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam build --template template.yaml
+	$(RUN_PY) -m support.artifacts
+
+# The Lambda runtime as the packaged smoke test needs it: python3.13 with boto3 and nothing else.
+$(RUNTIME_VENV)/.installed: requirements-dev.txt $(VENV)/.installed
+	rm -rf $(RUNTIME_VENV)
+	$(RUNTIME_PYTHON) -m venv --without-pip $(RUNTIME_VENV)
+	$(VENV)/bin/uv pip install --quiet --python $(RUNTIME_VENV)/bin/python boto3 \
+		-c requirements-dev.txt
+	touch $@
+
+# What make test checks of the artifact; without python3.13 the packaged test says why it fails.
+artifact:
+	@if [ -n "$(RUNTIME_PYTHON)" ]; then $(MAKE) --no-print-directory package \
+		$(RUNTIME_VENV)/.installed; else echo "python3.13 not found: no packaged test"; fi
+
 audit: dev
 	$(PY) -m pip install --quiet --disable-pip-version-check pip-audit==2.10.1
 	$(PY) -m support.audit
@@ -80,4 +113,4 @@ lock: dev
 		| sort > requirements-dev.txt
 
 clean:
-	rm -rf $(VENV) $(RUN_VENV) .mypy_cache .pytest_cache .ruff_cache .aws-sam
+	rm -rf $(VENV) $(RUN_VENV) $(SAM_VENV) $(RUNTIME_VENV) .mypy_cache .pytest_cache .ruff_cache .aws-sam

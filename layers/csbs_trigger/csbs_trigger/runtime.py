@@ -89,7 +89,9 @@ class Runtime:
         self._retired_secret_values: tuple[str, ...] = ()
 
     @classmethod
-    def from_env(cls, **overrides: Any) -> Runtime:
+    def from_env(cls, aws_session: Any = None, **overrides: Any) -> Runtime:
+        """As Lambda builds it; ``aws_session`` (a boto3 Session) is for tests that start many
+        containers: its loaded service models are shared, what it configures is not."""
         import boto3
         from botocore.config import Config
 
@@ -102,7 +104,7 @@ class Runtime:
             retries={"mode": "standard", "max_attempts": 3},
             max_pool_connections=settings.max_concurrency,
         )
-        session = boto3.session.Session()
+        session = aws_session or boto3.session.Session()
         return cls(
             settings,
             secretsmanager=session.client("secretsmanager", config=config),
