@@ -2,7 +2,7 @@
 # make webhook - serve the webhook endpoint on 127.0.0.1:8080 (PORT=, ARGS=--demo, ARGS=--logs)
 # make samples - re-sign events/webhook-*.json after editing a payload or a sample secret
 # make test  - ruff, mypy strict, the SAM template check and pytest (what .ci/run runs)
-# make bench - cold-start and memory figures
+# make bench - cold and warm CPU, wall time and memory of the packaged artifact on 3.13
 # make package - sam build the deployable artifact (python3.13 arm64) and print its sizes
 # make audit - the layer's pins, their latest releases and known vulnerabilities (needs the index)
 # make lock  - re-pin requirements-dev.txt after editing requirements-dev.in
@@ -32,7 +32,8 @@ export PYTHONPATH := layers/csbs_trigger:functions/scheduled_backup:functions/we
 help:
 	@sed -n 's/^# \(make .*\)/\1/p' Makefile
 
-# uv installs the pinned sets in seconds where pip takes most of a minute.
+# uv installs the pinned sets in seconds where pip takes most of a minute; with their bytecode,
+# since a PYTHONDONTWRITEBYTECODE environment would otherwise compile every import every run.
 UV_VERSION := 0.13.9
 define make_venv
 	$(or $(2),$(PYTHON)) -m venv $(1)
@@ -41,12 +42,13 @@ endef
 
 $(VENV)/.installed: requirements-dev.txt layers/csbs_trigger/requirements.txt
 	$(call make_venv,$(VENV))
-	$(VENV)/bin/uv pip install --quiet --python $(PY) -r requirements-dev.txt
+	$(VENV)/bin/uv pip install --quiet --compile-bytecode --python $(PY) -r requirements-dev.txt
 	touch $@
 
 $(RUN_VENV)/.installed: requirements-run.in requirements-dev.txt layers/csbs_trigger/requirements.txt
 	$(call make_venv,$(RUN_VENV))
-	$(RUN_VENV)/bin/uv pip install --quiet --python $(RUN_PY) -r requirements-run.in \
+	$(RUN_VENV)/bin/uv pip install --quiet --compile-bytecode --python $(RUN_PY) \
+		-r requirements-run.in \
 		-c requirements-dev.txt
 	touch $@
 
@@ -82,8 +84,8 @@ template: dev
 pytest: dev
 	$(PY) -m pytest -q -n auto
 
-bench: dev
-	$(PY) -m support.bench
+bench: artifact $(RUN_VENV)/.installed
+	$(RUN_PY) -m support.bench $(ARGS)
 
 package: $(SAM_VENV)/.installed $(RUN_VENV)/.installed
 	@test -n "$(RUNTIME_PYTHON)" || { echo "python3.13 not found: see README, Deploy"; exit 1; }
@@ -94,8 +96,8 @@ package: $(SAM_VENV)/.installed $(RUN_VENV)/.installed
 $(RUNTIME_VENV)/.installed: requirements-dev.txt $(VENV)/.installed
 	rm -rf $(RUNTIME_VENV)
 	$(RUNTIME_PYTHON) -m venv --without-pip $(RUNTIME_VENV)
-	$(VENV)/bin/uv pip install --quiet --python $(RUNTIME_VENV)/bin/python boto3 \
-		-c requirements-dev.txt
+	$(VENV)/bin/uv pip install --quiet --compile-bytecode --python $(RUNTIME_VENV)/bin/python \
+		boto3 -c requirements-dev.txt
 	touch $@
 
 # What make test checks of the artifact; without python3.13 the packaged test says why it fails.

@@ -1,16 +1,15 @@
-"""Cold-start, warm-invocation and memory figures of the scheduled-backup function.
+"""What a cold and a warm invocation cost, measured on what Lambda runs: the packaged artifact
+(`make package`) on Python 3.13 with boto3 only, both functions, against the loopback stand-ins
+and moto's server (which run here, outside the measured processes).
 
-All against the same loopback stand-ins, in one run:
-
-* cold: each sample is a fresh interpreter (a cold Lambda container). The function's cold path
-  (import the handler module, first invocation) is set against a bare script that imports
-  boto3 and requests and makes the same calls by hand: read the secret, get a token, POST the
-  checkpoint, publish to SNS. The function also keeps its two idempotency records (a DynamoDB
-  client, four writes) that the bare script skips: the ratio is the conservative one.
-  Budget: ratio <= 1.3.
-* warm: after one invocation, the time per further invocation (secret and token cached: one
-  POST, one publish, each inside an idempotency record) against a bare loop making the same
-  HTTP and AWS calls with requests and boto3 directly. Budget: ratio <= 1.15.
+* cold: each sample is a fresh interpreter that writes no bytecode (a new container): CPU time
+  (user + sys) of importing the handler, and of import plus first invocation, and peak RSS.
+  Baseline in the same run, alternating with it: a bare function that imports boto3 (the
+  runtime's, with its bytecode) and requests (from the packaged layer) and makes the same calls
+  by hand — secret, token, POST, the two idempotency records, publish. Budget: the function's
+  cold import CPU at most 1.2x the baseline's; peak RSS below 128 MiB.
+* warm: after a first invocation, the CPU time of one more (secret and token cached, kept-alive
+  connections, as Lambda's clients keep them) against the bare loop doing the same. Budget 1.1x.
 
     make bench            # or: python -m support.bench --runs 9
 """
@@ -23,71 +22,85 @@ import json
 import os
 import statistics
 import subprocess
-import sys
-from importlib import metadata
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
+from csbs_trigger.webhook_auth import standard_webhooks_signature
+from support.artifacts import BUILD
+from support.http_api import http_api_event
 from support.local_aws import LocalAws
 from support.local_run import ROOT, SAMPLE_PLANS
 from support.standin import CsbsStandIn
+from support.webhook_samples import SECRETS, signed_headers
 
-COLD_BUDGET = 1.3
-WARM_BUDGET = 1.15
-WARM_CALLS = 150
-EVENT = json.loads((ROOT / "events" / "schedule.json").read_text())
+RUNTIME_PYTHON = ROOT / ".venv-runtime" / "bin" / "python"
+LAYER = BUILD / "CoreLayer" / "python"
+COLD_IMPORT_BUDGET = 1.2
+WARM_BUDGET = 1.1
+RSS_BUDGET_MIB = 128
+WARM_CALLS = 100
 
-# Both scripts start their clock after the interpreter is up and the context object is made.
+# Every script: the artifact's folders on the path, a Lambda-like context, CPU read at points.
 _PRELUDE = """
-import json, sys, time
-from support.lambda_context import FakeLambdaContext
-context = FakeLambdaContext()
-event = json.loads(sys.argv[1])
-started = time.perf_counter()
+import json, os, sys, time
+sys.path[:0] = sys.argv[3].split(os.pathsep)
+cpu0, wall0 = time.process_time(), time.perf_counter()
+class Context:
+    function_name, memory_limit_in_mb = "bench", 256
+    invoked_function_arn = "arn:aws:lambda:eu-central-1:123456789012:function:bench"
+    aws_request_id = "bench"
+    def get_remaining_time_in_millis(self):
+        return 60_000
+event, calls = json.loads(sys.argv[1]), int(sys.argv[2])
 """
 _REPORT = """
-elapsed = time.perf_counter() - started
-# VmHWM, unlike ru_maxrss, starts afresh at exec: it is this interpreter's own peak.
-peak = next(line for line in open("/proc/self/status") if line.startswith("VmHWM:"))
-print(json.dumps({"seconds": elapsed, "max_rss_kib": int(peak.split()[1])}))
+def warm(invoke, fresh_event):
+    cpu, wall = [], []
+    for number in range(calls):
+        current = fresh_event(number)
+        c, w = time.process_time(), time.perf_counter()
+        invoke(current)
+        cpu.append(time.process_time() - c)
+        wall.append(time.perf_counter() - w)
+    return cpu, wall
+
+cpu_import, wall_import = cpu1 - cpu0, wall1 - wall0
+cpu_first, wall_first = cpu2 - cpu0, wall2 - wall0
+warm_cpu, warm_wall = warm(invoke, fresh_event) if calls else ([], [])
+# VmHWM, unlike the kernel's ru_maxrss, starts afresh at exec: this interpreter's own peak.
+status = open("/proc/self/status").read().split("VmHWM:")[1]
+print(json.dumps({
+    "max_rss_mib": int(status.split()[0]) / 1024, "import_cpu": cpu_import,
+    "import_wall": wall_import, "first_cpu": cpu_first, "first_wall": wall_first,
+    "warm_cpu": warm_cpu, "warm_wall": warm_wall}))
 """
-HANDLER_SCRIPT = (
+FUNCTION = (
     _PRELUDE
     + """
-import scheduled_backup
-result = scheduled_backup.handler(event, context)
-assert result["outcome"] == "succeeded", result
+handler = __import__(sys.argv[4]).handler
+cpu1, wall1 = time.process_time(), time.perf_counter()
+def invoke(current):
+    result = handler(current, Context())
+    assert result.get("outcome", result.get("statusCode")) in ("succeeded", 201), result
+invoke(event)
+cpu2, wall2 = time.process_time(), time.perf_counter()
+fresh = json.loads(sys.argv[5])
+def fresh_event(number):
+    return fresh[number]
 """
     + _REPORT
 )
-BARE_SCRIPT = (
+BARE = (
     _PRELUDE
     + """
-import os
+import hashlib, hmac, base64
 import boto3, requests
-secretsmanager, sns = boto3.client("secretsmanager"), boto3.client("sns")
-answer = secretsmanager.get_secret_value(SecretId=os.environ["CSBS_SECRET_ID"])
-secret = json.loads(answer["SecretString"])
-auth = {"auth": {"identity": {"methods": ["password"], "password": {"user": {
-    "name": secret["username"], "password": secret["password"],
-    "domain": {"name": secret["user_domain_name"]}}}},
-    "scope": {"project": {"id": secret["project_id"]}}}}
-answer = requests.post(secret["auth_url"] + "/auth/tokens?nocatalog", json=auth, timeout=(3, 20))
-token = answer.headers["X-Subject-Token"]
-url = (secret["csbs_endpoint"] + "/v1/" + secret["project_id"]
-       + "/providers/fc4d5750-22e7-4798-8a46-f48f62c4c1da/checkpoints")
-body = {"checkpoint": {"plan_id": event["plan_id"], "parameters": {
-    "auto_trigger": event["auto_trigger"], "resources": event["resources"]}}}
-answer = requests.post(url, json=body, headers={"X-Auth-Token": token}, timeout=(3, 20))
-assert answer.status_code == 200, answer.text
-sns.publish(TopicArn=os.environ["NOTIFICATION_TOPIC_ARN"], Subject="CSBS backup started",
-            Message=json.dumps(answer.json()))
-"""
-    + _REPORT
-)
-
-
-# What an idempotency record costs the bare scripts: a conditional put, the step, an update.
-_RECORDS = """
-dynamodb, table = boto3.client("dynamodb"), os.environ["IDEMPOTENCY_TABLE"]
+cpu1, wall1 = time.process_time(), time.perf_counter()
+clients = (boto3.client(name) for name in ("secretsmanager", "sns", "dynamodb"))
+secretsmanager, sns, dynamodb = clients
+table, http = os.environ["IDEMPOTENCY_TABLE"], requests.Session()
 
 def once(key, step):
     dynamodb.put_item(TableName=table, ConditionExpression="attribute_not_exists(id)", Item={
@@ -100,147 +113,178 @@ def once(key, step):
         ExpressionAttributeValues={":s": {"S": "COMPLETED"}, ":d": {"S": json.dumps(result)}})
     return result
 
-def backup_once(key, http):
-    # The function's two records: execute (the POST) and publish.
+cache = {}
+def invoke(current):
+    if "token" not in cache:
+        answer = secretsmanager.get_secret_value(SecretId=os.environ["CSBS_SECRET_ID"])
+        secret = cache["secret"] = json.loads(answer["SecretString"])
+        if os.environ.get("WEBHOOK_SECRET_ID"):
+            secretsmanager.get_secret_value(SecretId=os.environ["WEBHOOK_SECRET_ID"])
+        auth = {"auth": {"identity": {"methods": ["password"], "password": {"user": {
+            "name": secret["username"], "password": secret["password"],
+            "domain": {"name": secret["user_domain_name"]}}}},
+            "scope": {"project": {"id": secret["project_id"]}}}}
+        answer = http.post(secret["auth_url"] + "/auth/tokens?nocatalog", json=auth,
+                           timeout=(3, 20))
+        cache["token"] = answer.headers["X-Subject-Token"]
+    secret = cache["secret"]
+    body = current.get("body")
+    if body is not None:  # a webhook: verify its signature as the function does
+        headers = current["headers"]
+        key = base64.b64decode(os.environ["BENCH_WEBHOOK_KEY"])
+        signed = f"{headers['webhook-id']}.{headers['webhook-timestamp']}.".encode() + body.encode()
+        expected = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+        assert hmac.compare_digest("v1," + expected, headers["webhook-signature"])
+        current = json.loads(body)
+        key_id = headers["webhook-id"]
+    else:
+        key_id = current["scheduled_time"]
+    url = (secret["csbs_endpoint"] + "/v1/" + secret["project_id"]
+           + "/providers/fc4d5750-22e7-4798-8a46-f48f62c4c1da/checkpoints")
+    request = {"checkpoint": {"plan_id": current["plan_id"], "parameters": {
+        "resources": current["resources"]}}}
     def post():
-        answer = http.post(url, json=body, headers={"X-Auth-Token": token}, timeout=(3, 20))
+        answer = http.post(url, json=request, headers={"X-Auth-Token": cache["token"]},
+                           timeout=(3, 20))
         assert answer.status_code == 200, answer.text
         return answer.json()
-    checkpoint = once(key + "#execute", post)
-    once(key + "#publish", lambda: sns.publish(TopicArn=os.environ["NOTIFICATION_TOPIC_ARN"],
-         Subject="CSBS backup started", Message=json.dumps(checkpoint))["MessageId"])
-"""
-# The bare cold path again, with the function's two idempotency records around its calls.
-BARE_WITH_RECORDS_SCRIPT = (
-    BARE_SCRIPT.split("\nanswer = requests.post(url")[0]
-    + _RECORDS
-    + """
-backup_once(f"bare:{event['scheduled_time']}", requests)
+    checkpoint = once(f"bare:{key_id}#execute", post)
+    once(f"bare:{key_id}#publish", lambda: sns.publish(
+        TopicArn=os.environ["NOTIFICATION_TOPIC_ARN"], Subject="CSBS backup started",
+        Message=json.dumps(checkpoint))["MessageId"])
+
+invoke(event)
+cpu2, wall2 = time.process_time(), time.perf_counter()
+fresh = json.loads(sys.argv[5])
+def fresh_event(number):
+    return fresh[number]
 """
     + _REPORT
 )
 
-# Warm loops: the median time of one invocation once everything is cached.
-_WARM_REPORT = """
-import statistics
-print(json.dumps({"seconds": statistics.median(samples)}))
-"""
-WARM_HANDLER_SCRIPT = (
-    _PRELUDE
-    + """
-import scheduled_backup
-scheduled_backup.handler(event, context)
-samples = []
-for number in range(int(sys.argv[2])):
-    when = event["scheduled_time"].replace("02:00:00Z", f"02:00:00.{number}Z")
-    firing = {**event, "scheduled_time": when}
-    started = time.perf_counter()
-    scheduled_backup.handler(firing, FakeLambdaContext())
-    samples.append(time.perf_counter() - started)
-"""
-    + _WARM_REPORT
-)
-WARM_BARE_SCRIPT = (
-    BARE_SCRIPT.split("\nelapsed =")[0]
-    + _RECORDS
-    + """
-samples = []
-session = requests.Session()
-for number in range(int(sys.argv[2])):
-    started = time.perf_counter()
-    backup_once(f"bare:{event['scheduled_time']}.{number}", session)
-    samples.append(time.perf_counter() - started)
-"""
-    + _WARM_REPORT
-)
-
-
 _firings = itertools.count()
 
 
-def run(script: str, env: dict[str, str], *extra: str) -> dict[str, float]:
-    # Each run is a new schedule firing: a repeated one would be replayed, not executed.
-    event = {**EVENT, "scheduled_time": f"2026-11-{next(_firings) + 1:02d}T02:00:00Z"}
-    completed = subprocess.run(
-        [sys.executable, "-c", script, json.dumps(event), *extra],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=120,
-    )
-    return json.loads(completed.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+def scheduled_event() -> dict[str, Any]:
+    """A new schedule firing each time: a repeated one would be replayed, not executed."""
+    event = json.loads((ROOT / "events" / "schedule.json").read_text())
+    moment = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(minutes=next(_firings))
+    return {**event, "scheduled_time": moment.strftime("%Y-%m-%dT%H:%M:%SZ")}
 
 
-def layer_size_bytes() -> int:
-    """Installed size of the layer's distributions here (the arm64 build differs slightly)."""
-    requirements = (ROOT / "layers/csbs_trigger/requirements.txt").read_text().splitlines()
-    names = [line.split("==")[0] for line in requirements if "==" in line]
-    total = sum(
-        file.locate().stat().st_size
-        for name in names
-        for file in metadata.distribution(name).files or []
-        if file.locate().is_file()
+def webhook_event() -> dict[str, Any]:
+    body = json.dumps({"plan_id": next(iter(SAMPLE_PLANS)), "resources": [
+        next(iter(next(iter(SAMPLE_PLANS.values()))[1]))]}).encode()  # fmt: skip
+    headers = signed_headers("generic", body, timestamp=int(time.time()))
+    headers["webhook-id"] = f"msg_bench_{next(_firings)}"
+    headers["webhook-signature"] = standard_webhooks_signature(
+        SECRETS["generic"][0], headers["webhook-id"], int(headers["webhook-timestamp"]), body
     )
-    package = ROOT / "layers/csbs_trigger/csbs_trigger"
-    return total + sum(path.stat().st_size for path in package.rglob("*.py"))
+    return http_api_event("POST", "/webhooks/generic", headers, body)
+
+
+def sample(
+    script: str, folder: str, module: str, make_event: Callable[[], dict[str, Any]],
+    env: dict[str, str], calls: int = 0,
+) -> dict[str, Any]:  # fmt: skip
+    """One fresh interpreter; adds its whole CPU time as the kernel counted it."""
+    path = os.pathsep.join([str(BUILD / folder), str(LAYER)])
+    fresh = [make_event() for _ in range(calls)]
+    process = subprocess.Popen(
+        [str(RUNTIME_PYTHON), "-s", "-P", "-c", script, json.dumps(make_event()), str(calls),
+         path, module, json.dumps(fresh)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=BUILD,
+    )  # fmt: skip
+    _, status, usage = os.wait4(process.pid, 0)
+    out, err = process.communicate()
+    if status != 0:
+        raise RuntimeError(f"{module} failed:\n{err[-3000:]}")
+    report: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    report["process_cpu"] = usage.ru_utime + usage.ru_stime
+    return report
+
+
+def spread(values: list[float], unit: float = 1000) -> str:
+    return (f"median {statistics.median(values) * unit:7.1f}  "
+            f"(min {min(values) * unit:.1f}, max {max(values) * unit:.1f})")  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--runs", type=int, default=7, help="cold starts of each kind")
+    parser.add_argument("--runs", type=int, default=7, help="cold starts of each kind (>= 7)")
     args = parser.parse_args(argv)
+    if not RUNTIME_PYTHON.exists() or not LAYER.is_dir():
+        print("no packaged artifact or python3.13 runtime: run make package (README, Deploy)")
+        return 2
 
     with CsbsStandIn() as standin, LocalAws() as aws:
         for plan_id, (name, servers) in SAMPLE_PLANS.items():
             standin.add_plan(plan_id, name, servers)
         topic_arn, _ = aws.topic_with_inbox("csbs-trigger-bench")
         env = {
-            **os.environ,
+            **{k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
             **aws.env(),
             "CSBS_SECRET_ID": aws.create_secret("csbs-trigger/bench", standin.cloud_secret()),
+            "WEBHOOK_SECRET_ID": aws.create_secret("csbs-trigger/bench-webhooks", SECRETS),
+            "BENCH_WEBHOOK_KEY": SECRETS["generic"][0].removeprefix("whsec_"),
             "NOTIFICATION_TOPIC_ARN": topic_arn,
             "IDEMPOTENCY_TABLE": aws.idempotency_table(),
-            "PYTHONPATH": os.pathsep.join(
-                str(ROOT / part)
-                for part in ("layers/csbs_trigger", "functions/scheduled_backup", "tests")
-            ),
-            "PYTHONDONTWRITEBYTECODE": "",
+            "POWERTOOLS_LOG_LEVEL": "WARNING",
+            "PYTHONDONTWRITEBYTECODE": "1",
         }
-        run(HANDLER_SCRIPT, env)  # warm the file system cache and write .pyc files for both
-        run(BARE_SCRIPT, env)
-        run(BARE_WITH_RECORDS_SCRIPT, env)
-        handler, bare, bare_records, warm_handler, warm_bare = [], [], [], [], []
-        for _ in range(args.runs):  # interleaved, so drift on the machine hits all alike
-            handler.append(run(HANDLER_SCRIPT, env))
-            bare.append(run(BARE_SCRIPT, env))
-            bare_records.append(run(BARE_WITH_RECORDS_SCRIPT, env))
-        for _ in range(3):
-            warm_handler.append(run(WARM_HANDLER_SCRIPT, env, str(WARM_CALLS))["seconds"])
-            warm_bare.append(run(WARM_BARE_SCRIPT, env, str(WARM_CALLS))["seconds"])
+        kinds = {
+            "scheduled": ("ScheduledBackupFunction", "scheduled_backup", scheduled_event),
+            "webhook": ("WebhookFunction", "webhook", webhook_event),
+        }
+        results: dict[str, dict[str, list[dict[str, Any]]]] = {}
+        for kind, (folder, module, make_event) in kinds.items():
+            cold: dict[str, list[dict[str, Any]]] = {"function": [], "bare": []}
+            for _ in range(args.runs):  # alternating, so drift on the machine hits both alike
+                cold["function"].append(sample(FUNCTION, folder, module, make_event, env))
+                cold["bare"].append(sample(BARE, folder, module, make_event, env))
+            warm: dict[str, list[dict[str, Any]]] = {"function": [], "bare": []}
+            for _ in range(3):
+                warm["function"].append(
+                    sample(FUNCTION, folder, module, make_event, env, WARM_CALLS)
+                )
+                warm["bare"].append(sample(BARE, folder, module, make_event, env, WARM_CALLS))
+            results[kind] = {**{f"cold_{k}": v for k, v in cold.items()},
+                             **{f"warm_{k}": v for k, v in warm.items()}}  # fmt: skip
 
-    handler_s = statistics.median(sample["seconds"] for sample in handler)
-    bare_s = statistics.median(sample["seconds"] for sample in bare)
-    ratio = handler_s / bare_s
-    handler_rss = max(sample["max_rss_kib"] for sample in handler) / 1024
-    bare_rss = max(sample["max_rss_kib"] for sample in bare) / 1024
-    print(f"cold start, median of {args.runs} fresh interpreters (import + first invocation):")
-    print(f"  function:         {handler_s * 1000:7.1f} ms   peak RSS {handler_rss:6.1f} MiB")
-    print(f"  bare boto3+requests: {bare_s * 1000:4.1f} ms   peak RSS {bare_rss:6.1f} MiB")
-    print(f"  ratio:            {ratio:7.2f}   (budget {COLD_BUDGET})")
-    records_s = statistics.median(sample["seconds"] for sample in bare_records)
-    print(
-        f"  bare + the same 2 idempotency records: {records_s * 1000:.1f} ms,"
-        f" like-for-like ratio {handler_s / records_s:.2f}"
-    )
-    warm_s, warm_bare_s = statistics.median(warm_handler), statistics.median(warm_bare)
-    warm_ratio = warm_s / warm_bare_s
-    print(f"warm invocation, median of 3 x {WARM_CALLS} (secret and token cached, same calls):")
-    print(f"  function:         {warm_s * 1000:7.2f} ms")
-    print(f"  bare boto3+requests: {warm_bare_s * 1000:4.2f} ms")
-    print(f"  ratio:            {warm_ratio:7.2f}   (budget {WARM_BUDGET})")
-    print(f"layer contents installed here: {layer_size_bytes() / 1e6:.1f} MB (boto3 excluded)")
-    return 0 if ratio <= COLD_BUDGET and warm_ratio <= WARM_BUDGET else 1
+    ok = True
+    print(f"Python 3.13 (packaged artifact, {RUNTIME_PYTHON.parent.parent.name}), "
+          f"{args.runs} cold starts each, alternating; times in ms")  # fmt: skip
+    for kind, result in results.items():
+        function, bare = result["cold_function"], result["cold_bare"]
+        import_ratio = statistics.median(s["import_cpu"] for s in function) / statistics.median(
+            s["import_cpu"] for s in bare
+        )
+        rss = max(s["max_rss_mib"] for s in function)
+        warm_f = [v for s in result["warm_function"] for v in s["warm_cpu"]]
+        warm_b = [v for s in result["warm_bare"] for v in s["warm_cpu"]]
+        warm_ratio = statistics.median(warm_f) / statistics.median(warm_b)
+        print(f"\n{kind} function")
+        for label, key in (("cold import CPU", "import_cpu"), ("cold import wall", "import_wall"),
+                           ("import + 1st invocation CPU", "first_cpu"),
+                           ("import + 1st invocation wall", "first_wall"),
+                           ("whole process CPU (kernel)", "process_cpu")):  # fmt: skip
+            print(f"  {label:30} function {spread([s[key] for s in function])}")
+            print(f"  {'':30} bare     {spread([s[key] for s in bare])}")
+        print(f"  {'warm invocation CPU':30} function {spread(warm_f)}")
+        print(f"  {'':30} bare     {spread(warm_b)}")
+        warm_wall_f = [v for s in result["warm_function"] for v in s["warm_wall"]]
+        warm_wall_b = [v for s in result["warm_bare"] for v in s["warm_wall"]]
+        print(f"  {'warm invocation wall':30} function {spread(warm_wall_f)}")
+        print(f"  {'':30} bare     {spread(warm_wall_b)}")
+        bare_rss = max(s["max_rss_mib"] for s in bare)
+        print(f"  peak RSS: function {rss:.1f} MiB, bare {bare_rss:.1f} MiB "
+              f"(budget {RSS_BUDGET_MIB})")  # fmt: skip
+        print(f"  cold import CPU ratio {import_ratio:.2f} (budget {COLD_IMPORT_BUDGET}), "
+              f"warm CPU ratio {warm_ratio:.2f} (budget {WARM_BUDGET})")  # fmt: skip
+        ok = ok and import_ratio <= COLD_IMPORT_BUDGET and warm_ratio <= WARM_BUDGET
+        ok = ok and rss < RSS_BUDGET_MIB
+    print("\nbudgets met" if ok else "\nBUDGET EXCEEDED")
+    return 0 if ok else 1
 
 
 if __name__ == "__main__":

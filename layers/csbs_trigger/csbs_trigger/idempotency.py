@@ -15,18 +15,6 @@ from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.shared.constants import IDEMPOTENCY_DISABLED_ENV
 from aws_lambda_powertools.shared.functions import strtobool
-from aws_lambda_powertools.utilities.idempotency import (
-    DynamoDBPersistenceLayer,
-    IdempotencyConfig,
-    idempotent_function,
-)
-from aws_lambda_powertools.utilities.idempotency.exceptions import (
-    BaseError as IdempotencyError,
-)
-from aws_lambda_powertools.utilities.idempotency.exceptions import (
-    IdempotencyAlreadyInProgressError,
-    IdempotencyValidationError,
-)
 
 from csbs_trigger.errors import Category, ConfigError, TriggerError
 
@@ -61,6 +49,14 @@ class Deduplicator:
         *,
         expires_after_seconds: int = DEFAULT_EXPIRY_SECONDS,
     ) -> None:
+        # Imported here, when a container first needs the table: the DynamoDB layer brings boto3
+        # with it, which a container's first invocation loads anyway (Runtime.from_env).
+        from aws_lambda_powertools.utilities.idempotency import (
+            DynamoDBPersistenceLayer,
+            IdempotencyConfig,
+            idempotent_function,
+        )
+
         self._config = IdempotencyConfig(
             event_key_jmespath="key",
             payload_validation_jmespath="payload",
@@ -90,6 +86,14 @@ class Deduplicator:
         if context is not None:
             # In-progress records expire with the invocation, so a crashed run can be retried.
             self._config.register_lambda_context(context)
+        from aws_lambda_powertools.utilities.idempotency.exceptions import (
+            BaseError as IdempotencyError,
+        )
+        from aws_lambda_powertools.utilities.idempotency.exceptions import (
+            IdempotencyAlreadyInProgressError,
+            IdempotencyValidationError,
+        )
+
         record = {"key": f"{key}#{step}", "payload": payload}
         try:
             result: dict[str, Any] = self._once(record=record, run=run)
