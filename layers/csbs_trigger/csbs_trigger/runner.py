@@ -27,7 +27,6 @@ from csbs_trigger.notify import (
     Outcome,
     PublishError,
     PublishRefused,
-    Redactor,
     build_notification,
 )
 from csbs_trigger.runtime import Runtime
@@ -169,7 +168,7 @@ def execute_once(trigger: Trigger, unit: Unit, context: Any, runtime: Runtime) -
     def execute() -> dict[str, Any]:
         key = unit.key if deduplicator else None
         outcome = _execute(trigger, unit.item, key, context, runtime)
-        notification = build_notification(outcome, Redactor(runtime.secret_values()))
+        notification = build_notification(outcome, runtime.redactor())
         _log(notification)
         record = notification.to_record()
         error = outcome.error

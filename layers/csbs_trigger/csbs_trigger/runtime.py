@@ -21,7 +21,7 @@ from csbs_trigger.credentials import CloudCredentials, parse_cloud_secret
 from csbs_trigger.csbs import CsbsClient, RetryPolicy
 from csbs_trigger.errors import ConfigError
 from csbs_trigger.idempotency import Deduplicator
-from csbs_trigger.notify import SnsPublisher
+from csbs_trigger.notify import Redactor, SnsPublisher
 from csbs_trigger.secret_store import SecretStore
 from csbs_trigger.settings import Settings
 from csbs_trigger.webhook_auth import secret_weakness
@@ -87,6 +87,8 @@ class Runtime:
         self._credentials: CloudCredentials | None = None
         self._auth: CsbsAuth | None = None
         self._retired_secret_values: tuple[str, ...] = ()
+        self._parsed: tuple[str, CloudCredentials] | None = None
+        self._redactor: tuple[tuple[str, ...], Redactor] | None = None
 
     @classmethod
     def from_env(cls, aws_session: Any = None, **overrides: Any) -> Runtime:
@@ -147,7 +149,7 @@ class Runtime:
 
     def current(self) -> CsbsAuth:
         """The auth for the credentials in the (cached) secret."""
-        return self._auth_for(parse_cloud_secret(self._read_secret(refresh=False)), stale=None)
+        return self._auth_for(self._parse(self._read_secret(refresh=False)), stale=None)
 
     def refresh(self, stale: CsbsAuth) -> CsbsAuth | None:
         """What to try after ``stale`` was refused, or None when nothing changed.
@@ -159,7 +161,7 @@ class Runtime:
         with self._lock:
             if self._auth is not None and self._auth is not stale:
                 return self._auth  # another plan has refreshed it already
-        credentials = parse_cloud_secret(self._read_secret(refresh=True))
+        credentials = self._parse(self._read_secret(refresh=True))
         with self._lock:
             if credentials == self._credentials:
                 return stale if stale.invalidate() else None
@@ -170,6 +172,21 @@ class Runtime:
         with self._lock:
             current = self._auth.secret_values() if self._auth else ()
             return current + self._retired_secret_values
+
+    def redactor(self) -> Redactor:
+        """A redactor of every secret held now or before the last rotation (built once each)."""
+        values = self.secret_values()
+        with self._lock:
+            if self._redactor is None or self._redactor[0] != values:
+                self._redactor = (values, Redactor(values))
+            return self._redactor[1]
+
+    def _parse(self, secret_string: str) -> CloudCredentials:
+        """The secret's credentials, parsed once per value of the secret."""
+        parsed = self._parsed
+        if parsed is None or parsed[0] != secret_string:
+            parsed = self._parsed = (secret_string, parse_cloud_secret(secret_string))
+        return parsed[1]
 
     def _read_secret(self, *, refresh: bool) -> str:
         if self._secrets is None:
