@@ -60,6 +60,9 @@ event, calls = json.loads(sys.argv[1]), int(sys.argv[2])
 """
 _REPORT = """
 def warm(invoke, fresh_event):
+    import gc
+    gc.collect()
+    gc.disable()  # a collection lands on one side or the other by chance: keep both out
     cpu, wall = [], []
     for number in range(calls):
         current = fresh_event(number)

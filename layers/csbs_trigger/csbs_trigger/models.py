@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 from csbs_trigger import safe_json
@@ -60,7 +60,8 @@ class Trigger:
     reference: str | None = None
 
     def to_dict(self) -> dict[str, str | None]:
-        return asdict(self)
+        return {"source": self.source, "id": self.id, "sender": self.sender,
+                "reference": self.reference}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -91,7 +92,26 @@ class Checkpoint:
     extra_info: Any
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """As notifications carry it (built by hand: ``asdict`` deep-copies, on every run)."""
+        plan = self.protection_plan
+        return {
+            "id": self.id,
+            "status": self.status,
+            "created_at": self.created_at,
+            "project_id": self.project_id,
+            "resource_graph": self.resource_graph,
+            "protection_plan": None
+            if plan is None
+            else {
+                "id": plan.id,
+                "name": plan.name,
+                "resources": [
+                    {"id": r.id, "type": r.type, "name": r.name, "extra_info": r.extra_info}
+                    for r in plan.resources
+                ],
+            },
+            "extra_info": self.extra_info,
+        }
 
 
 # The API page's own example prints extra_info unescaped ("extra_info": "{"created_by": ...}"),

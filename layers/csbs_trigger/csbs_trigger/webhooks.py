@@ -59,7 +59,7 @@ def handle_webhook(event: dict[str, Any], context: Any, runtime: Runtime) -> dic
         return _answer(405, {"error": "only POST is allowed"}, {"Allow": "POST"})
 
     headers = {str(key).lower(): str(value) for key, value in (event.get("headers") or {}).items()}
-    if not all(encodable(name + value) for name, value in headers.items()):
+    if not all(encodable(key + value) for key, value in headers.items()):
         return _answer(400, {"error": "a header is not valid text"})
     body = _body(event)
     if body is None:
@@ -95,7 +95,8 @@ def handle_webhook(event: dict[str, Any], context: Any, runtime: Runtime) -> dic
     trigger = Trigger(
         source="webhook", id=mapped.delivery_id, sender=source.name, reference=mapped.reference
     )
-    unit = Unit.of(mapped.plan, _key(source, mapped, body), payload=_digest(body))
+    digest = hashlib.sha256(body).hexdigest()
+    unit = Unit.of(mapped.plan, _key(source, mapped, digest), payload=digest)
     if unit.key is not None and runtime.deduplicator is None:
         # Never run a webhook unprotected: senders retry.
         unprotected = ConfigError("IDEMPOTENCY_TABLE is not set")
@@ -125,18 +126,14 @@ def _method(event: dict[str, Any]) -> str | None:
     return http.get("method") or event.get("httpMethod") or context.get("httpMethod")
 
 
-def _key(source: Source, mapped: Mapped, body: bytes) -> str | None:
+def _key(source: Source, mapped: Mapped, body_digest: str) -> str | None:
     """What names one delivery: its id where the signature covers it, else the signed body
     itself, so a captured body sent again under a fresh id is answered from the first run."""
     if mapped.delivery_id is None:
         return None
     if signs_delivery_id(source.scheme):
         return f"webhook:{source.name}:{mapped.delivery_id}"
-    return f"webhook:{source.name}:body-{_digest(body)}"
-
-
-def _digest(body: bytes) -> str:
-    return hashlib.sha256(body).hexdigest()
+    return f"webhook:{source.name}:body-{body_digest}"
 
 
 def _result_answer(result: PlanResult) -> dict[str, Any]:
