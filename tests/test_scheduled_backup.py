@@ -397,7 +397,7 @@ def test_notification_schema_and_attributes(deployment: Deployment) -> None:
         "http_status": 500,
         "code": "CSBS.6030",
         "message": "CSBS answered HTTP 500: The backup policy is executing a backup",
-        "request_id": failed.message["error"]["request_id"],
+        "request_id": deployment.standin.error_request_ids[-1],  # read from the answer
         "retry_after_seconds": 300.0,
         "maybe_created": False,
     }
@@ -438,7 +438,9 @@ def test_handler_returns_a_short_summary(deployment: Deployment) -> None:
     assert json.loads(json.dumps(result)) == result
     assert result["trigger"]["source"] == "schedule"
     assert [set(plan) for plan in result["plans"]] == [{"plan_id", "outcome", "checkpoint_id"}] * 2
-    assert all(uuid.UUID(plan["checkpoint_id"]) for plan in result["plans"])
+    ids = [str(uuid.UUID(plan["checkpoint_id"])) for plan in result["plans"]]
+    assert ids == [plan["checkpoint_id"] for plan in result["plans"]]
+    assert len(set(ids)) == 2
 
 
 def test_a_full_batch_at_full_concurrency_discards_no_connection(

@@ -80,6 +80,7 @@ class CsbsStandIn:
         self.token_lifetime = token_lifetime
         self.password = PASSWORD  # change it to play a password rotation
         self.answer_delay_seconds = 0.0  # how long each checkpoint takes to be answered
+        self.error_request_ids: list[str] = []  # the ids its error answers carried, in order
         self.plans: dict[str, Plan] = {}
         self.requests: list[Recorded] = []
         self._faults: dict[str, deque[Fault]] = {"iam": deque(), "csbs": deque()}
@@ -188,10 +189,6 @@ class _Server(ThreadingHTTPServer):
         super().handle_error(request, client_address)
 
 
-def _csbs_error(status: int, code: str, message: str) -> Answer:
-    return status, {"error_code": code, "error_msg": message, "request_id": uuid.uuid4().hex}, {}
-
-
 def _bad_request(message: str) -> Answer:
     # Karbor's own validation answers in this nested shape.
     return 400, {"badRequest": {"code": 400, "message": message}}, {}
@@ -209,6 +206,12 @@ class _Handler(BaseHTTPRequestHandler):
         # Headers and body leave in separate writes: without this, Nagle's algorithm and the
         # client's delayed ACK add 40 ms to every answer, which real gateways do not.
         self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def _csbs_error(self, status: int, code: str, message: str) -> Answer:
+        """An error as CSBS words it, with a request id the stand-in remembers."""
+        request_id = uuid.uuid4().hex
+        self.standin.error_request_ids.append(request_id)
+        return status, {"error_code": code, "error_msg": message, "request_id": request_id}, {}
 
     @property
     def standin(self) -> CsbsStandIn:
@@ -339,21 +342,23 @@ class _Handler(BaseHTTPRequestHandler):
         authorization = request.headers.get("Authorization", "")
         if authorization.startswith("SDK-HMAC-SHA256 "):
             if not _signature_valid(request, authorization, project_id):
-                return _csbs_error(
+                return self._csbs_error(
                     401,
                     "APIGW.0301",
                     "Incorrect IAM authentication information: verify aksk signature fail",
                 )
         elif not self.standin._token_valid(request.headers.get("X-Auth-Token")):
-            return _csbs_error(
+            return self._csbs_error(
                 401,
                 "APIGW.0301",
                 "Incorrect IAM authentication information: verify aksk signature fail",
             )
         if project_id != PROJECT_ID:
-            return _csbs_error(403, "APIGW.0302", "The project in the URL does not match the token")
+            return self._csbs_error(
+                403, "APIGW.0302", "The project in the URL does not match the token"
+            )
         if provider_id != PROVIDER_ID:
-            return _csbs_error(400, "CSBS.9001", "Invalid provider id")
+            return self._csbs_error(400, "CSBS.9001", "Invalid provider id")
         if (request.headers.get("Content-Type") or "").split(";")[0].strip() != "application/json":
             return _bad_request("Content-Type must be application/json")
         try:
@@ -366,9 +371,9 @@ class _Handler(BaseHTTPRequestHandler):
         checkpoint = document["checkpoint"]
         plan = self.standin.plans.get(checkpoint["plan_id"])
         if plan is None:
-            return _csbs_error(404, "CSBS.3000", "Backup policy not found")
+            return self._csbs_error(404, "CSBS.3000", "Backup policy not found")
         if plan.busy_code:
-            return _csbs_error(500, plan.busy_code, "The backup policy is executing a backup")
+            return self._csbs_error(500, plan.busy_code, "The backup policy is executing a backup")
         parameters = checkpoint["parameters"]
         wanted = parameters.get("resources")
         unknown = [resource for resource in wanted or [] if resource not in plan.resources]

@@ -1,0 +1,120 @@
+"""Behaviour nothing pinned before (mutation testing found each gap): IAM's answers, Retry-After as
+a date, redirects, the retry budget after a credential refresh, the exactly-once window, and the
+details of webhook verification."""
+
+from __future__ import annotations
+
+import time
+from email.utils import formatdate
+
+import pytest
+from conftest import Deployment, read_event
+from test_webhooks import PLAN_A, generic_event
+
+from support.lambda_context import FakeLambdaContext
+from support.standin import CsbsStandIn, Fault
+
+BACKOFF = [0.25, 0.5]  # full jitter pinned at half of 0.5 s, then of 1 s
+
+
+@pytest.mark.parametrize(
+    ("status", "category", "logins", "sleeps"),
+    [(429, "throttled", 3, BACKOFF), (400, "auth_failed", 1, []), (403, "auth_failed", 1, []),
+     (500, "server_error", 3, BACKOFF), (503, "unavailable", 3, BACKOFF)],
+)  # fmt: skip
+def test_iam_answers_have_their_categories_and_retries(
+    deployment: Deployment, status: int, category: str, logins: int, sleeps: list[float]
+) -> None:
+    body = {"error": {"code": status, "title": "x", "message": "IAM says no"}}
+    deployment.standin.fail_next("iam", *[Fault(status, body)] * 3)
+
+    deployment.invoke(read_event("direct.json"))
+
+    [delivered] = deployment.notifications()
+    assert delivered.message["error"]["category"] == category
+    assert len(deployment.standin.calls("iam")) == logins
+    assert deployment.standin.calls("csbs") == []
+    assert deployment.sleeps == sleeps
+
+
+def test_retry_after_as_an_http_date_is_honoured(deployment: Deployment) -> None:
+    later = formatdate(time.time() + 8, usegmt=True)
+    deployment.standin.fail_next("csbs", Fault(503, b"busy gateway", {"Retry-After": later}))
+
+    deployment.invoke(read_event("direct.json"), FakeLambdaContext(timeout_seconds=60))
+
+    [delivered] = deployment.notifications()
+    assert delivered.message["outcome"] == "succeeded"
+    [pause] = deployment.sleeps
+    assert 5 <= pause <= 8
+
+
+@pytest.mark.parametrize("status", [301, 302, 307])
+@pytest.mark.parametrize("route", ["csbs", "iam"])
+def test_a_redirect_is_never_followed(deployment: Deployment, status: int, route: str) -> None:
+    with CsbsStandIn() as elsewhere:
+        location = f"{elsewhere.url}/v1/stolen"
+        deployment.standin.fail_next(route, Fault(status, b"", {"Location": location}))
+
+        deployment.invoke(read_event("direct.json"))
+
+        assert elsewhere.requests == []  # neither the POST nor the token went there
+    [delivered] = deployment.notifications()
+    assert delivered.message["outcome"] == "failed"
+    assert delivered.message["error"]["http_status"] == status
+
+
+def test_a_refresh_is_not_a_retry(deployment: Deployment) -> None:
+    # The token is refused once (revoked), then CSBS is unavailable: after the refresh the
+    # whole retry budget (3 tries) is still there.
+    unavailable = Fault(503, {"error_code": "APIGW.0201", "error_msg": "unavailable"})
+    refused = Fault(401, {"error_code": "APIGW.0301", "error_msg": "bad token"})
+    deployment.standin.fail_next("csbs", refused, unavailable, unavailable, unavailable)
+
+    deployment.invoke(read_event("direct.json"))
+
+    [delivered] = deployment.notifications()
+    assert delivered.message["error"]["category"] == "unavailable"
+    assert len(deployment.standin.calls("csbs")) == 4
+    assert len(deployment.standin.calls("iam")) == 2
+    assert deployment.sleeps == BACKOFF
+
+
+def test_a_firing_is_remembered_for_a_day_and_an_in_progress_one_until_the_invocation_ends(
+    deployment: Deployment,
+) -> None:
+    started = time.time()
+    deployment.invoke(read_event("schedule.json"), FakeLambdaContext(timeout_seconds=45))
+
+    table = deployment.aws.client("dynamodb")
+    items = table.scan(TableName="csbs-trigger-idempotency")["Items"]
+    assert len(items) == 2  # execute and publish
+    for item in items:
+        assert abs(int(item["expiration"]["N"]) - (started + 24 * 3600)) < 60
+        in_progress_until = int(item["in_progress_expiration"]["N"]) / 1000
+        assert started + 30 < in_progress_until <= started + 46
+
+
+@pytest.mark.parametrize("timestamp", ["12ab", "-5", "", " 1", "1e9", "९९९"])
+def test_a_malformed_webhook_timestamp_is_401_not_a_crash(
+    deployment: Deployment, timestamp: str
+) -> None:
+    event = generic_event({"plan_id": PLAN_A})
+    event["headers"]["webhook-timestamp"] = timestamp
+
+    answer = deployment.invoke_webhook(event)
+
+    assert answer["statusCode"] == 401
+    assert deployment.standin.requests == []
+
+
+@pytest.mark.parametrize("scheme", ["Basic", "Token", "", "Bearer"])
+def test_the_bearer_scheme_is_enforced(deployment: Deployment, scheme: str) -> None:
+    token = read_event("webhook-servicenow.json")["headers"]["authorization"].split(" ", 1)[1]
+    event = read_event("webhook-servicenow.json")
+    event["headers"]["authorization"] = f"{scheme} {token}".strip() if scheme != "Bearer" else ""
+
+    answer = deployment.invoke_webhook(event)
+
+    assert answer["statusCode"] == 401
+    assert deployment.standin.requests == []
