@@ -12,6 +12,7 @@ import json
 import logging
 import os
 import shutil
+import socket
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -141,6 +142,7 @@ class Deployment:
     monkeypatch: pytest.MonkeyPatch
     sleeps: list[float] = field(default_factory=list)
     now: float | None = None  # the function's clock (Unix time); None: the real one
+    reserved: list[socket.socket] = field(default_factory=list)  # closed after the test
 
     def cold_start(self) -> None:
         """A new container: the next invocation reads configuration and secret afresh."""
@@ -151,6 +153,13 @@ class Deployment:
         except ConfigError:
             runtime = None  # the handler meets the same error itself
         self.monkeypatch.setattr(csbs_trigger.runtime, "_container_runtime", runtime)
+
+    def closed_port(self) -> int:
+        """A loopback port bound for the rest of the test and never listening: refused."""
+        reserved = socket.socket()
+        reserved.bind(("127.0.0.1", 0))
+        self.reserved.append(reserved)
+        return int(reserved.getsockname()[1])
 
     def clock(self) -> float:
         return time.time() if self.now is None else self.now
@@ -203,7 +212,7 @@ class Deployment:
 @pytest.fixture
 def deployment(
     aws: LocalAws, standin: CsbsStandIn, monkeypatch: pytest.MonkeyPatch, logs: io.StringIO
-) -> Deployment:
+) -> Iterator[Deployment]:
     secret_arn = aws.create_secret("csbs-trigger/cloud", standin.cloud_secret())
     topic_arn, inbox = aws.topic_with_inbox("csbs-trigger-notifications")
     monkeypatch.setenv("CSBS_SECRET_ID", secret_arn)
@@ -218,4 +227,6 @@ def deployment(
         monkeypatch.delenv(name, raising=False)
     deployment = Deployment(aws, standin, secret_arn, topic_arn, inbox, monkeypatch)
     deployment.cold_start()
-    return deployment
+    yield deployment
+    for reserved in deployment.reserved:
+        reserved.close()

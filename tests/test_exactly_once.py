@@ -40,26 +40,27 @@ def test_failed_publish_is_retried_without_a_second_backup(deployment: Deploymen
 def test_scheduled_firing_delivered_twice_at_once_fails_one_invocation_for_a_retry(
     deployment: Deployment,
 ) -> None:
+    # The first delivery is held inside CSBS while the second one arrives.
     checkpoint = {
         "checkpoint": {"id": "14626f11-b54a-44ea-8e69-7463e527506a", "status": "protecting"}
     }
-    deployment.standin.fail_next("csbs", Fault(200, checkpoint, delay_seconds=1.0))
+    arrived, release = threading.Event(), threading.Event()
+    deployment.standin.fail_next("csbs", Fault(200, checkpoint, arrived=arrived, release=release))
     outcomes: list[str] = []
-    started = threading.Barrier(2)
 
     def fire() -> None:
-        started.wait()
         try:
             deployment.invoke(read_event("schedule.json"))
             outcomes.append("ran")
         except AlreadyInProgressError:
             outcomes.append("in progress")  # Lambda retries this invocation later
 
-    threads = [threading.Thread(target=fire) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    first = threading.Thread(target=fire)
+    first.start()
+    assert arrived.wait(30)
+    fire()  # while the first is running
+    release.set()
+    first.join()
     retry = deployment.invoke(read_event("schedule.json"))
 
     assert sorted(outcomes) == ["in progress", "ran"]

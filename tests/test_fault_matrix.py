@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import io
 import json
-import socket
 import time
 import uuid
 from collections.abc import Callable
@@ -44,6 +43,7 @@ class Row:
     publish_fails: bool = False
     sleeps: tuple[float, ...] = ()  # backoff pauses, with the jitter pinned at half
     attempts: int | None = None  # POSTs tried, where more than reached the stand-in
+    read_timeout: str | None = None  # CSBS_READ_TIMEOUT_SECONDS, where the row needs a short one
 
 
 def error(status: int, code: str, message: str = "upstream message", **headers: str) -> Fault:
@@ -60,9 +60,8 @@ def secret(value: Any) -> Callable[[Deployment], None]:
 
 
 def closed_port_endpoint(deployment: Deployment) -> None:
-    with socket.socket() as probe:  # a port that was just free: nothing listens there
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    # Bound and kept, never listening: connecting is refused, and no other test can take the port.
+    port = deployment.closed_port()
     deployment.set_secret(deployment.standin.cloud_secret(csbs_endpoint=f"http://127.0.0.1:{port}"))
 
 
@@ -107,7 +106,7 @@ ROWS = [
     Row("200 API page example verbatim", None, 1, Fault(200, api_page_example())),
     # transport
     Row("answer past the read timeout", "timeout", 1, Fault(200, delay_seconds=30),
-        maybe_created=True),
+        read_timeout="1", maybe_created=True),
     Row("connection refused", "network", 0, setup=closed_port_endpoint, sleeps=BACKOFF,
         attempts=3),
     Row("connection reset mid-body", "network", 1, Fault(200, {"checkpoint": {"id": "x" * 99}},
@@ -151,7 +150,8 @@ def test_fault_ends_in_one_classified_notification(
         row.setup(deployment)
     if row.fault:
         deployment.standin.fail_next("csbs", *[row.fault] * row.repeat)
-    deployment.set_env("CSBS_READ_TIMEOUT_SECONDS", "0.3")
+    if row.read_timeout:
+        deployment.set_env("CSBS_READ_TIMEOUT_SECONDS", row.read_timeout)
 
     if row.publish_fails:
         with pytest.raises(PublishError):

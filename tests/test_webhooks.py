@@ -292,25 +292,25 @@ def test_repeated_delivery_replays_the_first_answer(deployment: Deployment) -> N
 
 
 def test_racing_deliveries_run_once(deployment: Deployment) -> None:
-    # CSBS answers slowly, so the second delivery arrives while the first is running.
+    # The first delivery is held inside CSBS while the second one arrives.
     checkpoint = {
         "checkpoint": {"id": "14626f11-b54a-44ea-8e69-7463e527506a", "status": "protecting"}
     }
-    deployment.standin.fail_next("csbs", Fault(200, checkpoint, delay_seconds=1.0))
+    arrived, release = threading.Event(), threading.Event()
+    deployment.standin.fail_next("csbs", Fault(200, checkpoint, arrived=arrived, release=release))
     answers: list[dict[str, Any]] = []
-    started = threading.Barrier(2)
 
     def deliver() -> None:
-        started.wait()
         answers.append(deployment.invoke_webhook(generic_event(PLAN_PAYLOAD, delivery="race")))
 
-    threads = [threading.Thread(target=deliver) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    first = threading.Thread(target=deliver)
+    first.start()
+    assert arrived.wait(30)
+    deliver()  # while the first is running
+    release.set()
+    first.join()
 
-    assert sorted(answer["statusCode"] for answer in answers) == [201, 409]
+    assert [answer["statusCode"] for answer in answers] == [409, 201]
     assert len(deployment.standin.calls("csbs")) == 1
     assert len(deployment.notifications()) == 1
     again = deployment.invoke_webhook(generic_event(PLAN_PAYLOAD, delivery="race"))
@@ -333,7 +333,7 @@ def test_retryable_failure_is_not_kept_so_the_retry_runs(deployment: Deployment)
 
 
 def test_possible_checkpoint_is_kept_and_never_run_twice(deployment: Deployment) -> None:
-    deployment.set_env("CSBS_READ_TIMEOUT_SECONDS", "0.2")
+    deployment.set_env("CSBS_READ_TIMEOUT_SECONDS", "1")
     deployment.standin.fail_next("csbs", Fault(200, delay_seconds=30))
 
     first = deployment.invoke_webhook(generic_event(PLAN_PAYLOAD, delivery="slow"))

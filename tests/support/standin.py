@@ -59,6 +59,10 @@ class Fault:
     headers: dict[str, str] = field(default_factory=dict)
     delay_seconds: float = 0.0  # answer late: past the client's read timeout
     reset: bool = False  # start the answer, then reset the connection mid-body
+    # Hold the answer: ``arrived`` is set when the request is in, the answer waits for ``release``
+    # (so a test overlaps two requests by events, not by luck).
+    arrived: threading.Event | None = None
+    release: threading.Event | None = None
 
 
 @dataclass(frozen=True)
@@ -422,6 +426,10 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def _inject(self, fault: Fault) -> None:
+        if fault.arrived is not None:
+            fault.arrived.set()
+        if fault.release is not None:
+            fault.release.wait(30)  # a bound, so a failing test never hangs the run
         if fault.delay_seconds:
             # Wakes early when the stand-in stops, so no test waits out the delay.
             self.standin._stopping.wait(fault.delay_seconds)
