@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 from conftest import ROOT, Deployment, read_event, record_row
+from test_webhooks import sign_standard_webhook
 
 from csbs_trigger import PublishError
-from csbs_trigger.webhook_auth import standard_webhooks_signature
 from support.http_api import http_api_event
 from support.lambda_context import FakeLambdaContext
 from support.standin import PASSWORD, SECRET_KEY, SECURITY_TOKEN, Fault
@@ -281,7 +281,7 @@ def _generic(d: Deployment, payload: dict[str, Any], *, key: bytes | None = None
     secret = json.loads((ROOT / "events/secrets/webhooks.json").read_text())["generic"][0]
     secret = secret if key is None else "whsec_" + base64.b64encode(key).decode()
     body, stamp = json.dumps(payload).encode(), int(time.time())
-    signature = standard_webhooks_signature(secret, "msg-matrix", stamp, body)
+    signature = sign_standard_webhook(secret, "msg-matrix", stamp, body)
     headers = {"Content-Type": "application/json", "webhook-id": "msg-matrix",
                "webhook-timestamp": str(stamp), "webhook-signature": signature}  # fmt: skip
     return http_api_event("POST", "/webhooks/generic", headers, body)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import io
 import json
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -17,8 +19,8 @@ import requests
 from conftest import ROOT, Deployment, read_event
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from standardwebhooks.webhooks import Webhook
 
-from csbs_trigger.webhook_auth import hub_signature, standard_webhooks_signature
 from support.http_api import http_api_event
 from support.standin import Fault
 from support.webhook_samples import SAMPLE_TIME, SAMPLES, build
@@ -30,6 +32,25 @@ SECRETS = json.loads((ROOT / "events" / "secrets" / "webhooks.json").read_text()
 GENERIC_SECRET = SECRETS["generic"][0]
 JIRA_SECRET = SECRETS["jira"][0]
 SERVICENOW_TOKEN = SECRETS["servicenow"][0]
+
+
+# Requests are signed by implementations independent of the code under test: the Standard
+# Webhooks reference library, and plain hmac for hub signatures.
+def sign_standard_webhook(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    key = base64.b64decode(secret.removeprefix("whsec_"))
+    if text is None or not key:  # the library signs text, with a key: bytes by hand
+        signed = f"{message_id}.{timestamp}.".encode() + body
+        return "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+    moment = datetime.fromtimestamp(timestamp, tz=UTC)
+    return str(Webhook(secret).sign(message_id, moment, text))
+
+
+def sign_hub(secret: str, body: bytes) -> str:
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
 
 
 def generic_event(
@@ -47,7 +68,7 @@ def generic_event(
         "Content-Type": "application/json",
         "webhook-id": delivery,
         "webhook-timestamp": str(stamp),
-        "webhook-signature": standard_webhooks_signature(secret, delivery, stamp, raw),
+        "webhook-signature": sign_standard_webhook(secret, delivery, stamp, raw),
         **(extra_headers or {}),
     }
     return http_api_event("POST", "/webhooks/generic", headers, raw, route=route)
@@ -62,7 +83,7 @@ def jira_event(
     headers = {
         "Content-Type": "application/json",
         "X-Atlassian-Webhook-Identifier": delivery,
-        "X-Hub-Signature-256": hub_signature(secret, body),
+        "X-Hub-Signature-256": sign_hub(secret, body),
     }
     return http_api_event("POST", "/webhooks/jira", headers, body)
 
