@@ -23,7 +23,10 @@ OPERATION = SPEC["paths"]["/webhooks/{source}"]["post"]
 
 
 def test_document_is_valid_openapi() -> None:
-    validate(SPEC)
+    validate(SPEC)  # raises on an invalid document, as it does here:
+    broken = {**SPEC, "paths": {"/webhooks/{source}": {"post": {"responses": "none"}}}}
+    with pytest.raises(Exception, match="responses"):
+        validate(broken)
 
 
 def when_enabled(value: Any) -> Any:

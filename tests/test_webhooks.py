@@ -137,8 +137,9 @@ def test_servicenow_sample_maps_the_change_request(deployment: Deployment) -> No
     answer = deployment.invoke_webhook(read_event("webhook-servicenow.json"))
 
     assert answer["statusCode"] == 201, answer["body"]
+    [delivered] = deployment.notifications()
     assert body_of(answer) == {
-        "checkpoint_id": body_of(answer)["checkpoint_id"],
+        "checkpoint_id": delivered.message["checkpoint"]["id"],  # the one CSBS created
         "status": "protecting",
         "plan_id": PLAN_B,
         "reference": "CHG0040007",
