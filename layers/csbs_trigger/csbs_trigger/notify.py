@@ -90,7 +90,7 @@ class Notification:
 
     def essentials(self, note: str) -> Notification:
         """The same notification cut to what always fits: sent when the whole one cannot be."""
-        message = json.dumps(essentials(self.content, note), ensure_ascii=False)
+        message = json.dumps(essentials_of(self.content, note), ensure_ascii=False)
         return Notification(self.subject, message, self.attributes)
 
 
@@ -197,10 +197,10 @@ def _bounded(message: dict[str, Any], redact: Redactor) -> str:
     if text is not None:
         return text
     note = f"the message exceeded {MAX_MESSAGE_BYTES // 1024} KiB: only its essentials are kept"
-    return redact(json.dumps(essentials(message, note), ensure_ascii=False))
+    return redact(json.dumps(essentials_of(message, note), ensure_ascii=False))
 
 
-def essentials(content: dict[str, Any], note: str) -> dict[str, Any]:
+def essentials_of(content: dict[str, Any], note: str) -> dict[str, Any]:
     """Schema version 1 cut to the outcome, the trigger, the plan, the checkpoint id and status
     or the error's category: bounded whatever the full message held. ``truncated`` says why."""
     request, checkpoint, error = content["request"], content["checkpoint"], content["error"]
