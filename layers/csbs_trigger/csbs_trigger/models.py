@@ -144,7 +144,7 @@ def parse_checkpoint_answer(document: Any) -> Checkpoint:
         raise UpstreamError.bad_response(
             "CSBS answered 200 without a checkpoint object", http_status=200
         )
-    checkpoint_id = _text(checkpoint.get("id"))
+    checkpoint_id = field_text(checkpoint.get("id"))
     if not checkpoint_id:
         raise UpstreamError.bad_response(
             "CSBS answered 200 without a checkpoint id", http_status=200
@@ -157,10 +157,10 @@ def parse_checkpoint_answer(document: Any) -> Checkpoint:
     plan = checkpoint.get("protection_plan")
     return Checkpoint(
         id=checkpoint_id,
-        status=_text(checkpoint.get("status")),
-        created_at=_text(checkpoint.get("created_at")),
-        project_id=_text(checkpoint.get("project_id")),
-        resource_graph=_text(checkpoint.get("resource_graph")),
+        status=field_text(checkpoint.get("status")),
+        created_at=field_text(checkpoint.get("created_at")),
+        project_id=field_text(checkpoint.get("project_id")),
+        resource_graph=field_text(checkpoint.get("resource_graph")),
         protection_plan=_parse_plan(plan) if isinstance(plan, dict) else None,
         extra_info=decode_extra_info(checkpoint.get("extra_info")),
     )
@@ -169,13 +169,13 @@ def parse_checkpoint_answer(document: Any) -> Checkpoint:
 def _parse_plan(plan: dict[str, Any]) -> ProtectionPlan:
     resources = plan.get("resources")
     return ProtectionPlan(
-        id=_text(plan.get("id")),
-        name=_text(plan.get("name")),
+        id=field_text(plan.get("id")),
+        name=field_text(plan.get("name")),
         resources=tuple(
             ProtectedResource(
-                id=_text(item.get("id")) or "",
-                type=_text(item.get("type")),
-                name=_text(item.get("name")),
+                id=field_text(item.get("id")) or "",
+                type=field_text(item.get("type")),
+                name=field_text(item.get("name")),
                 extra_info=decode_extra_info(item.get("extra_info")),
             )
             for item in (resources if isinstance(resources, list) else [])
@@ -195,7 +195,7 @@ def decode_extra_info(value: Any) -> Any:
     return value
 
 
-def _text(value: Any) -> str | None:
+def field_text(value: Any) -> str | None:
     """A string field that may arrive as a number (or a bool) in real answers."""
     if value is None or isinstance(value, (dict, list)):
         return None

@@ -1,0 +1,109 @@
+"""Checkpoint items ("backups"): what a checkpoint became, one item per server.
+
+``GET /v1/{project_id}/checkpoint_items?checkpoint_id=<id>`` answers
+``{"checkpoint_items": [...]}``. Real answers drift as the create answer does: numbers as
+strings or floats, ``extend_info`` as a JSON string or an object, fields missing. Parsing keeps
+CSBS's status words and turns every number into a number; it refuses only a page that is not a
+list of items, or an item without an id (nothing could be tracked by it).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from csbs_trigger.errors import UpstreamError, truncate
+from csbs_trigger.models import decode_extra_info, field_text
+
+# Statuses an item does not leave by itself; ``available`` is the only success.
+SUCCEEDED = frozenset({"available"})
+FAILED = frozenset({"error", "deleting", "deleted"})
+_MAX_TEXT = 300  # names and failure reasons: enough for an operator, bounded for a message
+
+
+@dataclass(frozen=True)
+class CheckpointItem:
+    id: str
+    checkpoint_id: str | None
+    resource_id: str | None
+    resource_name: str | None
+    status: str | None
+    progress: float | None  # 0-100
+    size_mb: float | None
+    finished_at: str | None
+    fail_code: str | None
+    fail_reason: str | None
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in SUCCEEDED or self.status in FAILED
+
+    @property
+    def failed(self) -> bool:
+        return self.status in FAILED
+
+    def to_dict(self) -> dict[str, Any]:
+        """As a completion notification lists it."""
+        return {
+            "id": self.id,
+            "resource_id": self.resource_id,
+            "resource_name": self.resource_name,
+            "status": self.status,
+            "progress": self.progress,
+            "size_mb": self.size_mb,
+            "finished_at": self.finished_at,
+            "fail_code": self.fail_code,
+            "fail_reason": self.fail_reason,
+        }
+
+
+def parse_items_page(document: Any) -> list[CheckpointItem]:
+    """The items of one page of the list answer, or ``bad_response``."""
+    items = document.get("checkpoint_items") if isinstance(document, dict) else None
+    if not isinstance(items, list):
+        raise UpstreamError.bad_response("CSBS answered without a checkpoint_items list")
+    return [parse_item(item) for item in items]
+
+
+def parse_item(item: Any) -> CheckpointItem:
+    if not isinstance(item, dict) or not _text(item.get("id")):
+        raise UpstreamError.bad_response("CSBS listed a checkpoint item without an id")
+    extend = decode_extra_info(item.get("extend_info"))
+    extend = extend if isinstance(extend, dict) else {}
+    fail_code = extend.get("fail_code")
+    if isinstance(fail_code, dict):  # {"Code": ..., "Description": ...}, often {}
+        fail_code = fail_code.get("Code")
+    return CheckpointItem(
+        id=_text(item["id"]) or "",
+        checkpoint_id=_text(item.get("checkpoint_id")),
+        resource_id=_text(item.get("resource_id")),
+        resource_name=_text(extend.get("resource_name")) or _text(item.get("name")),
+        status=_text(item.get("status")),
+        progress=_number(extend.get("progress"), low=0, high=100),
+        size_mb=_number(extend.get("size"), low=0),
+        finished_at=_text(extend.get("finished_at")),
+        fail_code=_text(fail_code),
+        fail_reason=_text(extend.get("fail_reason")),
+    )
+
+
+def _text(value: Any) -> str | None:
+    """Short text from a field that may hold a number, an empty string or nothing."""
+    text = (field_text(value) or "").strip()
+    return truncate(text, _MAX_TEXT) if text else None
+
+
+def _number(value: Any, *, low: float, high: float = math.inf) -> float | None:
+    """A finite number within [low, high] from an int, a float or a numeric string."""
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            return None
+    if not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    number = float(value)
+    return number if low <= number <= high else None
