@@ -1,4 +1,5 @@
-"""The CSBS client: "Executing a Backup Policy", with the retries that cannot duplicate a backup."""
+"""The CSBS client: "Executing a Backup Policy" with the retries that cannot duplicate a backup,
+and the checkpoint items that tell what became of it."""
 
 from __future__ import annotations
 
@@ -7,18 +8,22 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Generic, Protocol, TypeVar
 from urllib.parse import quote
 
 import requests
 
 from csbs_trigger.auth import CsbsAuth
+from csbs_trigger.checkpoint_items import CheckpointItem, parse_items_page
 from csbs_trigger.deadline import Deadline
 from csbs_trigger.errors import Category, TriggerError, UpstreamError
 from csbs_trigger.models import BackupRequest, Checkpoint, parse_checkpoint_body
-from csbs_trigger.transport import send
+from csbs_trigger.transport import Answer, send
 
 USER_AGENT = "csbs-trigger/1"
+# A checkpoint holds one item per server of its plan: far fewer than this.
+MAX_CHECKPOINT_ITEMS = 10_000
+_T = TypeVar("_T")
 
 
 class AuthSource(Protocol):
@@ -81,12 +86,45 @@ class CsbsClient:
         self._rng = rng
 
     def execute_backup_policy(self, backup: BackupRequest, deadline: Deadline) -> Execution:
-        """POST a checkpoint for the plan.
+        """POST a checkpoint for the plan. Errors carry ``attempts``: how many POSTs were sent."""
+        body = {"checkpoint": {"plan_id": backup.plan_id, "parameters": backup.parameters()}}
+        call = _Call(
+            "POST",
+            f"/providers/{_segment(self._provider_id)}/checkpoints",
+            parse=lambda answer: parse_checkpoint_body(answer.body),
+            body=body,
+            creates=True,
+        )
+        checkpoint, attempts = self._call(call, deadline)
+        return Execution(checkpoint, attempts)
 
-        When IAM or CSBS refuses the credentials, they are read afresh once (the secret may
-        have been rotated, the token revoked) before ``auth_failed``. Transient failures are
-        retried per ``RetryPolicy`` while the invocation has time. Errors carry ``attempts``:
-        how many POSTs were sent.
+    def list_checkpoint_items(
+        self, checkpoint_id: str, deadline: Deadline, *, page_size: int = 100
+    ) -> list[CheckpointItem]:
+        """Every item of a checkpoint: pages asked with ``limit`` and followed by ``marker`` (the
+        last item's id) until a page comes back empty; a short page is no end. A GET creates
+        nothing, so every transient failure may be retried."""
+        items: list[CheckpointItem] = []
+        marker: str | None = None
+        while True:
+            query = {"checkpoint_id": checkpoint_id, "limit": str(page_size)}
+            if marker is not None:
+                query["marker"] = marker
+            call = _Call("GET", "/checkpoint_items", parse=_items_page, query=query)
+            page, _ = self._call(call, deadline)
+            if not page:
+                return items
+            if page[-1].id == marker or len(items) > MAX_CHECKPOINT_ITEMS:
+                raise UpstreamError.bad_response("CSBS kept answering the same checkpoint items")
+            items += page
+            marker = page[-1].id
+
+    def _call(self, call: _Call[_T], deadline: Deadline) -> tuple[_T, int]:
+        """Send ``call`` with the current auth, and its parsed answer with how many were sent.
+
+        When IAM or CSBS refuses the credentials, they are read afresh once (the secret may have
+        been rotated, the token revoked) before ``auth_failed``. Transient failures are retried
+        per ``RetryPolicy`` while the invocation has time.
         """
         attempts = tries = 0
         refreshed = False
@@ -95,10 +133,10 @@ class CsbsClient:
             tries += 1
             try:
                 auth = auth or self._auth_source.current()
-                request = self._prepare(auth, backup, deadline)  # may ask IAM for a token
+                request = self._prepare(auth, call, deadline)  # may ask IAM for a token
                 timeouts = deadline.timeouts("CSBS")
                 attempts += 1
-                return Execution(self._send(request, timeouts), attempts)
+                return self._send(request, timeouts, call), attempts
             except TriggerError as error:
                 error.attempts = attempts
                 if error.category is Category.AUTH_FAILED and auth and not refreshed:
@@ -116,37 +154,53 @@ class CsbsClient:
                 self._sleep(delay)
 
     def _prepare(
-        self, auth: CsbsAuth, backup: BackupRequest, deadline: Deadline
+        self, auth: CsbsAuth, call: _Call[Any], deadline: Deadline
     ) -> requests.PreparedRequest:
         scope = auth.scope(deadline)
-        body = {"checkpoint": {"plan_id": backup.plan_id, "parameters": backup.parameters()}}
+        headers = {"Accept": "application/json", "User-Agent": USER_AGENT}
+        if call.body is not None:
+            headers["Content-Type"] = "application/json"
         request = requests.Request(
-            "POST",
-            f"{scope.csbs_endpoint}/v1/{_segment(scope.project_id)}"
-            f"/providers/{_segment(self._provider_id)}/checkpoints",
-            data=json.dumps(body).encode(),
-            headers={
-                "Content-Type": "application/json",
-                "Accept": "application/json",
-                "User-Agent": USER_AGENT,
-            },
+            call.method,
+            f"{scope.csbs_endpoint}/v1/{_segment(scope.project_id)}{call.path}",
+            params=call.query,
+            data=None if call.body is None else json.dumps(call.body).encode(),
+            headers=headers,
         ).prepare()
         auth.authenticate(request, deadline)
         return request
 
-    def _send(self, request: requests.PreparedRequest, timeouts: tuple[float, float]) -> Checkpoint:
+    def _send(
+        self, request: requests.PreparedRequest, timeouts: tuple[float, float], call: _Call[_T]
+    ) -> _T:
         try:
             answer = send(self._session, request, what="CSBS", timeouts=timeouts)
         except UpstreamError as error:
-            error.maybe_created = error.request_sent
+            error.maybe_created = call.creates and error.request_sent
             raise
         if not answer.ok:
             raise answer.error()
         try:
-            return parse_checkpoint_body(answer.body)
+            return call.parse(answer)
         except TriggerError as error:
-            error.maybe_created = True  # CSBS said 200: a checkpoint may well exist
+            error.maybe_created = call.creates  # CSBS said 2xx: it may well have created one
             raise
+
+
+@dataclass(frozen=True)
+class _Call(Generic[_T]):
+    """One CSBS request: where (below /v1/{project_id}), what, and how its answer is read."""
+
+    method: str
+    path: str
+    parse: Callable[[Answer], _T]
+    body: dict[str, Any] | None = None
+    query: dict[str, str] | None = None
+    creates: bool = False  # a POST that reached CSBS may have created a checkpoint
+
+
+def _items_page(answer: Answer) -> list[CheckpointItem]:
+    return parse_items_page(answer.json())
 
 
 def _segment(value: str) -> str:
