@@ -6,17 +6,32 @@ from __future__ import annotations
 import json
 import math
 import re
+import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import Deployment
 from hypothesis import given
 from hypothesis import strategies as st
 
-from csbs_trigger.checkpoint_items import FAILED, SUCCEEDED, parse_item, parse_items_page
+from csbs_trigger.checkpoint_items import (
+    FAILED,
+    SUCCEEDED,
+    CheckpointItem,
+    parse_item,
+    parse_items_page,
+)
+from csbs_trigger.deadline import Deadline
 from csbs_trigger.errors import TriggerError
+from support.lambda_context import FakeLambdaContext
+from support.standin import Fault
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared/reference/csbs-querying-all-backups.rst"
+PLAN_A = "62171999-3df1-42f7-9513-6f9b1bea4744"
+PLAN_MANY = "0b1c2d3e-4f50-4a6b-8c7d-9e0f1a2b3c4d"
+SERVER_A = "7a32a8b5-7977-4e24-b5da-e0eb457db75b"
+SERVER_B = "b2b433bf-7dd6-4a74-aa8f-85673dfbda48"
 STATUSES = ["waiting_protect", "protecting", "available", "waiting_restore", "restoring", "error",
             "waiting_delete", "deleting", "deleted"]  # fmt: skip
 
@@ -146,3 +161,89 @@ def test_an_item_that_is_no_object_or_has_no_id_is_a_bad_response(raw: Any) -> N
     with pytest.raises(TriggerError) as caught:
         parse_item(raw)
     assert caught.value.category.value == "bad_response"
+
+
+# -- over the wire -------------------------------------------------------------------------------
+
+
+def _list(deployment: Deployment, checkpoint_id: str, **options: Any) -> list[CheckpointItem]:
+    deadline = Deadline.from_context(FakeLambdaContext(), 3.05, 20)
+    return deployment.runtime.client.list_checkpoint_items(checkpoint_id, deadline, **options)
+
+
+def _started(deployment: Deployment, plan: dict[str, Any] | None = None) -> str:
+    result = deployment.invoke(plan or {"plan_id": PLAN_A})
+    return str(result["plans"][0]["checkpoint_id"])
+
+
+def test_items_progress_from_none_to_available_or_error(deployment: Deployment) -> None:
+    deployment.standin.failing_servers = {SERVER_B}
+    checkpoint_id = _started(deployment)
+
+    polls = [_list(deployment, checkpoint_id) for _ in range(4)]
+
+    assert polls[0] == []  # empty for a short while after the checkpoint is created
+    assert {item.status for item in polls[1] + polls[2]} == {"protecting"}
+    assert [item.progress for item in polls[1]] == [33.0, 33.0]
+    finished = {item.resource_id: item for item in polls[3]}
+    assert finished[SERVER_A].status == "available"
+    assert finished[SERVER_A].size_mb == 1024.0
+    assert finished[SERVER_B].status == "error"
+    assert finished[SERVER_B].fail_reason == "The server is stopped"
+    assert finished[SERVER_B].fail_code == "2001"
+    assert all(item.checkpoint_id == checkpoint_id and item.terminal for item in polls[3])
+
+
+def test_items_are_paged_until_an_empty_page(deployment: Deployment) -> None:
+    servers = {str(uuid.uuid4()): f"server-{n}" for n in range(5)}
+    deployment.standin.add_plan(PLAN_MANY, "many", servers)
+    deployment.standin.polls_to_finish = 0
+    checkpoint_id = _started(deployment, {"plan_id": PLAN_MANY})
+    _list(deployment, checkpoint_id)  # the first poll: nothing yet
+    before = len(deployment.standin.calls("csbs"))
+
+    items = _list(deployment, checkpoint_id, page_size=2)
+
+    assert sorted(item.resource_id or "" for item in items) == sorted(servers)
+    pages = deployment.standin.calls("csbs")[before:]
+    assert [len(call.query.get("marker", [])) for call in pages] == [0, 1, 1, 1]  # 2, 2, 1, 0
+    assert pages[1].query["marker"] == [items[1].id]
+
+
+def test_a_deleted_checkpoint_is_not_found(deployment: Deployment) -> None:
+    checkpoint_id = _started(deployment)
+    deployment.standin.checkpoints[checkpoint_id].deleted = True
+
+    with pytest.raises(TriggerError) as caught:
+        _list(deployment, checkpoint_id)
+
+    assert (caught.value.category.value, caught.value.code) == ("not_found", "CSBS.3001")
+
+
+def test_a_get_is_retried_even_after_it_was_sent(deployment: Deployment) -> None:
+    # A GET creates nothing: a reset mid-answer and a 503 are simply asked again.
+    checkpoint_id = _started(deployment)
+    deployment.standin.fail_next(
+        "csbs", Fault(200, {"checkpoint_items": []}, reset=True), Fault(503, b"busy gateway")
+    )
+
+    assert _list(deployment, checkpoint_id) == []
+    assert deployment.sleeps == [0.25, 0.5]
+
+
+def test_a_revoked_token_is_renewed_for_a_get(deployment: Deployment) -> None:
+    checkpoint_id = _started(deployment)
+    deployment.standin.revoke_tokens()
+
+    assert _list(deployment, checkpoint_id) == []
+    assert len(deployment.standin.calls("iam")) == 2
+
+
+def test_access_keys_sign_the_get_with_its_query(deployment: Deployment) -> None:
+    deployment.set_secret(deployment.standin.access_key_secret())
+    deployment.cold_start()
+    checkpoint_id = _started(deployment)
+    deployment.standin.polls_to_finish = 0
+    _list(deployment, checkpoint_id)
+
+    assert len(_list(deployment, checkpoint_id, page_size=1)) == 2  # verified by the SDK signer

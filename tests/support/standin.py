@@ -65,6 +65,16 @@ class Fault:
     release: threading.Event | None = None
 
 
+@dataclass
+class CreatedCheckpoint:
+    id: str
+    plan_id: str
+    servers: list[tuple[str, str]]  # (id, name)
+    item_ids: list[str]
+    polls: int = 0
+    deleted: bool = False
+
+
 @dataclass(frozen=True)
 class Recorded:
     method: str
@@ -85,6 +95,11 @@ class CsbsStandIn:
         self.password = PASSWORD  # change it to play a password rotation
         self.answer_delay_seconds = 0.0  # how long each checkpoint takes to be answered
         self.error_request_ids: list[str] = []  # the ids its error answers carried, in order
+        # Checkpoints it created, and how their items progress: empty at the first poll, then
+        # protecting with rising progress, then available (or error for ``failing_servers``).
+        self.checkpoints: dict[str, CreatedCheckpoint] = {}
+        self.failing_servers: set[str] = set()
+        self.polls_to_finish = 3
         self.plans: dict[str, Plan] = {}
         self.requests: list[Recorded] = []
         self._faults: dict[str, deque[Fault]] = {"iam": deque(), "csbs": deque()}
@@ -161,6 +176,29 @@ class CsbsStandIn:
     def issued_tokens(self) -> list[str]:
         with self._lock:
             return list(self._tokens)
+
+    def _item(self, created: CreatedCheckpoint, index: int) -> dict[str, Any] | None:
+        """One item as a real server lists it at this poll (extend_info as a JSON string,
+        progress as a string: the drift real answers show)."""
+        if created.polls <= 1:
+            return None  # the list is empty for a short while after the checkpoint is created
+        server_id, name = created.servers[index]
+        finished = created.polls > self.polls_to_finish
+        failing = server_id in self.failing_servers
+        status = ("error" if failing else "available") if finished else "protecting"
+        progress = 100 if finished else 100 * (created.polls - 1) // self.polls_to_finish
+        extend: dict[str, Any] = {"progress": str(progress), "resource_name": name,
+                                  "fail_code": {}, "fail_reason": "", "size": 0}  # fmt: skip
+        if finished:
+            extend["finished_at"] = datetime.now(UTC).replace(tzinfo=None).isoformat()
+            extend["size"] = 0 if failing else 1024.0
+        if finished and failing:
+            extend["fail_code"] = {"Code": 2001, "Description": "snapshot failed"}
+            extend["fail_reason"] = "The server is stopped"
+        return {"id": created.item_ids[index], "checkpoint_id": created.id,
+                "name": f"backup_{name}", "resource_id": server_id,
+                "resource_type": "OS::Nova::Server", "status": status,
+                "extend_info": json.dumps(extend)}  # fmt: skip
 
     # -- used by the handler ------------------------------------------------------------------
     def _record(self, request: Recorded) -> Fault | None:
@@ -244,6 +282,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         if parts.path == "/v3/auth/tokens" and self.command == "POST":
             answer = self._tokens(recorded)
+        elif parts.path.startswith("/v1/") and parts.path.endswith("/checkpoint_items"):
+            answer = self._checkpoint_items(recorded)
         elif parts.path.startswith("/v1/"):
             self.standin._stopping.wait(self.standin.answer_delay_seconds)
             answer = self._checkpoints(recorded)
@@ -343,24 +383,9 @@ class _Handler(BaseHTTPRequestHandler):
         if request.method != "POST":
             return 405, {"error_code": "APIGW.0103", "error_msg": "Method not allowed"}, {}
         _, project_id, _, provider_id, _ = segments
-        authorization = request.headers.get("Authorization", "")
-        if authorization.startswith("SDK-HMAC-SHA256 "):
-            if not _signature_valid(request, authorization, project_id):
-                return self._csbs_error(
-                    401,
-                    "APIGW.0301",
-                    "Incorrect IAM authentication information: verify aksk signature fail",
-                )
-        elif not self.standin._token_valid(request.headers.get("X-Auth-Token")):
-            return self._csbs_error(
-                401,
-                "APIGW.0301",
-                "Incorrect IAM authentication information: verify aksk signature fail",
-            )
-        if project_id != PROJECT_ID:
-            return self._csbs_error(
-                403, "APIGW.0302", "The project in the URL does not match the token"
-            )
+        refusal = self._refusal(request, project_id)
+        if refusal:
+            return refusal
         if provider_id != PROVIDER_ID:
             return self._csbs_error(400, "CSBS.9001", "Invalid provider id")
         if (request.headers.get("Content-Type") or "").split(";")[0].strip() != "application/json":
@@ -385,13 +410,20 @@ class _Handler(BaseHTTPRequestHandler):
             return _bad_request(f"Resource {unknown[0]} is not in the backup policy")
         resources = wanted if wanted is not None else list(plan.resources)
         created_at = datetime.now(UTC).replace(tzinfo=None).isoformat(timespec="microseconds")
+        checkpoint_id = str(uuid.uuid4())
+        self.standin.checkpoints[checkpoint_id] = CreatedCheckpoint(
+            checkpoint_id,
+            checkpoint["plan_id"],
+            [(resource, plan.resources[resource]) for resource in resources],
+            sorted(str(uuid.uuid4()) for _ in resources),
+        )
         return (
             200,
             {
                 "checkpoint": {
                     "status": "protecting",
                     "created_at": created_at,
-                    "id": str(uuid.uuid4()),
+                    "id": checkpoint_id,
                     "resource_graph": None,
                     "project_id": PROJECT_ID,
                     "protection_plan": {
@@ -412,6 +444,47 @@ class _Handler(BaseHTTPRequestHandler):
             },
             {},
         )
+
+    def _refusal(self, request: Recorded, project_id: str) -> Answer | None:
+        """What the gateway answers a request it does not let through, or None."""
+        authorization = request.headers.get("Authorization", "")
+        if authorization.startswith("SDK-HMAC-SHA256 "):
+            authorized = _signature_valid(request, authorization, project_id)
+        else:
+            authorized = self.standin._token_valid(request.headers.get("X-Auth-Token"))
+        if not authorized:
+            return self._csbs_error(
+                401,
+                "APIGW.0301",
+                "Incorrect IAM authentication information: verify aksk signature fail",
+            )
+        if project_id != PROJECT_ID:
+            return self._csbs_error(
+                403, "APIGW.0302", "The project in the URL does not match the token"
+            )
+        return None
+
+    def _checkpoint_items(self, request: Recorded) -> Answer:
+        """``GET /v1/{project_id}/checkpoint_items?checkpoint_id=&limit=&marker=``, paged by item
+        id; each first page of a poll moves the checkpoint's items one step on."""
+        segments = request.path.strip("/").split("/")
+        if len(segments) != 3 or request.method != "GET":
+            return 404, {"error_code": "APIGW.0101", "error_msg": "API not found"}, {}
+        refusal = self._refusal(request, segments[1])
+        if refusal:
+            return refusal
+        query = {key: values[-1] for key, values in request.query.items()}
+        created = self.standin.checkpoints.get(query.get("checkpoint_id", ""))
+        if created is None or created.deleted:
+            return self._csbs_error(404, "CSBS.3001", "The backup record does not exist")
+        marker, limit = query.get("marker"), int(query.get("limit") or 1000)
+        if marker is None:
+            created.polls += 1
+        items = [self.standin._item(created, index) for index in range(len(created.servers))]
+        items = sorted((item for item in items if item is not None), key=lambda item: item["id"])
+        if marker is not None:
+            items = [item for item in items if item["id"] > marker]
+        return 200, {"checkpoint_items": items[:limit]}, {}
 
     # -- writing ----------------------------------------------------------------------------
     def _send(self, status: int, body: dict[str, Any] | bytes, headers: dict[str, str]) -> None:
