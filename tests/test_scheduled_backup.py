@@ -154,7 +154,11 @@ def test_invalid_event_is_notified_and_nothing_else_is_sent(deployment: Deployme
     [delivered] = deployment.notifications()
     assert delivered.message["error"]["category"] == "invalid_event"
     assert "plan_id is missing" in delivered.message["error"]["message"]
-    assert delivered.attributes == {"outcome": "failed", "error_category": "invalid_event"}
+    assert delivered.attributes == {
+        "event": "started",
+        "outcome": "failed",
+        "error_category": "invalid_event",
+    }
     assert deployment.standin.requests == []
     assert result["outcome"] == "failed"
 
@@ -379,7 +383,8 @@ def test_notification_schema_and_attributes(deployment: Deployment) -> None:
     by_plan = {d.message["request"]["plan_id"]: d for d in deployment.notifications()}
     failed, succeeded = by_plan[PLAN_A], by_plan[PLAN_B]
     expected_keys = {
-        "schema_version", "outcome", "trigger", "invocation_id", "idempotency_key", "request",
+        "schema_version", "event", "outcome", "trigger", "invocation_id", "idempotency_key",
+        "request",
         "checkpoint", "error", "attempts", "duration_ms", "published_at",
     }  # fmt: skip
     assert set(failed.message) == set(succeeded.message) == expected_keys
@@ -389,7 +394,8 @@ def test_notification_schema_and_attributes(deployment: Deployment) -> None:
         "id", "status", "created_at", "project_id", "resource_graph", "protection_plan",
         "extra_info",
     }  # fmt: skip
-    assert succeeded.attributes == {"outcome": "succeeded", "plan_id": PLAN_B}
+    assert succeeded.message["event"] == failed.message["event"] == "started"
+    assert succeeded.attributes == {"event": "started", "outcome": "succeeded", "plan_id": PLAN_B}
     assert failed.message["checkpoint"] is None
     assert failed.message["error"] == {
         "category": "busy",
@@ -401,7 +407,12 @@ def test_notification_schema_and_attributes(deployment: Deployment) -> None:
         "retry_after_seconds": 300.0,
         "maybe_created": False,
     }
-    assert failed.attributes == {"outcome": "failed", "plan_id": PLAN_A, "error_category": "busy"}
+    assert failed.attributes == {
+        "event": "started",
+        "outcome": "failed",
+        "plan_id": PLAN_A,
+        "error_category": "busy",
+    }
     for delivered in (failed, succeeded):
         assert delivered.subject is not None
         assert len(delivered.subject) <= 100

@@ -24,6 +24,9 @@ if TYPE_CHECKING:
     from mypy_boto3_sns.type_defs import MessageAttributeValueTypeDef
 
 SCHEMA_VERSION = 1
+# What a notification reports: a trigger's run (the backup started, or why not); subscribers
+# filter on the ``event`` attribute.
+EVENT_STARTED = "started"
 MAX_SUBJECT_LENGTH = 100
 # SNS takes 256 KiB, and the idempotency record (DynamoDB: 400 KB an item) holds the message
 # escaped once more, which at worst triples it (an emoji becomes a 12-byte surrogate pair).
@@ -142,6 +145,7 @@ def build_notification(outcome: Outcome, redact: Redactor) -> Notification:
         request = None
     message = {
         "schema_version": SCHEMA_VERSION,
+        "event": EVENT_STARTED,
         "outcome": outcome.outcome,
         "trigger": outcome.trigger.to_dict(),
         "invocation_id": outcome.invocation_id,
@@ -153,7 +157,7 @@ def build_notification(outcome: Outcome, redact: Redactor) -> Notification:
         "duration_ms": outcome.duration_ms,
         "published_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }
-    attributes = {"outcome": outcome.outcome}
+    attributes = {"event": EVENT_STARTED, "outcome": outcome.outcome}
     if outcome.plan_id:
         attributes["plan_id"] = outcome.plan_id
     if outcome.error is not None:
@@ -205,7 +209,7 @@ def essentials_of(content: dict[str, Any], note: str) -> dict[str, Any]:
     or the error's category: bounded whatever the full message held. ``truncated`` says why."""
     request, checkpoint, error = content["request"], content["checkpoint"], content["error"]
     return {
-        **_pick(content, "schema_version", "outcome", "trigger", "invocation_id"),
+        **_pick(content, "schema_version", "event", "outcome", "trigger", "invocation_id"),
         **_pick(content, "idempotency_key"),
         "request": request and _pick(request, "plan_id", "resources", "auto_trigger"),
         "checkpoint": checkpoint and _pick(checkpoint, "id", "status"),
