@@ -13,9 +13,10 @@ import logging
 import os
 import shutil
 import socket
+import threading
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -30,7 +31,7 @@ from csbs_trigger import ConfigError, Runtime, logger
 from support.lambda_context import FakeLambdaContext
 from support.local_aws import Delivered, Inbox, LocalAws
 from support.local_run import SAMPLE_PLANS
-from support.standin import CsbsStandIn
+from support.standin import CsbsStandIn, Fault
 
 ROOT = Path(__file__).resolve().parents[1]
 # Tables tests fill row by row, shown after the run (the fault matrix). Rows go through files,
@@ -153,6 +154,20 @@ class Deployment:
         except ConfigError:
             runtime = None  # the handler meets the same error itself
         self.monkeypatch.setattr(csbs_trigger.runtime, "_container_runtime", runtime)
+
+    def overlapping(self, run: Callable[[], None], answer: Fault) -> None:
+        """Run ``run`` twice, the second while CSBS holds the first one's request (and then
+        answers it with ``answer``): two deliveries at once, by events rather than by luck."""
+        arrived, release = threading.Event(), threading.Event()
+        self.standin.fail_next("csbs", replace(answer, arrived=arrived, release=release))
+        first = threading.Thread(target=run)
+        first.start()
+        try:
+            assert arrived.wait(30), "the first request never reached the stand-in"
+            run()
+        finally:
+            release.set()
+            first.join()
 
     def closed_port(self) -> int:
         """A loopback port bound for the rest of the test and never listening: refused."""

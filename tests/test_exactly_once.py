@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 from conftest import Deployment, read_event
 
@@ -40,12 +38,9 @@ def test_failed_publish_is_retried_without_a_second_backup(deployment: Deploymen
 def test_scheduled_firing_delivered_twice_at_once_fails_one_invocation_for_a_retry(
     deployment: Deployment,
 ) -> None:
-    # The first delivery is held inside CSBS while the second one arrives.
     checkpoint = {
         "checkpoint": {"id": "14626f11-b54a-44ea-8e69-7463e527506a", "status": "protecting"}
     }
-    arrived, release = threading.Event(), threading.Event()
-    deployment.standin.fail_next("csbs", Fault(200, checkpoint, arrived=arrived, release=release))
     outcomes: list[str] = []
 
     def fire() -> None:
@@ -55,12 +50,7 @@ def test_scheduled_firing_delivered_twice_at_once_fails_one_invocation_for_a_ret
         except AlreadyInProgressError:
             outcomes.append("in progress")  # Lambda retries this invocation later
 
-    first = threading.Thread(target=fire)
-    first.start()
-    assert arrived.wait(30)
-    fire()  # while the first is running
-    release.set()
-    first.join()
+    deployment.overlapping(fire, Fault(200, checkpoint))
     retry = deployment.invoke(read_event("schedule.json"))
 
     assert sorted(outcomes) == ["in progress", "ran"]

@@ -7,7 +7,6 @@ import hashlib
 import hmac
 import io
 import json
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -314,23 +313,15 @@ def test_repeated_delivery_replays_the_first_answer(deployment: Deployment) -> N
 
 
 def test_racing_deliveries_run_once(deployment: Deployment) -> None:
-    # The first delivery is held inside CSBS while the second one arrives.
     checkpoint = {
         "checkpoint": {"id": "14626f11-b54a-44ea-8e69-7463e527506a", "status": "protecting"}
     }
-    arrived, release = threading.Event(), threading.Event()
-    deployment.standin.fail_next("csbs", Fault(200, checkpoint, arrived=arrived, release=release))
     answers: list[dict[str, Any]] = []
 
     def deliver() -> None:
         answers.append(deployment.invoke_webhook(generic_event(PLAN_PAYLOAD, delivery="race")))
 
-    first = threading.Thread(target=deliver)
-    first.start()
-    assert arrived.wait(30)
-    deliver()  # while the first is running
-    release.set()
-    first.join()
+    deployment.overlapping(deliver, Fault(200, checkpoint))
 
     assert [answer["statusCode"] for answer in answers] == [409, 201]
     assert len(deployment.standin.calls("csbs")) == 1

@@ -115,7 +115,9 @@ class CsbsClient:
             if not page:
                 return items
             if page[-1].id == marker or len(items) > MAX_CHECKPOINT_ITEMS:
-                raise UpstreamError.bad_response("CSBS kept answering the same checkpoint items")
+                raise UpstreamError.bad_response(
+                    "CSBS answered the same page of checkpoint items again, or far too many"
+                )
             items += page
             marker = page[-1].id
 
