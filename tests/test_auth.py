@@ -9,8 +9,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import requests
 
-from csbs_trigger.auth import KeystonePasswordAuth
-from csbs_trigger.credentials import parse_cloud_secret
+from csbs_trigger.cloud.auth import KeystonePasswordAuth
+from csbs_trigger.cloud.credentials import parse_cloud_secret
 from csbs_trigger.deadline import Deadline
 from support.standin import PROJECT_ID, CsbsStandIn
 

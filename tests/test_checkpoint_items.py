@@ -15,7 +15,7 @@ from conftest import Deployment
 from hypothesis import given
 from hypothesis import strategies as st
 
-from csbs_trigger.checkpoint_items import (
+from csbs_trigger.cloud.checkpoint_items import (
     FAILED,
     SUCCEEDED,
     CheckpointItem,

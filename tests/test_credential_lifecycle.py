@@ -7,7 +7,7 @@ import re
 import pytest
 from conftest import Deployment, read_event
 
-from csbs_trigger.credentials import csbs_endpoint_for_region
+from csbs_trigger.cloud.credentials import csbs_endpoint_for_region
 from csbs_trigger.errors import ConfigError
 from support.standin import ACCESS_KEY, PROJECT_ID, SECURITY_TOKEN
 

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 from conftest import read_event
 
-from csbs_trigger.events import MAX_PLANS_PER_EVENT, RejectedPlan, parse_event
 from csbs_trigger.models import BackupRequest
+from csbs_trigger.triggers.events import MAX_PLANS_PER_EVENT, RejectedPlan, parse_event
 
 PLAN = "62171999-3df1-42f7-9513-6f9b1bea4744"
 SERVER = "7a32a8b5-7977-4e24-b5da-e0eb457db75b"

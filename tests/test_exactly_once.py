@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from conftest import Deployment, read_event
 
-from csbs_trigger.idempotency import AlreadyInProgressError
+from csbs_trigger.aws.idempotency import AlreadyInProgressError
 from support.standin import Fault
 
 

@@ -25,8 +25,8 @@ from test_webhooks import (
 )
 
 from csbs_trigger import PublishError
-from csbs_trigger.events import MAX_PLANS_PER_EVENT, BackupRequest, parse_event
 from csbs_trigger.notify import MAX_MESSAGE_BYTES
+from csbs_trigger.triggers.events import MAX_PLANS_PER_EVENT, BackupRequest, parse_event
 from support.standin import PASSWORD, Fault
 
 SERVER_A = "7a32a8b5-7977-4e24-b5da-e0eb457db75b"

@@ -12,7 +12,7 @@ from conftest import ROOT, Deployment, read_event
 from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 
-from csbs_trigger.webhooks import STATUSES
+from csbs_trigger.triggers.webhooks import STATUSES
 from support.check_template import expand
 from support.http_api import http_api_event
 from support.standin import Fault

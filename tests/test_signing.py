@@ -13,7 +13,7 @@ from huaweicloudsdkcore.signer.signer import Signer
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from csbs_trigger.signing import SdkHmacSha256Auth, authorization
+from csbs_trigger.cloud.signing import SdkHmacSha256Auth, authorization
 from support.standin import ACCESS_KEY, PROJECT_ID, PROVIDER_ID, SECRET_KEY, CsbsStandIn
 
 HOST = "service.endpoint.myhuaweicloud.com"

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from samtranslator.yaml_helper import yaml_parse
 
-from csbs_trigger.events import parse_event
 from csbs_trigger.models import BackupRequest
+from csbs_trigger.triggers.events import parse_event
 from support.check_template import expand
 
 ROOT = Path(__file__).resolve().parents[1]

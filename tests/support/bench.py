@@ -30,7 +30,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from csbs_trigger.webhook_auth import standard_webhooks_signature
+from csbs_trigger.triggers.webhook_auth import standard_webhooks_signature
 from support.artifacts import BUILD
 from support.http_api import http_api_event
 from support.local_aws import LocalAws

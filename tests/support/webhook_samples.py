@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from csbs_trigger.webhook_auth import hub_signature, standard_webhooks_signature
+from csbs_trigger.triggers.webhook_auth import hub_signature, standard_webhooks_signature
 from support.http_api import http_api_event
 
 EVENTS = Path(__file__).resolve().parents[2] / "events"

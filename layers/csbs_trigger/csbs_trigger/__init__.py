@@ -3,6 +3,7 @@
 The public API is what handlers need; everything else is importable from its module.
 """
 
+from csbs_trigger.aws.sns import PublishError
 from csbs_trigger.errors import (
     Category,
     ConfigError,
@@ -12,11 +13,10 @@ from csbs_trigger.errors import (
 )
 from csbs_trigger.log import logger
 from csbs_trigger.models import BackupRequest, Checkpoint, Trigger
-from csbs_trigger.notify import PublishError
 from csbs_trigger.runtime import Runtime, container_runtime
-from csbs_trigger.scheduled import handle_event
 from csbs_trigger.settings import Settings
-from csbs_trigger.webhooks import handle_webhook
+from csbs_trigger.triggers.scheduled import handle_event
+from csbs_trigger.triggers.webhooks import handle_webhook
 
 __all__ = [
     "BackupRequest",

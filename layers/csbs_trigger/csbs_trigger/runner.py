@@ -16,20 +16,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from csbs_trigger.aws.idempotency import AlreadyInProgressError, PayloadConflictError
+from csbs_trigger.aws.sns import PublishError, PublishRefused
 from csbs_trigger.deadline import Deadline
 from csbs_trigger.errors import TriggerError
-from csbs_trigger.events import PlanItem, RejectedPlan
-from csbs_trigger.idempotency import AlreadyInProgressError, PayloadConflictError
 from csbs_trigger.log import logger
 from csbs_trigger.models import BackupRequest, Checkpoint, Trigger
-from csbs_trigger.notify import (
-    Notification,
-    Outcome,
-    PublishError,
-    PublishRefused,
-    build_notification,
-)
+from csbs_trigger.notify import Notification, Outcome, build_notification
 from csbs_trigger.runtime import Runtime
+from csbs_trigger.triggers.events import PlanItem, RejectedPlan
 
 _T = TypeVar("_T")
 _R = TypeVar("_R")

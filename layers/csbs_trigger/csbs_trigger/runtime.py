@@ -16,16 +16,17 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from csbs_trigger import safe_json
-from csbs_trigger.auth import CsbsAuth, auth_for
-from csbs_trigger.credentials import CloudCredentials, parse_cloud_secret
-from csbs_trigger.csbs import CsbsClient, RetryPolicy
+from csbs_trigger.aws.idempotency import Deduplicator
+from csbs_trigger.aws.secret_store import SecretStore
+from csbs_trigger.aws.sns import SnsPublisher
+from csbs_trigger.cloud.auth import CsbsAuth, auth_for
+from csbs_trigger.cloud.credentials import CloudCredentials, parse_cloud_secret
+from csbs_trigger.cloud.csbs import CsbsClient, RetryPolicy
 from csbs_trigger.errors import ConfigError
-from csbs_trigger.idempotency import Deduplicator
-from csbs_trigger.notify import Redactor, SnsPublisher
-from csbs_trigger.secret_store import SecretStore
+from csbs_trigger.notify import Redactor
 from csbs_trigger.settings import Settings
-from csbs_trigger.webhook_auth import secret_weakness
-from csbs_trigger.webhook_sources import Source, load_sources
+from csbs_trigger.triggers.webhook_auth import secret_weakness
+from csbs_trigger.triggers.webhook_sources import Source, load_sources
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient

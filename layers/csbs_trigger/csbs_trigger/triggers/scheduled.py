@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from csbs_trigger.events import parse_event
 from csbs_trigger.runner import overall, raise_for_publish_failures, run_plans
 from csbs_trigger.runtime import Runtime
+from csbs_trigger.triggers.events import parse_event
 
 
 def handle_event(event: Any, context: Any, runtime: Runtime) -> dict[str, Any]:

@@ -13,12 +13,12 @@ from urllib.parse import quote
 
 import requests
 
-from csbs_trigger.auth import CsbsAuth
-from csbs_trigger.checkpoint_items import CheckpointItem, parse_items_page
+from csbs_trigger.cloud.auth import CsbsAuth
+from csbs_trigger.cloud.checkpoint_items import CheckpointItem, parse_items_page
+from csbs_trigger.cloud.transport import Answer, send
 from csbs_trigger.deadline import Deadline
 from csbs_trigger.errors import Category, TriggerError, UpstreamError
 from csbs_trigger.models import BackupRequest, Checkpoint, parse_checkpoint_body
-from csbs_trigger.transport import Answer, send
 
 USER_AGENT = "csbs-trigger/1"
 # A checkpoint holds one item per server of its plan: far fewer than this.

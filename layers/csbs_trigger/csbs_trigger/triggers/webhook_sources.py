@@ -27,9 +27,9 @@ from jmespath.exceptions import JMESPathError
 from jmespath.parser import ParsedResult
 
 from csbs_trigger.errors import ConfigError, InvalidEventError
-from csbs_trigger.events import PlanItem, RejectedPlan, parse_plan
 from csbs_trigger.settings import config_object
-from csbs_trigger.webhook_auth import SCHEMES
+from csbs_trigger.triggers.events import PlanItem, RejectedPlan, parse_plan
+from csbs_trigger.triggers.webhook_auth import SCHEMES
 
 SHIPPED_SOURCES = Path(__file__).with_name("webhook_sources.json")
 _SOURCE_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,31}")

@@ -16,16 +16,16 @@ import re
 from typing import Any
 
 from csbs_trigger import safe_json
+from csbs_trigger.aws.idempotency import AlreadyInProgressError, PayloadConflictError
 from csbs_trigger.errors import Category, ConfigError, TriggerError
-from csbs_trigger.events import RejectedPlan
-from csbs_trigger.idempotency import AlreadyInProgressError, PayloadConflictError
 from csbs_trigger.log import logger
 from csbs_trigger.models import Trigger
 from csbs_trigger.runner import PlanResult, Unit, run_plan
 from csbs_trigger.runtime import Runtime
 from csbs_trigger.text import encodable
-from csbs_trigger.webhook_auth import signed_timestamp_refusal, signs_delivery_id, verify
-from csbs_trigger.webhook_sources import Mapped, Source
+from csbs_trigger.triggers.events import RejectedPlan
+from csbs_trigger.triggers.webhook_auth import signed_timestamp_refusal, signs_delivery_id, verify
+from csbs_trigger.triggers.webhook_sources import Mapped, Source
 
 _PATH = re.compile(r"/webhooks/([^/]+)/?")
 # Upstream failures the sender should simply try again later answer 503/504; the others 502.

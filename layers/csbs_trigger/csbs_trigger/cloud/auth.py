@@ -17,11 +17,15 @@ from typing import Any, Protocol
 
 import requests
 
-from csbs_trigger import signing
-from csbs_trigger.credentials import AccessKeyCredentials, CloudCredentials, PasswordCredentials
+from csbs_trigger.cloud import signing
+from csbs_trigger.cloud.credentials import (
+    AccessKeyCredentials,
+    CloudCredentials,
+    PasswordCredentials,
+)
+from csbs_trigger.cloud.transport import send
 from csbs_trigger.deadline import Deadline
 from csbs_trigger.errors import ConfigError, UpstreamError
-from csbs_trigger.transport import send
 
 # Renew a token this long before IAM says it expires, so no call starts with a dying token.
 TOKEN_RENEWAL_MARGIN = timedelta(minutes=10)

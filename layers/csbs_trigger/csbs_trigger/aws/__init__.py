@@ -1,0 +1,1 @@
+"""The AWS side: Secrets Manager, SNS, DynamoDB and CloudWatch metrics."""

@@ -1,0 +1,1 @@
+"""The cloud side: IAM, AK/SK signing and the CSBS API, with its typed answers."""

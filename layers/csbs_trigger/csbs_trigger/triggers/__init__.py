@@ -1,0 +1,1 @@
+"""The trigger side: what starts a backup (schedules, EventBridge events, webhooks)."""
