@@ -25,6 +25,7 @@ import boto3
 import pytest
 
 import csbs_trigger.runtime
+import completion_tracker
 import scheduled_backup
 import webhook
 from csbs_trigger import ConfigError, Runtime, logger
@@ -182,6 +183,11 @@ class Deployment:
     def invoke(self, event: Any, context: FakeLambdaContext | None = None) -> dict[str, Any]:
         return scheduled_backup.handler(event, context or FakeLambdaContext())  # type: ignore[no-any-return]
 
+    def track(self, context: FakeLambdaContext | None = None) -> dict[str, Any]:
+        """One run of the completion tracker, as its schedule starts it."""
+        context = context or FakeLambdaContext(function_name="csbs-trigger-tracker")
+        return completion_tracker.handler({}, context)  # type: ignore[no-any-return]
+
     def invoke_webhook(
         self, event: dict[str, Any], context: FakeLambdaContext | None = None
     ) -> dict[str, Any]:
@@ -233,12 +239,15 @@ def deployment(
     monkeypatch.setenv("CSBS_SECRET_ID", secret_arn)
     monkeypatch.setenv("NOTIFICATION_TOPIC_ARN", topic_arn)
     monkeypatch.setenv("IDEMPOTENCY_TABLE", aws.idempotency_table())
+    monkeypatch.setenv("TRACKING_TABLE", aws.tracking_table())
+    monkeypatch.setenv("TRACKING_POLL_INTERVAL_SECONDS", "0")  # every run polls every backup
     webhook_secrets = json.loads((ROOT / "events" / "secrets" / "webhooks.json").read_text())
     monkeypatch.setenv(
         "WEBHOOK_SECRET_ID", aws.create_secret("csbs-trigger/webhooks", webhook_secrets)
     )
     monkeypatch.delenv("WEBHOOK_SOURCES", raising=False)
-    for name in ("CSBS_PROVIDER_ID", "SECRET_MAX_AGE_SECONDS", "CSBS_READ_TIMEOUT_SECONDS"):
+    for name in ("CSBS_PROVIDER_ID", "SECRET_MAX_AGE_SECONDS", "CSBS_READ_TIMEOUT_SECONDS",
+                 "TRACKING_DEADLINE_SECONDS"):  # fmt: skip
         monkeypatch.delenv(name, raising=False)
     deployment = Deployment(aws, standin, secret_arn, topic_arn, inbox, monkeypatch)
     deployment.cold_start()

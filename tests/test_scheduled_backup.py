@@ -385,7 +385,7 @@ def test_notification_schema_and_attributes(deployment: Deployment) -> None:
     expected_keys = {
         "schema_version", "event", "outcome", "trigger", "invocation_id", "idempotency_key",
         "request",
-        "checkpoint", "error", "attempts", "duration_ms", "published_at",
+        "checkpoint", "error", "attempts", "duration_ms", "tracking", "published_at",
     }  # fmt: skip
     assert set(failed.message) == set(succeeded.message) == expected_keys
     assert succeeded.message["schema_version"] == 1

@@ -71,9 +71,7 @@ def test_layer_requirements_are_pinned_and_leave_boto3_to_the_runtime() -> None:
 def test_schedule_input_renders_to_an_event_the_function_accepts(
     resources: dict[str, Any],
 ) -> None:
-    [schedule] = [
-        r["Properties"] for r in resources.values() if r["Type"] == "AWS::Scheduler::Schedule"
-    ]
+    schedule = resources["ScheduledBackupFunctionSchedule"]["Properties"]
     with_ids, without_ids = schedule["Target"]["Input"]["Fn::If"][1:]
     rendered = [
         # What CloudFormation and then Scheduler make of the two forms.
@@ -134,3 +132,82 @@ def test_kms_permissions_exist_only_for_a_given_key_and_name_only_it(
     assert by_sid["DecryptTheSecrets"][1]["Action"] == "kms:Decrypt"
     assert by_sid["DecryptTheSecrets"][1]["Resource"] == {"Ref": "SecretsKmsKeyArn"}
     assert all(branch[2] == {"Ref": "AWS::NoValue"} for branch in conditional)
+
+
+def _statements(resources: dict[str, Any], function: str) -> dict[str, dict[str, Any]]:
+    """The role's own statements of ``function``, by Sid (conditional ones as their true branch)."""
+    role = resources[function]["Properties"]["Role"]["Fn::GetAtt"][0]
+    statements = [
+        statement
+        for policy in resources[role]["Properties"]["Policies"]
+        for statement in policy["PolicyDocument"]["Statement"]
+    ]
+    plain = [s["Fn::If"][1] if "Fn::If" in s else s for s in statements]
+    return {s["Sid"]: s for s in plain if "Sid" in s}  # SAM's own statements have none
+
+
+def test_tracker_runs_on_its_schedule_with_its_own_failure_queue(
+    resources: dict[str, Any],
+) -> None:
+    schedule = resources["CompletionTrackerFunctionSchedule"]["Properties"]
+    tracker = resources["CompletionTrackerFunction"]["Properties"]
+    assert schedule["ScheduleExpression"] == {"Ref": "TrackingSchedule"}
+    assert schedule["Target"]["Arn"] == {"Fn::GetAtt": ["CompletionTrackerFunction", "Arn"]}
+    assert schedule["Target"]["DeadLetterConfig"]["Arn"] == {
+        "Fn::GetAtt": ["TrackerFailureQueue", "Arn"]
+    }
+    assert tracker["Handler"] == "completion_tracker.handler"
+    invoke_config = resources["CompletionTrackerFunctionEventInvokeConfig"]["Properties"]
+    assert invoke_config["DestinationConfig"]["OnFailure"]["Destination"] == {
+        "Fn::GetAtt": ["TrackerFailureQueue", "Arn"]
+    }
+    template = yaml_parse((ROOT / "template.yaml").read_text())
+    assert template["Parameters"]["TrackingSchedule"]["Default"] == "rate(5 minutes)"
+    assert template["Parameters"]["TrackingDeadlineSeconds"]["Default"] == 8 * 3600
+    assert template["Parameters"]["TrackingPollIntervalSeconds"]["Default"] == 300
+
+
+def test_tracking_table_expires_records_and_indexes_only_what_is_due(
+    resources: dict[str, Any],
+) -> None:
+    table = resources["TrackingTable"]["Properties"]
+    assert table["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+    [index] = table["GlobalSecondaryIndexes"]
+    assert index["IndexName"] == "due"
+    assert [key["AttributeName"] for key in index["KeySchema"]] == ["queue", "polled_at"]
+
+
+def test_tracking_permissions_are_least_privilege(resources: dict[str, Any]) -> None:
+    table = {"Fn::GetAtt": ["TrackingTable", "Arn"]}
+    for trigger in ("ScheduledBackupFunction", "WebhookFunction"):
+        register = _statements(resources, trigger)["RegisterStartedBackups"]
+        assert (register["Action"], register["Resource"]) == ("dynamodb:PutItem", table)
+    tracker = _statements(resources, "CompletionTrackerFunction")
+    dynamodb = {sid: s for sid, s in tracker.items() if "dynamodb" in json.dumps(s["Action"])}
+    assert {sid: (s["Action"], s["Resource"]) for sid, s in dynamodb.items()} == {
+        "FollowStartedBackups": ("dynamodb:UpdateItem", table),
+        "FindDueBackups": ("dynamodb:Query", {"Fn::Sub": "${TrackingTable.Arn}/index/due"}),
+    }
+    assert tracker["ReadCloudSecret"]["Resource"] == {"Ref": "CloudSecretArn"}
+    assert "webhook" not in json.dumps(tracker).lower()
+
+
+def test_alarms_watch_failed_and_timed_out_backups_and_the_tracker(
+    resources: dict[str, Any],
+) -> None:
+    alarms = {
+        name: r["Properties"]
+        for name, r in resources.items()
+        if r["Type"] == "AWS::CloudWatch::Alarm"
+    }
+    watched = {(json.dumps(a["Namespace"]), a["MetricName"]) for a in alarms.values()}
+    namespace = json.dumps({"Ref": "MetricsNamespace"})
+    assert {(namespace, "BackupsFailed"), (namespace, "BackupsTimedOut")} <= watched
+    tracker_queue = alarms["TrackerFailureAlarm"]["Dimensions"][0]["Value"]
+    assert tracker_queue == {"Fn::GetAtt": ["TrackerFailureQueue", "QueueName"]}
+    for alarm in alarms.values():
+        assert alarm["AlarmActions"], "every alarm notifies the topic"
+    tracker = resources["CompletionTrackerFunction"]["Properties"]
+    service = tracker["Environment"]["Variables"]["POWERTOOLS_SERVICE_NAME"]
+    for name in ("BackupFailedAlarm", "BackupTimedOutAlarm"):
+        assert alarms[name]["Dimensions"] == [{"Name": "service", "Value": service}]

@@ -139,15 +139,22 @@ class LocalAws:
         self.client("secretsmanager").put_secret_value(SecretId=secret_id, SecretString=text)
 
     def idempotency_table(self, name: str = "csbs-trigger-idempotency") -> str:
-        """The DynamoDB table as template.yaml defines it (keys, billing, TTL)."""
-        template = read_template()
-        properties = template["Resources"]["IdempotencyTable"]["Properties"]
+        return self.table("IdempotencyTable", name)
+
+    def tracking_table(self, name: str = "csbs-trigger-tracking") -> str:
+        return self.table("TrackingTable", name)
+
+    def table(self, logical_id: str, name: str) -> str:
+        """A DynamoDB table as template.yaml defines it (keys, indexes, billing, TTL)."""
+        properties = read_template()["Resources"][logical_id]["Properties"]
         dynamodb = self.client("dynamodb")
+        indexes = properties.get("GlobalSecondaryIndexes")
         dynamodb.create_table(
             TableName=name,
             KeySchema=properties["KeySchema"],
             AttributeDefinitions=properties["AttributeDefinitions"],
             BillingMode=properties["BillingMode"],
+            **({"GlobalSecondaryIndexes": indexes} if indexes else {}),
         )
         dynamodb.update_time_to_live(
             TableName=name, TimeToLiveSpecification=properties["TimeToLiveSpecification"]

@@ -1,4 +1,5 @@
-"""csbs-trigger core: execute CSBS backup policies from AWS events and report each outcome to SNS.
+"""csbs-trigger core: execute CSBS backup policies from AWS events, follow each backup to its end,
+and report both to SNS.
 
 The public API is what handlers need; everything else is importable from its module.
 """
@@ -15,6 +16,7 @@ from csbs_trigger.log import logger
 from csbs_trigger.models import BackupRequest, Checkpoint, Trigger
 from csbs_trigger.runtime import Runtime, container_runtime
 from csbs_trigger.settings import Settings
+from csbs_trigger.tracker import track
 from csbs_trigger.triggers.scheduled import handle_event
 from csbs_trigger.triggers.webhooks import handle_webhook
 
@@ -34,4 +36,5 @@ __all__ = [
     "handle_event",
     "handle_webhook",
     "logger",
+    "track",
 ]

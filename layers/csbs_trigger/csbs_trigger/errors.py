@@ -50,6 +50,7 @@ class Category(StrEnum):
     TIMEOUT = "timeout"
     NETWORK = "network"
     BAD_RESPONSE = "bad_response"
+    ITEM_ERROR = "item_error"  # a backup ran, and some of its servers ended in error
 
     @property
     def retryable(self) -> bool:

@@ -8,7 +8,7 @@ Message schema (version 1) is documented in README.md; subscribers filter on the
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from functools import cached_property
@@ -46,6 +46,9 @@ class Outcome:
     attempts: int
     duration_ms: int
     idempotency_key: str | None = None  # None: this run is not deduplicated
+    # When the completion will be reported at the latest (or why it will not): None when
+    # backups are not followed, or none started.
+    tracking: dict[str, Any] | None = None
 
     @property
     def outcome(self) -> str:
@@ -130,6 +133,12 @@ def _echoed_forms(value: str) -> set[str]:
     return forms | {json.dumps(form, ensure_ascii=False)[1:-1] for form in forms}
 
 
+def iso_time(unix_time: float | None = None) -> str:
+    """A moment as notifications write it: UTC, to the second."""
+    moment = datetime.now(UTC) if unix_time is None else datetime.fromtimestamp(unix_time, UTC)
+    return moment.isoformat(timespec="seconds")
+
+
 def build_notification(outcome: Outcome, redact: Redactor) -> Notification:
     request: dict[str, Any] | None
     if outcome.request is not None:
@@ -150,7 +159,8 @@ def build_notification(outcome: Outcome, redact: Redactor) -> Notification:
         "error": outcome.error.to_dict() if outcome.error else None,
         "attempts": outcome.attempts,
         "duration_ms": outcome.duration_ms,
-        "published_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "tracking": outcome.tracking,
+        "published_at": iso_time(),
     }
     attributes = {"event": EVENT_STARTED, "outcome": outcome.outcome}
     if outcome.plan_id:
@@ -163,11 +173,31 @@ def build_notification(outcome: Outcome, redact: Redactor) -> Notification:
 
 
 def _bounded(message: dict[str, Any], redact: Redactor) -> str:
-    """The message as JSON of at most ``MAX_MESSAGE_BYTES``.
+    """A started notification within bounds: a checkpoint of a plan with thousands of servers
+    keeps the servers that fit, and ``resources_omitted`` says how many were left out."""
+    checkpoint = message["checkpoint"] or {}
+    plan = checkpoint.get("protection_plan") or {}
+    resources = plan.get("resources") or []
 
-    A checkpoint of a plan with thousands of servers keeps the servers that fit, and
-    ``resources_omitted`` says how many were left out; what still does not fit is cut to its
-    essentials.
+    def keeping(count: int) -> dict[str, Any]:
+        omitted = len(resources) - count
+        shortened = {**plan, "resources": resources[:count], "resources_omitted": omitted}
+        return {**message, "checkpoint": {**checkpoint, "protection_plan": shortened}}
+
+    return fit(message, redact, entries=len(resources), keeping=keeping)
+
+
+def fit(
+    message: dict[str, Any],
+    redact: Redactor,
+    *,
+    entries: int = 0,
+    keeping: Callable[[int], dict[str, Any]] | None = None,
+) -> str:
+    """The message as redacted JSON of at most ``MAX_MESSAGE_BYTES``.
+
+    A message too large keeps as many of its ``entries`` as fit (``keeping(n)``: the message
+    with the first n); what still does not fit is cut to its essentials.
     """
 
     def render(candidate: dict[str, Any]) -> str | None:
@@ -175,17 +205,8 @@ def _bounded(message: dict[str, Any], redact: Redactor) -> str:
         return text if len(text.encode()) <= MAX_MESSAGE_BYTES else None
 
     text = render(message)
-    checkpoint = message["checkpoint"] or {}
-    plan = checkpoint.get("protection_plan") or {}
-    resources = plan.get("resources") or []
-    if text is None and resources:
-
-        def keeping(count: int) -> dict[str, Any]:
-            omitted = len(resources) - count
-            shortened = {**plan, "resources": resources[:count], "resources_omitted": omitted}
-            return {**message, "checkpoint": {**checkpoint, "protection_plan": shortened}}
-
-        low, high = 0, len(resources)  # the most resources that fit lie in [low, high]
+    if text is None and entries and keeping is not None:
+        low, high = 0, entries  # the most entries that fit lie in [low, high]
         while low < high:
             middle = (low + high + 1) // 2
             if render(keeping(middle)) is None:
@@ -200,8 +221,9 @@ def _bounded(message: dict[str, Any], redact: Redactor) -> str:
 
 
 def essentials_of(content: dict[str, Any], note: str) -> dict[str, Any]:
-    """Schema version 1 cut to the outcome, the trigger, the plan, the checkpoint id and status
-    or the error's category: bounded whatever the full message held. ``truncated`` says why."""
+    """Schema version 1 cut to the event, the outcome, the trigger, the plan, the checkpoint id
+    and status, the error's category and the times: bounded whatever the full message held.
+    ``truncated`` says why."""
     request, checkpoint, error = content["request"], content["checkpoint"], content["error"]
     return {
         **_pick(content, "schema_version", "event", "outcome", "trigger", "invocation_id"),
@@ -209,13 +231,15 @@ def essentials_of(content: dict[str, Any], note: str) -> dict[str, Any]:
         "request": request and _pick(request, "plan_id", "resources", "auto_trigger"),
         "checkpoint": checkpoint and _pick(checkpoint, "id", "status"),
         "error": error and _pick(error, "category", "retryable", "http_status", "code"),
-        **_pick(content, "attempts", "duration_ms", "published_at"),
+        **_pick(content, "tracking", "summary", "started_at", "finished_at", "duration_s"),
+        **_pick(content, "polls", "attempts", "duration_ms", "published_at"),
         "truncated": note,
     }
 
 
 def _pick(mapping: dict[str, Any], *keys: str) -> dict[str, Any]:
-    return {key: mapping[key] for key in keys}
+    """The ``keys`` that ``mapping`` holds (started and completed messages differ)."""
+    return {key: mapping[key] for key in keys if key in mapping}
 
 
 def _subject(outcome: Outcome) -> str:

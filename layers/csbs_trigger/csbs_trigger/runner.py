@@ -16,13 +16,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from csbs_trigger.aws import metrics
 from csbs_trigger.aws.idempotency import AlreadyInProgressError, PayloadConflictError
 from csbs_trigger.aws.sns import PublishError, PublishRefused
+from csbs_trigger.aws.tracking import Registration
 from csbs_trigger.deadline import Deadline
 from csbs_trigger.errors import TriggerError
 from csbs_trigger.log import logger
 from csbs_trigger.models import BackupRequest, Checkpoint, Trigger
-from csbs_trigger.notify import Notification, Outcome, build_notification
+from csbs_trigger.notify import Notification, Outcome, build_notification, iso_time
 from csbs_trigger.runtime import Runtime
 from csbs_trigger.triggers.events import PlanItem, RejectedPlan
 
@@ -113,9 +115,11 @@ def run_plans(
     distinct = list(first.values())
     backups = sum(isinstance(unit.item, BackupRequest) for unit in distinct)
     workers = min(backups, runtime.settings.max_concurrency)
-    executions = _map(lambda unit: execute_once(trigger, unit, context, runtime), distinct, workers)
+    executions = bounded_map(
+        lambda unit: execute_once(trigger, unit, context, runtime), distinct, workers
+    )
     executed = dict(zip(first, executions, strict=True))
-    return _map(
+    return bounded_map(
         lambda unit: publish_once(unit, executed[_identity(unit)], context, runtime),
         units,
         workers,
@@ -134,7 +138,7 @@ def _identity(unit: Unit) -> object:
     return request_digest(unit.item) if isinstance(unit.item, BackupRequest) else unit
 
 
-def _map(function: Callable[[_T], _R], items: Iterable[_T], workers: int) -> list[_R]:
+def bounded_map(function: Callable[[_T], _R], items: Iterable[_T], workers: int) -> list[_R]:
     items = list(items)
     if workers <= 1 or len(items) <= 1:
         return [function(item) for item in items]
@@ -202,12 +206,12 @@ def publish_once(unit: Unit, executed: Executed, context: Any, runtime: Runtime)
     deduplicator = runtime.deduplicator if executed.recorded and unit.notice_key else None
     try:
         if deduplicator is None or unit.notice_key is None:
-            _publish_record(notification, runtime)
+            publish_record(notification, runtime)
         else:
             deduplicator.once(
                 unit.notice_key,
                 "publish",
-                lambda: _publish_record(notification, runtime),
+                lambda: publish_record(notification, runtime),
                 context,
                 payload=unit.payload,
             )
@@ -219,9 +223,10 @@ def publish_once(unit: Unit, executed: Executed, context: Any, runtime: Runtime)
 def _execute(
     trigger: Trigger, item: PlanItem, key: str | None, context: Any, runtime: Runtime
 ) -> Outcome:
-    started = time.monotonic()
+    began = time.monotonic()
     checkpoint: Checkpoint | None = None
     error: TriggerError | None = None
+    tracking: dict[str, Any] | None = None
     attempts = 0
     if isinstance(item, RejectedPlan):
         error = item.error
@@ -235,6 +240,12 @@ def _execute(
             checkpoint, attempts = execution.checkpoint, execution.attempts
         except TriggerError as failure:
             error, attempts = failure, failure.attempts
+        else:
+            started = {"trigger": trigger.to_dict(), "request": item.to_dict(),
+                       "invocation_id": getattr(context, "aws_request_id", None),
+                       "idempotency_key": key}  # fmt: skip
+            tracking = register(checkpoint, item, execution.project_id, started, runtime)
+            metrics.count(runtime.settings.metrics_namespace, "BackupsStarted")
     return Outcome(
         trigger=trigger,
         invocation_id=getattr(context, "aws_request_id", None),
@@ -243,12 +254,48 @@ def _execute(
         checkpoint=checkpoint,
         error=error,
         attempts=attempts,
-        duration_ms=int((time.monotonic() - started) * 1000),
+        duration_ms=int((time.monotonic() - began) * 1000),
         idempotency_key=key,
+        tracking=tracking,
     )
 
 
-def _publish_record(notification: Notification, runtime: Runtime) -> dict[str, Any]:
+def register(
+    checkpoint: Checkpoint,
+    request: BackupRequest,
+    project_id: str,
+    started: dict[str, Any],
+    runtime: Runtime,
+) -> dict[str, Any] | None:
+    """Leave a started backup for the completion tracker, in the step that started it (a
+    replayed trigger replays that step's record: it never registers twice). A table that cannot
+    be written loses the completion, never the backup or its started notification."""
+    if runtime.tracking is None:
+        return None
+    now = runtime.clock()
+    deadline_at = now + runtime.settings.tracking_deadline_seconds
+    plan = checkpoint.protection_plan
+    asked = request.resources or (plan.resources if plan else ())
+    registration = Registration(
+        checkpoint_id=checkpoint.id,
+        plan_id=request.plan_id,
+        plan_name=plan.name if plan else None,
+        project_id=checkpoint.project_id or project_id,
+        expected_items=len(asked) or None,
+        started=started,
+        registered_at=now,
+        deadline_at=deadline_at,
+    )
+    try:
+        runtime.tracking.register(registration)
+    except TriggerError as error:
+        logger.error("backup not registered for tracking: no completion will be reported",
+                     extra={"checkpoint_id": checkpoint.id, "reason": error.message})  # fmt: skip
+        return {"deadline": None, "error": error.message}
+    return {"deadline": iso_time(deadline_at)}
+
+
+def publish_record(notification: Notification, runtime: Runtime) -> dict[str, Any]:
     """Publish; when SNS refuses the whole notification for good, publish its essentials."""
     plan_id = notification.attributes.get("plan_id")
     try:

@@ -19,6 +19,7 @@ from csbs_trigger import safe_json
 from csbs_trigger.aws.idempotency import Deduplicator
 from csbs_trigger.aws.secret_store import SecretStore
 from csbs_trigger.aws.sns import SnsPublisher
+from csbs_trigger.aws.tracking import TrackingTable
 from csbs_trigger.cloud.auth import CsbsAuth, auth_for
 from csbs_trigger.cloud.credentials import CloudCredentials, parse_cloud_secret
 from csbs_trigger.cloud.csbs import CsbsClient, RetryPolicy
@@ -69,6 +70,11 @@ class Runtime:
             if settings.webhook_secret_id
             else None
         )
+        self.tracking = (
+            TrackingTable(dynamodb, settings.tracking_table)
+            if dynamodb is not None and settings.tracking_table
+            else None
+        )
         self.deduplicator = (
             Deduplicator(dynamodb, settings.idempotency_table)
             if dynamodb is not None and settings.idempotency_table
@@ -113,7 +119,7 @@ class Runtime:
             secretsmanager=session.client("secretsmanager", config=config),
             sns=session.client("sns", config=config),
             dynamodb=session.client("dynamodb", config=config)
-            if settings.idempotency_table
+            if settings.idempotency_table or settings.tracking_table
             else None,
             **overrides,
         )

@@ -11,6 +11,8 @@ from csbs_trigger import safe_json
 from csbs_trigger.errors import ConfigError
 from csbs_trigger.models import DEFAULT_PROVIDER_ID
 
+DEFAULT_METRICS_NAMESPACE = "CsbsTrigger"
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -33,6 +35,10 @@ class Settings:
     webhook_sources: str | None = None  # JSON that extends or overrides the shipped sources
     webhook_max_body_bytes: int = 256 * 1024
     webhook_tolerance_seconds: float = 300.0
+    tracking_table: str | None = None  # None: backups are started, not followed to their end
+    tracking_deadline_seconds: float = 8 * 3600.0
+    tracking_poll_interval_seconds: float = 300.0
+    metrics_namespace: str = DEFAULT_METRICS_NAMESPACE
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -57,6 +63,14 @@ class Settings:
             webhook_tolerance_seconds=_number(
                 env, "WEBHOOK_TIMESTAMP_TOLERANCE_SECONDS", 300, 10, 3600
             ),
+            tracking_table=env.get("TRACKING_TABLE") or None,
+            tracking_deadline_seconds=_number(
+                env, "TRACKING_DEADLINE_SECONDS", 8 * 3600, 1, 7 * 24 * 3600
+            ),
+            tracking_poll_interval_seconds=_number(
+                env, "TRACKING_POLL_INTERVAL_SECONDS", 300, 0, 24 * 3600
+            ),
+            metrics_namespace=env.get("POWERTOOLS_METRICS_NAMESPACE") or DEFAULT_METRICS_NAMESPACE,
         )
 
 

@@ -65,6 +65,7 @@ class RetryPolicy:
 class Execution:
     checkpoint: Checkpoint
     attempts: int
+    project_id: str  # the project it was created in
 
 
 class CsbsClient:
@@ -95,8 +96,8 @@ class CsbsClient:
             body=body,
             creates=True,
         )
-        checkpoint, attempts = self._call(call, deadline)
-        return Execution(checkpoint, attempts)
+        sent = self._call(call, deadline)
+        return Execution(sent.value, sent.attempts, sent.project_id)
 
     def list_checkpoint_items(
         self, checkpoint_id: str, deadline: Deadline, *, page_size: int = 100
@@ -111,7 +112,7 @@ class CsbsClient:
             if marker is not None:
                 query["marker"] = marker
             call = _Call("GET", "/checkpoint_items", parse=_items_page, query=query)
-            page, _ = self._call(call, deadline)
+            page = self._call(call, deadline).value
             if not page:
                 return items
             if page[-1].id == marker or len(items) > MAX_CHECKPOINT_ITEMS:
@@ -121,8 +122,8 @@ class CsbsClient:
             items += page
             marker = page[-1].id
 
-    def _call(self, call: _Call[_T], deadline: Deadline) -> tuple[_T, int]:
-        """Send ``call`` with the current auth, and its parsed answer with how many were sent.
+    def _call(self, call: _Call[_T], deadline: Deadline) -> _Sent[_T]:
+        """Send ``call`` with the current auth: its parsed answer, how many were sent, where.
 
         When IAM or CSBS refuses the credentials, they are read afresh once (the secret may have
         been rotated, the token revoked) before ``auth_failed``. Transient failures are retried
@@ -135,10 +136,11 @@ class CsbsClient:
             tries += 1
             try:
                 auth = auth or self._auth_source.current()
-                request = self._prepare(auth, call, deadline)  # may ask IAM for a token
+                scope = auth.scope(deadline)  # may ask IAM for a token
+                request = self._prepare(auth, scope.csbs_endpoint, scope.project_id, call, deadline)
                 timeouts = deadline.timeouts("CSBS")
                 attempts += 1
-                return self._send(request, timeouts, call), attempts
+                return _Sent(self._send(request, timeouts, call), attempts, scope.project_id)
             except TriggerError as error:
                 error.attempts = attempts
                 if error.category is Category.AUTH_FAILED and auth and not refreshed:
@@ -156,15 +158,14 @@ class CsbsClient:
                 self._sleep(delay)
 
     def _prepare(
-        self, auth: CsbsAuth, call: _Call[Any], deadline: Deadline
+        self, auth: CsbsAuth, endpoint: str, project_id: str, call: _Call[Any], deadline: Deadline
     ) -> requests.PreparedRequest:
-        scope = auth.scope(deadline)
         headers = {"Accept": "application/json", "User-Agent": USER_AGENT}
         if call.body is not None:
             headers["Content-Type"] = "application/json"
         request = requests.Request(
             call.method,
-            f"{scope.csbs_endpoint}/v1/{_segment(scope.project_id)}{call.path}",
+            f"{endpoint}/v1/{_segment(project_id)}{call.path}",
             params=call.query,
             data=None if call.body is None else json.dumps(call.body).encode(),
             headers=headers,
@@ -199,6 +200,13 @@ class _Call(Generic[_T]):
     body: dict[str, Any] | None = None
     query: dict[str, str] | None = None
     creates: bool = False  # a POST that reached CSBS may have created a checkpoint
+
+
+@dataclass(frozen=True)
+class _Sent(Generic[_T]):
+    value: _T
+    attempts: int
+    project_id: str
 
 
 def _items_page(answer: Answer) -> list[CheckpointItem]:

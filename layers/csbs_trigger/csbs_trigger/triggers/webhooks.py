@@ -16,6 +16,7 @@ import re
 from typing import Any
 
 from csbs_trigger import safe_json
+from csbs_trigger.aws import metrics
 from csbs_trigger.aws.idempotency import AlreadyInProgressError, PayloadConflictError
 from csbs_trigger.errors import Category, ConfigError, TriggerError
 from csbs_trigger.log import logger
@@ -44,6 +45,17 @@ STATUSES = (201, 400, 401, 404, 405, 409, 413, 415, 422, 500, 502, 503, 504)
 
 
 def handle_webhook(event: dict[str, Any], context: Any, runtime: Runtime) -> dict[str, Any]:
+    """The HTTP answer to one delivery; every refusal (4xx but 409) is counted as
+    ``TriggerRejected``, by status, so that a flood of forged or broken deliveries shows."""
+    answer = _handle(event, context, runtime)
+    status = answer["statusCode"]
+    if 400 <= status < 500 and status != 409:
+        namespace = runtime.settings.metrics_namespace
+        metrics.count(namespace, "TriggerRejected", status=str(status))
+    return answer
+
+
+def _handle(event: dict[str, Any], context: Any, runtime: Runtime) -> dict[str, Any]:
     name = (event.get("pathParameters") or {}).get("source") or _source_from_path(
         event.get("rawPath") or event.get("path") or ""
     )

@@ -1,0 +1,32 @@
+"""CloudWatch metrics in the embedded metric format (EMF), through Powertools.
+
+Each metric is written as its own EMF line at once: one with the service dimension only (what
+the alarms watch) and, where given, one more with its own dimension (what a dashboard splits
+by). A metric that cannot be written is logged, never allowed to fail a backup.
+"""
+
+from __future__ import annotations
+
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
+
+from csbs_trigger.log import logger
+
+
+def count(namespace: str, name: str, value: float = 1, **dimension: str) -> None:
+    _emit(namespace, name, MetricUnit.Count, value, dimension)
+
+
+def seconds(namespace: str, name: str, value: float, **dimension: str) -> None:
+    _emit(namespace, name, MetricUnit.Seconds, value, dimension)
+
+
+def _emit(
+    namespace: str, name: str, unit: MetricUnit, value: float, dimension: dict[str, str]
+) -> None:
+    try:
+        for dimensions in ({}, dimension) if dimension else ({},):
+            with single_metric(name, unit, value, namespace=namespace) as metric:
+                for key, text in dimensions.items():
+                    metric.add_dimension(key, text)
+    except Exception as exc:
+        logger.warning("metric not written", extra={"metric": name, "reason": type(exc).__name__})

@@ -1,0 +1,195 @@
+"""The completion tracker: one scheduled run polls the checkpoints that are due and reports each
+finished one exactly once.
+
+A run pages through the due index (polled longest ago first) while it has time, polls up to
+``MAX_CONCURRENCY`` checkpoints at once, and leaves the rest to the next run. A checkpoint
+another run holds is skipped quietly. Credentials or configuration that fail stop the run at
+once (asking IAM again per checkpoint would only lock the account): the backups keep waiting,
+and the run fails so its dead-letter queue and alarm tell the operator.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+from csbs_trigger.aws import metrics
+from csbs_trigger.aws.sns import PublishError
+from csbs_trigger.aws.tracking import COMPLETING, Tracked, TrackingTable
+from csbs_trigger.completion import (
+    DEPLOYMENT_FAILURES,
+    SUCCEEDED,
+    TIMED_OUT,
+    Verdict,
+    build_completion,
+    judge,
+    summary,
+)
+from csbs_trigger.deadline import Deadline
+from csbs_trigger.errors import ConfigError, TriggerError
+from csbs_trigger.log import logger
+from csbs_trigger.notify import Notification
+from csbs_trigger.runner import bounded_map, publish_record
+from csbs_trigger.runtime import Runtime
+
+# Checkpoints asked for per page of the due index.
+PAGE_SIZE = 50
+# A checkpoint is begun only with this much of the invocation left: a poll, a publish, writes.
+SECONDS_PER_CHECKPOINT = 10.0
+# Without a Lambda context (a script), how long a claim holds a checkpoint.
+_SCRIPT_LEASE_SECONDS = 900.0
+
+
+class TrackerStopped(Exception):
+    """The run stopped early: the deployment cannot poll (credentials, configuration, table)."""
+
+
+@dataclass
+class _Run:
+    table: TrackingTable
+    runtime: Runtime
+    context: Any
+    deadline: Deadline
+    claim: str
+    lease_until: float
+    stop: TriggerError | None = None
+
+
+def track(context: Any, runtime: Runtime) -> dict[str, Any]:
+    """One tracker run; its counts by what happened to each due checkpoint."""
+    table = runtime.tracking
+    if table is None:
+        raise ConfigError("environment variable TRACKING_TABLE is not set")
+    settings = runtime.settings
+    deadline = Deadline.from_context(
+        context, settings.connect_timeout_seconds, settings.read_timeout_seconds
+    )
+    began = runtime.clock()
+    remaining = deadline.remaining_seconds()
+    run = _Run(
+        table=table,
+        runtime=runtime,
+        context=context,
+        deadline=deadline,
+        claim=f"{getattr(context, 'aws_request_id', None) or 'local'}:{uuid.uuid4().hex[:12]}",
+        lease_until=began + (remaining if remaining != float("inf") else _SCRIPT_LEASE_SECONDS),
+    )
+    cutoff = began - settings.tracking_poll_interval_seconds
+    counts: Counter[str] = Counter()
+    seen: set[str] = set()
+    start: dict[str, Any] | None = None
+    while run.stop is None and _has_time(deadline):
+        try:
+            page, start = table.due(cutoff, limit=PAGE_SIZE, start=start)
+        except TriggerError as error:
+            run.stop = error
+            break
+        fresh = [tracked for tracked in page if tracked.checkpoint_id not in seen]
+        seen.update(tracked.checkpoint_id for tracked in fresh)
+        workers = min(len(fresh), settings.max_concurrency)
+        counts.update(bounded_map(lambda tracked: _follow(tracked, run), fresh, workers))
+        if start is None:
+            break
+    if start is not None and run.stop is None:
+        counts["left_for_next_run"] += 1
+    result = {"due": len(seen), **counts}
+    logger.info("tracker run finished", extra=result)
+    if run.stop is not None:
+        logger.error("tracker run stopped", extra={"category": run.stop.category.value,
+                                                   "reason": run.stop.message})  # fmt: skip
+        raise TrackerStopped(f"{run.stop.category.value}: {run.stop.message}")
+    if counts["publish_failed"]:
+        raise PublishError(f"{counts['publish_failed']} completion notifications not published")
+    return result
+
+
+def _has_time(deadline: Deadline) -> bool:
+    return deadline.remaining_seconds() - deadline.reserve_seconds >= SECONDS_PER_CHECKPOINT
+
+
+def _follow(tracked: Tracked, run: _Run) -> str:
+    """Poll one checkpoint under this run's claim; what happened, in one word."""
+    if run.stop is not None or not _has_time(run.deadline):
+        return "deferred"
+    runtime = run.runtime
+    try:
+        if not run.table.claim(
+            tracked, run.claim, now=runtime.clock(), lease_until=run.lease_until
+        ):
+            return "skipped"  # another run polled it since this one read the index, or holds it
+        if tracked.state == COMPLETING:  # a completion computed before, but not published
+            assert tracked.notification is not None
+            return _publish(tracked, Notification.from_record(tracked.notification), run)
+        return _poll(tracked, run)
+    except TriggerError as error:  # the table failed: nothing was published for it
+        run.stop = error
+        return "stopped"
+
+
+def _poll(tracked: Tracked, run: _Run) -> str:
+    runtime, registration = run.runtime, tracked.registration
+    items = failure = None
+    try:
+        items = runtime.client.list_checkpoint_items(registration.checkpoint_id, run.deadline)
+    except TriggerError as error:
+        if error.category in DEPLOYMENT_FAILURES:
+            run.stop = error
+            return "stopped"
+        failure = error
+        logger.warning("checkpoint poll failed", extra={
+            "checkpoint_id": registration.checkpoint_id, "category": error.category.value,
+            "reason": error.message})  # fmt: skip
+    now = runtime.clock()
+    verdict = judge(
+        items,
+        expected_items=registration.expected_items,
+        now=now,
+        deadline_at=registration.deadline_at,
+        failure=failure,
+    )
+    if verdict is None:
+        progress = summary(items) if items is not None else None
+        run.table.release(tracked, run.claim, progress)
+        return "running"
+    notification = build_completion(
+        tracked,
+        verdict,
+        items,
+        now=now,
+        invocation_id=getattr(run.context, "aws_request_id", None),
+        last_summary=tracked.progress,
+        redact=runtime.redactor(),
+    )
+    if not run.table.complete(tracked, run.claim, notification.to_record()):
+        return "skipped"  # the claim passed to another run meanwhile: it reports
+    _count(verdict, notification, runtime)
+    return _publish(tracked, notification, run)
+
+
+def _publish(tracked: Tracked, notification: Notification, run: _Run) -> str:
+    try:
+        published = publish_record(notification, run.runtime)
+    except PublishError:
+        return "publish_failed"  # kept as completing: the next run publishes it
+    run.table.finish(
+        tracked, run.claim, now=run.runtime.clock(), message_id=published["message_id"]
+    )
+    logger.info("backup completion reported", extra={
+        "checkpoint_id": tracked.checkpoint_id, **notification.attributes})  # fmt: skip
+    return str(notification.attributes["outcome"])
+
+
+def _count(verdict: Verdict, notification: Notification, runtime: Runtime) -> None:
+    namespace = runtime.settings.metrics_namespace
+    duration = notification.content["duration_s"]
+    if verdict.outcome == SUCCEEDED:
+        metrics.count(namespace, "BackupsCompleted")
+    elif verdict.outcome == TIMED_OUT:
+        metrics.count(namespace, "BackupsTimedOut")
+    else:
+        assert verdict.error is not None
+        metrics.count(namespace, "BackupsFailed", error_category=verdict.error.category.value)
+    if verdict.outcome != TIMED_OUT:
+        metrics.seconds(namespace, "BackupDurationSeconds", duration)
