@@ -24,8 +24,8 @@ from typing import Any
 import boto3
 import pytest
 
-import csbs_trigger.runtime
 import completion_tracker
+import csbs_trigger.runtime
 import scheduled_backup
 import webhook
 from csbs_trigger import ConfigError, Runtime, logger

@@ -108,10 +108,28 @@ def test_packaged_webhook_function_answers_a_signed_delivery(deployment: Deploym
     assert len(deployment.notifications()) == 1
 
 
+def test_packaged_tracker_reports_a_completion(deployment: Deployment) -> None:
+    deployment.standin.polls_to_finish = 0
+    deployment.invoke(read_event("schedule.json"))
+    [started] = deployment.notifications()
+    tracker = _artifact("CompletionTrackerFunction")
+
+    reports = [_invoke(tracker, {}) for _ in range(2)]  # no items yet, then all available
+
+    assert [report["result"].get("succeeded", 0) for report in reports] == [0, 1]
+    [completed] = deployment.notifications()
+    assert completed.message["checkpoint"]["id"] == started.message["checkpoint"]["id"]
+    assert completed.attributes["event"] == "completed"
+
+
 def test_every_handler_of_the_template_is_packaged() -> None:
     _runtime_or_fail()
     handlers = [a for a in artifacts() if a.kind == "function"]
-    assert {a.logical_id for a in handlers} == {"ScheduledBackupFunction", "WebhookFunction"}
+    assert {a.logical_id for a in handlers} == {
+        "ScheduledBackupFunction",
+        "WebhookFunction",
+        "CompletionTrackerFunction",
+    }
     for artifact in handlers:
         assert sorted(p.name for p in artifact.folder.iterdir()) == [
             "__pycache__",

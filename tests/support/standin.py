@@ -63,6 +63,7 @@ class Fault:
     # (so a test overlaps two requests by events, not by luck).
     arrived: threading.Event | None = None
     release: threading.Event | None = None
+    passthrough: bool = False  # once released, answer as the stand-in would have
 
 
 @dataclass
@@ -279,7 +280,8 @@ class _Handler(BaseHTTPRequestHandler):
         fault = self.standin._record(recorded)
         if fault is not None:
             self._inject(fault)
-            return
+            if not fault.passthrough:
+                return
         if parts.path == "/v3/auth/tokens" and self.command == "POST":
             answer = self._tokens(recorded)
         elif parts.path.startswith("/v1/") and parts.path.endswith("/checkpoint_items"):
@@ -503,6 +505,8 @@ class _Handler(BaseHTTPRequestHandler):
             fault.arrived.set()
         if fault.release is not None:
             fault.release.wait(30)  # a bound, so a failing test never hangs the run
+        if fault.passthrough:
+            return
         if fault.delay_seconds:
             # Wakes early when the stand-in stops, so no test waits out the delay.
             self.standin._stopping.wait(fault.delay_seconds)

@@ -136,6 +136,7 @@ def _poll(tracked: Tracked, run: _Run) -> str:
     except TriggerError as error:
         if error.category in DEPLOYMENT_FAILURES:
             run.stop = error
+            run.table.release(tracked, run.claim, None)  # for the next run, once mended
             return "stopped"
         failure = error
         logger.warning("checkpoint poll failed", extra={

@@ -8,6 +8,7 @@ reuses Keystone v3 tokens; ``AccessKeyAuth`` signs each request with an AK/SK pa
 
 from __future__ import annotations
 
+import copy
 import json
 import threading
 from collections.abc import Callable
@@ -25,10 +26,12 @@ from csbs_trigger.cloud.credentials import (
 )
 from csbs_trigger.cloud.transport import send
 from csbs_trigger.deadline import Deadline
-from csbs_trigger.errors import ConfigError, UpstreamError
+from csbs_trigger.errors import Category, ConfigError, UpstreamError
 
 # Renew a token this long before IAM says it expires, so no call starts with a dying token.
 TOKEN_RENEWAL_MARGIN = timedelta(minutes=10)
+# A refused login is answered from memory this long: concurrent plans and polls share it.
+REFUSAL_REMEMBERED = timedelta(seconds=60)
 _CSBS_CATALOG_TYPES = frozenset({"data-protect", "csbs"})
 
 
@@ -114,6 +117,8 @@ class KeystonePasswordAuth:
         self._now = now
         self._lock = threading.Lock()
         self._token: Token | None = None
+        # IAM's last refusal of these credentials, and until when it is answered from here.
+        self._refused: tuple[UpstreamError, datetime] | None = None
 
     def scope(self, deadline: Deadline) -> Scope:
         token = self._current_token(deadline)
@@ -137,10 +142,18 @@ class KeystonePasswordAuth:
         return self._credentials.secret_values + ((token.value,) if token else ())
 
     def _current_token(self, deadline: Deadline) -> Token:
-        # The lock makes concurrent plans of a batch share one token request.
+        """The lock makes concurrent plans share one token request; a refusal is shared for a
+        while too (every refused login counts towards IAM's lockout of the account)."""
         with self._lock:
+            if self._refused is not None and self._now() < self._refused[1]:
+                raise copy.copy(self._refused[0])
             if self._token is None or self._now() >= self._token.renew_at:
-                self._token = self._request_token(deadline)
+                try:
+                    self._token = self._request_token(deadline)
+                except UpstreamError as error:
+                    if error.category is Category.AUTH_FAILED:
+                        self._refused = (error, self._now() + REFUSAL_REMEMBERED)
+                    raise
             return self._token
 
     def _request_token(self, deadline: Deadline) -> Token:

@@ -1,0 +1,420 @@
+"""Completion tracking over the wire: a started backup is registered, the tracker polls the
+stand-in's checkpoint items until they end, and exactly one completion is published.
+
+The stand-in's items are empty at the first poll, then ``protecting`` with rising progress, then
+``available`` (or ``error`` for ``failing_servers``) after ``polls_to_finish`` polls.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from typing import Any
+
+import pytest
+from conftest import Deployment, read_event
+
+import csbs_trigger.tracker
+from csbs_trigger.tracker import TrackerStopped
+from support.lambda_context import FakeLambdaContext
+from support.standin import Fault
+
+PLAN_A = "62171999-3df1-42f7-9513-6f9b1bea4744"  # nightly-app-servers: two servers
+PLAN_B = "6a6cda7e-7b89-4b14-8e5c-3b6821a97d2c"  # backup: one server
+SERVER_A = "7a32a8b5-7977-4e24-b5da-e0eb457db75b"
+SERVER_B = "b2b433bf-7dd6-4a74-aa8f-85673dfbda48"
+COMPLETION_KEYS = {
+    "schema_version", "event", "outcome", "trigger", "invocation_id", "request", "checkpoint",
+    "items", "summary", "error", "started_at", "finished_at", "duration_s", "polls",
+    "published_at",
+}  # fmt: skip
+ITEM_KEYS = {"id", "resource_id", "resource_name", "status", "progress", "size_mb",
+             "finished_at", "fail_code", "fail_reason"}  # fmt: skip
+
+
+def start(deployment: Deployment, plan_id: str = PLAN_A) -> str:
+    """A backup started by a direct invocation; its started notification is drained."""
+    result = deployment.invoke({"plan_id": plan_id})
+    deployment.notifications()
+    return str(result["plans"][0]["checkpoint_id"])
+
+
+def track_until_quiet(deployment: Deployment, runs: int = 6) -> list[dict[str, Any]]:
+    return [deployment.track() for _ in range(runs)]
+
+
+def completions(deployment: Deployment) -> list[Any]:
+    delivered = deployment.notifications()
+    assert all(d.attributes["event"] == "completed" for d in delivered)
+    return delivered
+
+
+def tracked_item(deployment: Deployment, checkpoint_id: str) -> dict[str, Any]:
+    item = deployment.aws.client("dynamodb").get_item(
+        TableName="csbs-trigger-tracking", Key={"checkpoint_id": {"S": checkpoint_id}}
+    )
+    return item["Item"]  # type: ignore[no-any-return]
+
+
+def emf(output: str) -> list[tuple[str, dict[str, str]]]:
+    """(metric, dimensions) of every EMF line the function printed."""
+    found = []
+    for line in output.splitlines():
+        if line.startswith('{"_aws"'):
+            blob = json.loads(line)
+            [directive] = blob["_aws"]["CloudWatchMetrics"]
+            [names] = directive["Dimensions"]
+            for metric in directive["Metrics"]:
+                found.append((metric["Name"], {name: blob[name] for name in names}))
+    return found
+
+
+# -- the started side ------------------------------------------------------------------------
+
+
+def test_a_started_backup_is_registered_with_its_deadline(deployment: Deployment) -> None:
+    deployment.now = 1_800_000_000.0
+    deployment.set_env("TRACKING_DEADLINE_SECONDS", "3600")
+
+    result = deployment.invoke(read_event("schedule.json"))
+
+    [started] = deployment.notifications()
+    assert started.message["tracking"] == {"deadline": "2027-01-15T09:00:00+00:00"}
+    item = tracked_item(deployment, result["plans"][0]["checkpoint_id"])
+    assert item["state"]["S"] == item["queue"]["S"] == "pending"
+    assert float(item["deadline_at"]["N"]) == 1_800_000_000.0 + 3600
+    assert item["plan_name"]["S"] == "nightly-app-servers"
+    assert int(item["expected_items"]["N"]) == 2
+    assert json.loads(item["started"]["S"])["trigger"]["source"] == "schedule"
+
+
+def test_a_replayed_trigger_registers_once_and_completes_once(deployment: Deployment) -> None:
+    event = read_event("schedule.json")
+    first, replay = deployment.invoke(event), deployment.invoke(event)
+    deployment.notifications()
+    assert first["plans"][0]["checkpoint_id"] == replay["plans"][0]["checkpoint_id"]
+
+    track_until_quiet(deployment)
+
+    [completed] = completions(deployment)
+    assert completed.message["outcome"] == "succeeded"
+    calls = deployment.standin.calls("csbs")
+    assert [call.method for call in calls].count("POST") == 1
+    first_pages = [call for call in calls if call.method == "GET" and "marker" not in call.query]
+    assert len(first_pages) == completed.message["polls"] == 4
+
+
+def test_without_a_table_nothing_is_registered(deployment: Deployment) -> None:
+    deployment.set_env("TRACKING_TABLE", None)
+
+    deployment.invoke({"plan_id": PLAN_A})
+
+    [started] = deployment.notifications()
+    assert started.message["tracking"] is None
+
+
+def test_a_table_that_refuses_the_registration_loses_only_the_completion(
+    deployment: Deployment,
+) -> None:
+    deployment.refuse(deployment.runtime.dynamodb, "PutItem", "ResourceNotFoundException", times=5)
+
+    result = deployment.invoke({"plan_id": PLAN_B})
+
+    [started] = deployment.notifications()
+    assert result["outcome"] == started.message["outcome"] == "succeeded"
+    assert started.message["tracking"]["deadline"] is None
+    assert "ResourceNotFoundException" in started.message["tracking"]["error"]
+
+
+# -- one checkpoint's life -------------------------------------------------------------------
+
+
+def test_a_backup_is_reported_once_when_every_server_is_available(
+    deployment: Deployment, capsys: pytest.CaptureFixture[str]
+) -> None:
+    checkpoint_id = start(deployment)
+
+    runs = track_until_quiet(deployment)
+
+    # Poll 1: no items yet; 2 and 3: protecting; 4: available. Then nothing is due.
+    assert [run.get("running", 0) for run in runs] == [1, 1, 1, 0, 0, 0]
+    assert [run.get("succeeded", 0) for run in runs] == [0, 0, 0, 1, 0, 0]
+    [completed] = completions(deployment)
+    message = completed.message
+    assert set(message) == COMPLETION_KEYS
+    assert (message["event"], message["outcome"], message["error"]) == (
+        "completed",
+        "succeeded",
+        None,
+    )
+    assert message["checkpoint"] == {"id": checkpoint_id}
+    assert message["request"]["plan_id"] == PLAN_A
+    assert message["trigger"]["source"] == "direct"
+    assert message["summary"] == {"servers": 2, "available": 2, "failed": 0, "running": 0}
+    assert message["polls"] == 4
+    assert {item["resource_id"] for item in message["items"]} == {SERVER_A, SERVER_B}
+    assert all(set(item) == ITEM_KEYS for item in message["items"])
+    assert all(item["progress"] == 100.0 and item["size_mb"] == 1024.0 for item in message["items"])
+    assert completed.attributes == {"event": "completed", "outcome": "succeeded", "plan_id": PLAN_A}
+    assert completed.subject is not None
+    assert completed.subject.startswith(
+        "CSBS backup completed for plan nightly-app-servers (2 servers, "
+    )
+    assert tracked_item(deployment, checkpoint_id)["state"]["S"] == "done"
+    assert "queue" not in tracked_item(deployment, checkpoint_id)
+    metrics = emf(capsys.readouterr().out)
+    assert ("BackupsStarted", {}) in metrics
+    assert ("BackupsCompleted", {}) in metrics
+    assert ("BackupDurationSeconds", {}) in metrics
+
+
+def test_a_server_in_error_fails_the_backup_and_says_which(
+    deployment: Deployment, capsys: pytest.CaptureFixture[str]
+) -> None:
+    deployment.standin.failing_servers = {SERVER_B}
+    start(deployment)
+
+    track_until_quiet(deployment)
+
+    [completed] = completions(deployment)
+    message = completed.message
+    assert message["outcome"] == "failed"
+    assert message["error"]["category"] == "item_error"
+    assert message["error"]["code"] == "2001"
+    assert (
+        "1 of 2 servers failed (app-server-2: The server is stopped)" in message["error"]["message"]
+    )
+    failed = {item["resource_id"]: item for item in message["items"]}[SERVER_B]
+    assert (failed["status"], failed["fail_reason"]) == ("error", "The server is stopped")
+    assert completed.attributes["error_category"] == "item_error"
+    assert completed.subject == "CSBS backup failed for plan nightly-app-servers (1 of 2 servers)"
+    metrics = emf(capsys.readouterr().out)
+    assert ("BackupsFailed", {"error_category": "item_error"}) in metrics
+    assert ("BackupsFailed", {}) in metrics  # what the alarm watches
+
+
+def test_past_the_deadline_it_is_timed_out_with_the_last_state(
+    deployment: Deployment, capsys: pytest.CaptureFixture[str]
+) -> None:
+    deployment.now = time.time()
+    deployment.set_env("TRACKING_DEADLINE_SECONDS", "5")
+    deployment.standin.polls_to_finish = 10
+    start(deployment)
+    deployment.track()  # no items yet
+    deployment.track()  # protecting
+    assert deployment.notifications() == []
+
+    deployment.now += 6
+    result = deployment.track()
+
+    [completed] = completions(deployment)
+    message = completed.message
+    assert (result["timed_out"], message["outcome"]) == (1, "timed_out")
+    assert message["error"]["category"] == "timeout"
+    assert message["summary"] == {"servers": 2, "available": 0, "failed": 0, "running": 2}
+    assert {item["status"] for item in message["items"]} == {"protecting"}
+    assert completed.attributes["error_category"] == "timeout"
+    assert "timed out" in (completed.subject or "")
+    assert ("BackupsTimedOut", {}) in emf(capsys.readouterr().out)
+    assert deployment.track() == {"due": 0}
+
+
+def test_an_empty_item_list_past_the_deadline_is_timed_out(deployment: Deployment) -> None:
+    deployment.now = time.time()
+    deployment.set_env("TRACKING_DEADLINE_SECONDS", "1")
+    start(deployment)
+
+    deployment.now += 2
+    deployment.track()  # the first poll: no items yet
+
+    [completed] = completions(deployment)
+    assert completed.message["outcome"] == "timed_out"
+    assert completed.message["items"] == []
+    assert "no servers finished" in completed.message["error"]["message"]
+
+
+def test_a_deleted_checkpoint_ends_as_not_found(deployment: Deployment) -> None:
+    checkpoint_id = start(deployment)
+    deployment.track()
+    deployment.standin.checkpoints[checkpoint_id].deleted = True
+
+    result = deployment.track()
+
+    [completed] = completions(deployment)
+    assert (result["failed"], completed.message["outcome"]) == (1, "failed")
+    assert completed.message["error"]["category"] == "not_found"
+    assert completed.message["error"]["code"] == "CSBS.3001"
+    assert completed.attributes["error_category"] == "not_found"
+    assert completed.subject == "CSBS backup failed (not_found) for plan nightly-app-servers"
+
+
+def test_throttling_waits_for_the_next_poll(deployment: Deployment) -> None:
+    deployment.standin.polls_to_finish = 0
+    start(deployment)
+    deployment.track()  # no items yet
+    throttled = Fault(429, {"error_code": "APIGW.0308", "error_msg": "throttled"})
+    deployment.standin.fail_next("csbs", throttled, throttled, throttled)
+
+    waited = deployment.track()
+
+    assert waited.get("running") == 1
+    assert deployment.notifications() == []
+    assert deployment.track()["succeeded"] == 1
+    assert len(completions(deployment)) == 1
+
+
+def test_a_revoked_token_is_renewed_and_tracking_goes_on(deployment: Deployment) -> None:
+    deployment.standin.polls_to_finish = 0
+    start(deployment)
+    deployment.track()
+    deployment.standin.revoke_tokens()
+
+    assert deployment.track()["succeeded"] == 1
+    assert len(deployment.standin.calls("iam")) == 2
+
+
+def test_refused_credentials_stop_the_run_without_ending_any_backup(
+    deployment: Deployment,
+) -> None:
+    start(deployment)
+    start(deployment, PLAN_B)
+    password, deployment.standin.password = deployment.standin.password, "rotated-elsewhere"
+    deployment.standin.revoke_tokens()
+
+    with pytest.raises(TrackerStopped, match="auth_failed"):
+        deployment.track()
+
+    assert deployment.notifications() == []
+    assert len(deployment.standin.calls("iam")) == 2  # the first token, one refused login
+    deployment.standin.password = password  # IAM takes the secret's password again
+    deployment.cold_start()
+    track_until_quiet(deployment)
+    assert len(completions(deployment)) == 2
+
+
+def test_a_failed_publish_is_published_by_the_next_run_without_polling_again(
+    deployment: Deployment,
+) -> None:
+    deployment.standin.polls_to_finish = 0
+    checkpoint_id = start(deployment)
+    deployment.track()
+    deployment.refuse(deployment.runtime.sns, "Publish", "InternalError")
+
+    with pytest.raises(Exception, match="completion notifications not published"):
+        deployment.track()
+    assert tracked_item(deployment, checkpoint_id)["state"]["S"] == "completing"
+    polls = len(deployment.standin.calls("csbs"))
+
+    deployment.now = time.time() + 3600  # the failed run's claim has expired
+    assert deployment.track()["succeeded"] == 1
+
+    assert len(completions(deployment)) == 1
+    assert len(deployment.standin.calls("csbs")) == polls
+    assert tracked_item(deployment, checkpoint_id)["state"]["S"] == "done"
+
+
+# -- overlapping runs ------------------------------------------------------------------------
+
+
+def test_a_run_skips_a_checkpoint_another_run_is_polling(deployment: Deployment) -> None:
+    deployment.standin.polls_to_finish = 0
+    start(deployment)
+    deployment.track()  # no items yet: the next poll finds them available
+    results: list[dict[str, Any]] = []
+
+    deployment.overlapping(lambda: results.append(deployment.track()), Fault(passthrough=True))
+
+    first, second = results[1], results[0]  # the second run ends first: it skipped
+    assert second == {"due": 1, "skipped": 1}
+    assert first["succeeded"] == 1
+    assert len(completions(deployment)) == 1
+
+
+def test_a_run_whose_claim_expired_mid_poll_does_not_report(deployment: Deployment) -> None:
+    deployment.standin.polls_to_finish = 0
+    start(deployment)
+    deployment.track()
+    results: list[dict[str, Any]] = []
+
+    def run() -> None:
+        if results or deployment.now is not None:  # the second run: long after the first began
+            deployment.now = time.time() + 3600
+        else:
+            deployment.now = time.time()
+        results.append(deployment.track())
+
+    deployment.overlapping(run, Fault(passthrough=True))
+
+    takeover, stale = results
+    assert takeover["succeeded"] == 1
+    assert stale.get("skipped") == 1
+    assert "succeeded" not in stale
+    assert len(completions(deployment)) == 1
+
+
+# -- many checkpoints ------------------------------------------------------------------------
+
+
+class RunningDown(FakeLambdaContext):
+    """An invocation whose time runs out after ``polls`` CSBS requests."""
+
+    def __init__(self, deployment: Deployment, polls: int) -> None:
+        super().__init__(function_name="csbs-trigger-tracker")
+        self._deployment, self._at_start = deployment, len(deployment.standin.calls("csbs"))
+        self._polls = polls
+
+    def get_remaining_time_in_millis(self) -> int:
+        made = len(self._deployment.standin.calls("csbs")) - self._at_start
+        return 60_000 if made < self._polls else 5_000
+
+
+def test_pending_checkpoints_are_paged_and_left_to_the_next_run(
+    deployment: Deployment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(csbs_trigger.tracker, "PAGE_SIZE", 2)
+    deployment.set_env("MAX_CONCURRENCY", "1")
+    started = [start(deployment, PLAN_B) for _ in range(5)]
+
+    short = deployment.track(RunningDown(deployment, polls=3))
+    whole = deployment.track()
+
+    assert short["running"] == 3
+    assert short["left_for_next_run"] == 1
+    assert whole["due"] == 5
+    assert whole["running"] == 5
+    polled = [call.query["checkpoint_id"][0] for call in deployment.standin.calls("csbs")
+              if call.method == "GET"]  # fmt: skip
+    assert polled[:3] == started[:3]
+    assert polled[3:5] == started[3:]  # the next run begins with those polled longest ago
+
+
+def test_a_checkpoint_of_more_items_than_a_page_is_read_whole(deployment: Deployment) -> None:
+    plan_id = str(uuid.uuid4())
+    servers = {str(uuid.uuid4()): f"server-{n:03}" for n in range(101)}
+    deployment.standin.add_plan(plan_id, "large", servers)
+    deployment.standin.polls_to_finish = 0
+    start(deployment, plan_id)
+
+    deployment.track()
+    deployment.track()
+
+    [completed] = completions(deployment)
+    assert completed.message["summary"]["servers"] == 101
+    assert {item["resource_id"] for item in completed.message["items"]} == set(servers)
+
+
+def test_refused_webhooks_are_counted_by_status(
+    deployment: Deployment, capsys: pytest.CaptureFixture[str]
+) -> None:
+    forged = {"rawPath": "/webhooks/generic", "requestContext": {"http": {"method": "POST"}},
+              "headers": {"content-type": "application/json"}, "body": "{}"}  # fmt: skip
+    unknown = {**forged, "rawPath": "/webhooks/nobody"}
+
+    statuses = [deployment.invoke_webhook(event)["statusCode"] for event in (forged, unknown)]
+
+    assert statuses == [401, 404]
+    metrics = emf(capsys.readouterr().out)
+    assert ("TriggerRejected", {"status": "401"}) in metrics
+    assert ("TriggerRejected", {"status": "404"}) in metrics
+    assert metrics.count(("TriggerRejected", {})) == 2
