@@ -4,6 +4,11 @@ Starts the CSBS + IAM stand-in and a local AWS (moto server) on 127.0.0.1, store
 secret, creates the notification topic with a subscribed queue, then feeds the ``events/``
 samples to the handler as Lambda would (event + context) and prints what was published.
 
+Then the completion tracker follows every started backup to its end (in AWS it runs every
+5 minutes; here back to back): the stand-in's servers go from no items to ``protecting`` to
+``available``, except plan "backup"'s server, which ends in ``error``. Last, one backup with a
+1-second tracking deadline is reported ``timed_out``.
+
     make run                      # every sample
     make run EVENTS=events/batch.json
     make run ARGS="--full --logs"  # whole messages, and the function's JSON log lines
@@ -18,6 +23,7 @@ import json
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +51,8 @@ SAMPLE_PLANS = {
 }
 # The direct sample runs while a backup of its plan is still executing, to show a failure.
 BUSY_FOR_DIRECT_SAMPLE = "CSBS.1001"
+# The server whose backups end in error, to show a failed completion.
+FAILING_SERVER = "1c960fe4-e679-421a-97cd-4f7463d2344b"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,13 +82,19 @@ def main(argv: list[str] | None = None) -> int:
                 "CSBS_SECRET_ID": secret_arn,
                 "NOTIFICATION_TOPIC_ARN": topic_arn,
                 "IDEMPOTENCY_TABLE": aws.idempotency_table(),
+                "TRACKING_TABLE": aws.tracking_table(),
+                "TRACKING_POLL_INTERVAL_SECONDS": "0",  # every run polls every started backup
                 "POWERTOOLS_LOG_LEVEL": "INFO",
+                "POWERTOOLS_METRICS_DISABLED": "true",  # the EMF lines are for CloudWatch
             }
         )
+        standin.failing_servers = {FAILING_SERVER}
         if not args.logs:  # the summaries below say what happened; whole lines with --logs
             quiet_function_logs()
         print(f"CSBS/IAM stand-in on {standin.url}, local AWS on {aws.endpoint_url}")
         function = importlib.import_module("scheduled_backup")
+        tracker = importlib.import_module("completion_tracker")
+        runtime_module = importlib.import_module("csbs_trigger.runtime")
 
         def invoke(path: Path, note: str = "") -> None:
             print(f"\n=== {path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}{note}")
@@ -99,15 +113,41 @@ def main(argv: list[str] | None = None) -> int:
 
         print("\n--- cloud secret: events/secrets/access-keys.json (AK/SK request signing)")
         aws.update_secret(secret_arn, standin.access_key_secret())
-        runtime_module = importlib.import_module("csbs_trigger.runtime")
         runtime_module._container_runtime = None  # a new container: reads the secret afresh
         for plan in standin.plans.values():
             plan.busy_code = None
         invoke(ROOT / "events" / "direct.json")
 
+        def track(note: str) -> dict[str, Any]:
+            print(f"\n=== completion tracker run{note}")
+            sys.stdout.flush()
+            result: dict[str, Any] = tracker.handler({}, FakeLambdaContext("csbs-trigger-tracker"))
+            print(f"handler returned: {json.dumps(result)}")
+            for delivered in inbox.drain():
+                print_notification(delivered, full=args.full)
+            return result
+
+        print("\n--- completion tracker (every 5 minutes in AWS; here back to back)")
+        for run in range(1, 10):
+            if not track(f" {run}")["due"]:
+                break
+
+        print("\n--- a backup not finished before its tracking deadline (1 s)")
+        os.environ["TRACKING_DEADLINE_SECONDS"] = "1"
+        runtime_module._container_runtime = None  # a redeploy with the new setting
+        standin.polls_to_finish = 10
+        began = time.time()
+        invoke(ROOT / "events" / "direct.json")
+        track(" (no items yet)")
+        track(" (protecting)")
+        time.sleep(max(0.0, began + 1.1 - time.time()))  # a demo of a deadline: its one wait
+        track(" after the deadline")
+
+        posts = [call for call in standin.calls("csbs") if call.method == "POST"]
         print(
             f"\nIAM token requests: {len(standin.calls('iam'))}, "
-            f"CSBS checkpoint requests: {len(standin.calls('csbs'))}"
+            f"CSBS checkpoint requests: {len(posts)}, "
+            f"checkpoint item requests: {len(standin.calls('csbs')) - len(posts)}"
         )
     return 0
 
@@ -121,11 +161,14 @@ def quiet_function_logs() -> None:
 
 def print_notification(delivered: Delivered, *, full: bool) -> None:
     message: dict[str, Any] = delivered.message
-    print(f"  SNS [{message['outcome']}] {delivered.subject}")
+    print(f"  SNS [{message['event']}: {message['outcome']}] {delivered.subject}")
     print(f"      attributes {json.dumps(delivered.attributes, sort_keys=True)}")
     if full:
         for line in json.dumps(message, indent=2).splitlines():
             print(f"      {line}")
+        return
+    if message["event"] == "completed":
+        print_completion(message)
         return
     trigger = message["trigger"]
     print(f"      trigger {trigger['source']} {trigger['id']}")
@@ -140,6 +183,25 @@ def print_notification(delivered: Delivered, *, full: bool) -> None:
         print(f"      extra_info {json.dumps(checkpoint['extra_info'])}")
     if message["error"]:
         print(f"      error {json.dumps(message['error'])}")
+    if message.get("tracking"):
+        print(f"      tracking {json.dumps(message['tracking'])}")
+
+
+def print_completion(message: dict[str, Any]) -> None:
+    print(
+        f"      checkpoint {message['checkpoint']['id']}, {message['polls']} polls, "
+        f"{message['started_at']} to {message['finished_at']} ({message['duration_s']} s)"
+    )
+    for item in message["items"]:
+        size = f"{item['size_mb']:g} MB" if item["size_mb"] is not None else "-"
+        failure = f"  {item['fail_code']}: {item['fail_reason']}" if item["fail_reason"] else ""
+        print(
+            f"      {item['resource_name']:<14} {item['status']:<11} "
+            f"{item['progress'] or 0:>5.0f} %  {size}{failure}"
+        )
+    if message["error"]:
+        error = message["error"]
+        print(f"      error {error['category']}: {error['message']}")
 
 
 if __name__ == "__main__":

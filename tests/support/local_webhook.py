@@ -50,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
                 "CSBS_SECRET_ID": aws.create_secret("csbs-trigger/cloud", standin.cloud_secret()),
                 "WEBHOOK_SECRET_ID": aws.create_secret("csbs-trigger/webhooks", webhook_secrets),
                 "IDEMPOTENCY_TABLE": aws.idempotency_table(),
+                "TRACKING_TABLE": aws.tracking_table(),
+                "POWERTOOLS_METRICS_DISABLED": "true",  # the EMF lines are for CloudWatch
                 "NOTIFICATION_TOPIC_ARN": topic_arn,
                 "POWERTOOLS_LOG_LEVEL": "WARNING",
             }

@@ -145,7 +145,8 @@ def _subject(tracked: Tracked, verdict: Verdict, counts: dict[str, int], duratio
         return f"CSBS backup completed for {plan} ({servers}, {_duration(duration)})"
     if verdict.outcome == TIMED_OUT:
         done = counts["available"] + counts["failed"]
-        return f"CSBS backup timed out for {plan} ({done} of {servers} finished)"
+        finished = f"{done} of {servers} finished" if counts["servers"] else "no servers listed"
+        return f"CSBS backup timed out for {plan} ({finished})"
     assert verdict.error is not None
     if verdict.error.category is Category.ITEM_ERROR:
         return f"CSBS backup failed for {plan} ({counts['failed']} of {servers})"

@@ -2,12 +2,14 @@
 
 Each metric is written as its own EMF line at once: one with the service dimension only (what
 the alarms watch) and, where given, one more with its own dimension (what a dashboard splits
-by). A metric that cannot be written is logged, never allowed to fail a backup.
+by). ``POWERTOOLS_METRICS_DISABLED`` turns them off as it does Powertools' own (local runs).
+A metric that cannot be written is logged, never allowed to fail a backup.
 """
 
 from __future__ import annotations
 
 from aws_lambda_powertools.metrics import MetricUnit, single_metric
+from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 
 from csbs_trigger.log import logger
 
@@ -23,6 +25,8 @@ def seconds(namespace: str, name: str, value: float, **dimension: str) -> None:
 def _emit(
     namespace: str, name: str, unit: MetricUnit, value: float, dimension: dict[str, str]
 ) -> None:
+    if is_metrics_disabled():
+        return
     try:
         for dimensions in ({}, dimension) if dimension else ({},):
             with single_metric(name, unit, value, namespace=namespace) as metric:
