@@ -1,5 +1,5 @@
 """What a cold and a warm invocation cost, measured on what Lambda runs: the packaged artifact
-(`make package`) on Python 3.13 with boto3 only, both functions, against the loopback stand-ins
+(`make package`) on Python 3.13 with boto3 only, all three functions, against the loopback stand-ins
 and moto's server (which run here, outside the measured processes).
 
 * cold: each sample is a fresh interpreter that writes no bytecode (a new container): CPU time
@@ -13,6 +13,9 @@ and moto's server (which run here, outside the measured processes).
 * warm: after a first invocation, the CPU time of one more (secret and token cached, kept-alive
   connections, as Lambda's clients keep them) against the bare loop doing the same, in rounds
   that alternate the two; the ratio is the median of the rounds' paired ratios. Budget 1.1x.
+* the tracker: each run polls the same 10 never-finishing backups (a page of the due index, a
+  claim, the item pages and a release each) against a bare loop making those requests one by
+  one; same budgets.
 
     make bench            # or: python -m support.bench --runs 9
 """
@@ -89,7 +92,8 @@ handler = __import__(sys.argv[4]).handler
 cpu1, wall1 = time.process_time(), time.perf_counter()
 def invoke(current):
     result = handler(current, Context())
-    assert result.get("outcome", result.get("statusCode")) in ("succeeded", 201), result
+    assert result.get("outcome", result.get("statusCode", result.get("running"))) in (
+        "succeeded", 201, int(os.environ.get("BENCH_PENDING", -1))), result
 invoke(event)
 cpu2, wall2 = time.process_time(), time.perf_counter()
 fresh = json.loads(sys.argv[5])
@@ -177,7 +181,13 @@ def invoke(current):
     # What any useful notification holds: what ran, for whom, and what CSBS answered; with
     # the message attributes subscribers filter on.
     def execute():
-        return {"outcome": "succeeded", "request": request, "trigger": key_id, "answer": post()}
+        answer = post()
+        # Registered for the completion tracker, as the function does.
+        dynamodb.put_item(TableName=os.environ["TRACKING_TABLE"], Item={
+            "checkpoint_id": {"S": answer["checkpoint"]["id"]}, "queue": {"S": "pending"},
+            "polled_at": {"N": repr(time.time())}, "started": {"S": json.dumps(request)}},
+            ConditionExpression="attribute_not_exists(checkpoint_id)")
+        return {"outcome": "succeeded", "request": request, "trigger": key_id, "answer": answer}
     message = once(f"bare:{key_id}#execute", execute)
     attributes = {"outcome": {"DataType": "String", "StringValue": "succeeded"},
                   "plan_id": {"DataType": "String", "StringValue": current["plan_id"]}}
@@ -193,6 +203,64 @@ def fresh_event(number):
 """
     + _REPORT
 )
+
+# The completion tracker by hand: the same DynamoDB and CSBS requests, one checkpoint at a time
+# (page through the due index; claim, list the items until an empty page, release each).
+BARE_TRACKER = (
+    _PRELUDE
+    + """
+import boto3, requests
+cpu1, wall1 = time.process_time(), time.perf_counter()
+secretsmanager, dynamodb = boto3.client("secretsmanager"), boto3.client("dynamodb")
+table, http = os.environ["TRACKING_TABLE"], requests.Session()
+cache = {}
+def invoke(current):
+    if "token" not in cache:
+        answer = secretsmanager.get_secret_value(SecretId=os.environ["CSBS_SECRET_ID"])
+        secret = cache["secret"] = json.loads(answer["SecretString"])
+        auth = {"auth": {"identity": {"methods": ["password"], "password": {"user": {
+            "name": secret["username"], "password": secret["password"],
+            "domain": {"name": secret["user_domain_name"]}}}},
+            "scope": {"project": {"id": secret["project_id"]}}}}
+        answer = http.post(secret["auth_url"] + "/auth/tokens?nocatalog", json=auth,
+                           timeout=(3, 20))
+        cache["token"] = answer.headers["X-Subject-Token"]
+    secret, now = cache["secret"], time.time()
+    url = secret["csbs_endpoint"] + "/v1/" + secret["project_id"] + "/checkpoint_items"
+    page = dynamodb.query(TableName=table, IndexName="due",
+        KeyConditionExpression="#q = :p AND polled_at <= :now",
+        ExpressionAttributeNames={"#q": "queue"},
+        ExpressionAttributeValues={":p": {"S": "pending"}, ":now": {"N": repr(now)}}, Limit=50)
+    for item in page["Items"]:
+        key = {"checkpoint_id": item["checkpoint_id"]}
+        dynamodb.update_item(TableName=table, Key=key,
+            UpdateExpression="SET polled_at = :now, claim = :c, lease_until = :l ADD polls :one",
+            ConditionExpression="polled_at = :seen",
+            ExpressionAttributeValues={":now": {"N": repr(time.time())}, ":c": {"S": "bare"},
+                ":l": {"N": repr(now + 60)}, ":one": {"N": "1"}, ":seen": item["polled_at"]})
+        query, items = {"checkpoint_id": item["checkpoint_id"]["S"], "limit": "100"}, []
+        while True:
+            answer = http.get(url, params=query, headers={"X-Auth-Token": cache["token"]},
+                              timeout=(3, 20))
+            listed = answer.json()["checkpoint_items"]
+            if not listed:
+                break
+            items += listed
+            query["marker"] = listed[-1]["id"]
+        statuses = [json.loads(i["extend_info"])["progress"] for i in items]
+        dynamodb.update_item(TableName=table, Key=key, UpdateExpression=
+            "SET progress = :p REMOVE lease_until", ConditionExpression="claim = :c",
+            ExpressionAttributeValues={":p": {"S": json.dumps(statuses)}, ":c": {"S": "bare"}})
+
+invoke(event)
+cpu2, wall2 = time.process_time(), time.perf_counter()
+def fresh_event(number):
+    return {}
+"""
+    + _REPORT
+)
+# Backups the tracker follows in every sample: they never finish, so every run polls them all.
+PENDING_BACKUPS = 10
 
 _firings = itertools.count()
 
@@ -236,6 +304,13 @@ def sample(
     return report
 
 
+def start_backups(env: dict[str, str], count: int) -> None:
+    """``count`` backups started (and registered for tracking) by the packaged scheduled
+    function, for every tracker sample to poll."""
+    for _ in range(count):
+        sample(FUNCTION, "ScheduledBackupFunction", "scheduled_backup", scheduled_event, env)
+
+
 def spread(values: list[float], unit: float = 1000) -> str:
     return (f"median {statistics.median(values) * unit:7.1f}  "
             f"(min {min(values) * unit:.1f}, max {max(values) * unit:.1f})")  # fmt: skip
@@ -261,23 +336,34 @@ def main(argv: list[str] | None = None) -> int:
             "BENCH_WEBHOOK_KEY": SECRETS["generic"][0].removeprefix("whsec_"),
             "NOTIFICATION_TOPIC_ARN": topic_arn,
             "IDEMPOTENCY_TABLE": aws.idempotency_table(),
+            "TRACKING_TABLE": aws.tracking_table("csbs-trigger-bench-started"),
+            "TRACKING_POLL_INTERVAL_SECONDS": "0",
+            "BENCH_PENDING": str(PENDING_BACKUPS),
             "POWERTOOLS_LOG_LEVEL": "WARNING",
+            "POWERTOOLS_METRICS_DISABLED": "true",
             "PYTHONDONTWRITEBYTECODE": "1",
         }
+        # The tracker follows backups of its own table: the others' samples start hundreds.
+        tracked = {**env, "TRACKING_TABLE": aws.tracking_table("csbs-trigger-bench-tracked")}
+        standin.polls_to_finish = 10**9
+        start_backups(tracked, PENDING_BACKUPS)
         kinds = {
-            "scheduled": ("ScheduledBackupFunction", "scheduled_backup", scheduled_event),
-            "webhook": ("WebhookFunction", "webhook", webhook_event),
+            "scheduled": ("ScheduledBackupFunction", "scheduled_backup", scheduled_event, BARE),
+            "webhook": ("WebhookFunction", "webhook", webhook_event, BARE),
+            "tracker": ("CompletionTrackerFunction", "completion_tracker", dict, BARE_TRACKER),
         }
         results: dict[str, dict[str, list[dict[str, Any]]]] = {}
-        for kind, (folder, module, make_event) in kinds.items():
+        for kind, (folder, module, make_event, bare_script) in kinds.items():
+            env = tracked if kind == "tracker" else env
             cold: dict[str, list[dict[str, Any]]] = {"function": [], "bare": []}
             warm: dict[str, list[dict[str, Any]]] = {"function": [], "bare": []}
             for _ in range(args.runs):  # alternating, so drift on the machine hits both alike
                 cold["function"].append(sample(FUNCTION, folder, module, make_event, env))
-                cold["bare"].append(sample(BARE, folder, module, make_event, env))
+                cold["bare"].append(sample(bare_script, folder, module, make_event, env))
+            calls = WARM_CALLS if kind != "tracker" else WARM_CALLS // 5
             for _ in range(args.runs):
-                for side, script in (("function", FUNCTION), ("bare", BARE)):
-                    warm[side].append(sample(script, folder, module, make_event, env, WARM_CALLS))
+                for side, script in (("function", FUNCTION), ("bare", bare_script)):
+                    warm[side].append(sample(script, folder, module, make_event, env, calls))
             results[kind] = {**{f"cold_{k}": v for k, v in cold.items()},
                              **{f"warm_{k}": v for k, v in warm.items()}}  # fmt: skip
 
@@ -297,7 +383,8 @@ def main(argv: list[str] | None = None) -> int:
             statistics.median(f["warm_cpu"]) / statistics.median(b["warm_cpu"])
             for f, b in zip(result["warm_function"], result["warm_bare"], strict=True)
         )
-        print(f"\n{kind} function")
+        what = f" ({PENDING_BACKUPS} pending backups a run)" if kind == "tracker" else ""
+        print(f"\n{kind} function{what}")
         for label, key in (("cold import CPU", "import_cpu"), ("cold import wall", "import_wall"),
                            ("import + 1st invocation CPU", "first_cpu"),
                            ("import + 1st invocation wall", "first_wall"),

@@ -10,6 +10,7 @@ import random
 import threading
 import time
 from collections.abc import Callable
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 import requests
@@ -75,11 +76,6 @@ class Runtime:
             if dynamodb is not None and settings.tracking_table
             else None
         )
-        self.deduplicator = (
-            Deduplicator(dynamodb, settings.idempotency_table)
-            if dynamodb is not None and settings.idempotency_table
-            else None
-        )
         self._session = session or _http_session(settings.max_concurrency)
         self.client = CsbsClient(
             self,
@@ -123,6 +119,14 @@ class Runtime:
             else None,
             **overrides,
         )
+
+    @cached_property
+    def deduplicator(self) -> Deduplicator | None:
+        """Built when a trigger first needs it (Powertools idempotency is a large import the
+        completion tracker never needs)."""
+        if self.dynamodb is None or not self.settings.idempotency_table:
+            return None
+        return Deduplicator(self.dynamodb, self.settings.idempotency_table)
 
     def webhook_sources(self) -> dict[str, Source]:
         """The configured webhook senders, loaded and checked once per container."""
