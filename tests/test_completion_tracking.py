@@ -231,7 +231,8 @@ def test_an_empty_item_list_past_the_deadline_is_timed_out(deployment: Deploymen
     [completed] = completions(deployment)
     assert completed.message["outcome"] == "timed_out"
     assert completed.message["items"] == []
-    assert "no servers finished" in completed.message["error"]["message"]
+    assert "0 of 2 servers finished" in completed.message["error"]["message"]
+    assert completed.message["summary"] == {"servers": 2, "available": 0, "failed": 0, "running": 2}
 
 
 def test_a_deleted_checkpoint_ends_as_not_found(deployment: Deployment) -> None:

@@ -70,7 +70,11 @@ def judge(
         )
         return Verdict(FAILED, error)
     if now >= deadline_at:
-        known = f"{_finished(items)} of {_servers(len(items))}" if items else "no servers"
+        counts = summary(items or (), expected_items)
+        finished = counts["available"] + counts["failed"]
+        known = (
+            f"{finished} of {_servers(counts['servers'])}" if counts["servers"] else "no servers"
+        )
         message = f"not finished before the tracking deadline: {known} finished"
         if failure is not None:
             message += f"; the last poll failed ({failure.category.value})"
@@ -78,12 +82,14 @@ def judge(
     return None
 
 
-def summary(items: Sequence[CheckpointItem]) -> dict[str, int]:
-    """How many servers, and how many of them are available, failed or still running."""
+def summary(items: Sequence[CheckpointItem], expected_items: int | None = None) -> dict[str, int]:
+    """How many servers (those asked for, where CSBS has not listed them all yet), and how many
+    of them are available, failed or still running."""
+    servers = max(len(items), expected_items or 0)
     failed = sum(item.failed for item in items)
     available = sum(item.terminal and not item.failed for item in items)
-    return {"servers": len(items), "available": available, "failed": failed,
-            "running": len(items) - available - failed}  # fmt: skip
+    return {"servers": servers, "available": available, "failed": failed,
+            "running": servers - available - failed}  # fmt: skip
 
 
 def build_completion(
@@ -103,7 +109,10 @@ def build_completion(
     registration = tracked.registration
     started = registration.started
     listed = [item.to_dict() for item in items or ()]
-    counts = summary(items) if items is not None else (last_summary or summary(()))
+    expected = registration.expected_items
+    counts = (
+        summary(items, expected) if items is not None else last_summary or summary((), expected)
+    )
     finished_at = _latest_finish(items) if verdict.outcome != TIMED_OUT else None
     finished_at = min(finished_at or now, now)
     duration = max(0, round(finished_at - registration.registered_at))
@@ -155,10 +164,6 @@ def _subject(tracked: Tracked, verdict: Verdict, counts: dict[str, int], duratio
 
 def _servers(count: int) -> str:
     return f"{count} server" if count == 1 else f"{count} servers"
-
-
-def _finished(items: Sequence[CheckpointItem]) -> int:
-    return sum(item.terminal for item in items)
 
 
 def _duration(seconds: int) -> str:

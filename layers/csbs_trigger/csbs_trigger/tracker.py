@@ -151,7 +151,7 @@ def _poll(tracked: Tracked, run: _Run) -> str:
         failure=failure,
     )
     if verdict is None:
-        progress = summary(items) if items is not None else None
+        progress = None if items is None else summary(items, registration.expected_items)
         run.table.release(tracked, run.claim, progress)
         return "running"
     notification = build_completion(

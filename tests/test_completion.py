@@ -1,0 +1,185 @@
+"""Judging a checkpoint from its items, and the completion notification: pure, no wire."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from csbs_trigger.aws.tracking import Registration, Tracked
+from csbs_trigger.cloud.checkpoint_items import CheckpointItem
+from csbs_trigger.completion import build_completion, judge
+from csbs_trigger.errors import Category, TriggerError, UpstreamError
+from csbs_trigger.notify import MAX_MESSAGE_BYTES, Redactor
+
+NOW, DEADLINE = 1_800_000_000.0, 1_800_003_600.0
+
+
+def item(status: str | None, number: int = 0, **extra: object) -> CheckpointItem:
+    fields: dict[str, object] = {
+        "id": f"item-{number}", "checkpoint_id": "cp", "resource_id": f"server-{number}",
+        "resource_name": f"app-{number}", "status": status, "progress": 100.0, "size_mb": 1.0,
+        "finished_at": None, "fail_code": None, "fail_reason": None, **extra,
+    }  # fmt: skip
+    return CheckpointItem(**fields)  # type: ignore[arg-type]
+
+
+def verdict(items: list[CheckpointItem] | None, **options: object) -> str | None:
+    settings: dict[str, object] = {"expected_items": None, "now": NOW, "deadline_at": DEADLINE}
+    found = judge(items, **{**settings, **options})  # type: ignore[arg-type]
+    return None if found is None else found.outcome
+
+
+@pytest.mark.parametrize(
+    ("statuses", "outcome"),
+    [
+        ([], None),  # no items yet: normal for a while
+        (["protecting", "available"], None),
+        (["waiting_protect"], None),
+        (["available", "available"], "succeeded"),
+        (["available", "error"], "failed"),
+        (["deleting"], "failed"),
+        (["deleted", "available"], "failed"),
+        ([None], None),  # no status: not terminal
+    ],
+)
+def test_a_checkpoint_ends_when_every_item_is_terminal(
+    statuses: list[str | None], outcome: str | None
+) -> None:
+    assert verdict([item(s, n) for n, s in enumerate(statuses)]) == outcome
+
+
+def test_fewer_items_than_servers_asked_for_is_not_the_end() -> None:
+    listed = [item("available", 0), item("available", 1)]
+
+    assert verdict(listed, expected_items=3) is None
+    assert verdict(listed, expected_items=2) == "succeeded"
+    timed_out = judge(listed, expected_items=3, now=DEADLINE, deadline_at=DEADLINE)
+    assert timed_out is not None
+    assert timed_out.error is not None
+    assert "2 of 3 servers finished" in timed_out.error.message
+
+
+def test_the_deadline_counts_only_while_it_is_not_finished() -> None:
+    assert verdict([item("protecting")], now=DEADLINE) == "timed_out"
+    assert verdict([], now=DEADLINE) == "timed_out"
+    assert verdict([item("protecting")], now=DEADLINE - 1) is None
+    assert verdict([item("available")], now=DEADLINE + 1) == "succeeded"
+
+
+@pytest.mark.parametrize(
+    ("category", "ends"),
+    [
+        (Category.NOT_FOUND, True),
+        (Category.FORBIDDEN, True),
+        (Category.BAD_RESPONSE, True),
+        (Category.THROTTLED, False),
+        (Category.UNAVAILABLE, False),
+        (Category.TIMEOUT, False),
+        (Category.AUTH_FAILED, False),  # about this deployment: the run stops, the backup waits
+        (Category.CONFIG_ERROR, False),
+    ],
+)
+def test_only_a_lasting_failure_about_the_checkpoint_ends_it(
+    category: Category, ends: bool
+) -> None:
+    failure = UpstreamError("CSBS said no", category=category)
+
+    found = judge(None, expected_items=1, now=NOW, deadline_at=DEADLINE, failure=failure)
+
+    assert (found is not None) is ends
+    if found is not None:
+        assert (found.outcome, found.error) == ("failed", failure)
+
+
+def test_a_failed_poll_past_the_deadline_times_out_and_says_so() -> None:
+    failure = UpstreamError("slow", category=Category.UNAVAILABLE)
+
+    found = judge(None, expected_items=2, now=DEADLINE, deadline_at=DEADLINE, failure=failure)
+
+    assert found is not None
+    assert found.outcome == "timed_out"
+    assert found.error is not None
+    assert found.error.category is Category.TIMEOUT
+    assert found.error.message.endswith("the last poll failed (unavailable)")
+
+
+def tracked(expected_items: int | None = None) -> Tracked:
+    registration = Registration(
+        checkpoint_id="cp-1", plan_id="plan-1", plan_name="nightly", project_id="p",
+        expected_items=expected_items, registered_at=NOW - 2460, deadline_at=DEADLINE,
+        started={"trigger": {"source": "schedule", "id": "s", "sender": None, "reference": None},
+                 "request": {"plan_id": "plan-1", "resources": None, "auto_trigger": None},
+                 "invocation_id": "i", "idempotency_key": "k"},
+    )  # fmt: skip
+    return Tracked(registration, "pending", NOW, 3, "claim", None, None)
+
+
+def test_a_checkpoint_of_thousands_of_servers_keeps_the_items_that_fit() -> None:
+    items = [item("available", n, resource_name="x" * 250, fail_reason="y" * 250)
+             for n in range(3000)]  # fmt: skip
+    found = judge(items, expected_items=None, now=NOW, deadline_at=DEADLINE)
+    assert found is not None
+
+    notification = build_completion(tracked(), found, items, now=NOW, invocation_id="r",
+                                    last_summary=None, redact=Redactor())  # fmt: skip
+
+    assert len(notification.message.encode()) <= MAX_MESSAGE_BYTES
+    message = json.loads(notification.message)
+    assert 0 < len(message["items"]) < 3000
+    assert message["items_omitted"] == 3000 - len(message["items"])
+    assert message["summary"]["servers"] == 3000
+    assert notification.subject == "CSBS backup completed for plan nightly (3000 servers, 41 min)"
+
+
+def test_secrets_echoed_in_a_fail_reason_never_reach_the_completion() -> None:
+    items = [item("error", 0, fail_reason="login with S3cr3t-Passw0rd failed")]
+    found = judge(items, expected_items=None, now=NOW, deadline_at=DEADLINE)
+    assert found is not None
+
+    notification = build_completion(
+        tracked(), found, items, now=NOW, invocation_id="r", last_summary=None,
+        redact=Redactor(["S3cr3t-Passw0rd"]),
+    )  # fmt: skip
+
+    assert "S3cr3t" not in notification.message
+    assert "[redacted]" in json.loads(notification.message)["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    ("seconds", "shown"), [(59, "59 s"), (119, "119 s"), (2460, "41 min"), (30600, "8.5 h")]
+)
+def test_durations_read_as_an_operator_says_them(seconds: int, shown: str) -> None:
+    items = [item("available")]
+    found = judge(items, expected_items=None, now=NOW, deadline_at=DEADLINE)
+    assert found is not None
+    record = tracked()
+    registration = record.registration
+    moved = Registration(**{**registration.__dict__, "registered_at": NOW - seconds})
+
+    notification = build_completion(
+        Tracked(moved, "pending", NOW, 0, None, None, None), found, items, now=NOW,
+        invocation_id=None, last_summary=None, redact=Redactor(),
+    )  # fmt: skip
+
+    assert notification.subject == f"CSBS backup completed for plan nightly (1 server, {shown})"
+    assert json.loads(notification.message)["duration_s"] == seconds
+
+
+def test_a_failure_names_how_many_of_how_many() -> None:
+    items = [item("available", 0), item("error", 1, fail_code="2001", fail_reason="stopped"),
+             item("error", 2)]  # fmt: skip
+    found = judge(items, expected_items=3, now=NOW, deadline_at=DEADLINE)
+    assert found is not None
+    assert isinstance(found.error, TriggerError)
+
+    notification = build_completion(tracked(3), found, items, now=NOW, invocation_id=None,
+                                    last_summary=None, redact=Redactor())  # fmt: skip
+
+    assert found.error.message == "2 of 3 servers failed (app-1: stopped)"
+    assert found.error.code == "2001"
+    assert notification.subject == "CSBS backup failed for plan nightly (2 of 3 servers)"
+    assert notification.attributes == {
+        "event": "completed", "outcome": "failed", "plan_id": "plan-1",
+        "error_category": "item_error",
+    }  # fmt: skip
