@@ -4,6 +4,7 @@
 # make test  - ruff, mypy strict, the SAM template check and pytest (what .ci/run runs)
 # make bench - cold and warm CPU, wall time and memory of the packaged artifact on 3.13
 # make package - sam build the deployable artifact (python3.13 arm64) and print its sizes
+# make mutation - mutmut over the core modules: killed / survived per module (slow; not in CI)
 # make audit - the layer's pins, their latest releases and known vulnerabilities (needs the index)
 # make lock  - re-pin requirements-dev.txt after editing requirements-dev.in
 
@@ -27,7 +28,7 @@ export PYTHONPATH := layers/csbs_trigger:functions/scheduled_backup:functions/we
 
 .DEFAULT_GOAL := help
 
-.PHONY: help dev run webhook samples package artifact test lint typecheck template pytest bench audit lock clean
+.PHONY: help dev run webhook samples package artifact test lint typecheck template pytest bench audit lock clean mutation
 
 help:
 	@sed -n 's/^# \(make .*\)/\1/p' Makefile
@@ -105,13 +106,16 @@ artifact:
 	@if [ -n "$(RUNTIME_PYTHON)" ]; then $(MAKE) --no-print-directory package \
 		$(RUNTIME_VENV)/.installed; else echo "python3.13 not found: no packaged test"; fi
 
+mutation: dev
+	$(PY) -m support.mutation $(ARGS)
+
 audit: dev
 	$(PY) -m pip install --quiet --disable-pip-version-check pip-audit==2.10.1
 	$(PY) -m support.audit
 
 lock: dev
 	$(VENV)/bin/uv pip install --quiet --python $(PY) -r requirements-dev.in
-	$(VENV)/bin/uv pip freeze --python $(PY) --exclude-editable | grep -v '^uv==' \
+	$(VENV)/bin/uv pip freeze --python $(PY) --exclude-editable | grep -v -E '^(uv|pip|setuptools)==' \
 		| sort > requirements-dev.txt
 
 clean:

@@ -13,6 +13,7 @@ import logging
 import os
 import shutil
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -60,6 +61,9 @@ def record_row(table: str, columns: tuple[str, ...], order: int, cells: tuple[st
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     if _is_worker():
         return
+    seed = getattr(config.option, "randomly_seed", None)  # pytest-randomly's order of this run
+    if isinstance(seed, int):
+        terminalreporter.write_line(f"random order: repeat it with --randomly-seed={seed}")
     records = [
         json.loads(line)
         for path in sorted(SUMMARY_DIR.glob("*.jsonl"))
@@ -119,9 +123,18 @@ def logs() -> Iterator[io.StringIO]:
     handler = logger.registered_handler
     assert isinstance(handler, logging.StreamHandler)
     buffer = io.StringIO()
-    previous = handler.setStream(buffer)
+    previous = _swap_stream(handler, buffer)
     yield buffer
-    handler.setStream(previous)
+    # A pytest run in the same process before this one (mutmut's) may have closed the stream
+    # the handler was built with.
+    _swap_stream(handler, sys.stdout if getattr(previous, "closed", False) else previous)
+
+
+def _swap_stream(handler: logging.StreamHandler[Any], stream: Any) -> Any:
+    """``setStream`` without its flush of the old stream, which may be closed."""
+    with handler.lock or threading.Lock():
+        previous, handler.stream = handler.stream, stream
+    return previous
 
 
 # One boto3 session for every container a test starts: a new one loads the service models

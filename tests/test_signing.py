@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from urllib.parse import quote, urlencode
 
 import pytest
@@ -14,7 +15,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from csbs_trigger.cloud.signing import SdkHmacSha256Auth, authorization
-from support.standin import ACCESS_KEY, PROJECT_ID, PROVIDER_ID, SECRET_KEY, CsbsStandIn
+from support.standin import (
+    ACCESS_KEY,
+    PROJECT_ID,
+    PROVIDER_ID,
+    SECRET_KEY,
+    SECURITY_TOKEN,
+    CsbsStandIn,
+)
 
 HOST = "service.endpoint.myhuaweicloud.com"
 
@@ -163,3 +171,31 @@ def test_auth_class_signs_real_requests_the_gateway_accepts() -> None:
     assert accepted.status_code == 200, accepted.text
     assert refused.status_code == 401
     assert refused.json()["error_code"] == "APIGW.0301"
+
+
+def test_a_raw_equals_sign_in_a_query_value_belongs_to_the_value() -> None:
+    """``a=b=c`` is the key ``a`` with the value ``b=c``, as the gateway reads it."""
+    headers = {"Host": HOST, "X-Sdk-Date": "20261127T020000Z"}
+    expected = sdk_authorization(Case("GET", "/x", [("filter", "a=b")], headers, b""))
+
+    ours_raw = authorization(method="GET", url=f"https://{HOST}/x?filter=a=b", headers=headers,
+                             body=b"", access_key="AccessKey", secret_key="SecretKey")  # fmt: skip
+
+    assert ours_raw == expected
+
+
+def test_temporary_credentials_send_and_sign_their_security_token() -> None:
+    moment = datetime(2026, 11, 27, 2, 0, tzinfo=UTC)
+    auth = SdkHmacSha256Auth(ACCESS_KEY, SECRET_KEY, PROJECT_ID, security_token=SECURITY_TOKEN,
+                             now=lambda: moment)  # fmt: skip
+    request = requests.Request("GET", f"https://{HOST}/v1/{PROJECT_ID}/checkpoint_items").prepare()
+
+    signed = auth(request)
+
+    assert signed.headers["X-Security-Token"] == SECURITY_TOKEN
+    assert "x-security-token" in signed.headers["Authorization"].split("SignedHeaders=")[1]
+    headers = {"Host": HOST, "X-Sdk-Date": "20261127T020000Z", "X-Project-Id": PROJECT_ID,
+               "X-Security-Token": SECURITY_TOKEN}  # fmt: skip
+    case = Case("GET", f"/v1/{PROJECT_ID}/checkpoint_items", [], headers, b"", ACCESS_KEY,
+                SECRET_KEY)  # fmt: skip
+    assert signed.headers["Authorization"] == sdk_authorization(case)

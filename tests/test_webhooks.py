@@ -62,7 +62,7 @@ def generic_event(
     extra_headers: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
-    stamp = int(time.time()) if timestamp is None else timestamp
+    stamp = signing_time() if timestamp is None else timestamp
     headers = {
         "Content-Type": "application/json",
         "webhook-id": delivery,
@@ -78,7 +78,7 @@ def jira_event(
 ) -> dict[str, Any]:
     """A Jira delivery; ``fresh`` stamps the body with the current time, as Jira Cloud does."""
     if fresh:
-        body = json.dumps({**json.loads(body), "timestamp": int(time.time() * 1000)}).encode()
+        body = json.dumps({**json.loads(body), "timestamp": signing_time() * 1000}).encode()
     headers = {
         "Content-Type": "application/json",
         "X-Atlassian-Webhook-Identifier": delivery,
@@ -177,18 +177,35 @@ def without(event: dict[str, Any], header: str) -> dict[str, Any]:
 
 
 BODY = json.dumps(PLAN_PAYLOAD).encode()
-# Timestamps a minute outside the 5-minute tolerance: int() drops up to a second, so +301
-# could land inside it by the time the handler looks.
+# The moment senders sign at and the function checks against, where a test pins both.
+PINNED_TIME = 1_800_000_000
+_pinned: list[int] = []
+
+
+def signing_time() -> int:
+    return _pinned[-1] if _pinned else int(time.time())
+
+
+@pytest.fixture
+def pinned_clock(deployment: Deployment) -> Iterator[int]:
+    """Senders and the function agree on one fixed moment: timestamp bounds are exact."""
+    deployment.now = float(PINNED_TIME)
+    _pinned.append(PINNED_TIME)
+    yield PINNED_TIME
+    _pinned.clear()
+
+
+# One second outside the 5-minute tolerance, on either side (the clock is pinned).
 REJECTED = {
     "standard-webhooks: tampered body": lambda: tampered(generic_event(PLAN_PAYLOAD)),
     "standard-webhooks: wrong secret": lambda: generic_event(
         PLAN_PAYLOAD, secret="whsec_" + base64.b64encode(b"another secret").decode()
     ),
     "standard-webhooks: stale timestamp": lambda: generic_event(
-        PLAN_PAYLOAD, timestamp=int(time.time()) - 360
+        PLAN_PAYLOAD, timestamp=PINNED_TIME - 301
     ),
     "standard-webhooks: future timestamp": lambda: generic_event(
-        PLAN_PAYLOAD, timestamp=int(time.time()) + 360
+        PLAN_PAYLOAD, timestamp=PINNED_TIME + 301
     ),
     "standard-webhooks: missing signature": lambda: without(
         generic_event(PLAN_PAYLOAD), "webhook-signature"
@@ -234,6 +251,16 @@ def send(request: pytest.FixtureRequest, deployment: Deployment) -> Iterator[Sen
         yield over_http
 
 
+@pytest.mark.parametrize("offset", [-300, 300])
+@pytest.mark.usefixtures("pinned_clock")
+def test_a_timestamp_at_the_edge_of_the_tolerance_is_accepted(
+    deployment: Deployment, offset: int
+) -> None:
+    answer = deployment.invoke_webhook(generic_event(PLAN_PAYLOAD, timestamp=PINNED_TIME + offset))
+
+    assert answer["statusCode"] == 201, answer["body"]
+
+
 @pytest.mark.parametrize("name", ["webhook-jira.json", "webhook-servicenow.json", "generic"])
 def test_each_scheme_accepts_a_correctly_signed_request(
     deployment: Deployment, send: Send, name: str
@@ -247,6 +274,7 @@ def test_each_scheme_accepts_a_correctly_signed_request(
 
 
 @pytest.mark.parametrize("case", REJECTED.keys())
+@pytest.mark.usefixtures("pinned_clock")
 def test_unsigned_or_mis_signed_requests_never_reach_csbs(
     deployment: Deployment, send: Send, logs: io.StringIO, case: str
 ) -> None:
