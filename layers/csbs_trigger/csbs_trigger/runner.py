@@ -16,7 +16,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from csbs_trigger.aws import metrics
 from csbs_trigger.aws.idempotency import AlreadyInProgressError, PayloadConflictError
 from csbs_trigger.aws.sns import PublishError, PublishRefused
 from csbs_trigger.aws.tracking import Registration
@@ -245,7 +244,7 @@ def _execute(
                        "invocation_id": getattr(context, "aws_request_id", None),
                        "idempotency_key": key}  # fmt: skip
             tracking = register(checkpoint, item, execution.project_id, started, runtime)
-            metrics.count(runtime.settings.metrics_namespace, "BackupsStarted")
+            runtime.metrics.count("BackupsStarted")
     return Outcome(
         trigger=trigger,
         invocation_id=getattr(context, "aws_request_id", None),

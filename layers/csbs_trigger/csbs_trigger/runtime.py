@@ -18,6 +18,7 @@ from requests.adapters import HTTPAdapter
 
 from csbs_trigger import safe_json
 from csbs_trigger.aws.idempotency import Deduplicator
+from csbs_trigger.aws.metrics import Metrics
 from csbs_trigger.aws.secret_store import SecretStore
 from csbs_trigger.aws.sns import SnsPublisher
 from csbs_trigger.aws.tracking import TrackingTable
@@ -55,6 +56,7 @@ class Runtime:
         self.clock = clock  # Unix time: what webhook timestamps are checked against
         self.sns, self.dynamodb = sns, dynamodb
         self.publisher = SnsPublisher(sns, settings.topic_arn)
+        self.metrics = Metrics(settings.metrics_namespace)
         self._secrets = (
             SecretStore(
                 secretsmanager, settings.secret_id, max_age_seconds=settings.secret_max_age_seconds

@@ -15,7 +15,6 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from csbs_trigger.aws import metrics
 from csbs_trigger.aws.sns import PublishError
 from csbs_trigger.aws.tracking import COMPLETING, Tracked, TrackingTable
 from csbs_trigger.completion import (
@@ -92,9 +91,9 @@ def track(context: Any, runtime: Runtime) -> dict[str, Any]:
         counts.update(bounded_map(lambda tracked: _follow(tracked, run), fresh, workers))
         if start is None:
             break
+    result: dict[str, Any] = {"due": len(seen), **counts}
     if start is not None and run.stop is None:
-        counts["left_for_next_run"] += 1
-    result = {"due": len(seen), **counts}
+        result["more_due"] = True  # this run ran out of time: the next one goes on
     logger.info("tracker run finished", extra=result)
     if run.stop is not None:
         logger.error("tracker run stopped", extra={"category": run.stop.category.value,
@@ -183,14 +182,13 @@ def _publish(tracked: Tracked, notification: Notification, run: _Run) -> str:
 
 
 def _count(verdict: Verdict, notification: Notification, runtime: Runtime) -> None:
-    namespace = runtime.settings.metrics_namespace
-    duration = notification.content["duration_s"]
+    metrics = runtime.metrics
     if verdict.outcome == SUCCEEDED:
-        metrics.count(namespace, "BackupsCompleted")
+        metrics.count("BackupsCompleted")
     elif verdict.outcome == TIMED_OUT:
-        metrics.count(namespace, "BackupsTimedOut")
+        metrics.count("BackupsTimedOut")
     else:
         assert verdict.error is not None
-        metrics.count(namespace, "BackupsFailed", error_category=verdict.error.category.value)
+        metrics.count("BackupsFailed", error_category=verdict.error.category.value)
     if verdict.outcome != TIMED_OUT:
-        metrics.seconds(namespace, "BackupDurationSeconds", duration)
+        metrics.seconds("BackupDurationSeconds", notification.content["duration_s"])

@@ -14,23 +14,24 @@ from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 from csbs_trigger.log import logger
 
 
-def count(namespace: str, name: str, value: float = 1, **dimension: str) -> None:
-    _emit(namespace, name, MetricUnit.Count, value, dimension)
+class Metrics:
+    def __init__(self, namespace: str) -> None:
+        self._namespace = namespace
 
+    def count(self, name: str, **dimension: str) -> None:
+        self._emit(name, MetricUnit.Count, 1, dimension)
 
-def seconds(namespace: str, name: str, value: float, **dimension: str) -> None:
-    _emit(namespace, name, MetricUnit.Seconds, value, dimension)
+    def seconds(self, name: str, value: float, **dimension: str) -> None:
+        self._emit(name, MetricUnit.Seconds, value, dimension)
 
-
-def _emit(
-    namespace: str, name: str, unit: MetricUnit, value: float, dimension: dict[str, str]
-) -> None:
-    if is_metrics_disabled():
-        return
-    try:
-        for dimensions in ({}, dimension) if dimension else ({},):
-            with single_metric(name, unit, value, namespace=namespace) as metric:
-                for key, text in dimensions.items():
-                    metric.add_dimension(key, text)
-    except Exception as exc:
-        logger.warning("metric not written", extra={"metric": name, "reason": type(exc).__name__})
+    def _emit(self, name: str, unit: MetricUnit, value: float, dimension: dict[str, str]) -> None:
+        if is_metrics_disabled():
+            return
+        try:
+            for dimensions in ({}, dimension) if dimension else ({},):
+                with single_metric(name, unit, value, namespace=self._namespace) as metric:
+                    for key, text in dimensions.items():
+                        metric.add_dimension(key, text)
+        except Exception as exc:
+            logger.warning("metric not written", extra={"metric": name,
+                                                        "reason": type(exc).__name__})  # fmt: skip

@@ -16,7 +16,6 @@ import re
 from typing import Any
 
 from csbs_trigger import safe_json
-from csbs_trigger.aws import metrics
 from csbs_trigger.aws.idempotency import AlreadyInProgressError, PayloadConflictError
 from csbs_trigger.errors import Category, ConfigError, TriggerError
 from csbs_trigger.log import logger
@@ -50,8 +49,7 @@ def handle_webhook(event: dict[str, Any], context: Any, runtime: Runtime) -> dic
     answer = _handle(event, context, runtime)
     status = answer["statusCode"]
     if 400 <= status < 500 and status != 409:
-        namespace = runtime.settings.metrics_namespace
-        metrics.count(namespace, "TriggerRejected", status=str(status))
+        runtime.metrics.count("TriggerRejected", status=str(status))
     return answer
 
 
