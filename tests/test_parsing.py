@@ -3,11 +3,26 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
 from typing import Any
 
 import pytest
 
-from csbs_trigger.errors import Category, UpstreamError, classify, parse_error_body
+from csbs_trigger.errors import (
+    BUSY_RETRY_AFTER_SECONDS,
+    MAX_CODE_LENGTH,
+    MAX_REQUEST_ID_LENGTH,
+    TRUNCATION_MARK,
+    Category,
+    TriggerError,
+    UpstreamError,
+    classify,
+    classify_error_answer,
+    parse_error_body,
+    parse_retry_after,
+    truncate,
+)
 from csbs_trigger.models import parse_checkpoint_answer, parse_checkpoint_body
 
 # The example response of the API page, with its unescaped extra_info made valid JSON
@@ -149,3 +164,86 @@ def test_absurdly_nested_answers_are_classified_not_crashes() -> None:
     assert raised.value.category is Category.BAD_RESPONSE
     assert code is None
     assert message.startswith("[[[")
+
+
+# -- the error vocabulary, read field by field -------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (b"<html>Bad Gateway</html>", (None, "<html>Bad Gateway</html>", None)),
+        (b"[1, 2]", (None, "[1, 2]", None)),
+        (b'{"error_code": "CSBS.1001"}', ("CSBS.1001", "", None)),  # a code and no message
+        (b'{"error_msg": "busy"}', (None, "busy", None)),
+        (b'{"error": {"code": "E", "message": "m", "request_id": "inner"}}', ("E", "m", "inner")),
+        (b'{"request_id": "outer", "error": {"code": "E", "message": "m"}}', ("E", "m", "outer")),
+        (b"\xff\xfe not UTF-8", (None, "\ufffd\ufffd not UTF-8", None)),
+    ],
+)
+def test_error_bodies_are_read_field_by_field(
+    body: bytes, expected: tuple[str | None, str, str | None]
+) -> None:
+    assert parse_error_body(body) == expected
+
+
+def test_an_empty_error_answer_still_says_what_answered() -> None:
+    error = classify_error_answer("CSBS", 503, b"", {}, token_request=False)
+
+    assert error.message == "CSBS answered HTTP 503: no error message"
+    assert (error.category, error.http_status, error.code) == (Category.UNAVAILABLE, 503, None)
+
+
+def test_codes_and_request_ids_are_cut_to_their_bounds() -> None:
+    body = json.dumps({"error_code": "C" * 100, "error_msg": "m"}).encode()
+
+    error = classify_error_answer("CSBS", 400, body, {"X-Request-Id": "r" * 200},
+                                  token_request=False)  # fmt: skip
+
+    assert error.code is not None
+    assert len(error.code) == MAX_CODE_LENGTH
+    assert error.request_id is not None
+    assert len(error.request_id) == MAX_REQUEST_ID_LENGTH
+    assert error.to_dict()["request_id"] == error.request_id
+
+
+def test_busy_without_retry_after_says_when_to_try_again() -> None:
+    busy = b'{"error_code": "CSBS.1001", "error_msg": "executing", "request_id": "b-1"}'
+
+    error = classify_error_answer("CSBS", 500, busy, {}, token_request=False)
+
+    assert error.retry_after_seconds == BUSY_RETRY_AFTER_SECONDS
+    assert error.request_id == "b-1"  # from the body when no header names it
+    told = classify_error_answer("CSBS", 500, busy, {"Retry-After": "7"}, token_request=False)
+    assert told.retry_after_seconds == 7.0
+
+
+def test_retry_after_in_every_form_rfc_9110_allows() -> None:
+    soon = datetime.now(UTC) + timedelta(seconds=30)
+
+    assert parse_retry_after("0") == 0.0
+    assert parse_retry_after("-5") == 0.0
+    assert parse_retry_after(format_datetime(datetime(2001, 1, 1, tzinfo=UTC), usegmt=True)) == 0.0
+    aware = parse_retry_after(format_datetime(soon, usegmt=True))
+    naive = parse_retry_after(format_datetime(soon.replace(tzinfo=None)))  # "-0000": no zone
+    assert aware is not None
+    assert naive is not None
+    assert 25 < aware <= 30
+    assert 25 < naive <= 30
+    assert parse_retry_after("soon") is None
+
+
+def test_truncation_keeps_the_limit_exactly() -> None:
+    assert truncate("x" * 10, 10) == "x" * 10
+    assert truncate("x" * 11, 10) == "x" * 9 + TRUNCATION_MARK
+
+
+def test_an_error_carries_what_it_was_given() -> None:
+    error = TriggerError("went wrong", request_id="req-1", http_status=500)
+
+    assert str(error) == "went wrong"
+    assert error.attempts == 0
+    assert error.to_dict()["request_id"] == "req-1"
+    assert UpstreamError.bad_response("odd", http_status=200).http_status == 200
+    network = UpstreamError.network("CSBS", ConnectionResetError(), request_sent=True)
+    assert network.message == "CSBS could not be reached (ConnectionResetError)"

@@ -210,7 +210,7 @@ def classify_error_answer(
     body: bytes,
     headers: Mapping[str, str],
     *,
-    token_request: bool = False,
+    token_request: bool,
 ) -> UpstreamError:
     """Turn a non-2xx answer from IAM or CSBS into a classified error."""
     code, message, request_id = parse_error_body(body)
