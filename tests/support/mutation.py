@@ -135,7 +135,10 @@ def main(argv: list[str] | None = None) -> int:
         ok = ok and share >= GOAL
         minutes = (time.monotonic() - began) / 60
         rows.append((module, len(codes), killed, len(survivors), other, share, minutes))
-        print(f"{killed} killed, {len(survivors)} survived, {other} other, {minutes:.1f} min")
+        print(
+            f"{killed} killed, {len(survivors)} survived, {other} other, {minutes:.1f} min",
+            flush=True,
+        )
 
     print("\n| module | mutants | killed | survived | other | killed % | minutes |")
     print("|---|---|---|---|---|---|---|")

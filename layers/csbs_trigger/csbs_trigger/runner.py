@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 from csbs_trigger.aws.idempotency import AlreadyInProgressError, PayloadConflictError
 from csbs_trigger.aws.sns import PublishError, PublishRefused
 from csbs_trigger.aws.tracking import Registration
+from csbs_trigger.cloud.csbs import Execution
 from csbs_trigger.deadline import Deadline
 from csbs_trigger.errors import TriggerError
 from csbs_trigger.log import logger
@@ -240,10 +241,7 @@ def _execute(
         except TriggerError as failure:
             error, attempts = failure, failure.attempts
         else:
-            started = {"trigger": trigger.to_dict(), "request": item.to_dict(),
-                       "invocation_id": getattr(context, "aws_request_id", None),
-                       "idempotency_key": key}  # fmt: skip
-            tracking = register(checkpoint, item, execution.project_id, started, runtime)
+            tracking = register(trigger, item, execution, key, context, runtime)
             runtime.metrics.count("BackupsStarted")
     return Outcome(
         trigger=trigger,
@@ -260,10 +258,11 @@ def _execute(
 
 
 def register(
-    checkpoint: Checkpoint,
+    trigger: Trigger,
     request: BackupRequest,
-    project_id: str,
-    started: dict[str, Any],
+    execution: Execution,
+    key: str | None,
+    context: Any,
     runtime: Runtime,
 ) -> dict[str, Any] | None:
     """Leave a started backup for the completion tracker, in the step that started it (a
@@ -273,15 +272,21 @@ def register(
         return None
     now = runtime.clock()
     deadline_at = now + runtime.settings.tracking_deadline_seconds
+    checkpoint = execution.checkpoint
     plan = checkpoint.protection_plan
     asked = request.resources or (plan.resources if plan else ())
     registration = Registration(
         checkpoint_id=checkpoint.id,
         plan_id=request.plan_id,
         plan_name=plan.name if plan else None,
-        project_id=checkpoint.project_id or project_id,
+        project_id=checkpoint.project_id or execution.project_id,
         expected_items=len(asked) or None,
-        started=started,
+        started={
+            "trigger": trigger.to_dict(),
+            "request": request.to_dict(),
+            "invocation_id": getattr(context, "aws_request_id", None),
+            "idempotency_key": key,
+        },
         registered_at=now,
         deadline_at=deadline_at,
     )
