@@ -293,10 +293,12 @@ def test_one_delivery_id_with_two_bodies_is_422_and_starts_nothing(
 
     assert first["statusCode"] == 201
     assert second["statusCode"] == 422
-    assert "different payload" in body_of(second)["message"]
+    conflict = "this delivery id was used before for a different payload"
+    assert body_of(second)["message"] == conflict
     assert len(deployment.standin.calls("csbs")) == 1
-    outcomes = [d.message["outcome"] for d in deployment.notifications()]
-    assert outcomes == ["succeeded", "failed"]
+    succeeded, refused = deployment.notifications()
+    assert (succeeded.message["outcome"], refused.message["outcome"]) == ("succeeded", "failed")
+    assert refused.message["error"]["message"] == conflict
 
 
 # -- promise 3: only the senders' secrets start backups -------------------------------------------

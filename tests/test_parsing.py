@@ -174,6 +174,7 @@ def test_absurdly_nested_answers_are_classified_not_crashes() -> None:
     [
         (b"<html>Bad Gateway</html>", (None, "<html>Bad Gateway</html>", None)),
         (b"[1, 2]", (None, "[1, 2]", None)),
+        (b'{"unexpected": "shape"}', (None, '{"unexpected": "shape"}', None)),
         (b'{"error_code": "CSBS.1001"}', ("CSBS.1001", "", None)),  # a code and no message
         (b'{"error_msg": "busy"}', (None, "busy", None)),
         (b'{"error": {"code": "E", "message": "m", "request_id": "inner"}}', ("E", "m", "inner")),

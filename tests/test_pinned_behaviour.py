@@ -4,6 +4,8 @@ details of webhook verification."""
 
 from __future__ import annotations
 
+import io
+import json
 import time
 from email.utils import formatdate
 
@@ -90,6 +92,9 @@ def test_a_firing_is_remembered_for_a_day_and_an_in_progress_one_until_the_invoc
     items = table.scan(TableName="csbs-trigger-idempotency")["Items"]
     assert len(items) == 2  # execute and publish
     for item in items:
+        # Our own prefix, not Powertools' default (the module and function name): records keep
+        # their keys when the code moves, so a redelivery across a deploy is still recognized.
+        assert item["id"]["S"].startswith("csbs-trigger#")
         assert abs(int(item["expiration"]["N"]) - (started + 24 * 3600)) < 60
         in_progress_until = int(item["in_progress_expiration"]["N"]) / 1000
         assert started + 30 < in_progress_until <= started + 46
@@ -118,3 +123,19 @@ def test_the_bearer_scheme_is_enforced(deployment: Deployment, scheme: str) -> N
 
     assert answer["statusCode"] == 401
     assert deployment.standin.requests == []
+
+
+def test_an_idempotency_table_out_of_reach_is_503_unavailable_and_runs_nothing(
+    deployment: Deployment, logs: io.StringIO
+) -> None:
+    deployment.refuse(deployment.runtime.dynamodb, "PutItem", "ResourceNotFoundException")
+
+    answer = deployment.invoke_webhook(generic_event({"plan_id": PLAN_A}))
+
+    assert answer["statusCode"] == 503
+    assert json.loads(answer["body"]) == {"error": "unavailable"}
+    assert answer["headers"]["Retry-After"] == "30"
+    assert deployment.standin.requests == []
+    assert "the idempotency table could not be used (IdempotencyPersistenceLayerError)" in (
+        logs.getvalue()
+    )

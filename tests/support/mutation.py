@@ -123,10 +123,11 @@ def main(argv: list[str] | None = None) -> int:
             [str(mutmut), "run", "--max-children", args.max_children],
             cwd=folder, env=env, check=False, capture_output=True, text=True,
         )  # fmt: skip
-        if run.returncode != 0 and not (folder / "mutants").is_dir():
-            print(run.stdout[-3000:], run.stderr[-3000:])
+        codes = results(folder, module) if (folder / "mutants").is_dir() else {}
+        if run.returncode != 0 or all(code is None for code in codes.values()):
+            print(f"mutmut failed (exit {run.returncode}):")
+            print(run.stdout[-2000:], run.stderr[-2000:], sep="\n")
             return 2
-        codes = results(folder, module)
         killed = sum(code in KILLED for code in codes.values())
         survivors = sorted(name for name, code in codes.items() if code in SURVIVED)
         other = len(codes) - killed - len(survivors)

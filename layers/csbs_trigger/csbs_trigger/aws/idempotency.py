@@ -78,7 +78,7 @@ class Deduplicator:
         run: Callable[[], dict[str, Any]],
         context: LambdaContext | None,
         *,
-        payload: str = "",
+        payload: str,
     ) -> dict[str, Any]:
         """``payload`` is what ``key`` must always stand for: a repeat with another payload is a
         ``PayloadConflictError``, and runs nothing."""
