@@ -112,7 +112,9 @@ def signed_timestamp_refusal(value: object, *, now: float, tolerance_seconds: fl
 
 def standard_webhooks_signature(secret: str, message_id: str, timestamp: int, body: bytes) -> str:
     """The ``webhook-signature`` header a sender with ``secret`` sends (for tests and docs)."""
-    key = _standard_webhooks_key(secret) or b""
+    key = _standard_webhooks_key(secret)
+    if key is None:
+        raise ValueError("a Standard Webhooks secret is whsec_ followed by base64")
     signed = f"{message_id}.{timestamp}.".encode() + body
     return "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
 
@@ -144,7 +146,7 @@ def _bearer(headers: Headers, secrets: Sequence[str]) -> str | None:
     if scheme.lower() != "bearer" or not token:
         return "no bearer token"
     token = token.strip()
-    matches = [_equal(token, secret) for secret in secrets]  # every one: no early exit
+    matches = [_equal(secret, token) for secret in secrets]  # every one: no early exit
     return None if any(matches) else "the bearer token does not match"
 
 
