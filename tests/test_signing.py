@@ -199,3 +199,16 @@ def test_temporary_credentials_send_and_sign_their_security_token() -> None:
     case = Case("GET", f"/v1/{PROJECT_ID}/checkpoint_items", [], headers, b"", ACCESS_KEY,
                 SECRET_KEY)  # fmt: skip
     assert signed.headers["Authorization"] == sdk_authorization(case)
+
+
+def test_a_text_body_is_signed_as_its_utf8_bytes() -> None:
+    moment = datetime(2026, 11, 27, 2, 0, tzinfo=UTC)
+    auth = SdkHmacSha256Auth(ACCESS_KEY, SECRET_KEY, PROJECT_ID, now=lambda: moment)
+    request = requests.Request("POST", f"https://{HOST}/v1/x", data="grüße").prepare()
+    assert isinstance(request.body, str)  # requests keeps a text body as text
+
+    signed = auth(request)
+
+    headers = {"Host": HOST, "X-Sdk-Date": "20261127T020000Z", "X-Project-Id": PROJECT_ID}
+    case = Case("POST", "/v1/x", [], headers, "grüße".encode(), ACCESS_KEY, SECRET_KEY)
+    assert signed.headers["Authorization"] == sdk_authorization(case)

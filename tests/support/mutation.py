@@ -38,7 +38,7 @@ MODULES: dict[str, list[str]] = {
     "cloud/csbs": ["test_fault_matrix", "test_pinned_behaviour", "test_checkpoint_items",
                    "test_credential_lifecycle"],
     "aws/idempotency": ["test_exactly_once", "test_pinned_behaviour", "test_hostile_input"],
-    "triggers/webhook_auth": ["test_webhooks", "test_pinned_behaviour", "test_hostile_input"],
+    "triggers/webhook_auth": ["test_webhook_auth", "test_webhooks", "test_pinned_behaviour"],
     "cloud/signing": ["test_signing", "test_auth"],
     "runner": ["test_scheduled_backup", "test_exactly_once", "test_hostile_input"],
     "triggers/events": ["test_events", "test_scheduled_backup"],
