@@ -154,3 +154,81 @@ def test_batch_rejects_bad_plans_one_by_one() -> None:
     assert isinstance(worse, RejectedPlan)
     assert worse.plan_id is None
     assert "plans[2] must be an object" in worse.error.message
+
+
+# -- the words of each refusal (they reach the failed notification) -----------------------------
+
+ARN = "arn:aws:scheduler:eu-central-1:123456789012:schedule/default/nightly"
+LONG_KEY = "k" * 50
+
+
+@pytest.mark.parametrize(
+    ("event", "message", "plan_id"),
+    [
+        ({"plans": [{"plan_id": PLAN}], "extra": 1},
+         "event has unknown keys 'extra'; allowed: plans, schedule_arn, scheduled_time", None),
+        ({"plans": [None]}, "event.plans[0] must be an object, got null", None),
+        ({"plans": [5]}, "event.plans[0] must be an object, got int", None),
+        ({"plan": PLAN}, "event.plan_id is missing (unknown keys: 'plan')", None),
+        ({"resources": [SERVER]}, "event.plan_id is missing", None),
+        ({"plan_id": PLAN, "schedule_arn": ARN},
+         "event needs schedule_arn and scheduled_time together (they name one firing)", PLAN),
+        ({"plans": [{"plan_id": PLAN}], "schedule_arn": ARN},
+         "event needs schedule_arn and scheduled_time together (they name one firing)", None),
+        ({"plan_id": "not an id", "x": 1}, "event has unknown keys 'x'; allowed: auto_trigger, "
+         "plan_id, resources, schedule_arn, scheduled_time", None),
+        ({"plans": [{"plan_id": PLAN, "x": 1}]},
+         "event.plans[0] has unknown keys 'x'; allowed: auto_trigger, plan_id, resources", PLAN),
+    ],
+)  # fmt: skip
+def test_each_refusal_names_where_and_what(
+    event: dict[str, Any], message: str, plan_id: str | None
+) -> None:
+    parsed = parse_event(event)
+
+    [item] = parsed.items[:1]
+    assert isinstance(item, RejectedPlan)
+    assert item.error.message == message
+    assert item.plan_id == plan_id
+    assert parsed.trigger.source == "direct"  # half a schedule names no firing
+
+
+def eventbridge(event_id: Any) -> dict[str, Any]:
+    return {"id": event_id, "detail-type": "Backup", "source": "ops", "detail": {"plan_id": PLAN}}
+
+
+@pytest.mark.parametrize("event_id", [5, "", "x" * 257, None])
+def test_an_eventbridge_event_without_a_usable_id_starts_nothing(event_id: Any) -> None:
+    parsed = parse_event(eventbridge(event_id))
+
+    assert (parsed.trigger.source, parsed.trigger.id) == ("eventbridge", None)
+    [item] = parsed.items
+    assert isinstance(item, RejectedPlan)
+    kinds = {5: "int", None: "null", "": "a string of 0 characters"}
+    kind = kinds.get(event_id, f"a string of {len(str(event_id))} characters")
+    assert item.error.message == (
+        f"event.id must be the EventBridge event id (1 to 256 characters of valid text), got {kind}"
+    )
+    assert item.plan_id == PLAN
+
+
+@pytest.mark.parametrize("event_id", ["a", "x" * 256])
+def test_eventbridge_ids_of_one_to_256_characters_name_the_trigger(event_id: str) -> None:
+    assert parse_event(eventbridge(event_id)).trigger.id == event_id
+
+
+def test_unknown_keys_are_named_five_at_most_forty_characters_each() -> None:
+    keys = [f"{n}{LONG_KEY}" for n in range(6)]
+
+    message = only_rejection({"plan_id": PLAN, **dict.fromkeys(keys, 1)})
+
+    named = [key[:40] for key in keys]
+    assert all(repr(name) in message for name in named[:5])
+    assert repr(named[5]) not in message
+    assert repr(keys[0][:41]) not in message
+
+
+def test_a_plan_may_name_exactly_the_most_servers() -> None:
+    servers = [f"server-{n}" for n in range(100)]
+
+    assert only_request({"plan_id": PLAN, "resources": servers}).resources == tuple(servers)
