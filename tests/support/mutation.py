@@ -43,7 +43,7 @@ MODULES: dict[str, list[str]] = {
     "runner": ["test_scheduled_backup", "test_exactly_once", "test_hostile_input",
                "test_completion_tracking", "test_webhooks"],
     "triggers/events": ["test_events", "test_scheduled_backup"],
-    "cloud/transport": ["test_fault_matrix", "test_pinned_behaviour"],
+    "cloud/transport": ["test_transport", "test_fault_matrix", "test_pinned_behaviour"],
 }  # fmt: skip
 # What the tests read besides the package and themselves.
 ALSO_COPY = ["functions", "events", "template.yaml"]
