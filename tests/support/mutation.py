@@ -52,15 +52,11 @@ SURVIVED = {0}
 
 
 def workspace(module: str) -> Path:
-    """A fresh copy of what the module's tests need, the package under src/."""
+    """A fresh copy of what the module's tests need, the package under src/. Nothing of an
+    earlier run is kept: mutmut would reuse its verdicts even where the tests have changed."""
     folder = WORKSPACES / module.replace("/", ".")
-    for stale in ("src", "tests", *ALSO_COPY):
-        path = folder / stale
-        if path.is_dir():
-            shutil.rmtree(path)
-        elif path.exists():
-            path.unlink()
-    folder.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
     ignore = shutil.ignore_patterns("__pycache__", ".hypothesis")
     shutil.copytree(PACKAGE, folder / "src" / "csbs_trigger", ignore=ignore)
     shutil.copytree(ROOT / "tests", folder / "tests", ignore=ignore)
