@@ -22,10 +22,12 @@ from csbs_trigger.cloud.checkpoint_items import (
     parse_item,
     parse_items_page,
 )
+from csbs_trigger.cloud.csbs import _segment
 from csbs_trigger.deadline import Deadline
 from csbs_trigger.errors import TriggerError
+from csbs_trigger.models import BackupRequest
 from support.lambda_context import FakeLambdaContext
-from support.standin import Fault
+from support.standin import PROJECT_ID, Fault
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared/reference/csbs-querying-all-backups.rst"
 PLAN_A = "62171999-3df1-42f7-9513-6f9b1bea4744"
@@ -247,3 +249,45 @@ def test_access_keys_sign_the_get_with_its_query(deployment: Deployment) -> None
     _list(deployment, checkpoint_id)
 
     assert len(_list(deployment, checkpoint_id, page_size=1)) == 2  # verified by the SDK signer
+
+
+def test_a_page_answered_again_is_a_bad_response_at_once(deployment: Deployment) -> None:
+    checkpoint_id = _started(deployment)
+    page = {"checkpoint_items": [{"id": "item-1", "status": "protecting"}]}
+    deployment.standin.fail_next("csbs", Fault(200, page), Fault(200, page))
+
+    with pytest.raises(TriggerError) as raised:
+        _list(deployment, checkpoint_id)
+
+    assert raised.value.message == (
+        "CSBS answered the same page of checkpoint items again, or far too many"
+    )
+    assert len([c for c in deployment.standin.calls("csbs") if c.method == "GET"]) == 2
+
+
+def test_requests_say_who_asks_and_what_they_take(deployment: Deployment) -> None:
+    checkpoint_id = _started(deployment)
+
+    _list(deployment, checkpoint_id)
+
+    post, get = deployment.standin.calls("csbs")[:2]
+    for call in (post, get):
+        assert call.headers["Accept"] == "application/json"
+        assert call.headers["User-Agent"] == "csbs-trigger/1"
+    assert get.query["limit"] == ["100"]  # the default page size
+
+
+def test_the_project_a_backup_was_created_in_is_known_without_the_answer_naming_it(
+    deployment: Deployment,
+) -> None:
+    deployment.standin.fail_next("csbs", Fault(200, {"checkpoint": {"id": "c-1"}}))
+    deadline = Deadline.from_context(FakeLambdaContext(), 3.05, 20)
+
+    execution = deployment.runtime.client.execute_backup_policy(BackupRequest(PLAN_A), deadline)
+
+    assert execution.checkpoint.project_id is None
+    assert execution.project_id == PROJECT_ID
+
+
+def test_a_path_segment_is_never_a_way_into_another_path() -> None:
+    assert _segment("../v3/auth/tokens?x=") == "..%2Fv3%2Fauth%2Ftokens%3Fx%3D"
