@@ -85,6 +85,19 @@ print(json.dumps({
     "import_wall": wall_import, "first_cpu": cpu_first, "first_wall": wall_first,
     "warm_cpu": warm_cpu, "warm_wall": warm_wall}))
 """
+# The bare functions' first step: the secret, then a token from IAM (kept in ``cache``).
+_BARE_LOGIN = """
+cache = {}
+def login():
+    answer = secretsmanager.get_secret_value(SecretId=os.environ["CSBS_SECRET_ID"])
+    secret = cache["secret"] = json.loads(answer["SecretString"])
+    auth = {"auth": {"identity": {"methods": ["password"], "password": {"user": {
+        "name": secret["username"], "password": secret["password"],
+        "domain": {"name": secret["user_domain_name"]}}}},
+        "scope": {"project": {"id": secret["project_id"]}}}}
+    answer = http.post(secret["auth_url"] + "/auth/tokens?nocatalog", json=auth, timeout=(3, 20))
+    cache["token"] = answer.headers["X-Subject-Token"]
+"""
 FUNCTION = (
     _PRELUDE
     + """
@@ -143,20 +156,14 @@ def once(key, step):
                                    ":validation_key": {"S": hashlib.md5(key.encode()).hexdigest()}})
     return result
 
-cache = {}
+"""
+    + _BARE_LOGIN
+    + """
 def invoke(current):
     if "token" not in cache:
-        answer = secretsmanager.get_secret_value(SecretId=os.environ["CSBS_SECRET_ID"])
-        secret = cache["secret"] = json.loads(answer["SecretString"])
+        login()
         if os.environ.get("WEBHOOK_SECRET_ID"):
             secretsmanager.get_secret_value(SecretId=os.environ["WEBHOOK_SECRET_ID"])
-        auth = {"auth": {"identity": {"methods": ["password"], "password": {"user": {
-            "name": secret["username"], "password": secret["password"],
-            "domain": {"name": secret["user_domain_name"]}}}},
-            "scope": {"project": {"id": secret["project_id"]}}}}
-        answer = http.post(secret["auth_url"] + "/auth/tokens?nocatalog", json=auth,
-                           timeout=(3, 20))
-        cache["token"] = answer.headers["X-Subject-Token"]
     secret = cache["secret"]
     body = current.get("body")
     if body is not None:  # a webhook: verify its signature as the function does
@@ -213,18 +220,12 @@ import boto3, requests
 cpu1, wall1 = time.process_time(), time.perf_counter()
 secretsmanager, dynamodb = boto3.client("secretsmanager"), boto3.client("dynamodb")
 table, http = os.environ["TRACKING_TABLE"], requests.Session()
-cache = {}
+"""
+    + _BARE_LOGIN
+    + """
 def invoke(current):
     if "token" not in cache:
-        answer = secretsmanager.get_secret_value(SecretId=os.environ["CSBS_SECRET_ID"])
-        secret = cache["secret"] = json.loads(answer["SecretString"])
-        auth = {"auth": {"identity": {"methods": ["password"], "password": {"user": {
-            "name": secret["username"], "password": secret["password"],
-            "domain": {"name": secret["user_domain_name"]}}}},
-            "scope": {"project": {"id": secret["project_id"]}}}}
-        answer = http.post(secret["auth_url"] + "/auth/tokens?nocatalog", json=auth,
-                           timeout=(3, 20))
-        cache["token"] = answer.headers["X-Subject-Token"]
+        login()
     secret, now = cache["secret"], time.time()
     url = secret["csbs_endpoint"] + "/v1/" + secret["project_id"] + "/checkpoint_items"
     page = dynamodb.query(TableName=table, IndexName="due",
