@@ -8,7 +8,12 @@ import pytest
 from conftest import read_event
 
 from csbs_trigger.models import BackupRequest
-from csbs_trigger.triggers.events import MAX_PLANS_PER_EVENT, RejectedPlan, parse_event
+from csbs_trigger.triggers.events import (
+    MAX_PLANS_PER_EVENT,
+    RejectedPlan,
+    parse_event,
+    parse_plan,
+)
 
 PLAN = "62171999-3df1-42f7-9513-6f9b1bea4744"
 SERVER = "7a32a8b5-7977-4e24-b5da-e0eb457db75b"
@@ -223,7 +228,7 @@ def test_unknown_keys_are_named_five_at_most_forty_characters_each() -> None:
     message = only_rejection({"plan_id": PLAN, **dict.fromkeys(keys, 1)})
 
     named = [key[:40] for key in keys]
-    assert all(repr(name) in message for name in named[:5])
+    assert ", ".join(repr(name) for name in named[:5]) in message
     assert repr(named[5]) not in message
     assert repr(keys[0][:41]) not in message
 
@@ -232,3 +237,13 @@ def test_a_plan_may_name_exactly_the_most_servers() -> None:
     servers = [f"server-{n}" for n in range(100)]
 
     assert only_request({"plan_id": PLAN, "resources": servers}).resources == tuple(servers)
+
+
+def test_a_mapped_plan_is_checked_as_an_event_plan() -> None:
+    """What a webhook mapping produced (parse_plan), named by where it came from."""
+    accepted = parse_plan({"plan_id": PLAN, "resources": [SERVER]}, where="body")
+    refused = parse_plan({"plan": PLAN}, where="body")
+
+    assert accepted == BackupRequest(PLAN, (SERVER,))
+    assert isinstance(refused, RejectedPlan)
+    assert refused.error.message == "body.plan_id is missing (unknown keys: 'plan')"

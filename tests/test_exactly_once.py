@@ -47,13 +47,13 @@ def test_scheduled_firing_delivered_twice_at_once_fails_one_invocation_for_a_ret
         try:
             deployment.invoke(read_event("schedule.json"))
             outcomes.append("ran")
-        except AlreadyInProgressError:
-            outcomes.append("in progress")  # Lambda retries this invocation later
+        except AlreadyInProgressError as busy:  # Lambda retries this invocation later
+            outcomes.append(f"in progress: {busy}")  # the words Lambda logs for it
 
     deployment.overlapping(fire, Fault(200, checkpoint))
     retry = deployment.invoke(read_event("schedule.json"))
 
-    assert sorted(outcomes) == ["in progress", "ran"]
+    assert sorted(outcomes) == ["in progress: the same trigger is being run right now", "ran"]
     assert retry["plans"][0]["replayed"] is True
     assert len(deployment.standin.calls("csbs")) == 1
     assert len(deployment.notifications()) == 1
