@@ -98,6 +98,8 @@ def _refused() -> requests.ConnectionError:
         (requests.exceptions.SSLError(), Category.NETWORK,
          "CSBS could not be reached (SSLError)", False),
         (_refused(), Category.NETWORK, "CSBS could not be reached (ConnectionError)", False),
+        (requests.ConnectionError(urllib3_errors.NewConnectionError(None, "refused")),  # type: ignore[arg-type]
+         Category.NETWORK, "CSBS could not be reached (ConnectionError)", False),
         (requests.ConnectionError(), Category.NETWORK,
          "CSBS could not be reached (ConnectionError)", True),
         (ConnectionResetError(), Category.NETWORK,
