@@ -225,6 +225,10 @@ Answer = tuple[int, dict[str, Any] | bytes, dict[str, str]]
 
 
 class _Server(ThreadingHTTPServer):
+    # socketserver's default backlog of 5 drops connections a full batch opens at once (16):
+    # a real gateway queues them.
+    request_queue_size = 128
+
     def handle_error(self, request: Any, client_address: Any) -> None:
         # A client that gave up (a read timeout under test) is no error of the stand-in's.
         if isinstance(sys.exc_info()[1], BrokenPipeError | ConnectionResetError):
