@@ -247,3 +247,6 @@ def test_a_mapped_plan_is_checked_as_an_event_plan() -> None:
     assert accepted == BackupRequest(PLAN, (SERVER,))
     assert isinstance(refused, RejectedPlan)
     assert refused.error.message == "body.plan_id is missing (unknown keys: 'plan')"
+    invalid = parse_plan({"plan_id": PLAN, "resources": "not a list"}, where="body")
+    assert isinstance(invalid, RejectedPlan)
+    assert invalid.plan_id == PLAN  # the notification still names the plan
