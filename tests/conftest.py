@@ -132,7 +132,8 @@ def logs() -> Iterator[io.StringIO]:
 
 def _swap_stream(handler: logging.StreamHandler[Any], stream: Any) -> Any:
     """``setStream`` without its flush of the old stream, which may be closed."""
-    with handler.lock or threading.Lock():
+    assert handler.lock is not None  # every Handler makes its lock when it is built
+    with handler.lock:
         previous, handler.stream = handler.stream, stream
     return previous
 

@@ -1,8 +1,8 @@
 """Notifications: one SNS message per plan per trigger, succeeded or failed; built here,
 published by ``aws.sns``.
 
-Message schema (version 1) is documented in README.md; subscribers filter on the ``outcome``,
-``plan_id`` and ``error_category`` message attributes.
+Message schema (version 1) is documented in README.md; subscribers filter on the ``event``,
+``outcome``, ``plan_id`` and ``error_category`` message attributes.
 """
 
 from __future__ import annotations
