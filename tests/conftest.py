@@ -24,6 +24,7 @@ from typing import Any
 
 import boto3
 import pytest
+from hypothesis import HealthCheck, settings
 
 import completion_tracker
 import csbs_trigger.runtime
@@ -36,6 +37,13 @@ from support.local_run import SAMPLE_PLANS
 from support.standin import CsbsStandIn, Fault
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# How long an example takes is the machine's doing (a loaded CI runner, mutmut's tracing), not
+# the code's: no example fails for it. `make mutation` also fixes the examples it draws, so that
+# a mutant's verdict never depends on luck.
+settings.register_profile("suite", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("mutation", settings.get_profile("suite"), derandomize=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "suite"))
 # Tables tests fill row by row, shown after the run (the fault matrix). Rows go through files,
 # so that the rows of every xdist worker reach the one table the controller prints.
 SUMMARY_DIR = ROOT / "build" / "summary"

@@ -505,8 +505,7 @@ def _request(item: Any) -> tuple[Any, ...]:
 
 @settings(
     max_examples=12,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(
     items=st.lists(

@@ -116,7 +116,7 @@ _TEXT = st.text(
 )
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60)
 @given(
     method=st.sampled_from(["GET", "POST", "PUT", "DELETE"]),
     segments=st.lists(_TEXT.filter(bool), min_size=1, max_size=4),
@@ -212,3 +212,42 @@ def test_a_text_body_is_signed_as_its_utf8_bytes() -> None:
     headers = {"Host": HOST, "X-Sdk-Date": "20261127T020000Z", "X-Project-Id": PROJECT_ID}
     case = Case("POST", "/v1/x", [], headers, "grüße".encode(), ACCESS_KEY, SECRET_KEY)
     assert signed.headers["Authorization"] == sdk_authorization(case)
+
+
+def test_the_headers_sent_are_the_sdks_own_names_and_values(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Header names are case-insensitive in HTTP, but gateways and their logs are not always:
+    send each one spelled as the SDK spells it, with the same values and signature."""
+    moment = datetime(2026, 11, 27, 2, 0, tzinfo=UTC)
+
+    class PinnedDatetime(datetime):
+        @classmethod
+        def utcnow(cls) -> datetime:  # type: ignore[override]
+            return moment.replace(tzinfo=None)
+
+    monkeypatch.setattr("huaweicloudsdkcore.signer.signer.datetime", PinnedDatetime)
+    path = f"/v1/{PROJECT_ID}/checkpoint_items"
+    sdk_request = SdkRequest(method="GET", schema="https", host=HOST, resource_path=path,
+                             query_params=[], header_params={}, body=b"")  # fmt: skip
+    credentials = BasicCredentials(ACCESS_KEY, SECRET_KEY, PROJECT_ID)
+    credentials.with_security_token(SECURITY_TOKEN)
+    sdk_headers = credentials.sign_request(sdk_request).header_params
+    auth = SdkHmacSha256Auth(ACCESS_KEY, SECRET_KEY, PROJECT_ID, security_token=SECURITY_TOKEN,
+                             now=lambda: moment)  # fmt: skip
+
+    signed = auth(requests.Request("GET", f"https://{HOST}{path}").prepare())
+
+    assert sorted(signed.headers.items()) == sorted(sdk_headers.items())
+
+
+@pytest.mark.parametrize("missing", ["method", "url"])
+def test_a_request_without_its_method_or_url_is_not_signed(missing: str) -> None:
+    """Signing a guess (an empty URL, GET) would only be refused later, far from the cause."""
+    request = requests.Request("POST", f"https://{HOST}/v1/x").prepare()
+    setattr(request, missing, None)
+    auth = SdkHmacSha256Auth(ACCESS_KEY, SECRET_KEY, PROJECT_ID)
+
+    with pytest.raises(ValueError, match=r"^only a prepared request, with its method and URL, "):
+        auth(request)
+    assert "Authorization" not in request.headers

@@ -533,8 +533,7 @@ _HEADER_VALUES = st.one_of(
 
 @settings(
     max_examples=150,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(
     source=st.sampled_from(["generic", "jira", "servicenow", "nobody", "", "../x"]),
@@ -584,8 +583,7 @@ _JSON = st.recursive(
 
 @settings(
     max_examples=60,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(payload=_JSON, raw=st.binary(max_size=100), use_raw=st.booleans())
 def test_signed_arbitrary_bodies_get_a_classified_answer(

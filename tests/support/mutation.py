@@ -109,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     modules = args.modules or list(MODULES)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["HYPOTHESIS_PROFILE"] = "mutation"  # the same examples for every mutant (conftest)
     mutmut = Path(sys.executable).with_name("mutmut")
     rows, unreviewed, ok = [], [], True
     known = reviewed()

@@ -43,8 +43,11 @@ class SdkHmacSha256Auth(AuthBase):
         self._now = now
 
     def __call__(self, request: PreparedRequest) -> PreparedRequest:
+        url, method = request.url, request.method
+        if url is None or method is None:
+            raise ValueError("only a prepared request, with its method and URL, can be signed")
         signed = {
-            "Host": urlsplit(request.url or "").netloc,
+            "Host": urlsplit(url).netloc,
             "X-Sdk-Date": self._now().strftime(DATE_FORMAT),
             "X-Project-Id": self._project_id,
         }
@@ -53,8 +56,8 @@ class SdkHmacSha256Auth(AuthBase):
         body = request.body or b""
         request.headers.update(signed)
         request.headers["Authorization"] = authorization(
-            method=request.method or "GET",
-            url=request.url or "",
+            method=method,
+            url=url,
             headers=signed,
             body=body.encode() if isinstance(body, str) else body,
             access_key=self._access_key,
