@@ -86,7 +86,13 @@ def test_a_started_backup_is_registered_with_its_deadline(deployment: Deployment
     assert float(item["deadline_at"]["N"]) == 1_800_000_000.0 + 3600
     assert item["plan_name"]["S"] == "nightly-app-servers"
     assert int(item["expected_items"]["N"]) == 2
-    assert json.loads(item["started"]["S"])["trigger"]["source"] == "schedule"
+    assert float(item["registered_at"]["N"]) == 1_800_000_000.0
+    assert item["plan_id"]["S"] == started.message["request"]["plan_id"]
+    assert item["project_id"]["S"] == started.message["checkpoint"]["project_id"]
+    assert json.loads(item["started"]["S"]) == {  # what started it, for whoever reads the table
+        key: started.message[key]
+        for key in ("trigger", "request", "invocation_id", "idempotency_key")
+    }
 
 
 def test_a_replayed_trigger_registers_once_and_completes_once(deployment: Deployment) -> None:

@@ -1,0 +1,156 @@
+"""The log lines operators query and alarm on: each names what happened, with the fields to find
+it (Logs Insights filters on them, so a renamed field is a broken query)."""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+import pytest
+from conftest import Deployment, read_event
+
+from csbs_trigger import PublishError
+from support.standin import Fault
+
+SCHEDULE = read_event("schedule.json")
+PLAN = SCHEDULE["plan_id"]
+
+
+def lines(logs: io.StringIO, message: str) -> list[dict[str, Any]]:
+    """The JSON lines the function logged with ``message``."""
+    parsed = [json.loads(line) for line in logs.getvalue().splitlines() if line.startswith("{")]
+    return [line for line in parsed if line["message"] == message]
+
+
+def fields(line: dict[str, Any], *names: str) -> dict[str, Any]:
+    return {name: line.get(name, "<missing>") for name in ("level", *names)}
+
+
+def test_a_started_backup_logs_one_line_with_its_trigger_and_checkpoint(
+    deployment: Deployment, logs: io.StringIO
+) -> None:
+    result = deployment.invoke(SCHEDULE)
+
+    [line] = lines(logs, "backup policy executed")
+    names = ("plan_id", "outcome", "checkpoint_id", "trigger_source", "trigger_id", "attempts")
+    assert fields(line, *names) == {
+        "level": "INFO",
+        "plan_id": PLAN,
+        "outcome": "succeeded",
+        "checkpoint_id": result["plans"][0]["checkpoint_id"],
+        "trigger_source": "schedule",
+        "trigger_id": f"{SCHEDULE['schedule_arn']}#{SCHEDULE['scheduled_time']}",
+        "attempts": 1,
+    }
+    assert isinstance(line["duration_ms"], int)
+    assert "error_category" not in line
+
+
+def test_a_failed_backup_logs_its_error_fields(deployment: Deployment, logs: io.StringIO) -> None:
+    refusal = {"error_code": "CSBS.1002", "error_msg": "The plan does not exist"}
+    deployment.standin.fail_next("csbs", Fault(404, refusal))
+
+    deployment.invoke(SCHEDULE)
+
+    [line] = lines(logs, "backup trigger failed")
+    names = ("plan_id", "outcome", "error_category", "retryable", "maybe_created", "http_status",
+             "error_code", "error_message", "trigger_source", "attempts")  # fmt: skip
+    assert fields(line, *names) == {
+        "level": "WARNING",
+        "plan_id": PLAN,
+        "outcome": "failed",
+        "error_category": "not_found",
+        "retryable": False,
+        "maybe_created": False,
+        "http_status": 404,
+        "error_code": "CSBS.1002",
+        "error_message": "CSBS answered HTTP 404: The plan does not exist",
+        "trigger_source": "schedule",
+        "attempts": 1,
+    }
+    assert lines(logs, "backup policy executed") == []
+
+
+def test_a_replayed_trigger_logs_the_key_it_replayed(
+    deployment: Deployment, logs: io.StringIO
+) -> None:
+    deployment.invoke(SCHEDULE)
+    [started] = deployment.notifications()
+
+    deployment.invoke(SCHEDULE)
+
+    [line] = lines(logs, "trigger replayed: no second backup")
+    assert fields(line, "idempotency_key") == {
+        "level": "INFO",
+        "idempotency_key": started.message["idempotency_key"],
+    }
+
+
+def test_a_keyed_trigger_without_a_table_says_it_is_not_deduplicated(
+    deployment: Deployment, logs: io.StringIO
+) -> None:
+    deployment.set_env("IDEMPOTENCY_TABLE", None)
+
+    deployment.invoke(SCHEDULE)
+
+    [line] = lines(logs, "IDEMPOTENCY_TABLE is not set: this trigger is not deduplicated")
+    assert line["level"] == "WARNING"
+    assert lines(logs, "trigger replayed: no second backup") == []
+
+
+def test_a_result_the_table_cannot_keep_is_logged_with_its_key(
+    deployment: Deployment, logs: io.StringIO
+) -> None:
+    deployment.invoke(read_event("direct.json"))  # builds the container's clients
+    assert deployment.runtime.dynamodb is not None
+    deployment.refuse(deployment.runtime.dynamodb, "UpdateItem", "ProvisionedThroughputExceeded")
+
+    deployment.invoke(SCHEDULE)
+
+    [line] = lines(logs, "result not recorded: reported without a record")
+    started = deployment.notifications()[-1]
+    assert fields(line, "idempotency_key") == {
+        "level": "ERROR",
+        "idempotency_key": started.message["idempotency_key"],
+    }
+    assert (
+        line["reason"]
+        == "the idempotency table could not be used (IdempotencyPersistenceLayerError)"
+    )
+
+
+def test_a_refused_registration_is_logged_with_its_checkpoint(
+    deployment: Deployment, logs: io.StringIO
+) -> None:
+    deployment.refuse(deployment.runtime.dynamodb, "PutItem", "ResourceNotFoundException", times=5)
+
+    result = deployment.invoke({"plan_id": PLAN})  # a direct invoke: only the registration writes
+
+    [line] = lines(logs, "backup not registered for tracking: no completion will be reported")
+    assert fields(line, "checkpoint_id") == {
+        "level": "ERROR",
+        "checkpoint_id": result["plans"][0]["checkpoint_id"],
+    }
+    assert "ResourceNotFoundException" in line["reason"]
+
+
+def test_a_refused_notification_logs_the_essentials_then_the_loss(
+    deployment: Deployment, logs: io.StringIO
+) -> None:
+    deployment.invoke(read_event("direct.json"))
+    deployment.notifications()
+    deployment.refuse(deployment.runtime.sns, "Publish", "InvalidParameter")
+
+    deployment.invoke(SCHEDULE)
+    deployment.refuse(deployment.runtime.sns, "Publish", "InvalidParameter", times=2)
+    with pytest.raises(PublishError):  # Lambda retries it
+        deployment.invoke({**SCHEDULE, "scheduled_time": "2026-11-28T02:00:00Z"})
+
+    first, second = lines(logs, "notification refused: publishing its essentials")
+    for line in (first, second):
+        assert fields(line, "plan_id") == {"level": "WARNING", "plan_id": PLAN}
+        assert line["reason"].startswith("SNS refused the notification")
+    [lost] = lines(logs, "notification not published")
+    assert fields(lost, "plan_id") == {"level": "ERROR", "plan_id": PLAN}
+    assert lost["reason"].startswith("SNS refused the notification")
