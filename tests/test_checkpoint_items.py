@@ -274,6 +274,11 @@ def test_requests_say_who_asks_and_what_they_take(deployment: Deployment) -> Non
     for call in (post, get):
         assert call.headers["Accept"] == "application/json"
         assert call.headers["User-Agent"] == "csbs-trigger/1"
+    # Spelled as every HTTP client spells them: some gateways and their logs are case-sensitive.
+    common = ["Accept", "Accept-Encoding", "Host", "User-Agent", "X-Auth-Token"]
+    assert sorted(get.headers) == common
+    assert sorted(post.headers) == sorted([*common, "Content-Length", "Content-Type"])
+    assert post.headers["Content-Type"] == "application/json"
     assert get.query["limit"] == ["100"]  # the default page size
 
 
