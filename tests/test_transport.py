@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import tracemalloc
 from collections.abc import Iterator
 from typing import Any
 
@@ -51,6 +52,23 @@ def test_one_byte_more_is_a_bad_response(standin: CsbsStandIn) -> None:
     error = raised.value
     assert (error.category, error.http_status) == (Category.BAD_RESPONSE, 200)
     assert error.message == "CSBS answered with more than 1 MiB"
+
+
+def test_a_gzip_bomb_is_refused_without_being_inflated(standin: CsbsStandIn) -> None:
+    """64 KB on the wire, 64 MiB inflated: only a little more than the bound is ever decoded."""
+    bomb = gzip.compress(bytes(64 << 20), compresslevel=9)
+    assert len(bomb) < MAX_ANSWER_BYTES
+
+    tracemalloc.start()
+    try:
+        with pytest.raises(UpstreamError) as raised:
+            fetch(standin, Fault(200, bomb, {"Content-Encoding": "gzip"}))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+    assert raised.value.message == "CSBS answered with more than 1 MiB"
+    assert peak < 8 * MAX_ANSWER_BYTES  # reading it whole would hold all 64 MiB at once
 
 
 def test_a_gzip_answer_is_read_as_its_content(standin: CsbsStandIn) -> None:
