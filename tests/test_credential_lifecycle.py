@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+import json
 import re
+from types import SimpleNamespace
 
 import pytest
+import requests
 from conftest import Deployment, read_event
 
-from csbs_trigger.cloud.credentials import csbs_endpoint_for_region
+from csbs_trigger.cloud.auth import KeystonePasswordAuth, Scope
+from csbs_trigger.cloud.credentials import (
+    PasswordCredentials,
+    csbs_endpoint_for_region,
+    parse_cloud_secret,
+)
+from csbs_trigger.cloud.csbs import CsbsClient
+from csbs_trigger.deadline import Deadline
 from csbs_trigger.errors import ConfigError
-from support.standin import ACCESS_KEY, PROJECT_ID, SECURITY_TOKEN
+from csbs_trigger.models import BackupRequest
+from support.lambda_context import FakeLambdaContext
+from support.standin import ACCESS_KEY, PROJECT_ID, PROVIDER_ID, SECURITY_TOKEN
 
 AUTHORIZATION = re.compile(
     r"SDK-HMAC-SHA256 Access=(?P<ak>\w+), SignedHeaders=(?P<names>[a-z;-]+), "
@@ -89,3 +101,32 @@ def test_region_names_the_endpoint_of_known_clouds(region: str, endpoint: str) -
 def test_unknown_region_is_a_config_error(region: str) -> None:
     with pytest.raises(ConfigError, match="known cloud region"):
         csbs_endpoint_for_region(region)
+
+
+def test_a_token_dropped_after_the_scope_is_chosen_is_fetched_again_in_time(
+    deployment: Deployment,
+) -> None:
+    """Another plan's refresh may drop the shared token between this request choosing its scope
+    and being sent: the request then asks IAM again, within its own deadline."""
+
+    class DroppedAfterScope(KeystonePasswordAuth):
+        def scope(self, deadline: Deadline) -> Scope:
+            chosen = super().scope(deadline)
+            self.invalidate()  # as a concurrent plan's refresh would
+            return chosen
+
+    credentials = parse_cloud_secret(json.dumps(deployment.standin.cloud_secret()))
+    assert isinstance(credentials, PasswordCredentials)
+    session = requests.Session()
+    auth = DroppedAfterScope(credentials, session)
+    source = SimpleNamespace(current=lambda: auth, refresh=lambda stale: None)
+    client = CsbsClient(source, session, PROVIDER_ID)
+    deadline = Deadline.from_context(FakeLambdaContext(), 3.05, 20)
+    request = BackupRequest(plan_id=read_event("schedule.json")["plan_id"])
+
+    execution = client.execute_backup_policy(request, deadline)
+
+    assert execution.attempts == 1
+    assert len(deployment.standin.calls("iam")) == 2
+    [call] = deployment.standin.calls("csbs")
+    assert call.headers["X-Auth-Token"] == deployment.standin.issued_tokens()[-1]

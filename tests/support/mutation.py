@@ -36,7 +36,7 @@ MODULES: dict[str, list[str]] = {
     "errors": ["test_parsing", "test_error_categories", "test_fault_matrix",
                "test_pinned_behaviour"],
     "cloud/csbs": ["test_fault_matrix", "test_pinned_behaviour", "test_checkpoint_items",
-                   "test_credential_lifecycle"],
+                   "test_credential_lifecycle", "test_log_lines"],
     "aws/idempotency": ["test_exactly_once", "test_pinned_behaviour", "test_hostile_input"],
     "triggers/webhook_auth": ["test_webhook_auth", "test_webhooks", "test_pinned_behaviour"],
     "cloud/signing": ["test_signing", "test_auth"],
