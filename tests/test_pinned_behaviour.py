@@ -139,3 +139,31 @@ def test_an_idempotency_table_out_of_reach_is_503_unavailable_and_runs_nothing(
     assert "the idempotency table could not be used (IdempotencyPersistenceLayerError)" in (
         logs.getvalue()
     )
+
+
+@pytest.mark.parametrize("token_cached", [False, True], ids=["IAM next", "CSBS next"])
+def test_with_too_little_time_left_nothing_is_called_and_it_says_so(
+    deployment: Deployment, token_cached: bool
+) -> None:
+    """3.2 s left: after the 3 s kept for the publish, too little for a call that could answer."""
+    if token_cached:
+        deployment.invoke(read_event("direct.json"))
+        deployment.notifications()
+    calls_before = [len(deployment.standin.calls(route)) for route in ("iam", "csbs")]
+
+    deployment.invoke(read_event("direct.json"), FakeLambdaContext(timeout_seconds=3.2))
+
+    [delivered] = deployment.notifications()
+    what = "CSBS" if token_cached else "IAM"
+    assert delivered.message["error"] | {"request_id": None} == {
+        "category": "timeout",
+        "message": f"{what} was not called: too little of the invocation's time is left",
+        "code": None,
+        "http_status": None,
+        "request_id": None,
+        "retryable": True,
+        "maybe_created": False,
+        "retry_after_seconds": None,
+    }
+    assert delivered.message["attempts"] == 0
+    assert [len(deployment.standin.calls(route)) for route in ("iam", "csbs")] == calls_before
