@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
+
 import pytest
 from conftest import Deployment, read_event
 
@@ -17,6 +20,21 @@ def test_scheduled_firing_delivered_twice_runs_once(deployment: Deployment) -> N
     assert len(deployment.standin.calls("csbs")) == 1
     [delivered] = deployment.notifications()
     assert delivered.message["idempotency_key"].startswith("schedule:arn:aws:scheduler:")
+
+
+def test_a_firings_key_is_the_same_in_every_release(deployment: Deployment) -> None:
+    """The key outlives a deploy (records are kept 24 h): a key spelled differently by the next
+    release would run a redelivered firing again. It is the firing, the plan, and a digest of the
+    request (plan, sorted servers, auto_trigger: JSON, SHA-256, 32 hex digits)."""
+    event = read_event("schedule.json")
+    request = [event["plan_id"], sorted(event["resources"]), event["auto_trigger"]]
+    digest = hashlib.sha256(json.dumps(request).encode()).hexdigest()[:32]
+
+    deployment.invoke({**event, "resources": event["resources"][::-1]})
+
+    [delivered] = deployment.notifications()
+    firing = f"{event['schedule_arn']}#{event['scheduled_time']}"
+    assert delivered.message["idempotency_key"] == f"schedule:{firing}:{event['plan_id']}:{digest}"
 
 
 def test_failed_publish_is_retried_without_a_second_backup(deployment: Deployment) -> None:

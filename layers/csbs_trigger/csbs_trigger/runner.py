@@ -74,7 +74,7 @@ class _NotKept(Exception):
     """A failure a later try may mend (and that created nothing): keep no record of it."""
 
     def __init__(self, record: dict[str, Any]) -> None:
-        super().__init__("retryable failure")
+        super().__init__()
         self.record = record
 
 
