@@ -4,25 +4,27 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from types import SimpleNamespace
 
 import pytest
 import requests
 from conftest import Deployment, read_event
 
-from csbs_trigger.cloud.auth import KeystonePasswordAuth, Scope
+from csbs_trigger.cloud.auth import CsbsAuth, KeystonePasswordAuth, Scope
 from csbs_trigger.cloud.credentials import (
     PasswordCredentials,
     csbs_endpoint_for_region,
     parse_cloud_secret,
 )
-from csbs_trigger.cloud.csbs import CsbsClient
+from csbs_trigger.cloud.csbs import CsbsClient, Execution
 from csbs_trigger.deadline import Deadline
 from csbs_trigger.errors import ConfigError
 from csbs_trigger.models import BackupRequest
 from support.lambda_context import FakeLambdaContext
 from support.standin import ACCESS_KEY, PROJECT_ID, PROVIDER_ID, SECURITY_TOKEN
 
+PLAN = read_event("schedule.json")["plan_id"]
 AUTHORIZATION = re.compile(
     r"SDK-HMAC-SHA256 Access=(?P<ak>\w+), SignedHeaders=(?P<names>[a-z;-]+), "
     r"Signature=(?P<signature>[0-9a-f]{64})"
@@ -103,6 +105,29 @@ def test_unknown_region_is_a_config_error(region: str) -> None:
         csbs_endpoint_for_region(region)
 
 
+# -- the client and its AuthSource, on their own ------------------------------------------------
+
+
+def _password_auth(
+    deployment: Deployment, session: requests.Session, auth_type: type[KeystonePasswordAuth],
+    **overrides: str,
+) -> KeystonePasswordAuth:  # fmt: skip
+    secret = deployment.standin.cloud_secret(**overrides)
+    credentials = parse_cloud_secret(json.dumps(secret))
+    assert isinstance(credentials, PasswordCredentials)
+    return auth_type(credentials, session)
+
+
+def _start_backup(
+    session: requests.Session, current: CsbsAuth, refresh: Callable[[CsbsAuth], CsbsAuth | None]
+) -> Execution:
+    """One backup through a client whose AuthSource is ``current`` and ``refresh``."""
+    client = CsbsClient(SimpleNamespace(current=lambda: current, refresh=refresh), session,
+                        PROVIDER_ID)  # fmt: skip
+    deadline = Deadline.from_context(FakeLambdaContext(), 3.05, 20)
+    return client.execute_backup_policy(BackupRequest(plan_id=PLAN), deadline)
+
+
 def test_a_token_dropped_after_the_scope_is_chosen_is_fetched_again_in_time(
     deployment: Deployment,
 ) -> None:
@@ -115,18 +140,30 @@ def test_a_token_dropped_after_the_scope_is_chosen_is_fetched_again_in_time(
             self.invalidate()  # as a concurrent plan's refresh would
             return chosen
 
-    credentials = parse_cloud_secret(json.dumps(deployment.standin.cloud_secret()))
-    assert isinstance(credentials, PasswordCredentials)
     session = requests.Session()
-    auth = DroppedAfterScope(credentials, session)
-    source = SimpleNamespace(current=lambda: auth, refresh=lambda stale: None)
-    client = CsbsClient(source, session, PROVIDER_ID)
-    deadline = Deadline.from_context(FakeLambdaContext(), 3.05, 20)
-    request = BackupRequest(plan_id=read_event("schedule.json")["plan_id"])
+    auth = _password_auth(deployment, session, DroppedAfterScope)
 
-    execution = client.execute_backup_policy(request, deadline)
+    execution = _start_backup(session, auth, lambda stale: None)
 
     assert execution.attempts == 1
     assert len(deployment.standin.calls("iam")) == 2
     [call] = deployment.standin.calls("csbs")
     assert call.headers["X-Auth-Token"] == deployment.standin.issued_tokens()[-1]
+
+
+def test_what_a_refresh_returns_is_what_the_next_try_uses(deployment: Deployment) -> None:
+    session = requests.Session()
+    refused = _password_auth(deployment, session, KeystonePasswordAuth, password="0ld-Passw0rd")
+    fresh = _password_auth(deployment, session, KeystonePasswordAuth)
+    refreshed: list[CsbsAuth] = []
+
+    def refresh(stale: CsbsAuth) -> CsbsAuth:
+        refreshed.append(stale)
+        return fresh
+
+    execution = _start_backup(session, refused, refresh)
+
+    assert refreshed == [refused]
+    assert execution.attempts == 1  # IAM refused the old password: no CSBS call was made with it
+    assert len(deployment.standin.calls("iam")) == 2
+    assert len(deployment.standin.calls("csbs")) == 1

@@ -75,14 +75,14 @@ class CsbsClient:
         session: requests.Session,
         provider_id: str,
         *,
-        retry: RetryPolicy | None = None,
+        retry: RetryPolicy = RetryPolicy(),  # frozen: one default serves every client
         sleep: Callable[[float], None] = time.sleep,
         rng: Callable[[], float] = random.random,
     ) -> None:
         self._auth_source = auth_source
         self._session = session
         self._provider_id = provider_id
-        self._retry = retry or RetryPolicy()
+        self._retry = retry
         self._sleep = sleep
         self._rng = rng
 
