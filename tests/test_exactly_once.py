@@ -22,6 +22,17 @@ def test_scheduled_firing_delivered_twice_runs_once(deployment: Deployment) -> N
     assert delivered.message["idempotency_key"].startswith("schedule:arn:aws:scheduler:")
 
 
+def test_an_eventbridge_event_delivered_twice_runs_once(deployment: Deployment) -> None:
+    """EventBridge delivers at least once; its event id names the delivery."""
+    first = deployment.invoke(read_event("eventbridge.json"))
+    again = deployment.invoke(read_event("eventbridge.json"))
+
+    assert [plan.get("replayed") for plan in first["plans"] + again["plans"]] == [None, True]
+    assert len(deployment.standin.calls("csbs")) == 1
+    [delivered] = deployment.notifications()
+    assert delivered.message["idempotency_key"].startswith("eventbridge:")
+
+
 def test_a_firings_key_is_the_same_in_every_release(deployment: Deployment) -> None:
     """The key outlives a deploy (records are kept 24 h): a key spelled differently by the next
     release would run a redelivered firing again. It is the firing, the plan, and a digest of the

@@ -46,7 +46,7 @@ class Unit:
     payload: str = ""
 
     @classmethod
-    def of(cls, item: PlanItem, key: str | None, *, payload: str = "") -> Unit:
+    def of(cls, item: PlanItem, key: str | None, *, payload: str) -> Unit:
         """A unit that is its trigger's only item: its notification shares its key."""
         return cls(item, key, key, payload)
 
