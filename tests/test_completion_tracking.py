@@ -18,7 +18,7 @@ from conftest import Deployment, read_event
 import csbs_trigger.tracker
 from csbs_trigger.tracker import TrackerStopped
 from support.lambda_context import FakeLambdaContext
-from support.standin import Fault
+from support.standin import PROJECT_ID, Fault
 
 PLAN_A = "62171999-3df1-42f7-9513-6f9b1bea4744"  # nightly-app-servers: two servers
 PLAN_B = "6a6cda7e-7b89-4b14-8e5c-3b6821a97d2c"  # backup: one server
@@ -93,6 +93,23 @@ def test_a_started_backup_is_registered_with_its_deadline(deployment: Deployment
         key: started.message[key]
         for key in ("trigger", "request", "invocation_id", "idempotency_key")
     }
+
+
+def test_an_answer_naming_neither_plan_nor_project_is_registered_all_the_same(
+    deployment: Deployment,
+) -> None:
+    """The answer's protection_plan and project_id are optional: the project is the one the
+    request went to, and without servers asked for or named, none are counted on."""
+    deployment.standin.fail_next("csbs", Fault(200, {"checkpoint": {"id": "c-1"}}))
+
+    deployment.invoke({"plan_id": PLAN_B})
+
+    [started] = deployment.notifications()
+    assert started.message["tracking"]["deadline"] is not None
+    item = tracked_item(deployment, "c-1")
+    assert item["project_id"]["S"] == PROJECT_ID
+    assert "expected_items" not in item
+    assert "plan_name" not in item
 
 
 def test_a_replayed_trigger_registers_once_and_completes_once(deployment: Deployment) -> None:

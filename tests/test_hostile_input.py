@@ -199,6 +199,23 @@ def test_a_notification_sns_refuses_for_good_is_published_as_its_essentials(
 # -- promise 2: once per trigger ------------------------------------------------------------------
 
 
+def test_one_request_twice_in_a_direct_batch_runs_once_whatever_the_server_order(
+    deployment: Deployment,
+) -> None:
+    """A hand-made batch names no firing (nothing is recorded), yet one request is one backup:
+    the servers are a set."""
+    event = {"plans": [{"plan_id": PLAN_A, "resources": [SERVER_A, SERVER_B]},
+                       {"plan_id": PLAN_A, "resources": [SERVER_B, SERVER_A]}]}  # fmt: skip
+
+    result = deployment.invoke(event)
+
+    assert len(deployment.standin.calls("csbs")) == 1
+    assert [plan["outcome"] for plan in result["plans"]] == ["succeeded", "succeeded"]
+    first, second = deployment.notifications()
+    assert first.message["checkpoint"]["id"] == second.message["checkpoint"]["id"]
+    assert first.message["idempotency_key"] is second.message["idempotency_key"] is None
+
+
 def test_the_same_plan_twice_in_a_batch_runs_each_request(deployment: Deployment) -> None:
     event = {"plans": [{"plan_id": PLAN_A, "resources": [SERVER_A]},
                        {"plan_id": PLAN_A, "resources": [SERVER_B]}], **SCHEDULE}  # fmt: skip

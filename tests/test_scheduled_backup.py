@@ -5,8 +5,10 @@ from __future__ import annotations
 import io
 import json
 import logging
+import threading
 import uuid
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from conftest import Deployment, read_event
@@ -452,6 +454,29 @@ def test_handler_returns_a_short_summary(deployment: Deployment) -> None:
     ids = [str(uuid.UUID(plan["checkpoint_id"])) for plan in result["plans"]]
     assert ids == [plan["checkpoint_id"] for plan in result["plans"]]
     assert len(set(ids)) == 2
+
+
+def test_a_batchs_plans_are_in_flight_together(deployment: Deployment) -> None:
+    """At MAX_CONCURRENCY 2, CSBS holds the first plan's request until the second's arrives:
+    run one after the other, the second would never come."""
+    deployment.set_env("MAX_CONCURRENCY", "2")
+    arrivals, release = [threading.Event(), threading.Event()], threading.Event()
+    deployment.standin.fail_next(
+        "csbs", *[Fault(arrived=arrived, release=release, passthrough=True) for arrived in arrivals]
+    )
+    results: list[dict[str, Any]] = []
+    event = {"plans": [{"plan_id": PLAN_A}, {"plan_id": PLAN_B}]}
+    batch = threading.Thread(target=lambda: results.append(deployment.invoke(event)))
+
+    batch.start()
+    try:
+        together = all(arrived.wait(10) for arrived in arrivals)
+    finally:
+        release.set()
+        batch.join()
+
+    assert together, "the second plan was sent only after the first was answered"
+    assert [plan["outcome"] for plan in results[0]["plans"]] == ["succeeded", "succeeded"]
 
 
 def test_a_full_batch_at_full_concurrency_discards_no_connection(

@@ -224,6 +224,7 @@ def _execute(
     trigger: Trigger, item: PlanItem, key: str | None, context: Any, runtime: Runtime
 ) -> Outcome:
     began = time.monotonic()
+    invocation_id = getattr(context, "aws_request_id", None)
     checkpoint: Checkpoint | None = None
     error: TriggerError | None = None
     tracking: dict[str, Any] | None = None
@@ -241,11 +242,11 @@ def _execute(
         except TriggerError as failure:
             error, attempts = failure, failure.attempts
         else:
-            tracking = register(trigger, item, execution, key, context, runtime)
+            tracking = register(trigger, item, execution, key, invocation_id, runtime)
             runtime.metrics.count("BackupsStarted")
     return Outcome(
         trigger=trigger,
-        invocation_id=getattr(context, "aws_request_id", None),
+        invocation_id=invocation_id,
         plan_id=item.plan_id,
         request=item if isinstance(item, BackupRequest) else None,
         checkpoint=checkpoint,
@@ -262,7 +263,7 @@ def register(
     request: BackupRequest,
     execution: Execution,
     key: str | None,
-    context: Any,
+    invocation_id: str | None,
     runtime: Runtime,
 ) -> dict[str, Any] | None:
     """Leave a started backup for the completion tracker, in the step that started it (a
@@ -284,7 +285,7 @@ def register(
         started={
             "trigger": trigger.to_dict(),
             "request": request.to_dict(),
-            "invocation_id": getattr(context, "aws_request_id", None),
+            "invocation_id": invocation_id,
             "idempotency_key": key,
         },
         registered_at=now,
