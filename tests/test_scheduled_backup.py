@@ -162,6 +162,7 @@ def test_invalid_event_is_notified_and_nothing_else_is_sent(deployment: Deployme
         "error_category": "invalid_event",
     }
     assert deployment.standin.requests == []
+    assert (delivered.message["attempts"], delivered.message["checkpoint"]) == (0, None)
     assert result["outcome"] == "failed"
 
 

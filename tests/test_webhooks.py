@@ -373,6 +373,25 @@ def test_retryable_failure_is_not_kept_so_the_retry_runs(deployment: Deployment)
     assert [d.message["outcome"] for d in deployment.notifications()] == ["failed", "succeeded"]
 
 
+def test_an_unpublished_notification_asks_the_sender_to_retry_and_the_retry_only_publishes(
+    deployment: Deployment,
+) -> None:
+    topic = deployment.topic_arn
+    deployment.set_env("NOTIFICATION_TOPIC_ARN", topic + "-missing")
+
+    first = deployment.invoke_webhook(generic_event(PLAN_PAYLOAD, delivery="unheard"))
+    deployment.set_env("NOTIFICATION_TOPIC_ARN", topic)
+    second = deployment.invoke_webhook(generic_event(PLAN_PAYLOAD, delivery="unheard"))
+
+    assert (first["statusCode"], first["headers"]["Retry-After"]) == (503, "10")
+    assert json.loads(first["body"]) == {"error": "notification not published, retry"}
+    assert "Idempotent-Replayed" not in first["headers"]
+    assert (second["statusCode"], second["headers"]["Idempotent-Replayed"]) == (201, "true")
+    assert len(deployment.standin.calls("csbs")) == 1
+    [delivered] = deployment.notifications()
+    assert delivered.message["checkpoint"]["id"] == json.loads(second["body"])["checkpoint_id"]
+
+
 def test_possible_checkpoint_is_kept_and_never_run_twice(deployment: Deployment) -> None:
     deployment.set_env("CSBS_READ_TIMEOUT_SECONDS", "1")
     deployment.standin.fail_next("csbs", Fault(200, delay_seconds=30))

@@ -41,10 +41,10 @@ class Outcome:
     invocation_id: str | None
     plan_id: str | None
     request: BackupRequest | None
-    checkpoint: Checkpoint | None
-    error: TriggerError | None
-    attempts: int
     duration_ms: int
+    checkpoint: Checkpoint | None = None
+    error: TriggerError | None = None
+    attempts: int = 0  # CSBS requests sent
     idempotency_key: str | None = None  # None: this run is not deduplicated
     # When the completion will be reported at the latest (or why it will not): None when
     # backups are not followed, or none started.

@@ -13,7 +13,7 @@ import json
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
 from csbs_trigger.aws.idempotency import AlreadyInProgressError, PayloadConflictError
@@ -23,7 +23,7 @@ from csbs_trigger.cloud.csbs import Execution
 from csbs_trigger.deadline import Deadline
 from csbs_trigger.errors import TriggerError
 from csbs_trigger.log import logger
-from csbs_trigger.models import BackupRequest, Checkpoint, Trigger
+from csbs_trigger.models import BackupRequest, Trigger
 from csbs_trigger.notify import Notification, Outcome, build_notification, iso_time
 from csbs_trigger.runtime import Runtime
 from csbs_trigger.triggers.events import PlanItem, RejectedPlan
@@ -200,7 +200,7 @@ def execute_once(trigger: Trigger, unit: Unit, context: Any, runtime: Runtime) -
 def publish_once(unit: Unit, executed: Executed, context: Any, runtime: Runtime) -> PlanResult:
     """Publish the execution's notification once per ``unit.notice_key``."""
     notification = Notification.from_record(executed.record)
-    replayed = notification.content["invocation_id"] != getattr(context, "aws_request_id", None)
+    replayed = notification.content["invocation_id"] != context.aws_request_id
     if replayed:
         logger.info("trigger replayed: no second backup", extra={"idempotency_key": unit.key})
     deduplicator = runtime.deduplicator if executed.recorded and unit.notice_key else None
@@ -224,38 +224,33 @@ def _execute(
     trigger: Trigger, item: PlanItem, key: str | None, context: Any, runtime: Runtime
 ) -> Outcome:
     began = time.monotonic()
-    invocation_id = getattr(context, "aws_request_id", None)
-    checkpoint: Checkpoint | None = None
-    error: TriggerError | None = None
-    tracking: dict[str, Any] | None = None
-    attempts = 0
-    if isinstance(item, RejectedPlan):
-        error = item.error
-    else:
-        settings = runtime.settings
-        deadline = Deadline.from_context(
-            context, settings.connect_timeout_seconds, settings.read_timeout_seconds
-        )
-        try:
-            execution = runtime.client.execute_backup_policy(item, deadline)
-            checkpoint, attempts = execution.checkpoint, execution.attempts
-        except TriggerError as failure:
-            error, attempts = failure, failure.attempts
-        else:
-            tracking = register(trigger, item, execution, key, invocation_id, runtime)
-            runtime.metrics.count("BackupsStarted")
-    return Outcome(
+    planned = Outcome(
         trigger=trigger,
-        invocation_id=invocation_id,
+        invocation_id=context.aws_request_id,
         plan_id=item.plan_id,
         request=item if isinstance(item, BackupRequest) else None,
-        checkpoint=checkpoint,
-        error=error,
-        attempts=attempts,
-        duration_ms=int((time.monotonic() - began) * 1000),
+        duration_ms=0,
         idempotency_key=key,
-        tracking=tracking,
     )
+    if isinstance(item, RejectedPlan):
+        return replace(planned, error=item.error)
+    settings = runtime.settings
+    deadline = Deadline.from_context(
+        context, settings.connect_timeout_seconds, settings.read_timeout_seconds
+    )
+    try:
+        execution = runtime.client.execute_backup_policy(item, deadline)
+    except TriggerError as failure:
+        return replace(planned, error=failure, attempts=failure.attempts,
+                       duration_ms=_ms_since(began))  # fmt: skip
+    tracking = register(trigger, item, execution, key, planned.invocation_id, runtime)
+    runtime.metrics.count("BackupsStarted")
+    return replace(planned, checkpoint=execution.checkpoint, attempts=execution.attempts,
+                   tracking=tracking, duration_ms=_ms_since(began))  # fmt: skip
+
+
+def _ms_since(began: float) -> int:
+    return int((time.monotonic() - began) * 1000)
 
 
 def register(
