@@ -9,6 +9,7 @@ import pytest
 from conftest import Deployment, read_event
 
 from csbs_trigger.aws.idempotency import AlreadyInProgressError
+from csbs_trigger.aws.sns import PublishError
 from support.standin import Fault
 
 
@@ -51,13 +52,26 @@ def test_a_firings_key_is_the_same_in_every_release(deployment: Deployment) -> N
 def test_failed_publish_is_retried_without_a_second_backup(deployment: Deployment) -> None:
     topic = deployment.topic_arn
     deployment.set_env("NOTIFICATION_TOPIC_ARN", topic + "-missing")
-    with pytest.raises(Exception, match="not published"):
+    with pytest.raises(PublishError, match=r"^1 of 1 notifications not published$"):
         deployment.invoke(read_event("schedule.json"))
     deployment.set_env("NOTIFICATION_TOPIC_ARN", topic)
 
     deployment.invoke(read_event("schedule.json"))  # Lambda's retry of the same event
 
     assert len(deployment.standin.calls("csbs")) == 1
+    assert len(deployment.notifications()) == 1
+
+
+def test_one_unpublished_notification_of_a_batch_fails_the_invocation_and_says_which_share(
+    deployment: Deployment,
+) -> None:
+    deployment.invoke(read_event("direct.json"))  # builds the container's clients
+    deployment.notifications()
+    deployment.refuse(deployment.runtime.sns, "Publish", "AuthorizationError")
+
+    with pytest.raises(PublishError, match=r"^1 of 2 notifications not published$"):
+        deployment.invoke(read_event("batch.json"))
+
     assert len(deployment.notifications()) == 1
 
 

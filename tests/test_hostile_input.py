@@ -191,7 +191,12 @@ def test_a_notification_sns_refuses_for_good_is_published_as_its_essentials(
     assert refused == ["Publish"]
     assert result["outcome"] == "succeeded"
     [delivered] = deployment.notifications()
-    assert delivered.message["truncated"].startswith("SNS refused the notification")
+    assert delivered.message["truncated"] == (
+        "SNS refused the notification (InvalidParameter): only its essentials are kept"
+    )
+    records = deployment.aws.client("dynamodb").scan(TableName="csbs-trigger-idempotency")
+    results = [json.loads(item["data"]["S"]) for item in records["Items"] if "data" in item]
+    assert {"message_id": delivered.message_id, "essentials": True} in results
     assert delivered.message["checkpoint"]["id"] == result["plans"][0]["checkpoint_id"]
     assert delivered.attributes["outcome"] == "succeeded"
 

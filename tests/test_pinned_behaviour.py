@@ -99,6 +99,8 @@ def test_a_firing_is_remembered_for_a_day_and_an_in_progress_one_until_the_invoc
     hashes = [hashlib.md5(json.dumps(step).encode(), usedforsecurity=False) for step in steps]
     named = {f"csbs-trigger#{digest.hexdigest()}" for digest in hashes}
     assert {item["id"]["S"] for item in items} == named
+    results = [json.loads(item["data"]["S"]) for item in items]
+    assert {"message_id": delivered.message_id} in results  # which SNS message it was
     for item in items:
         # Our own prefix, not Powertools' default (the module and function name): records keep
         # their keys when the code moves, so a redelivery across a deploy is still recognized.

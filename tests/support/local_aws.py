@@ -28,6 +28,7 @@ class Delivered:
     message: dict[str, Any]
     raw_message: str
     attributes: dict[str, str]
+    message_id: str  # what SNS answered the publish with
 
 
 class Inbox:
@@ -57,6 +58,7 @@ class Inbox:
                             name: value["Value"]
                             for name, value in envelope.get("MessageAttributes", {}).items()
                         },
+                        message_id=envelope["MessageId"],
                     )
                 )
                 self._sqs.delete_message(
