@@ -6,6 +6,7 @@ import io
 import json
 import logging
 import threading
+import time
 import uuid
 from datetime import timedelta
 from typing import Any
@@ -455,6 +456,17 @@ def test_handler_returns_a_short_summary(deployment: Deployment) -> None:
     ids = [str(uuid.UUID(plan["checkpoint_id"])) for plan in result["plans"]]
     assert ids == [plan["checkpoint_id"] for plan in result["plans"]]
     assert len(set(ids)) == 2
+
+
+def test_the_duration_reported_is_the_time_the_backup_call_took(deployment: Deployment) -> None:
+    deployment.standin.answer_delay_seconds = 0.2  # CSBS takes its time to answer
+    began = time.monotonic()
+
+    deployment.invoke(read_event("direct.json"))
+
+    took_ms = (time.monotonic() - began) * 1000
+    [delivered] = deployment.notifications()
+    assert 200 <= delivered.message["duration_ms"] <= took_ms
 
 
 def test_a_batchs_plans_are_in_flight_together(deployment: Deployment) -> None:
