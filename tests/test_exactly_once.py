@@ -52,7 +52,10 @@ def test_a_firings_key_is_the_same_in_every_release(deployment: Deployment) -> N
 def test_failed_publish_is_retried_without_a_second_backup(deployment: Deployment) -> None:
     topic = deployment.topic_arn
     deployment.set_env("NOTIFICATION_TOPIC_ARN", topic + "-missing")
-    with pytest.raises(PublishError, match=r"^1 of 1 notifications not published$"):
+    with pytest.raises(
+        PublishError,
+        match=r"^1 of 1 notifications not published: SNS refused the notification \(NotFound\)$",
+    ):
         deployment.invoke(read_event("schedule.json"))
     deployment.set_env("NOTIFICATION_TOPIC_ARN", topic)
 
@@ -62,14 +65,18 @@ def test_failed_publish_is_retried_without_a_second_backup(deployment: Deploymen
     assert len(deployment.notifications()) == 1
 
 
-def test_one_unpublished_notification_of_a_batch_fails_the_invocation_and_says_which_share(
+def test_one_unpublished_notification_of_a_batch_fails_the_invocation_saying_why(
     deployment: Deployment,
 ) -> None:
     deployment.invoke(read_event("direct.json"))  # builds the container's clients
     deployment.notifications()
     deployment.refuse(deployment.runtime.sns, "Publish", "AuthorizationError")
 
-    with pytest.raises(PublishError, match=r"^1 of 2 notifications not published$"):
+    with pytest.raises(
+        PublishError,
+        match=r"^1 of 2 notifications not published: SNS refused the notification "
+        r"\(AuthorizationError\)$",
+    ):
         deployment.invoke(read_event("batch.json"))
 
     assert len(deployment.notifications()) == 1

@@ -154,3 +154,21 @@ def test_a_refused_notification_logs_the_essentials_then_the_loss(
     [lost] = lines(logs, "notification not published")
     assert fields(lost, "plan_id") == {"level": "ERROR", "plan_id": PLAN}
     assert lost["reason"].startswith("SNS refused the notification")
+
+
+def test_a_notification_sns_fails_to_take_is_logged_with_the_reason(
+    deployment: Deployment, logs: io.StringIO
+) -> None:
+    deployment.invoke(read_event("direct.json"))
+    deployment.refuse(deployment.runtime.sns, "Publish", "AuthorizationError")
+
+    with pytest.raises(PublishError):
+        deployment.invoke(SCHEDULE)
+
+    [lost] = lines(logs, "notification not published")
+    assert fields(lost, "plan_id", "reason") == {
+        "level": "ERROR",
+        "plan_id": PLAN,
+        "reason": "SNS refused the notification (AuthorizationError)",
+    }
+    assert lines(logs, "notification refused: publishing its essentials") == []

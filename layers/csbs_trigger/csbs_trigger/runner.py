@@ -343,7 +343,9 @@ def raise_for_publish_failures(results: list[PlanResult]) -> None:
     """Only a failed publish fails the invocation: Lambda retries it, the DLQ keeps it."""
     failures = [result.publish_error for result in results if result.publish_error]
     if failures:
-        raise PublishError(f"{len(failures)} of {len(results)} notifications not published")
+        raise PublishError(
+            f"{len(failures)} of {len(results)} notifications not published: {failures[0]}"
+        )
 
 
 def overall(results: list[PlanResult]) -> str:
