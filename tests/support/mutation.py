@@ -11,7 +11,8 @@ Every survivor must be listed in ``tests/mutation-survivors.txt`` with a one-lin
 per module; the goal is at least 90 % killed per module, and no survivor left unreviewed.
 
     make mutation                      # every module (about an hour on two cores)
-    make mutation ARGS="errors runner" # some of them; results are cached per workspace
+    make mutation ARGS="errors runner" # some of them
+    make mutation ARGS=--report        # the last run's table, against the reviewed list now
 """
 
 from __future__ import annotations
@@ -106,6 +107,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("modules", nargs="*", help=f"default: all ({', '.join(MODULES)})")
     parser.add_argument("--max-children", default=str(os.cpu_count() or 2))
+    parser.add_argument(
+        "--report", action="store_true", help="no run: the last run's table, reviewed list now"
+    )
     args = parser.parse_args(argv)
     modules = args.modules or list(MODULES)
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
@@ -114,17 +118,21 @@ def main(argv: list[str] | None = None) -> int:
     rows, unreviewed, ok = [], [], True
     known = reviewed()
     for module in modules:
-        folder = workspace(module)
         began = time.monotonic()
         print(f"\n=== {module}", flush=True)
-        run = subprocess.run(
-            [str(mutmut), "run", "--max-children", args.max_children],
-            cwd=folder, env=env, check=False, capture_output=True, text=True,
-        )  # fmt: skip
+        if args.report:
+            folder = WORKSPACES / module.replace("/", ".")
+        else:
+            folder = workspace(module)
+            run = subprocess.run(
+                [str(mutmut), "run", "--max-children", args.max_children],
+                cwd=folder, env=env, check=False, capture_output=True, text=True,
+            )  # fmt: skip
         codes = results(folder, module) if (folder / "mutants").is_dir() else {}
-        if run.returncode != 0 or all(code is None for code in codes.values()):
-            print(f"mutmut failed (exit {run.returncode}):")
-            print(run.stdout[-2000:], run.stderr[-2000:], sep="\n")
+        if all(code is None for code in codes.values()) or (not args.report and run.returncode):
+            print("no results" if args.report else f"mutmut failed (exit {run.returncode}):")
+            if not args.report:
+                print(run.stdout[-2000:], run.stderr[-2000:], sep="\n")
             return 2
         killed = sum(code in KILLED for code in codes.values())
         survivors = sorted(name for name, code in codes.items() if code in SURVIVED)
@@ -132,10 +140,10 @@ def main(argv: list[str] | None = None) -> int:
         share = killed / (killed + len(survivors)) if killed + len(survivors) else 1.0
         unreviewed += [name for name in survivors if name not in known]
         ok = ok and share >= GOAL
-        minutes = (time.monotonic() - began) / 60
+        minutes = "-" if args.report else f"{(time.monotonic() - began) / 60:.1f}"
         rows.append((module, len(codes), killed, len(survivors), other, share, minutes))
         print(
-            f"{killed} killed, {len(survivors)} survived, {other} other, {minutes:.1f} min",
+            f"{killed} killed, {len(survivors)} survived, {other} other, {minutes} min",
             flush=True,
         )
 
@@ -143,7 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---|---|---|---|---|---|")
     for module, total, killed, survived, other, share, minutes in rows:
         print(f"| {module} | {total} | {killed} | {survived} | {other} | {share:.1%} "
-              f"| {minutes:.1f} |")  # fmt: skip
+              f"| {minutes} |")  # fmt: skip
     print("\n(other: no test reaches it, or a timeout; killed % is of killed + survived)")
     if unreviewed:
         print(f"\n{len(unreviewed)} survivors not in {REVIEWED.relative_to(ROOT)}:")
