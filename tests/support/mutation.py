@@ -42,7 +42,8 @@ MODULES: dict[str, list[str]] = {
     "triggers/webhook_auth": ["test_webhook_auth", "test_webhooks", "test_pinned_behaviour"],
     "cloud/signing": ["test_signing", "test_auth"],
     "runner": ["test_scheduled_backup", "test_exactly_once", "test_hostile_input",
-               "test_completion_tracking", "test_webhooks", "test_log_lines"],
+               "test_completion_tracking", "test_webhooks", "test_log_lines",
+               "test_pinned_behaviour"],
     "triggers/events": ["test_events", "test_scheduled_backup"],
     "cloud/transport": ["test_transport", "test_fault_matrix", "test_pinned_behaviour"],
 }  # fmt: skip
