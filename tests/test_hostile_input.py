@@ -323,6 +323,27 @@ def test_one_delivery_id_with_two_bodies_is_422_and_starts_nothing(
     assert refused.message["error"]["message"] == conflict
 
 
+def test_a_delivery_id_reused_while_its_notification_is_unpublished_is_still_422(
+    deployment: Deployment,
+) -> None:
+    """Between the backup and its notification only the execute record stands for the body: a
+    second body must not be answered with the first body's backup."""
+    topic = deployment.topic_arn
+    deployment.set_env("NOTIFICATION_TOPIC_ARN", topic + "-missing")
+    first = deployment.invoke_webhook(generic_event({"plan_id": PLAN_A}, delivery="msg-10"))
+    deployment.set_env("NOTIFICATION_TOPIC_ARN", topic)
+
+    second = deployment.invoke_webhook(
+        generic_event({"plan_id": PLAN_A, "resources": [SERVER_A]}, delivery="msg-10")
+    )
+
+    assert (first["statusCode"], second["statusCode"]) == (503, 422)
+    assert len(deployment.standin.calls("csbs")) == 1
+    [refused] = deployment.notifications()
+    assert refused.message["outcome"] == "failed"
+    assert refused.message["error"]["category"] == "invalid_event"
+
+
 # -- promise 3: only the senders' secrets start backups -------------------------------------------
 
 

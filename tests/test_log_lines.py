@@ -97,6 +97,8 @@ def test_a_keyed_trigger_without_a_table_says_it_is_not_deduplicated(
     [line] = lines(logs, "IDEMPOTENCY_TABLE is not set: this trigger is not deduplicated")
     assert line["level"] == "WARNING"
     assert lines(logs, "trigger replayed: no second backup") == []
+    [notification] = deployment.notifications()
+    assert notification.message["idempotency_key"] is None  # no record stands behind a key
 
 
 def test_a_result_the_table_cannot_keep_is_logged_with_its_key(

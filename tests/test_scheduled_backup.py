@@ -459,7 +459,13 @@ def test_handler_returns_a_short_summary(deployment: Deployment) -> None:
     assert len(set(ids)) == 2
 
 
-def test_the_duration_reported_is_the_time_the_backup_call_took(deployment: Deployment) -> None:
+@pytest.mark.parametrize("outcome", ["succeeded", "failed"])
+def test_the_duration_reported_is_the_time_the_backup_call_took(
+    deployment: Deployment, outcome: str
+) -> None:
+    refusal = Fault(400, {"error_code": "BACKUP.1024", "error_msg": "refused"}, delay_seconds=0.2)
+    if outcome == "failed":
+        deployment.standin.fail_next("csbs", refusal)
     deployment.standin.answer_delay_seconds = 0.2  # CSBS takes its time to answer
     began = time.monotonic()
 
@@ -467,6 +473,7 @@ def test_the_duration_reported_is_the_time_the_backup_call_took(deployment: Depl
 
     took_ms = (time.monotonic() - began) * 1000
     [delivered] = deployment.notifications()
+    assert delivered.message["outcome"] == outcome
     assert 200 <= delivered.message["duration_ms"] <= took_ms
 
 
