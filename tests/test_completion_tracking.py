@@ -16,6 +16,7 @@ import pytest
 from conftest import Deployment, read_event
 
 import csbs_trigger.tracker
+from csbs_trigger.aws.sns import PublishError
 from csbs_trigger.tracker import TrackerStopped
 from support.lambda_context import FakeLambdaContext
 from support.standin import PROJECT_ID, Fault
@@ -325,8 +326,12 @@ def test_a_failed_publish_is_published_by_the_next_run_without_polling_again(
     deployment.track()
     deployment.refuse(deployment.runtime.sns, "Publish", "InternalError")
 
-    with pytest.raises(Exception, match="completion notifications not published"):
+    with pytest.raises(PublishError) as stopped:
         deployment.track()
+    assert str(stopped.value) == (
+        "1 of the run's completion notifications not published: "
+        "SNS refused the notification (InternalError)"
+    )
     assert tracked_item(deployment, checkpoint_id)["state"]["S"] == "completing"
     polls = len(deployment.standin.calls("csbs"))
 

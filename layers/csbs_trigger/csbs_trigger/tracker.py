@@ -54,6 +54,7 @@ class _Run:
     claim: str
     lease_until: float
     stop: TriggerError | None = None
+    unpublished: str | None = None  # why SNS did not take the first completion that failed
 
 
 def track(context: Any, runtime: Runtime) -> dict[str, Any]:
@@ -100,7 +101,8 @@ def track(context: Any, runtime: Runtime) -> dict[str, Any]:
                                                    "reason": run.stop.message})  # fmt: skip
         raise TrackerStopped(f"{run.stop.category.value}: {run.stop.message}")
     if counts["publish_failed"]:
-        raise PublishError(f"{counts['publish_failed']} completion notifications not published")
+        raise PublishError(f"{counts['publish_failed']} of the run's completion notifications "
+                           f"not published: {run.unpublished}")  # fmt: skip
     return result
 
 
@@ -171,7 +173,8 @@ def _poll(tracked: Tracked, run: _Run) -> str:
 def _publish(tracked: Tracked, notification: Notification, run: _Run) -> str:
     try:
         published = publish_record(notification, run.runtime)
-    except PublishError:
+    except PublishError as error:
+        run.unpublished = run.unpublished or str(error)
         return "publish_failed"  # kept as completing: the next run publishes it
     run.table.finish(
         tracked, run.claim, now=run.runtime.clock(), message_id=published["message_id"]
