@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from csbs_trigger.errors import Category, UpstreamError
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
 
 # Kept free at the end of an invocation so the notification can still be published.
 PUBLISH_RESERVE_SECONDS = 3.0
@@ -22,12 +26,11 @@ class Deadline:
     reserve_seconds: float = PUBLISH_RESERVE_SECONDS
 
     @classmethod
-    def from_context(cls, context: object, connect_seconds: float, read_seconds: float) -> Deadline:
-        remaining_ms = getattr(context, "get_remaining_time_in_millis", None)
-        if callable(remaining_ms):
-            return cls(lambda: remaining_ms() / 1000.0, connect_seconds, read_seconds)
-        # No Lambda context (a plain script): fall back to the configured timeouts alone.
-        return cls(lambda: float("inf"), connect_seconds, read_seconds, reserve_seconds=0.0)
+    def from_context(
+        cls, context: LambdaContext, connect_seconds: float, read_seconds: float
+    ) -> Deadline:
+        remaining_ms = context.get_remaining_time_in_millis
+        return cls(lambda: remaining_ms() / 1000.0, connect_seconds, read_seconds)
 
     def timeouts(self, what: str) -> tuple[float, float]:
         budget = self.remaining_seconds() - self.reserve_seconds

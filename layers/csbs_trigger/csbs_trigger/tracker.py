@@ -13,7 +13,7 @@ from __future__ import annotations
 import uuid
 from collections import Counter
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from csbs_trigger.aws.sns import PublishError
 from csbs_trigger.aws.tracking import COMPLETING, Tracked, TrackingTable
@@ -33,12 +33,13 @@ from csbs_trigger.notify import Notification
 from csbs_trigger.runner import bounded_map, publish_record
 from csbs_trigger.runtime import Runtime
 
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+
 # Checkpoints asked for per page of the due index.
 PAGE_SIZE = 50
 # A checkpoint is begun only with this much of the invocation left: a poll, a publish, writes.
 SECONDS_PER_CHECKPOINT = 10.0
-# Without a Lambda context (a script), how long a claim holds a checkpoint.
-_SCRIPT_LEASE_SECONDS = 900.0
 
 
 class TrackerStopped(Exception):
@@ -49,7 +50,7 @@ class TrackerStopped(Exception):
 class _Run:
     table: TrackingTable
     runtime: Runtime
-    context: Any
+    context: LambdaContext
     deadline: Deadline
     claim: str
     lease_until: float
@@ -57,7 +58,7 @@ class _Run:
     unpublished: str | None = None  # why SNS did not take the first completion that failed
 
 
-def track(context: Any, runtime: Runtime) -> dict[str, Any]:
+def track(context: LambdaContext, runtime: Runtime) -> dict[str, Any]:
     """One tracker run; its counts by what happened to each due checkpoint."""
     table = runtime.tracking
     if table is None:
@@ -67,14 +68,13 @@ def track(context: Any, runtime: Runtime) -> dict[str, Any]:
         context, settings.connect_timeout_seconds, settings.read_timeout_seconds
     )
     began = runtime.clock()
-    remaining = deadline.remaining_seconds()
     run = _Run(
         table=table,
         runtime=runtime,
         context=context,
         deadline=deadline,
-        claim=f"{getattr(context, 'aws_request_id', None) or 'local'}:{uuid.uuid4().hex[:12]}",
-        lease_until=began + (remaining if remaining != float("inf") else _SCRIPT_LEASE_SECONDS),
+        claim=f"{context.aws_request_id}:{uuid.uuid4().hex[:12]}",
+        lease_until=began + deadline.remaining_seconds(),  # a claim ends with its run
     )
     cutoff = began - settings.tracking_poll_interval_seconds
     counts: Counter[str] = Counter()
@@ -160,7 +160,7 @@ def _poll(tracked: Tracked, run: _Run) -> str:
         verdict,
         items,
         now=now,
-        invocation_id=getattr(run.context, "aws_request_id", None),
+        invocation_id=run.context.aws_request_id,
         last_summary=tracked.progress,
         redact=runtime.redactor(),
     )

@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from csbs_trigger.runner import overall, raise_for_publish_failures, run_plans
 from csbs_trigger.runtime import Runtime
 from csbs_trigger.triggers.events import parse_event
 
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.typing import LambdaContext
 
-def handle_event(event: Any, context: Any, runtime: Runtime) -> dict[str, Any]:
+
+def handle_event(event: Any, context: LambdaContext, runtime: Runtime) -> dict[str, Any]:
     """Run every plan of the event and publish one notification each.
 
     Returns normally once the notifications are out, even when backups failed: raising would
     make Lambda's asynchronous retries repeat the backups. Only a failed publish raises (and
     then the retry replays what already ran, thanks to the idempotency records).
     """
-    parsed = parse_event(event, request_id=getattr(context, "aws_request_id", None))
+    parsed = parse_event(event, request_id=context.aws_request_id)
     results = run_plans(parsed.trigger, parsed.items, context, runtime)
     raise_for_publish_failures(results)
     return {
