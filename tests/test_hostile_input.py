@@ -177,6 +177,12 @@ def test_result_that_cannot_be_recorded_is_still_reported_and_never_run_twice(
     assert len(deployment.standin.calls("csbs")) == 2
     [delivered] = deployment.notifications()
     assert delivered.message["outcome"] == "succeeded"
+    # Nor is its publish recorded: a publish record standing for no execute record would answer
+    # a later run of this firing (its in-progress record expired) with this notification, and
+    # leave that run's backup unreported.
+    table = deployment.aws.client("dynamodb")
+    items = table.scan(TableName="csbs-trigger-idempotency")["Items"]
+    assert [item["status"]["S"] for item in items] == ["INPROGRESS"]
 
 
 def test_a_notification_sns_refuses_for_good_is_published_as_its_essentials(
