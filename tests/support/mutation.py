@@ -104,6 +104,20 @@ def reviewed() -> dict[str, str]:
     return listed
 
 
+def run_mutmut(folder: Path, max_children: str) -> str | None:
+    """Run mutmut in a workspace; what went wrong, or None."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    env["HYPOTHESIS_PROFILE"] = "mutation"  # the same examples for every mutant (conftest)
+    mutmut = Path(sys.executable).with_name("mutmut")
+    run = subprocess.run(
+        [str(mutmut), "run", "--max-children", max_children],
+        cwd=folder, env=env, check=False, capture_output=True, text=True,
+    )  # fmt: skip
+    if run.returncode == 0:
+        return None
+    return f"mutmut failed (exit {run.returncode}):\n{run.stdout[-2000:]}\n{run.stderr[-2000:]}"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("modules", nargs="*", help=f"default: all ({', '.join(MODULES)})")
@@ -113,27 +127,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     modules = args.modules or list(MODULES)
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    env["HYPOTHESIS_PROFILE"] = "mutation"  # the same examples for every mutant (conftest)
-    mutmut = Path(sys.executable).with_name("mutmut")
     rows, unreviewed, ok = [], [], True
     known = reviewed()
     for module in modules:
         began = time.monotonic()
         print(f"\n=== {module}", flush=True)
         if args.report:
-            folder = WORKSPACES / module.replace("/", ".")
+            folder, failure = WORKSPACES / module.replace("/", "."), None
         else:
             folder = workspace(module)
-            run = subprocess.run(
-                [str(mutmut), "run", "--max-children", args.max_children],
-                cwd=folder, env=env, check=False, capture_output=True, text=True,
-            )  # fmt: skip
+            failure = run_mutmut(folder, args.max_children)
         codes = results(folder, module) if (folder / "mutants").is_dir() else {}
-        if all(code is None for code in codes.values()) or (not args.report and run.returncode):
-            print("no results" if args.report else f"mutmut failed (exit {run.returncode}):")
-            if not args.report:
-                print(run.stdout[-2000:], run.stderr[-2000:], sep="\n")
+        if failure or all(code is None for code in codes.values()):
+            print(failure or "no results")
             return 2
         killed = sum(code in KILLED for code in codes.values())
         survivors = sorted(name for name, code in codes.items() if code in SURVIVED)
