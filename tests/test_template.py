@@ -90,6 +90,19 @@ def test_schedule_input_renders_to_an_event_the_function_accepts(
     assert schedule["Target"]["RetryPolicy"]["MaximumRetryAttempts"] >= 1
 
 
+@pytest.mark.parametrize(
+    ("value", "allowed"),
+    [("", True), ("7a32a8b5-7977-4e24-b5da-e0eb457db75b", True), ("srv_1", True),
+     ('a", "b', False), ('a"', False), ("a b", False), ("-a", False), ("a" * 65, False)],
+)  # fmt: skip
+def test_each_resource_id_parameter_is_an_id_the_schedule_input_can_carry(
+    value: str, allowed: bool
+) -> None:
+    """CloudFormation checks each value of a CommaDelimitedList against the pattern."""
+    pattern = yaml_parse((ROOT / "template.yaml").read_text())["Parameters"]["ResourceIds"]
+    assert (re.fullmatch(pattern["AllowedPattern"], value) is not None) is allowed
+
+
 def test_topic_takes_only_tls_publishing_and_alarms_of_this_account(
     resources: dict[str, Any],
 ) -> None:
@@ -172,6 +185,7 @@ def test_tracking_table_expires_records_and_indexes_only_what_is_due(
 ) -> None:
     table = resources["TrackingTable"]["Properties"]
     assert table["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+    assert table["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
     [index] = table["GlobalSecondaryIndexes"]
     assert index["IndexName"] == "due"
     assert [key["AttributeName"] for key in index["KeySchema"]] == ["queue", "polled_at"]

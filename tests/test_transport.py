@@ -52,6 +52,7 @@ def test_one_byte_more_is_a_bad_response(standin: CsbsStandIn) -> None:
     error = raised.value
     assert (error.category, error.http_status) == (Category.BAD_RESPONSE, 200)
     assert error.message == "CSBS answered with more than 1 MiB"
+    assert error.request_sent is True  # answered: the request arrived
 
 
 def test_a_gzip_bomb_is_refused_without_being_inflated(standin: CsbsStandIn) -> None:

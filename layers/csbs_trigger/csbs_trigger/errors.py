@@ -18,6 +18,7 @@ into a category; adapters translate transport failures with ``UpstreamError.time
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -32,6 +33,8 @@ MAX_CODE_LENGTH = 64
 MAX_REQUEST_ID_LENGTH = 128
 # A running backup takes minutes (about 6 for a small incremental): the hint for "busy".
 BUSY_RETRY_AFTER_SECONDS = 300.0
+# A Retry-After longer than this is no advice an invocation or a sender can follow.
+MAX_RETRY_AFTER_SECONDS = 86_400.0
 
 
 class Category(StrEnum):
@@ -240,20 +243,23 @@ def _request_id(from_body: str | None, headers: Mapping[str, str]) -> str | None
 
 
 def parse_retry_after(value: str | None) -> float | None:
-    """Seconds from a ``Retry-After`` header (delta seconds or an HTTP date), if it says any."""
+    """Seconds from a ``Retry-After`` header (delta seconds or an HTTP date), if it says any:
+    a finite number up to a day (``inf`` or ``nan`` says nothing usable)."""
     if not value:
         return None
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
-        pass
-    try:
-        moment = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+        try:
+            moment = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        seconds = (moment - datetime.now(UTC)).total_seconds()
+    if not math.isfinite(seconds):
         return None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return max(0.0, (moment - datetime.now(UTC)).total_seconds())
+    return min(max(0.0, seconds), MAX_RETRY_AFTER_SECONDS)
 
 
 _CODE_KEYS = ("error_code", "errorCode", "code")

@@ -201,7 +201,7 @@ def fit(
     """
 
     def render(candidate: dict[str, Any]) -> str | None:
-        text = redact(json.dumps(candidate, ensure_ascii=False))
+        text = redact(json.dumps(candidate, ensure_ascii=False, allow_nan=False))
         return text if len(text.encode()) <= MAX_MESSAGE_BYTES else None
 
     text = render(message)
@@ -217,7 +217,7 @@ def fit(
     if text is not None:
         return text
     note = f"the message exceeded {MAX_MESSAGE_BYTES // 1024} KiB: only its essentials are kept"
-    return redact(json.dumps(essentials_of(message, note), ensure_ascii=False))
+    return redact(json.dumps(essentials_of(message, note), ensure_ascii=False, allow_nan=False))
 
 
 def essentials_of(content: dict[str, Any], note: str) -> dict[str, Any]:

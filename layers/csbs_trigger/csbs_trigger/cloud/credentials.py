@@ -115,10 +115,14 @@ def _access_keys(secret: dict[str, Any]) -> AccessKeyCredentials:
         raise ConfigError(f"the cloud secret lacks keys: {', '.join(missing)}")
     if not _ACCESS_KEY.fullmatch(access_key):
         raise ConfigError("the cloud secret key ak must be letters and digits only")
+    security_token = _text(secret, "security_token")
+    if security_token is not None and not security_token.isascii():
+        # It travels in a header, which carries no other characters.
+        raise ConfigError("the cloud secret key security_token must be ASCII text")
     return AccessKeyCredentials(
         access_key=access_key,
         secret_key=secret_key,
-        security_token=_text(secret, "security_token"),
+        security_token=security_token,
         project_id=project_id,
         csbs_endpoint=endpoint,
     )

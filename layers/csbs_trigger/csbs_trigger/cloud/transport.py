@@ -66,9 +66,11 @@ def send(
     except (requests.RequestException, urllib3_errors.HTTPError, OSError) as exc:
         raise UpstreamError.network(what, exc, request_sent=_may_have_been_sent(exc)) from None
     if len(body) > MAX_ANSWER_BYTES:
-        raise UpstreamError.bad_response(
+        error = UpstreamError.bad_response(
             f"{what} answered with more than 1 MiB", http_status=status
         )
+        error.request_sent = True  # it was answered: a POST may have created a backup
+        raise error
     return Answer(what=what, status=status, headers=headers, body=body)
 
 

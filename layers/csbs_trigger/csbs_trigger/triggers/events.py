@@ -177,11 +177,19 @@ def _parse_plan(plan: Mapping[str, Any], *, where: str, allowed: frozenset[str])
 
 
 def _schedule_key(payload: Mapping[str, Any]) -> str | None:
-    """The schedule and its scheduled time: what names one firing across Scheduler's retries."""
+    """The schedule and its scheduled time: what names one firing across Scheduler's retries.
+    Only well-formed values name one (a malformed pair has rejected the plans already)."""
     arn, scheduled_time = payload.get("schedule_arn"), payload.get("scheduled_time")
-    if isinstance(arn, str) and isinstance(scheduled_time, str):
+    if _is_schedule_value("schedule_arn", arn) and _is_schedule_value(
+        "scheduled_time", scheduled_time
+    ):
         return f"{arn}#{scheduled_time}"
     return None
+
+
+def _is_schedule_value(key: str, value: Any) -> bool:
+    pattern, _ = _SCHEDULE_FORMATS[key]
+    return isinstance(value, str) and pattern.fullmatch(value) is not None
 
 
 def _check_schedule_fields(payload: Mapping[str, Any], where: str) -> None:
@@ -193,10 +201,8 @@ def _check_schedule_fields(payload: Mapping[str, Any], where: str) -> None:
             f"{where} needs schedule_arn and scheduled_time together (they name one firing)"
         )
     for key in sorted(present):
-        pattern, description = _SCHEDULE_FORMATS[key]
-        value = payload[key]
-        if not isinstance(value, str) or not pattern.fullmatch(value):
-            raise InvalidEventError(f"{where}.{key} must be {description}")
+        if not _is_schedule_value(key, payload[key]):
+            raise InvalidEventError(f"{where}.{key} must be {_SCHEDULE_FORMATS[key][1]}")
 
 
 def _reject_unknown_keys(payload: Mapping[str, Any], allowed: frozenset[str], where: str) -> None:

@@ -125,8 +125,11 @@ def hub_signature(secret: str, body: bytes) -> str:
 
 
 def _standard_webhooks_key(secret: str) -> bytes | None:
+    """The key of a ``whsec_`` secret; its base64 may leave out the padding, as the Standard
+    Webhooks libraries allow."""
+    encoded = secret.removeprefix("whsec_")
     try:
-        return base64.b64decode(secret.removeprefix("whsec_"), validate=True)
+        return base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
     except (binascii.Error, ValueError):
         return None
 
