@@ -26,7 +26,8 @@ PLAN_B = "6a6cda7e-7b89-4b14-8e5c-3b6821a97d2c"  # backup: one server
 SERVER_A = "7a32a8b5-7977-4e24-b5da-e0eb457db75b"
 SERVER_B = "b2b433bf-7dd6-4a74-aa8f-85673dfbda48"
 COMPLETION_KEYS = {
-    "schema_version", "event", "outcome", "trigger", "invocation_id", "request", "checkpoint",
+    "schema_version", "event", "outcome", "trigger", "invocation_id", "request", "plan_name",
+    "checkpoint",
     "items", "summary", "error", "started_at", "finished_at", "duration_s", "polls",
     "published_at",
 }  # fmt: skip

@@ -9,7 +9,7 @@ import json
 from typing import Any
 
 import pytest
-from conftest import Deployment, read_event
+from conftest import Deployment
 from test_webhooks import SECRETS, generic_event
 
 from support.standin import SECURITY_TOKEN, Fault
@@ -142,3 +142,72 @@ def test_a_whsec_secret_without_its_padding_is_accepted(deployment: Deployment) 
     answer = deployment.invoke_webhook(generic_event({"plan_id": PLAN_A}, secret=unpadded))
 
     assert answer["statusCode"] == 201
+
+
+# -- 3. a subject SNS refuses never blocks a notification ----------------------------------------
+
+
+def sns_checks_subjects(deployment: Deployment) -> list[str]:
+    """Make moto's SNS refuse what real SNS refuses: a subject that is not ASCII, holds a line
+    break or a control character, or is 100 characters or longer (moto checks only the last)."""
+    refused: list[str] = []
+
+    def check(params: dict[str, Any], **_: Any) -> Any:
+        subject = params.get("Subject")
+        if subject is None:
+            return None
+        if subject.isascii() and subject.isprintable() and len(subject) < 100:
+            return None
+        refused.append(subject)
+        error = {"Error": {"Code": "InvalidParameter", "Message": "Invalid parameter: Subject"}}
+        return type("Answer", (), {"status_code": 400})(), error
+
+    deployment.runtime.sns.meta.events.register("before-call.sns.Publish", check)
+    return refused
+
+
+@pytest.mark.parametrize(
+    ("name", "shown"),
+    [
+        ("Sicherung-Täglich", "Sicherung-Taeglich"),
+        ("Größe Ünterschied ß", "Groesse Uenterschied ss"),
+        ("café crème", "cafe creme"),
+        ("日本\nline\x07bell", "?? line?bell"),
+    ],
+)
+def test_a_plan_name_sns_would_refuse_is_transliterated_in_the_subject(
+    deployment: Deployment, name: str, shown: str
+) -> None:
+    deployment.standin.add_plan("plan-umlaut", name, {"srv-1": "server-1"})
+    deployment.standin.polls_to_finish = 0
+    deployment.invoke({"plan_id": "plan-umlaut"})
+    deployment.notifications()
+    refused = sns_checks_subjects(deployment)
+
+    deployment.track()
+    deployment.track()
+
+    [completed] = deployment.notifications()
+    assert refused == []
+    assert completed.subject is not None
+    assert completed.subject.startswith(f"CSBS backup completed for plan {shown} (1 server, ")
+    assert completed.message["plan_name"] == name  # the message keeps the whole name
+
+
+def test_a_long_plan_name_is_cut_to_a_subject_under_100_characters(
+    deployment: Deployment,
+) -> None:
+    deployment.standin.add_plan("plan-long", "Ä" * 300, {"srv-1": "server-1"})
+    deployment.standin.polls_to_finish = 0
+    deployment.invoke({"plan_id": "plan-long"})
+    deployment.notifications()
+    refused = sns_checks_subjects(deployment)
+
+    deployment.track()
+    deployment.track()
+
+    [completed] = deployment.notifications()
+    assert refused == []
+    whole = "CSBS backup completed for plan " + "Ae" * 300
+    assert completed.subject == whole[:96] + "..."
+    assert len(completed.subject) == 99

@@ -18,7 +18,6 @@ from csbs_trigger.aws.tracking import Tracked
 from csbs_trigger.cloud.checkpoint_items import CheckpointItem
 from csbs_trigger.errors import Category, TriggerError
 from csbs_trigger.notify import (
-    MAX_SUBJECT_LENGTH,
     SCHEMA_VERSION,
     Notification,
     Redactor,
@@ -123,6 +122,7 @@ def build_completion(
         "trigger": started["trigger"],
         "invocation_id": invocation_id,
         "request": started["request"],
+        "plan_name": registration.plan_name,  # whole, where the subject may transliterate it
         "checkpoint": {"id": registration.checkpoint_id},
         "items": listed,
         "summary": counts,
@@ -143,7 +143,7 @@ def build_completion(
         attributes["error_category"] = verdict.error.category.value
     subject = _subject(tracked, verdict, counts, duration)
     text = fit(message, redact, entries=len(listed), keeping=keeping)
-    return Notification(subject=subject[:MAX_SUBJECT_LENGTH], message=text, attributes=attributes)
+    return Notification(subject=subject, message=text, attributes=attributes)
 
 
 def _subject(tracked: Tracked, verdict: Verdict, counts: dict[str, int], duration: int) -> str:

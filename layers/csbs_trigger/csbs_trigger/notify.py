@@ -8,6 +8,7 @@ Message schema (version 1) is documented in README.md; subscribers filter on the
 from __future__ import annotations
 
 import json
+import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -22,7 +23,13 @@ SCHEMA_VERSION = 1
 # What a notification reports: a trigger's run (the backup started, or why not); subscribers
 # filter on the ``event`` attribute.
 EVENT_STARTED = "started"
-MAX_SUBJECT_LENGTH = 100
+# SNS takes a subject of ASCII letters, digits, punctuation and spaces, under 100 characters.
+MAX_SUBJECT_LENGTH = 99
+_SUBJECT_CUT_MARK = "..."
+# German spells its umlauts out where they cannot be written; other accents are dropped.
+_TRANSLITERATION = str.maketrans(
+    {"ä": "ae", "ö": "oe", "ü": "ue", "Ä": "Ae", "Ö": "Oe", "Ü": "Ue", "ß": "ss", "ẞ": "SS"}
+)
 # SNS takes 256 KiB, and the idempotency record (DynamoDB: 400 KB an item) holds the message
 # escaped once more, which at worst triples it (an emoji becomes a 12-byte surrogate pair).
 MAX_MESSAGE_BYTES = 96 * 1024
@@ -57,9 +64,15 @@ class Outcome:
 
 @dataclass(frozen=True)
 class Notification:
+    """One SNS message; its subject is always one SNS accepts (``sns_subject``), however it was
+    built, so a plan name SNS would refuse never blocks the notification."""
+
     subject: str
     message: str
     attributes: dict[str, str]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "subject", sns_subject(self.subject))
 
     @cached_property
     def content(self) -> dict[str, Any]:
@@ -131,6 +144,22 @@ def _echoed_forms(value: str) -> set[str]:
     collapsed = " ".join(value.split())
     forms = {value, collapsed, quote(value, safe=""), quote(value), quote_plus(value)}
     return forms | {json.dumps(form, ensure_ascii=False)[1:-1] for form in forms}
+
+
+def sns_subject(text: str) -> str:
+    """``text`` as a subject SNS accepts: umlauts spelled out (Täglich: Taeglich), accents
+    dropped (café: cafe), whitespace folded into single spaces, any other character that is not
+    printable ASCII a ``?``, and cut below 100 characters."""
+    decomposed = unicodedata.normalize("NFKD", text.translate(_TRANSLITERATION))
+    kept = (
+        " " if char.isspace() else char if " " <= char <= "~" else "?"
+        for char in decomposed
+        if not unicodedata.combining(char)
+    )
+    subject = " ".join("".join(kept).split())
+    if len(subject) > MAX_SUBJECT_LENGTH:
+        subject = subject[: MAX_SUBJECT_LENGTH - len(_SUBJECT_CUT_MARK)] + _SUBJECT_CUT_MARK
+    return subject
 
 
 def iso_time(unix_time: float | None = None) -> str:
@@ -248,4 +277,4 @@ def _subject(outcome: Outcome) -> str:
         subject = f"CSBS backup started{plan}"
     else:
         subject = f"CSBS backup failed ({outcome.error.category.value}){plan}"
-    return subject[:MAX_SUBJECT_LENGTH]
+    return subject
