@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import requests
 
-from csbs_trigger.cloud.auth import KeystonePasswordAuth
+from csbs_trigger.cloud.auth import KeystonePasswordAuth, MemoryLoginGuard
 from csbs_trigger.cloud.credentials import parse_cloud_secret
 from csbs_trigger.deadline import Deadline
 from support.standin import PROJECT_ID, CsbsStandIn
@@ -33,7 +33,8 @@ def make_auth(standin: CsbsStandIn, clock: Clock, **secret: str | None) -> Keyst
     import json
 
     credentials = parse_cloud_secret(json.dumps(standin.cloud_secret(**secret)))
-    return KeystonePasswordAuth(credentials, requests.Session(), now=clock)
+    guard = MemoryLoginGuard(lambda: clock().timestamp())
+    return KeystonePasswordAuth(credentials, requests.Session(), guard=guard, now=clock)
 
 
 DEADLINE = Deadline(lambda: 60.0, connect_seconds=2, read_seconds=5)

@@ -67,33 +67,38 @@ def test_the_deadline_counts_only_while_it_is_not_finished() -> None:
     assert verdict([item("available")], now=DEADLINE + 1) == "succeeded"
 
 
-@pytest.mark.parametrize(
-    ("category", "ends"),
-    [
-        (Category.NOT_FOUND, True),
-        (Category.FORBIDDEN, True),
-        (Category.BAD_RESPONSE, True),
-        (Category.THROTTLED, False),
-        (Category.UNAVAILABLE, False),
-        (Category.TIMEOUT, False),
-        (Category.AUTH_FAILED, False),  # about this deployment: the run stops, the backup waits
-        (Category.CONFIG_ERROR, False),
-    ],
-)
-def test_only_a_lasting_failure_about_the_checkpoint_ends_it(
-    category: Category, ends: bool
-) -> None:
+@pytest.mark.parametrize("category", list(Category))
+def test_no_single_failed_poll_ends_a_backup(category: Category) -> None:
+    """A 404, a 400, a 403, nonsense: one poll may meet any of them for a moment."""
     failure = UpstreamError("CSBS said no", category=category)
 
-    found = judge(None, expected_items=1, now=NOW, deadline_at=DEADLINE, failure=failure)
+    found = judge(None, expected_items=1, now=NOW, deadline_at=DEADLINE, failure=failure, misses=1)
+
+    assert found is None
+
+
+@pytest.mark.parametrize(("misses", "ends"), [(0, False), (1, False), (2, True), (3, True)])
+def test_a_checkpoint_is_gone_when_two_polls_in_a_row_find_it_gone(misses: int, ends: bool) -> None:
+    failure = UpstreamError("CSBS answered HTTP 404", category=Category.NOT_FOUND)
+
+    found = judge(None, expected_items=1, now=NOW, deadline_at=DEADLINE, failure=failure,
+                  misses=misses)  # fmt: skip
 
     assert (found is not None) is ends
     if found is not None:
         assert (found.outcome, found.error) == ("failed", failure)
 
 
-def test_a_failed_poll_past_the_deadline_times_out_and_says_so() -> None:
-    failure = UpstreamError("slow", category=Category.UNAVAILABLE)
+@pytest.mark.parametrize("category", [c for c in Category if c is not Category.NOT_FOUND])
+def test_only_not_found_counts_towards_gone(category: Category) -> None:
+    failure = UpstreamError("CSBS said no", category=category)
+
+    assert judge(None, expected_items=1, now=NOW, deadline_at=DEADLINE, failure=failure,
+                 misses=5) is None  # fmt: skip
+
+
+def test_a_failed_poll_past_the_deadline_times_out_and_says_why() -> None:
+    failure = UpstreamError("CSBS answered HTTP 403: no rights", category=Category.FORBIDDEN)
 
     found = judge(None, expected_items=2, now=DEADLINE, deadline_at=DEADLINE, failure=failure)
 
@@ -101,7 +106,10 @@ def test_a_failed_poll_past_the_deadline_times_out_and_says_so() -> None:
     assert found.outcome == "timed_out"
     assert found.error is not None
     assert found.error.category is Category.TIMEOUT
-    assert found.error.message.endswith("the last poll failed (unavailable)")
+    assert found.error.message == (
+        "not finished before the tracking deadline: 0 of 2 servers finished; "
+        "the last poll failed (forbidden: CSBS answered HTTP 403: no rights)"
+    )
 
 
 def tracked(expected_items: int | None = None) -> Tracked:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import Callable
 from types import SimpleNamespace
 
@@ -11,7 +12,7 @@ import pytest
 import requests
 from conftest import Deployment, read_event
 
-from csbs_trigger.cloud.auth import CsbsAuth, KeystonePasswordAuth, Scope
+from csbs_trigger.cloud.auth import CsbsAuth, KeystonePasswordAuth, MemoryLoginGuard, Scope
 from csbs_trigger.cloud.credentials import (
     PasswordCredentials,
     csbs_endpoint_for_region,
@@ -115,7 +116,7 @@ def _password_auth(
     secret = deployment.standin.cloud_secret(**overrides)
     credentials = parse_cloud_secret(json.dumps(secret))
     assert isinstance(credentials, PasswordCredentials)
-    return auth_type(credentials, session)
+    return auth_type(credentials, session, guard=MemoryLoginGuard(time.time))
 
 
 def _start_backup(
@@ -135,8 +136,8 @@ def test_a_token_dropped_after_the_scope_is_chosen_is_fetched_again_in_time(
     and being sent: the request then asks IAM again, within its own deadline."""
 
     class DroppedAfterScope(KeystonePasswordAuth):
-        def scope(self, deadline: Deadline) -> Scope:
-            chosen = super().scope(deadline)
+        def scope(self, deadline: Deadline, project_id: str | None = None) -> Scope:
+            chosen = super().scope(deadline, project_id)
             self.invalidate()  # as a concurrent plan's refresh would
             return chosen
 

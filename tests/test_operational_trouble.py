@@ -12,7 +12,7 @@ import pytest
 from conftest import Deployment
 from test_webhooks import SECRETS, generic_event
 
-from support.standin import SECURITY_TOKEN, Fault
+from support.standin import PASSWORD, PROJECT_ID, SECURITY_TOKEN, Fault
 
 PLAN_A = "62171999-3df1-42f7-9513-6f9b1bea4744"  # nightly-app-servers: two servers
 PLAN_B = "6a6cda7e-7b89-4b14-8e5c-3b6821a97d2c"  # backup: one server
@@ -211,3 +211,254 @@ def test_a_long_plan_name_is_cut_to_a_subject_under_100_characters(
     whole = "CSBS backup completed for plan " + "Ae" * 300
     assert completed.subject == whole[:96] + "..."
     assert len(completed.subject) == 99
+
+
+# -- 1. a blip in rights or credentials stops the run; no backup ends for it ---------------------
+
+SERVER_A = "7a32a8b5-7977-4e24-b5da-e0eb457db75b"
+SERVER_B = "b2b433bf-7dd6-4a74-aa8f-85673dfbda48"
+OTHER_PROJECT = "0123456789abcdef0123456789abcdef"
+
+
+def started(deployment: Deployment, *plans: str) -> list[str]:
+    """Backups started by direct invocations, polled once (no items yet); notifications drained."""
+    ids = [deployment.invoke({"plan_id": plan})["plans"][0]["checkpoint_id"] for plan in plans]
+    deployment.track()
+    deployment.notifications()
+    return ids
+
+
+def tracked_state(deployment: Deployment, checkpoint_id: str) -> dict[str, Any]:
+    item = deployment.aws.client("dynamodb").get_item(
+        TableName="csbs-trigger-tracking", Key={"checkpoint_id": {"S": checkpoint_id}}
+    )["Item"]
+    return {key: next(iter(value.values())) for key, value in item.items()}
+
+
+def _forbidden(deployment: Deployment) -> None:
+    denied = Fault(403, {"error_code": "APIGW.0302", "error_msg": "The role lost CSBS rights"})
+    deployment.standin.fail_next("csbs", denied)
+
+
+def _token_refused(deployment: Deployment) -> None:
+    refused = Fault(401, {"error_code": "APIGW.0301", "error_msg": "token refused"})
+    deployment.standin.fail_next("csbs", refused, refused)
+
+
+def _secret_missing(deployment: Deployment) -> None:
+    deployment.set_env("CSBS_SECRET_ID", "csbs-trigger/missing")
+
+
+def _secret_mended(deployment: Deployment) -> None:
+    deployment.set_env("CSBS_SECRET_ID", deployment.secret_arn)
+
+
+@pytest.mark.parametrize(
+    ("trouble", "category", "mend"),
+    [(_forbidden, "forbidden", None), (_token_refused, "auth_failed", None),
+     (_secret_missing, "config_error", _secret_mended)],
+    ids=["403 on a poll", "401 twice", "secret missing"],
+)  # fmt: skip
+def test_trouble_of_the_deployment_stops_the_run_and_every_backup_waits(
+    deployment: Deployment, trouble: Any, category: str, mend: Any
+) -> None:
+    deployment.set_env("MAX_CONCURRENCY", "1")
+    deployment.standin.polls_to_finish = 0
+    checkpoints = started(deployment, PLAN_A, PLAN_B)
+    trouble(deployment)
+
+    with pytest.raises(Exception, match=rf"^{category}: ") as stopped:
+        deployment.track()
+
+    assert type(stopped.value).__name__ == "TrackerStopped"
+    assert deployment.notifications() == []
+    assert [tracked_state(deployment, c)["state"] for c in checkpoints] == ["pending"] * 2
+    if mend:
+        mend(deployment)
+    assert deployment.track()["succeeded"] == 2
+    assert {d.message["outcome"] for d in deployment.notifications()} == {"succeeded"}
+
+
+def test_trouble_that_lasts_past_the_deadline_ends_each_backup_timed_out_with_its_reason(
+    deployment: Deployment,
+) -> None:
+    deployment.now = 1_800_000_000.0
+    deployment.set_env("TRACKING_DEADLINE_SECONDS", "60")
+    deployment.set_env("MAX_CONCURRENCY", "1")
+    checkpoints = started(deployment, PLAN_A, PLAN_B)
+    denied = Fault(403, {"error_code": "APIGW.0302", "error_msg": "The role lost CSBS rights"})
+    deployment.standin.fail_next("csbs", denied)
+    with pytest.raises(Exception, match=r"^forbidden: "):
+        deployment.track()  # before the deadline: both wait
+    assert deployment.notifications() == []
+    deployment.standin.fail_next("csbs", *[denied] * 5)
+
+    deployment.now += 61
+    with pytest.raises(Exception, match=r"^forbidden: "):
+        deployment.track()
+
+    delivered = deployment.notifications()
+    assert sorted(d.message["checkpoint"]["id"] for d in delivered) == sorted(checkpoints)
+    for completed in delivered:
+        assert completed.message["outcome"] == "timed_out"
+        assert completed.message["error"]["message"].endswith(
+            "; the last poll failed (forbidden: CSBS answered HTTP 403: The role lost CSBS rights)"
+        )
+    assert len([c for c in deployment.standin.calls("csbs") if c.method == "GET"]) == 4
+
+
+@pytest.mark.parametrize("keys", ["password", "access keys"])
+def test_a_backup_is_polled_in_the_project_it_was_started_in(
+    deployment: Deployment, keys: str
+) -> None:
+    standin = deployment.standin
+    standin.projects[OTHER_PROJECT] = "eu-de_other"
+    secret = standin.cloud_secret if keys == "password" else standin.access_key_secret
+    deployment.set_secret(secret())
+    deployment.cold_start()
+    standin.polls_to_finish = 0
+    [checkpoint_id] = started(deployment, PLAN_B)
+    deployment.set_secret(secret(project_id=OTHER_PROJECT))  # the secret now names another
+    deployment.cold_start()
+    polls_before = len(standin.calls("csbs"))
+
+    assert deployment.track()["succeeded"] == 1
+
+    [completed] = deployment.notifications()
+    assert completed.message["checkpoint"]["id"] == checkpoint_id
+    polls = standin.calls("csbs")[polls_before:]
+    assert [call.path for call in polls] == [f"/v1/{PROJECT_ID}/checkpoint_items"]
+    if keys == "password":
+        [*_, login] = standin.calls("iam")
+        assert login.json()["auth"]["scope"]["project"] == {"id": PROJECT_ID}
+    else:
+        assert polls[0].headers["X-Project-Id"] == PROJECT_ID
+
+
+# -- 2. one odd answer never poisons the tracker -------------------------------------------------
+
+SERVER_0 = "1c960fe4-e679-421a-97cd-4f7463d2344b"  # plan B's one server
+
+
+def items_page(checkpoint_id: str, *items: dict[str, Any]) -> Fault:
+    listed = [{"checkpoint_id": checkpoint_id, "status": "available", **item} for item in items]
+    return Fault(200, {"checkpoint_items": listed})
+
+
+def test_numbers_and_times_beyond_any_range_are_no_numbers_and_the_run_goes_on(
+    deployment: Deployment,
+) -> None:
+    deployment.set_env("MAX_CONCURRENCY", "1")
+    deployment.standin.polls_to_finish = 0
+    odd, normal = started(deployment, PLAN_B, PLAN_A)
+    huge = int("9" * 400)
+    extend = {"progress": huge, "size": huge, "finished_at": "0001-01-01T00:00:00+01:00"}
+    deployment.standin.fail_next(
+        "csbs", items_page(odd, {"id": "i-1", "resource_id": SERVER_0, "extend_info": extend})
+    )
+
+    assert deployment.track() == {"due": 2, "succeeded": 2}
+
+    by_checkpoint = {d.message["checkpoint"]["id"]: d.message for d in deployment.notifications()}
+    [item] = by_checkpoint[odd]["items"]
+    assert (item["progress"], item["size_mb"], item["finished_at"]) == (None, None, None)
+    assert by_checkpoint[normal]["outcome"] == "succeeded"
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        Fault(404, {"error_code": "CSBS.3001", "error_msg": "The backup record does not exist"}),
+        Fault(400, {"error_code": "CSBS.9001", "error_msg": "bad request"}),
+        Fault(200, b"<html><body>Service Temporarily Unavailable</body></html>",
+              {"Content-Type": "text/html"}),
+        Fault(200, b'{"checkpoint_items": [{"id": "\\q"}]}'),
+        Fault(200, b'{"checkpoint_items": [{"id": "caf\xe9"}]}'),
+    ],
+    ids=["404 once", "400 once", "an HTML page", "an invalid escape", "a byte that is no UTF-8"],
+)  # fmt: skip
+def test_one_unusable_answer_waits_for_the_next_poll(deployment: Deployment, answer: Fault) -> None:
+    deployment.standin.polls_to_finish = 0
+    started(deployment, PLAN_B)
+    deployment.standin.fail_next("csbs", answer)
+
+    assert deployment.track() == {"due": 1, "running": 1}
+
+    assert deployment.notifications() == []
+    assert deployment.track() == {"due": 1, "succeeded": 1}
+    [completed] = deployment.notifications()
+    assert completed.message["outcome"] == "succeeded"
+
+
+def test_only_the_checkpoints_own_items_count_once_per_server(deployment: Deployment) -> None:
+    deployment.standin.polls_to_finish = 0
+    [checkpoint_id] = started(deployment, PLAN_A)
+    deployment.standin.fail_next("csbs", items_page(
+        checkpoint_id,
+        {"id": "i-1", "resource_id": SERVER_A, "checkpoint_id": "another-checkpoint"},
+        {"id": "i-2", "resource_id": SERVER_B},
+        {"id": "i-3", "resource_id": SERVER_B},
+    ))  # fmt: skip
+
+    assert deployment.track() == {"due": 1, "running": 1}  # one of two servers listed
+
+    assert tracked_state(deployment, checkpoint_id)["progress"] == json.dumps(
+        {"servers": 2, "available": 1, "failed": 0, "running": 1}
+    )
+    assert deployment.track() == {"due": 1, "succeeded": 1}
+
+
+def test_paging_is_bounded_by_what_the_checkpoint_can_hold(deployment: Deployment) -> None:
+    """A server that pages on forever (a new item of the same server each page) costs the pages
+    two servers fill, then the poll is a bad answer: the next poll tries again."""
+    [checkpoint_id] = started(deployment, PLAN_A)
+    endless = [items_page(checkpoint_id, {"id": f"i-{n:03}", "resource_id": SERVER_A,
+                                          "status": "protecting"}) for n in range(20)]  # fmt: skip
+    deployment.standin.fail_next("csbs", *endless)
+    gets = len(deployment.standin.calls("csbs"))
+
+    assert deployment.track() == {"due": 1, "running": 1}
+
+    assert len(deployment.standin.calls("csbs")) - gets == 2
+
+
+def test_a_healthy_poll_costs_one_get(deployment: Deployment) -> None:
+    deployment.standin.polls_to_finish = 0
+    gets = len(deployment.standin.calls("csbs"))
+    started(deployment, PLAN_A)  # the first poll: an empty list
+
+    assert deployment.track()["succeeded"] == 1  # both servers listed on the first page
+
+    polls = [call for call in deployment.standin.calls("csbs")[gets:] if call.method == "GET"]
+    assert len(polls) == 2
+
+
+# -- 4. nothing the tracker says carries a secret ------------------------------------------------
+
+
+def test_what_iam_or_csbs_echo_never_leaves_the_tracker(deployment: Deployment, logs: Any) -> None:
+    deployment.standin.polls_to_finish = 0
+    started(deployment, PLAN_B)
+    [token] = deployment.standin.issued_tokens()
+    echo = f"denied: token {token} password {PASSWORD}"
+    deployment.standin.fail_next(
+        "csbs", Fault(403, {"error_code": "APIGW.0302", "error_msg": echo})
+    )
+
+    with pytest.raises(Exception, match=r"^forbidden: ") as stopped:
+        deployment.track()
+
+    said = logs.getvalue() + str(stopped.value)
+    assert "checkpoint poll failed" in said
+    assert "tracker run stopped" in said
+    assert token not in said
+    assert PASSWORD not in said
+    assert "[redacted]" in str(stopped.value)
+    [state] = [tracked_state(deployment, c["checkpoint_id"]["S"]) for c in _items(deployment)]
+    assert token not in state["last_error"]
+    assert PASSWORD not in state["last_error"]
+
+
+def _items(deployment: Deployment) -> list[dict[str, Any]]:
+    scan = deployment.aws.client("dynamodb").scan(TableName="csbs-trigger-tracking")
+    return scan["Items"]  # type: ignore[no-any-return]

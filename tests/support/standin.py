@@ -72,6 +72,7 @@ class CreatedCheckpoint:
     plan_id: str
     servers: list[tuple[str, str]]  # (id, name)
     item_ids: list[str]
+    project_id: str = PROJECT_ID
     polls: int = 0
     deleted: bool = False
 
@@ -104,7 +105,9 @@ class CsbsStandIn:
         self.plans: dict[str, Plan] = {}
         self.requests: list[Recorded] = []
         self._faults: dict[str, deque[Fault]] = {"iam": deque(), "csbs": deque()}
-        self._tokens: dict[str, datetime] = {}
+        self._tokens: dict[str, tuple[datetime, str]] = {}  # token: expiry, its project
+        # The projects the user has the backup role in (id: name); add one to play a second.
+        self.projects: dict[str, str] = {PROJECT_ID: PROJECT_NAME}
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._server = _Server(("127.0.0.1", 0), _Handler)
@@ -208,17 +211,18 @@ class CsbsStandIn:
             self.requests.append(request)
             return self._faults[route].popleft() if self._faults[route] else None
 
-    def _issue_token(self) -> tuple[str, datetime]:
+    def _issue_token(self, project_id: str) -> tuple[str, datetime]:
         token = "MIIT" + secrets.token_urlsafe(48)
         expires_at = datetime.now(UTC) + self.token_lifetime
         with self._lock:
-            self._tokens[token] = expires_at
+            self._tokens[token] = (expires_at, project_id)
         return token, expires_at
 
-    def _token_valid(self, token: str | None) -> bool:
+    def _token_project(self, token: str | None) -> str | None:
+        """The project a valid token is scoped to, or None."""
         with self._lock:
-            expires_at = self._tokens.get(token or "")
-        return expires_at is not None and expires_at > datetime.now(UTC)
+            expires_at, project_id = self._tokens.get(token or "", (None, None))
+        return project_id if expires_at is not None and expires_at > datetime.now(UTC) else None
 
 
 Answer = tuple[int, dict[str, Any] | bytes, dict[str, str]]
@@ -329,10 +333,9 @@ class _Handler(BaseHTTPRequestHandler):
             DOMAIN_NAME,
         ):
             return unauthorized
-        if project.get("id") not in (None, PROJECT_ID) or project.get("name") not in (
-            None,
-            PROJECT_NAME,
-        ):
+        by_name = {name: project_id for project_id, name in self.standin.projects.items()}
+        scoped = project.get("id") or by_name.get(project.get("name"))
+        if scoped not in self.standin.projects or project.get("name") not in (None, *by_name):
             return unauthorized
         if not (project.get("id") or project.get("name")):
             return (
@@ -346,7 +349,7 @@ class _Handler(BaseHTTPRequestHandler):
                 },
                 {},
             )
-        token, expires_at = self.standin._issue_token()
+        token, expires_at = self.standin._issue_token(scoped)
         body: dict[str, Any] = {
             "token": {
                 "methods": ["password"],
@@ -354,8 +357,8 @@ class _Handler(BaseHTTPRequestHandler):
                 "issued_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
                 "user": {"name": USERNAME, "id": uuid.uuid4().hex, "domain": {"name": DOMAIN_NAME}},
                 "project": {
-                    "id": PROJECT_ID,
-                    "name": PROJECT_NAME,
+                    "id": scoped,
+                    "name": self.standin.projects[scoped],
                     "domain": {"name": DOMAIN_NAME},
                 },
             }
@@ -374,7 +377,7 @@ class _Handler(BaseHTTPRequestHandler):
                         {
                             "interface": "public",
                             "region": "eu-de",
-                            "url": f"{self.standin.url}/v1/{PROJECT_ID}",
+                            "url": f"{self.standin.url}/v1/{scoped}",
                         }
                     ],
                 },
@@ -422,6 +425,7 @@ class _Handler(BaseHTTPRequestHandler):
             checkpoint["plan_id"],
             [(resource, plan.resources[resource]) for resource in resources],
             sorted(str(uuid.uuid4()) for _ in resources),
+            project_id,
         )
         return (
             200,
@@ -431,7 +435,7 @@ class _Handler(BaseHTTPRequestHandler):
                     "created_at": created_at,
                     "id": checkpoint_id,
                     "resource_graph": None,
-                    "project_id": PROJECT_ID,
+                    "project_id": project_id,
                     "protection_plan": {
                         "id": checkpoint["plan_id"],
                         "name": plan.name,
@@ -457,14 +461,19 @@ class _Handler(BaseHTTPRequestHandler):
         if authorization.startswith("SDK-HMAC-SHA256 "):
             authorized = _signature_valid(request, authorization, project_id)
         else:
-            authorized = self.standin._token_valid(request.headers.get("X-Auth-Token"))
+            scoped = self.standin._token_project(request.headers.get("X-Auth-Token"))
+            authorized = scoped is not None
+            if authorized and scoped != project_id:
+                return self._csbs_error(
+                    403, "APIGW.0302", "The project in the URL does not match the token"
+                )
         if not authorized:
             return self._csbs_error(
                 401,
                 "APIGW.0301",
                 "Incorrect IAM authentication information: verify aksk signature fail",
             )
-        if project_id != PROJECT_ID:
+        if project_id not in self.standin.projects:
             return self._csbs_error(
                 403, "APIGW.0302", "The project in the URL does not match the token"
             )
@@ -481,7 +490,7 @@ class _Handler(BaseHTTPRequestHandler):
             return refusal
         query = {key: values[-1] for key, values in request.query.items()}
         created = self.standin.checkpoints.get(query.get("checkpoint_id", ""))
-        if created is None or created.deleted:
+        if created is None or created.deleted or created.project_id != segments[1]:
             return self._csbs_error(404, "CSBS.3001", "The backup record does not exist")
         marker, limit = query.get("marker"), int(query.get("limit") or 1000)
         if marker is None:

@@ -2,16 +2,16 @@
 
 A checkpoint is done when every item is terminal (and as many items as servers were asked for
 have appeared): ``succeeded`` when all are ``available``, ``failed`` when any is not. Past the
-deadline first, it is ``timed_out``. A poll that fails for good about the checkpoint itself
-(deleted: ``not_found``, refused, answered nonsense) ends it as ``failed`` naming the category;
-a poll that fails for a while (throttled, unavailable, a timeout) only waits for the next one.
+deadline first, it is ``timed_out``, naming why the last poll failed where it did. Only a
+checkpoint found gone on ``GONE_AFTER_POLLS`` polls in a row ends as ``failed`` /
+``not_found``: any other failed poll (refused for a moment, answered nonsense, throttled) only
+waits for the next one, until the deadline.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from csbs_trigger.aws.tracking import Tracked
@@ -27,20 +27,17 @@ from csbs_trigger.notify import (
 
 EVENT_COMPLETED = "completed"
 SUCCEEDED, FAILED, TIMED_OUT = "succeeded", "failed", "timed_out"
-# Failures that are about this deployment (its secret, its credentials), not the checkpoint:
-# they stop a tracker run and wait, rather than end every backup being followed.
-DEPLOYMENT_FAILURES = frozenset({Category.AUTH_FAILED, Category.CONFIG_ERROR})
+# Failures that are about this deployment (its secret, its credentials, its rights), not the
+# checkpoint: they stop a tracker run and wait, rather than end every backup being followed.
+DEPLOYMENT_FAILURES = frozenset({Category.AUTH_FAILED, Category.CONFIG_ERROR, Category.FORBIDDEN})
+# One 404 may be a passing fault of the gateway: a checkpoint is gone when polls say so twice.
+GONE_AFTER_POLLS = 2
 
 
 @dataclass(frozen=True)
 class Verdict:
     outcome: str  # succeeded | failed | timed_out
     error: TriggerError | None = None
-
-
-def ends_tracking(error: TriggerError) -> bool:
-    """A poll's failure that no later poll can mend, and that is about this checkpoint."""
-    return not error.retryable and error.category not in DEPLOYMENT_FAILURES
 
 
 def judge(
@@ -50,10 +47,13 @@ def judge(
     now: float,
     deadline_at: float,
     failure: TriggerError | None = None,
+    misses: int = 0,
 ) -> Verdict | None:
     """The checkpoint's outcome from its latest poll (``items`` None: the poll failed with
-    ``failure``), or None while it is still running."""
-    if failure is not None and ends_tracking(failure):
+    ``failure``; ``misses``: how many polls in a row, this one included, found it gone), or
+    None while it is still running."""
+    gone = failure is not None and failure.category is Category.NOT_FOUND
+    if gone and misses >= GONE_AFTER_POLLS:
         return Verdict(FAILED, failure)
     if items and all(item.terminal for item in items) and len(items) >= (expected_items or 0):
         failed = [item for item in items if item.failed]
@@ -76,7 +76,7 @@ def judge(
         )
         message = f"not finished before the tracking deadline: {known} finished"
         if failure is not None:
-            message += f"; the last poll failed ({failure.category.value})"
+            message += f"; the last poll failed ({failure.category.value}: {failure.message})"
         return Verdict(TIMED_OUT, TriggerError(message, category=Category.TIMEOUT))
     return None
 
@@ -175,12 +175,5 @@ def _duration(seconds: int) -> str:
 
 
 def _latest_finish(items: Sequence[CheckpointItem] | None) -> float | None:
-    """When the last server finished, as CSBS wrote it (UTC, mostly without an offset)."""
-    moments = []
-    for item in items or ():
-        try:
-            moment = datetime.fromisoformat(item.finished_at or "")
-        except ValueError:
-            continue
-        moments.append((moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp())
-    return max(moments, default=None)
+    """When the last server finished, where CSBS said."""
+    return max((item.finished for item in items or () if item.finished is not None), default=None)

@@ -18,11 +18,12 @@ from requests.adapters import HTTPAdapter
 
 from csbs_trigger import safe_json
 from csbs_trigger.aws.idempotency import Deduplicator
+from csbs_trigger.aws.login_refusals import TableLoginGuard
 from csbs_trigger.aws.metrics import Metrics
 from csbs_trigger.aws.secret_store import SecretStore
 from csbs_trigger.aws.sns import SnsPublisher
 from csbs_trigger.aws.tracking import TrackingTable
-from csbs_trigger.cloud.auth import CsbsAuth, auth_for
+from csbs_trigger.cloud.auth import CsbsAuth, LoginGuard, MemoryLoginGuard, auth_for
 from csbs_trigger.cloud.credentials import CloudCredentials, parse_cloud_secret
 from csbs_trigger.cloud.csbs import CsbsClient, RetryPolicy
 from csbs_trigger.errors import ConfigError
@@ -78,6 +79,11 @@ class Runtime:
             if dynamodb is not None and settings.tracking_table
             else None
         )
+        self.login_guard: LoginGuard = (
+            TableLoginGuard(dynamodb, settings.login_refusal_table, clock)
+            if dynamodb is not None and settings.login_refusal_table
+            else MemoryLoginGuard(clock)
+        )
         self._session = session or _http_session(settings.max_concurrency)
         self.client = CsbsClient(
             self,
@@ -117,7 +123,7 @@ class Runtime:
             secretsmanager=session.client("secretsmanager", config=config),
             sns=session.client("sns", config=config),
             dynamodb=session.client("dynamodb", config=config)
-            if settings.idempotency_table or settings.tracking_table
+            if settings.idempotency_table or settings.tracking_table or settings.login_refusal_table
             else None,
             **overrides,
         )
@@ -211,7 +217,7 @@ class Runtime:
             if self._auth is None or self._auth is stale or credentials != self._credentials:
                 if self._auth is not None:
                     self._retired_secret_values = self._auth.secret_values()
-                self._auth = auth_for(credentials, self._session)
+                self._auth = auth_for(credentials, self._session, self.login_guard)
                 self._credentials = credentials
             return self._auth
 

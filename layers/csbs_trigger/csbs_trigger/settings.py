@@ -38,6 +38,7 @@ class Settings:
     tracking_table: str | None = None  # None: backups are started, not followed to their end
     tracking_deadline_seconds: float = 8 * 3600.0
     tracking_poll_interval_seconds: float = 300.0
+    login_refusal_table: str | None = None  # None: a refused login is remembered per container
     metrics_namespace: str = DEFAULT_METRICS_NAMESPACE
 
     @classmethod
@@ -70,6 +71,7 @@ class Settings:
             tracking_poll_interval_seconds=_number(
                 env, "TRACKING_POLL_INTERVAL_SECONDS", 300, 0, 24 * 3600
             ),
+            login_refusal_table=env.get("LOGIN_REFUSAL_TABLE") or None,
             metrics_namespace=env.get("POWERTOOLS_METRICS_NAMESPACE") or DEFAULT_METRICS_NAMESPACE,
         )
 

@@ -3,9 +3,14 @@ finished one exactly once.
 
 A run pages through the due index (polled longest ago first) while it has time, polls up to
 ``MAX_CONCURRENCY`` checkpoints at once, and leaves the rest to the next run. A checkpoint
-another run holds is skipped quietly. Credentials or configuration that fail stop the run at
-once (asking IAM again per checkpoint would only lock the account): the backups keep waiting,
-and the run fails so its dead-letter queue and alarm tell the operator.
+another run holds is skipped quietly. Each checkpoint is polled in the project it was started
+in. Whatever one checkpoint's answer holds, the run goes on with the others.
+
+Credentials, rights or configuration that fail (401, 403, a refused login, a missing secret)
+stop polling at once (asking IAM again per checkpoint would only lock the account): the backups
+keep waiting, and the run fails so its dead-letter queue and alarm tell the operator. Those
+whose deadline passes meanwhile end ``timed_out``, naming that reason. Every text that leaves
+the tracker (log lines, the records, the failed run's error) goes through the redactor.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from csbs_trigger.aws.sns import PublishError
 from csbs_trigger.aws.tracking import COMPLETING, Tracked, TrackingTable
+from csbs_trigger.cloud.checkpoint_items import CheckpointItem
 from csbs_trigger.completion import (
     DEPLOYMENT_FAILURES,
     SUCCEEDED,
@@ -27,7 +33,7 @@ from csbs_trigger.completion import (
     summary,
 )
 from csbs_trigger.deadline import Deadline
-from csbs_trigger.errors import ConfigError, TriggerError
+from csbs_trigger.errors import Category, ConfigError, TriggerError
 from csbs_trigger.log import logger
 from csbs_trigger.notify import Notification
 from csbs_trigger.runner import bounded_map, publish_record
@@ -80,7 +86,7 @@ def track(context: LambdaContext, runtime: Runtime) -> dict[str, Any]:
     counts: Counter[str] = Counter()
     seen: set[str] = set()
     start: dict[str, Any] | None = None
-    while run.stop is None and _has_time(deadline):
+    while _can_go_on(run) and _has_time(deadline):
         try:
             page, start = table.due(cutoff, limit=PAGE_SIZE, start=start)
         except TriggerError as error:
@@ -97,9 +103,10 @@ def track(context: LambdaContext, runtime: Runtime) -> dict[str, Any]:
         result["more_due"] = True  # this run ran out of time: the next one goes on
     logger.info("tracker run finished", extra=result)
     if run.stop is not None:
-        logger.error("tracker run stopped", extra={"category": run.stop.category.value,
-                                                   "reason": run.stop.message})  # fmt: skip
-        raise TrackerStopped(f"{run.stop.category.value}: {run.stop.message}")
+        reason = runtime.redactor()(run.stop.message)
+        category = run.stop.category.value
+        logger.error("tracker run stopped", extra={"category": category, "reason": reason})
+        raise TrackerStopped(f"{category}: {reason}")
     if counts["publish_failed"]:
         raise PublishError(f"{counts['publish_failed']} of the run's completion notifications "
                            f"not published: {run.unpublished}")  # fmt: skip
@@ -110,11 +117,20 @@ def _has_time(deadline: Deadline) -> bool:
     return deadline.remaining_seconds() - deadline.reserve_seconds >= SECONDS_PER_CHECKPOINT
 
 
+def _can_go_on(run: _Run) -> bool:
+    """A run stopped for the deployment's sake still ends the backups past their deadline; one
+    whose table failed can do nothing more."""
+    return run.stop is None or run.stop.category in DEPLOYMENT_FAILURES
+
+
 def _follow(tracked: Tracked, run: _Run) -> str:
     """Poll one checkpoint under this run's claim; what happened, in one word."""
-    if run.stop is not None or not _has_time(run.deadline):
-        return "deferred"
     runtime = run.runtime
+    stopped = run.stop is not None
+    if not _can_go_on(run) or not _has_time(run.deadline):
+        return "deferred"
+    if stopped and runtime.clock() < tracked.registration.deadline_at:
+        return "deferred"  # it waits until the deployment is mended
     try:
         if not run.table.claim(
             tracked, run.claim, now=runtime.clock(), lease_until=run.lease_until
@@ -123,6 +139,8 @@ def _follow(tracked: Tracked, run: _Run) -> str:
         if tracked.state == COMPLETING:  # a completion computed before, but not published
             assert tracked.notification is not None
             return _publish(tracked, Notification.from_record(tracked.notification), run)
+        if run.stop is not None:  # past its deadline, and no poll can be made
+            return _conclude(tracked, run, None, run.stop)
         return _poll(tracked, run)
     except TriggerError as error:  # the table failed: nothing was published for it
         run.stop = error
@@ -131,18 +149,34 @@ def _follow(tracked: Tracked, run: _Run) -> str:
 
 def _poll(tracked: Tracked, run: _Run) -> str:
     runtime, registration = run.runtime, tracked.registration
-    items = failure = None
     try:
-        items = runtime.client.list_checkpoint_items(registration.checkpoint_id, run.deadline)
+        items = runtime.client.list_checkpoint_items(
+            registration.checkpoint_id,
+            run.deadline,
+            project_id=registration.project_id,
+            expected=registration.expected_items,
+        )
     except TriggerError as error:
-        if error.category in DEPLOYMENT_FAILURES:
-            run.stop = error
-            run.table.release(tracked, run.claim, None)  # for the next run, once mended
-            return "stopped"
-        failure = error
         logger.warning("checkpoint poll failed", extra={
             "checkpoint_id": registration.checkpoint_id, "category": error.category.value,
-            "reason": error.message})  # fmt: skip
+            "reason": runtime.redactor()(error.message)})  # fmt: skip
+        if error.category in DEPLOYMENT_FAILURES:
+            run.stop = error
+            if runtime.clock() < registration.deadline_at:
+                _release(tracked, run, None, error)
+                return "stopped"
+        return _conclude(tracked, run, None, error)
+    return _conclude(tracked, run, items, None)
+
+
+def _conclude(
+    tracked: Tracked, run: _Run, items: list[CheckpointItem] | None, failure: TriggerError | None
+) -> str:
+    """Judge the poll (``items``, or the ``failure`` it met): report the checkpoint if it ended,
+    else leave it for the next run."""
+    runtime, registration = run.runtime, tracked.registration
+    gone = failure is not None and failure.category is Category.NOT_FOUND
+    misses = tracked.misses + 1 if gone else 0
     now = runtime.clock()
     verdict = judge(
         items,
@@ -150,10 +184,10 @@ def _poll(tracked: Tracked, run: _Run) -> str:
         now=now,
         deadline_at=registration.deadline_at,
         failure=failure,
+        misses=misses,
     )
     if verdict is None:
-        progress = None if items is None else summary(items, registration.expected_items)
-        run.table.release(tracked, run.claim, progress)
+        _release(tracked, run, items, failure, misses)
         return "running"
     notification = build_completion(
         tracked,
@@ -168,6 +202,21 @@ def _poll(tracked: Tracked, run: _Run) -> str:
         return "skipped"  # the claim passed to another run meanwhile: it reports
     _count(verdict, notification, runtime)
     return _publish(tracked, notification, run)
+
+
+def _release(
+    tracked: Tracked,
+    run: _Run,
+    items: list[CheckpointItem] | None,
+    failure: TriggerError | None,
+    misses: int = 0,
+) -> None:
+    progress = None if items is None else summary(items, tracked.registration.expected_items)
+    recorded = None
+    if failure is not None:
+        redact = run.runtime.redactor()
+        recorded = {"category": failure.category.value, "message": redact(failure.message)}
+    run.table.release(tracked, run.claim, progress, failure=recorded, misses=misses)
 
 
 def _publish(tracked: Tracked, notification: Notification, run: _Run) -> str:

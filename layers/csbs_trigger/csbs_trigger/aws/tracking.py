@@ -62,6 +62,8 @@ class Tracked:
     claim: str | None
     notification: dict[str, Any] | None  # the completion, once computed
     progress: dict[str, int] | None  # the last poll's summary of the items
+    last_error: dict[str, Any] | None = None  # why the last poll failed (redacted), if it did
+    misses: int = 0  # consecutive polls that found the checkpoint gone
 
     @property
     def checkpoint_id(self) -> str:
@@ -139,13 +141,27 @@ class TrackingTable:
             },
         )
 
-    def release(self, tracked: Tracked, claim: str, progress: dict[str, int] | None) -> bool:
-        """Record what the poll saw (None: it failed) and let the next run take the checkpoint."""
-        values: dict[str, AttributeValueTypeDef] = {":claim": _s(claim)}
-        update = "REMOVE lease_until"
+    def release(
+        self,
+        tracked: Tracked,
+        claim: str,
+        progress: dict[str, int] | None,
+        *,
+        failure: dict[str, Any] | None = None,
+        misses: int = 0,
+    ) -> bool:
+        """Record what the poll saw (``progress``; or the ``failure`` it met, and how many polls
+        in a row found the checkpoint gone) and let the next run take the checkpoint."""
+        values: dict[str, AttributeValueTypeDef] = {":claim": _s(claim), ":misses": _n(misses)}
+        sets = ["misses = :misses"]
         if progress is not None:
-            update = "SET progress = :progress " + update
+            sets.append("progress = :progress")
             values[":progress"] = _s(json.dumps(progress))
+        if failure is not None:
+            sets.append("last_error = :failure")
+            values[":failure"] = _s(json.dumps(failure, ensure_ascii=False))
+        removed = "lease_until" if failure is not None else "lease_until, last_error"
+        update = f"SET {', '.join(sets)} REMOVE {removed}"
         return self._write(
             "update_item",
             Key={"checkpoint_id": _s(tracked.checkpoint_id)},
@@ -239,7 +255,7 @@ def _tracked(item: dict[str, Any]) -> Tracked:
         value = item.get(name)
         return float(value["N"]) if value else None
 
-    notification, progress = text("notification"), text("progress")
+    notification, progress, last_error = text("notification"), text("progress"), text("last_error")
     expected = number("expected_items")
     registration = Registration(
         checkpoint_id=item["checkpoint_id"]["S"],
@@ -259,4 +275,6 @@ def _tracked(item: dict[str, Any]) -> Tracked:
         claim=text("claim"),
         notification=None if notification is None else json.loads(notification),
         progress=None if progress is None else json.loads(progress),
+        last_error=None if last_error is None else json.loads(last_error),
+        misses=int(number("misses") or 0),
     )

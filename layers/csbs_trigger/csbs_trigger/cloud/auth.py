@@ -2,13 +2,17 @@
 
 ``CsbsAuth`` is the port: it names the project and endpoint to call, authenticates a prepared
 request, and forgets what it cached when CSBS says 401. ``KeystonePasswordAuth`` fetches and
-reuses Keystone v3 tokens; ``AccessKeyAuth`` signs each request with an AK/SK pair.
-``auth_for`` picks the one the credentials call for.
+reuses Keystone v3 tokens, one per project; ``AccessKeyAuth`` signs each request with an AK/SK
+pair. ``auth_for`` picks the one the credentials call for.
+
+A login IAM refused is remembered by a ``LoginGuard``, keyed by a digest of what was sent: the
+same login is not sent again until the secret changes, and at most once an hour, because every
+refused login counts towards the account's lockout (Open Telekom Cloud: 5 in 15 minutes).
 """
 
 from __future__ import annotations
 
-import copy
+import hashlib
 import json
 import threading
 from collections.abc import Callable
@@ -30,29 +34,85 @@ from csbs_trigger.errors import Category, ConfigError, UpstreamError
 
 # Renew a token this long before IAM says it expires, so no call starts with a dying token.
 TOKEN_RENEWAL_MARGIN = timedelta(minutes=10)
-# A refused login is answered from memory this long: concurrent plans and polls share it.
-REFUSAL_REMEMBERED = timedelta(seconds=60)
+# A refused login is not sent again for this long, unless the secret changes.
+REFUSAL_REMEMBERED_SECONDS = 3600.0
+REFUSED_NOTE = "IAM refused the password; it is not tried again until the secret changes"
+# The digest that names a login is stretched: a leaked mark must not be a cheap way to the
+# password behind it.
+_DIGEST_ITERATIONS = 20_000
 _CSBS_CATALOG_TYPES = frozenset({"data-protect", "csbs"})
 
 
 @dataclass(frozen=True)
 class Scope:
-    """Where the checkpoint request goes."""
+    """Where a request goes: the project (in the path) and the CSBS endpoint."""
 
     project_id: str
     csbs_endpoint: str
 
 
 class CsbsAuth(Protocol):
-    def scope(self, deadline: Deadline) -> Scope: ...
+    def scope(self, deadline: Deadline, project_id: str | None = None) -> Scope:
+        """Where to send a request for ``project_id`` (None: the credentials' own project)."""
+        ...
 
-    def authenticate(self, request: requests.PreparedRequest, deadline: Deadline) -> None: ...
+    def authenticate(
+        self, request: requests.PreparedRequest, deadline: Deadline, scope: Scope
+    ) -> None: ...
 
     def invalidate(self) -> bool:
         """Forget what is cached; True when something was (so the same credentials may pass)."""
         ...
 
     def secret_values(self) -> tuple[str, ...]: ...
+
+
+class LoginGuard(Protocol):
+    """Remembers logins IAM refused, by a digest of the login (never the login itself)."""
+
+    def check(self, login: str) -> None:
+        """Raise the remembered refusal (``auth_failed``) if ``login`` may not be sent now."""
+        ...
+
+    def refused(self, login: str) -> None: ...
+
+    def accepted(self, login: str) -> None: ...
+
+
+class MemoryLoginGuard:
+    """This container's memory of refused logins (what a guard without a table has)."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._refused: dict[str, tuple[float, float]] = {}  # login: refused at, retry at
+
+    def check(self, login: str) -> None:
+        with self._lock:
+            mark = self._refused.get(login)
+        if mark is not None and self._clock() < mark[1]:
+            raise remembered_refusal(*mark)
+
+    def remember(self, login: str, refused_at: float, retry_at: float) -> None:
+        with self._lock:
+            self._refused[login] = (refused_at, retry_at)
+
+    def refused(self, login: str) -> None:
+        now = self._clock()
+        self.remember(login, now, now + REFUSAL_REMEMBERED_SECONDS)
+
+    def accepted(self, login: str) -> None:
+        with self._lock:
+            self._refused.pop(login, None)
+
+
+def remembered_refusal(refused_at: float, retry_at: float) -> UpstreamError:
+    moment = datetime.fromtimestamp(refused_at, UTC).isoformat(timespec="seconds")
+    again = datetime.fromtimestamp(retry_at, UTC).isoformat(timespec="seconds")
+    return UpstreamError(
+        f"{REFUSED_NOTE} (refused at {moment}; tried once more after {again} if it never does)",
+        category=Category.AUTH_FAILED,
+    )
 
 
 @dataclass(frozen=True)
@@ -64,14 +124,17 @@ class Token:
     renew_at: datetime
 
 
-def auth_for(credentials: CloudCredentials, session: requests.Session) -> CsbsAuth:
+def auth_for(
+    credentials: CloudCredentials, session: requests.Session, guard: LoginGuard
+) -> CsbsAuth:
     if isinstance(credentials, AccessKeyCredentials):
         return AccessKeyAuth(credentials)
-    return KeystonePasswordAuth(credentials, session)
+    return KeystonePasswordAuth(credentials, session, guard=guard)
 
 
 class AccessKeyAuth:
-    """Signs every request with the access key; there is nothing to fetch or to cache."""
+    """Signs every request with the access key; there is nothing to fetch or to cache. One key
+    signs for any project its user may use (``X-Project-Id``)."""
 
     def __init__(
         self,
@@ -80,19 +143,22 @@ class AccessKeyAuth:
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._credentials = credentials
-        self._sign = signing.SdkHmacSha256Auth(
+        self._now = now
+
+    def scope(self, deadline: Deadline, project_id: str | None = None) -> Scope:
+        return Scope(project_id or self._credentials.project_id, self._credentials.csbs_endpoint)
+
+    def authenticate(
+        self, request: requests.PreparedRequest, deadline: Deadline, scope: Scope
+    ) -> None:
+        credentials = self._credentials
+        signing.SdkHmacSha256Auth(
             credentials.access_key,
             credentials.secret_key,
-            credentials.project_id,
+            scope.project_id,
             security_token=credentials.security_token,
-            now=now,
-        )
-
-    def scope(self, deadline: Deadline) -> Scope:
-        return Scope(self._credentials.project_id, self._credentials.csbs_endpoint)
-
-    def authenticate(self, request: requests.PreparedRequest, deadline: Deadline) -> None:
-        self._sign(request)
+            now=self._now,
+        )(request)
 
     def invalidate(self) -> bool:
         """Nothing cached: a 401 means the keys themselves are refused."""
@@ -103,25 +169,27 @@ class AccessKeyAuth:
 
 
 class KeystonePasswordAuth:
-    """Keystone v3 password auth; one token serves every call until shortly before it expires."""
+    """Keystone v3 password auth. A token is scoped to one project: one is fetched per project
+    asked for, and serves every call there until shortly before it expires."""
 
     def __init__(
         self,
         credentials: PasswordCredentials,
         session: requests.Session,
         *,
+        guard: LoginGuard,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._credentials = credentials
         self._session = session
+        self._guard = guard
         self._now = now
         self._lock = threading.Lock()
-        self._token: Token | None = None
-        # IAM's last refusal of these credentials, and until when it is answered from here.
-        self._refused: tuple[UpstreamError, datetime] | None = None
+        # By the project asked for ("": the secret's own, by name) and by the project it names.
+        self._tokens: dict[str, Token] = {}
 
-    def scope(self, deadline: Deadline) -> Scope:
-        token = self._current_token(deadline)
+    def scope(self, deadline: Deadline, project_id: str | None = None) -> Scope:
+        token = self._current_token(deadline, project_id)
         endpoint = self._credentials.csbs_endpoint or token.csbs_endpoint
         if endpoint is None:
             raise ConfigError(
@@ -129,38 +197,57 @@ class KeystonePasswordAuth:
             )
         return Scope(project_id=token.project_id, csbs_endpoint=endpoint)
 
-    def authenticate(self, request: requests.PreparedRequest, deadline: Deadline) -> None:
-        request.headers["X-Auth-Token"] = self._current_token(deadline).value
+    def authenticate(
+        self, request: requests.PreparedRequest, deadline: Deadline, scope: Scope
+    ) -> None:
+        request.headers["X-Auth-Token"] = self._current_token(deadline, scope.project_id).value
 
     def invalidate(self) -> bool:
         with self._lock:
-            held, self._token = self._token is not None, None
+            held = bool(self._tokens)
+            self._tokens.clear()
             return held
 
     def secret_values(self) -> tuple[str, ...]:
-        token = self._token
-        return self._credentials.secret_values + ((token.value,) if token else ())
-
-    def _current_token(self, deadline: Deadline) -> Token:
-        """The lock makes concurrent plans share one token request; a refusal is shared for a
-        while too (every refused login counts towards IAM's lockout of the account)."""
         with self._lock:
-            if self._refused is not None and self._now() < self._refused[1]:
-                raise copy.copy(self._refused[0])
-            if self._token is None or self._now() >= self._token.renew_at:
-                try:
-                    self._token = self._request_token(deadline)
-                except UpstreamError as error:
-                    if error.category is Category.AUTH_FAILED:
-                        self._refused = (error, self._now() + REFUSAL_REMEMBERED)
-                    raise
-            return self._token
+            tokens = tuple({token.value for token in self._tokens.values()})
+        return self._credentials.secret_values + tokens
 
-    def _request_token(self, deadline: Deadline) -> Token:
+    def _current_token(self, deadline: Deadline, project_id: str | None) -> Token:
+        """The lock makes concurrent plans share one token request per project; a refused login
+        is asked of the guard before it is sent again."""
+        key = project_id or self._credentials.project_id or ""
+        with self._lock:
+            token = self._tokens.get(key)
+            if token is None or self._now() >= token.renew_at:
+                login = self._login_digest(key)
+                self._guard.check(login)
+                try:
+                    token = self._request_token(deadline, key)
+                except UpstreamError as error:
+                    if error.category is not Category.AUTH_FAILED:
+                        raise
+                    self._guard.refused(login)
+                    raise _refused(error) from None
+                self._guard.accepted(login)
+                self._tokens[key] = self._tokens[token.project_id] = token
+            return token
+
+    def _login_digest(self, project_id: str) -> str:
+        """Names one login (these credentials, scoped to ``project_id``) without revealing it."""
+        credentials = self._credentials
+        named = [credentials.auth_url, credentials.user_domain_name, credentials.username,
+                 project_id or credentials.project_name]  # fmt: skip
+        salt = json.dumps(named).encode()
+        password = credentials.password.encode("utf-8", "surrogatepass")
+        digest = hashlib.pbkdf2_hmac("sha256", password, salt, _DIGEST_ITERATIONS)
+        return hashlib.sha256(salt + digest).hexdigest()
+
+    def _request_token(self, deadline: Deadline, project_id: str) -> Token:
         credentials = self._credentials
         project: dict[str, Any] = (
-            {"id": credentials.project_id}
-            if credentials.project_id
+            {"id": project_id}
+            if project_id
             else {
                 "name": credentials.project_name,
                 "domain": {"name": credentials.user_domain_name},
@@ -198,6 +285,19 @@ class KeystonePasswordAuth:
         if not token_value:
             raise UpstreamError.bad_response("IAM answered without an X-Subject-Token header")
         return _parse_token(token_value, answer.json(), self._now())
+
+
+def _refused(error: UpstreamError) -> UpstreamError:
+    """IAM's refusal, saying that it is not tried again."""
+    refused = UpstreamError(
+        f"{REFUSED_NOTE} ({error.message})",
+        category=Category.AUTH_FAILED,
+        http_status=error.http_status,
+        code=error.code,
+        request_id=error.request_id,
+    )
+    refused.retry_after_seconds = error.retry_after_seconds
+    return refused
 
 
 def _parse_token(value: str, document: Any, now: datetime) -> Token:

@@ -10,7 +10,9 @@ list of items, or an item without an id (nothing could be tracked by it).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from csbs_trigger.errors import UpstreamError, truncate
@@ -20,6 +22,8 @@ from csbs_trigger.models import decode_extra_info, field_text
 SUCCEEDED = frozenset({"available"})
 FAILED = frozenset({"error", "deleting", "deleted"})
 _MAX_TEXT = 300  # names and failure reasons: enough for an operator, bounded for a message
+# Times a backup can have finished at: anything else is a server's placeholder or garbage.
+_EARLIEST, _LATEST = datetime(2000, 1, 1, tzinfo=UTC), datetime(2200, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -31,9 +35,10 @@ class CheckpointItem:
     status: str | None
     progress: float | None  # 0-100
     size_mb: float | None
-    finished_at: str | None
+    finished_at: str | None  # as CSBS wrote it (UTC, mostly without an offset)
     fail_code: str | None
     fail_reason: str | None
+    finished: float | None = None  # finished_at as Unix time, where it names a real moment
 
     @property
     def terminal(self) -> bool:
@@ -74,6 +79,8 @@ def parse_item(item: Any) -> CheckpointItem:
     fail_code = extend.get("fail_code")
     if isinstance(fail_code, dict):  # {"Code": ..., "Description": ...}, often {}
         fail_code = fail_code.get("Code")
+    finished_at = _text(extend.get("finished_at"))
+    finished = _moment(finished_at)
     return CheckpointItem(
         id=_text(item["id"]) or "",
         checkpoint_id=_text(item.get("checkpoint_id")),
@@ -82,10 +89,21 @@ def parse_item(item: Any) -> CheckpointItem:
         status=_text(item.get("status")),
         progress=_number(extend.get("progress"), low=0, high=100),
         size_mb=_number(extend.get("size"), low=0),
-        finished_at=_text(extend.get("finished_at")),
+        finished_at=finished_at if finished is not None else None,
         fail_code=_text(fail_code),
         fail_reason=_text(extend.get("fail_reason")),
+        finished=finished,
     )
+
+
+def of_checkpoint(items: Iterable[CheckpointItem], checkpoint_id: str) -> list[CheckpointItem]:
+    """The items that count for ``checkpoint_id``: not another checkpoint's, and one per resource
+    (the first listed), however the server listed them."""
+    kept: dict[str, CheckpointItem] = {}
+    for item in items:
+        if item.checkpoint_id in (None, checkpoint_id):
+            kept.setdefault(item.resource_id or item.id, item)
+    return list(kept.values())
 
 
 def _text(value: Any) -> str | None:
@@ -95,15 +113,23 @@ def _text(value: Any) -> str | None:
 
 
 def _number(value: Any, *, low: float, high: float = math.inf) -> float | None:
-    """A finite number within [low, high] from an int, a float or a numeric string."""
-    if isinstance(value, bool) or value is None:
+    """A finite number within [low, high] from an int, a float or a numeric string (a
+    400-digit integer is no float: no number)."""
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
         return None
-    if isinstance(value, str):
-        try:
-            value = float(value.strip())
-        except ValueError:
-            return None
-    if not isinstance(value, int | float) or not math.isfinite(value):
+    try:
+        number = float(value.strip() if isinstance(value, str) else value)
+    except (ValueError, OverflowError):
         return None
-    number = float(value)
-    return number if low <= number <= high else None
+    return number if math.isfinite(number) and low <= number <= high else None
+
+
+def _moment(text: str | None) -> float | None:
+    """An ISO time (UTC where it names no offset) as Unix time, if it names a plausible one."""
+    try:
+        moment = datetime.fromisoformat(text or "")
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        return moment.timestamp() if _EARLIEST <= moment < _LATEST else None
+    except (ValueError, OverflowError):  # a year 1 with an offset lies before year 1 in UTC
+        return None

@@ -13,16 +13,17 @@ from urllib.parse import quote
 
 import requests
 
-from csbs_trigger.cloud.auth import CsbsAuth
-from csbs_trigger.cloud.checkpoint_items import CheckpointItem, parse_items_page
+from csbs_trigger.cloud.auth import CsbsAuth, Scope
+from csbs_trigger.cloud.checkpoint_items import CheckpointItem, of_checkpoint, parse_items_page
 from csbs_trigger.cloud.transport import Answer, send
 from csbs_trigger.deadline import Deadline
 from csbs_trigger.errors import Category, TriggerError, UpstreamError
 from csbs_trigger.models import BackupRequest, Checkpoint, parse_checkpoint_body
 
 USER_AGENT = "csbs-trigger/1"
-# A checkpoint holds one item per server of its plan: far fewer than this.
-MAX_CHECKPOINT_ITEMS = 10_000
+# A checkpoint holds one item per server of its policy (CSBS allows 64 a policy); where the
+# servers asked for are not known, paging stops after this many distinct items.
+MAX_CHECKPOINT_ITEMS = 256
 _T = TypeVar("_T")
 
 
@@ -100,30 +101,47 @@ class CsbsClient:
         return Execution(sent.value, sent.attempts, sent.project_id)
 
     def list_checkpoint_items(
-        self, checkpoint_id: str, deadline: Deadline, *, page_size: int = 100
+        self,
+        checkpoint_id: str,
+        deadline: Deadline,
+        *,
+        project_id: str | None = None,
+        expected: int | None = None,
+        page_size: int = 100,
     ) -> list[CheckpointItem]:
-        """Every item of a checkpoint: pages asked with ``limit`` and followed by ``marker`` (the
-        last item's id) until a page comes back empty; a short page is no end. A GET creates
-        nothing, so every transient failure may be retried."""
+        """The checkpoint's items, one per resource, read in ``project_id`` (None: the
+        credentials' own project) page by page (``limit``, then ``marker``: the last item's id).
+
+        Paging stops at an empty page, or as soon as every one of the ``expected`` resources
+        has its item (a healthy poll costs one GET), and never reads more pages than the
+        checkpoint can hold items: a server that pages on forever is a ``bad_response``. A GET
+        creates nothing, so every transient failure may be retried."""
+        bound = expected or MAX_CHECKPOINT_ITEMS
         items: list[CheckpointItem] = []
         marker: str | None = None
-        while True:
+        for _ in range(bound // page_size + 2):  # the pages of ``bound`` items, and an empty one
             query = {"checkpoint_id": checkpoint_id, "limit": str(page_size)}
             if marker is not None:
                 query["marker"] = marker
             call = _Call("GET", "/checkpoint_items", parse=_items_page, query=query)
-            page = self._call(call, deadline).value
+            page = self._call(call, deadline, project_id).value
             if not page:
                 return items
-            if page[-1].id == marker or len(items) > MAX_CHECKPOINT_ITEMS:
-                raise UpstreamError.bad_response(
-                    "CSBS answered the same page of checkpoint items again, or far too many"
-                )
-            items += page
+            if page[-1].id == marker:
+                raise UpstreamError.bad_response("CSBS answered the same page of checkpoint items")
+            items = of_checkpoint([*items, *page], checkpoint_id)
+            if expected is not None and len(items) >= expected:
+                return items
             marker = page[-1].id
+        raise UpstreamError.bad_response(
+            f"CSBS listed more pages of checkpoint items than {bound} items fill"
+        )
 
-    def _call(self, call: _Call[_T], deadline: Deadline) -> _Sent[_T]:
-        """Send ``call`` with the current auth: its parsed answer, how many were sent, where.
+    def _call(
+        self, call: _Call[_T], deadline: Deadline, project_id: str | None = None
+    ) -> _Sent[_T]:
+        """Send ``call`` with the current auth, in ``project_id`` (None: the credentials' own):
+        its parsed answer, how many were sent, where.
 
         When IAM or CSBS refuses the credentials, they are read afresh once (the secret may have
         been rotated, the token revoked) before ``auth_failed``. Transient failures are retried
@@ -136,8 +154,8 @@ class CsbsClient:
             tries += 1
             try:
                 auth = auth or self._auth_source.current()
-                scope = auth.scope(deadline)  # may ask IAM for a token
-                request = self._prepare(auth, scope.csbs_endpoint, scope.project_id, call, deadline)
+                scope = auth.scope(deadline, project_id)  # may ask IAM for a token
+                request = self._prepare(auth, scope, call, deadline)
                 timeouts = deadline.timeouts("CSBS")
                 attempts += 1
                 return _Sent(self._send(request, timeouts, call), attempts, scope.project_id)
@@ -158,19 +176,19 @@ class CsbsClient:
                 self._sleep(delay)
 
     def _prepare(
-        self, auth: CsbsAuth, endpoint: str, project_id: str, call: _Call[Any], deadline: Deadline
+        self, auth: CsbsAuth, scope: Scope, call: _Call[Any], deadline: Deadline
     ) -> requests.PreparedRequest:
         headers = {"Accept": "application/json", "User-Agent": USER_AGENT}
         if call.body is not None:
             headers["Content-Type"] = "application/json"
         request = requests.Request(
             call.method,
-            f"{endpoint}/v1/{_segment(project_id)}{call.path}",
+            f"{scope.csbs_endpoint}/v1/{_segment(scope.project_id)}{call.path}",
             params=call.query,
             data=None if call.body is None else json.dumps(call.body).encode(),
             headers=headers,
         ).prepare()
-        auth.authenticate(request, deadline)
+        auth.authenticate(request, deadline, scope)
         return request
 
     def _send(
