@@ -318,6 +318,10 @@ def test_refused_credentials_stop_the_run_without_ending_any_backup(
     assert len(deployment.standin.calls("iam")) == 2  # the first token, one refused login
     deployment.standin.password = password  # IAM takes the secret's password again
     deployment.cold_start()
+    with pytest.raises(TrackerStopped, match="not tried again until the secret changes"):
+        deployment.track()  # the same secret: not sent again within the hour
+    assert len(deployment.standin.calls("iam")) == 2
+    deployment.now = time.time() + 3601  # the hour's one try
     track_until_quiet(deployment)
     assert len(completions(deployment)) == 2
 

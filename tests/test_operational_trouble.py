@@ -462,3 +462,97 @@ def test_what_iam_or_csbs_echo_never_leaves_the_tracker(deployment: Deployment, 
 def _items(deployment: Deployment) -> list[dict[str, Any]]:
     scan = deployment.aws.client("dynamodb").scan(TableName="csbs-trigger-tracking")
     return scan["Items"]  # type: ignore[no-any-return]
+
+
+# -- 5. a changed password never locks the account -----------------------------------------------
+
+
+def logins(deployment: Deployment) -> list[str]:
+    """The passwords IAM was sent, in order."""
+    return [call.json()["auth"]["identity"]["password"]["user"]["password"]
+            for call in deployment.standin.calls("iam")]  # fmt: skip
+
+
+def test_a_refused_password_is_sent_once_whatever_runs_in_whichever_container(
+    deployment: Deployment,
+) -> None:
+    """The tracker runs every 5 minutes, mostly in a new container, and so may each trigger:
+    a changed password is sent once, not once per run (a real Keystone with lockout 3 locked
+    the account after three triggers)."""
+    deployment.now = 1_800_000_000.0
+    started(deployment, PLAN_B)  # a backup to follow
+    deployment.standin.password = "changed-elsewhere"
+    deployment.standin.revoke_tokens()
+    deployment.cold_start()
+
+    for minute in range(0, 55, 5):
+        deployment.now += 300
+        deployment.cold_start()  # a new container for each run
+        with pytest.raises(Exception, match=r"^auth_failed: IAM refused the password"):
+            deployment.track()
+        deployment.cold_start()
+        deployment.invoke({"plan_id": PLAN_A})
+        delivery = generic_event({"plan_id": PLAN_A}, delivery=f"d-{minute}",
+                                 timestamp=int(deployment.clock()))  # fmt: skip
+        assert deployment.invoke_webhook(delivery)["statusCode"] == 502
+
+    assert logins(deployment) == [PASSWORD, PASSWORD]  # the backup's, then one refused
+    delivered = deployment.notifications()
+    assert len(delivered) == 22
+    for failed in delivered:
+        assert failed.message["error"]["category"] == "auth_failed"
+        assert failed.message["error"]["message"].startswith(
+            "IAM refused the password; it is not tried again until the secret changes"
+        )
+
+
+def test_a_changed_secret_is_tried_at_once(deployment: Deployment) -> None:
+    deployment.standin.password = "rotated"
+    deployment.invoke({"plan_id": PLAN_A})
+    deployment.cold_start()
+    deployment.invoke({"plan_id": PLAN_A})
+    deployment.set_secret(deployment.standin.cloud_secret(password="rotated"))
+    deployment.cold_start()
+
+    result = deployment.invoke({"plan_id": PLAN_A})
+
+    assert result["outcome"] == "succeeded"
+    assert logins(deployment) == [PASSWORD, "rotated"]
+
+
+def test_an_unchanged_refused_password_is_tried_once_an_hour_by_one_caller(
+    deployment: Deployment,
+) -> None:
+    deployment.now = 1_800_000_000.0
+    deployment.standin.password = "changed-elsewhere"
+    deployment.invoke({"plan_id": PLAN_A})  # refused: the mark is set
+    deployment.now += 3599
+    deployment.cold_start()
+    deployment.invoke({"plan_id": PLAN_A})
+    assert logins(deployment) == [PASSWORD]
+
+    deployment.now += 2
+    deployment.cold_start()
+    deployment.invoke({"plan_id": PLAN_A})  # this container takes the hour's one try
+    deployment.cold_start()
+    deployment.invoke({"plan_id": PLAN_A})  # another finds it taken
+
+    assert logins(deployment) == [PASSWORD, PASSWORD]
+    table = deployment.aws.client("dynamodb").scan(TableName="csbs-trigger-login-refusals")
+    [mark] = table["Items"]
+    assert PASSWORD not in json.dumps(mark)  # a digest, never the credential
+    assert float(mark["retry_at"]["N"]) == deployment.now + 3600
+
+
+def test_a_password_iam_takes_again_clears_its_mark(deployment: Deployment) -> None:
+    deployment.now = 1_800_000_000.0
+    deployment.standin.password = "changed-elsewhere"
+    deployment.invoke({"plan_id": PLAN_A})
+    deployment.standin.password = PASSWORD  # the operator changed it back
+    deployment.now += 3601
+    deployment.cold_start()
+
+    assert deployment.invoke({"plan_id": PLAN_A})["outcome"] == "succeeded"
+
+    table = deployment.aws.client("dynamodb").scan(TableName="csbs-trigger-login-refusals")
+    assert table["Items"] == []

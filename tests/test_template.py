@@ -191,6 +191,25 @@ def test_tracking_table_expires_records_and_indexes_only_what_is_due(
     assert [key["AttributeName"] for key in index["KeySchema"]] == ["queue", "polled_at"]
 
 
+REMEMBER_REFUSED_LOGINS = (
+    ["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"],
+    {"Fn::GetAtt": ["LoginRefusalTable", "Arn"]},
+)
+
+
+def test_every_function_that_logs_in_shares_the_refused_logins(resources: dict[str, Any]) -> None:
+    """A refused password must not be sent again by any function: each one reads and writes the
+    marks, and nothing else of that table."""
+    table = resources["LoginRefusalTable"]["Properties"]
+    assert [key["AttributeName"] for key in table["KeySchema"]] == ["login"]
+    assert table["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+    for name in ("ScheduledBackupFunction", "WebhookFunction", "CompletionTrackerFunction"):
+        remember = _statements(resources, name)["RememberRefusedLogins"]
+        assert (remember["Action"], remember["Resource"]) == REMEMBER_REFUSED_LOGINS
+        env = resources[name]["Properties"]["Environment"]["Variables"]
+        assert env["LOGIN_REFUSAL_TABLE"] == {"Ref": "LoginRefusalTable"}
+
+
 def test_tracking_permissions_are_least_privilege(resources: dict[str, Any]) -> None:
     table = {"Fn::GetAtt": ["TrackingTable", "Arn"]}
     for trigger in ("ScheduledBackupFunction", "WebhookFunction"):
@@ -201,6 +220,7 @@ def test_tracking_permissions_are_least_privilege(resources: dict[str, Any]) -> 
     assert {sid: (s["Action"], s["Resource"]) for sid, s in dynamodb.items()} == {
         "FollowStartedBackups": ("dynamodb:UpdateItem", table),
         "FindDueBackups": ("dynamodb:Query", {"Fn::Sub": "${TrackingTable.Arn}/index/due"}),
+        "RememberRefusedLogins": REMEMBER_REFUSED_LOGINS,
     }
     assert tracker["ReadCloudSecret"]["Resource"] == {"Ref": "CloudSecretArn"}
     assert "webhook" not in json.dumps(tracker).lower()

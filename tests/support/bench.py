@@ -338,6 +338,7 @@ def main(argv: list[str] | None = None) -> int:
             "NOTIFICATION_TOPIC_ARN": topic_arn,
             "IDEMPOTENCY_TABLE": aws.idempotency_table(),
             "TRACKING_TABLE": aws.tracking_table("csbs-trigger-bench-started"),
+            "LOGIN_REFUSAL_TABLE": aws.login_refusal_table(),
             "TRACKING_POLL_INTERVAL_SECONDS": "0",
             "BENCH_PENDING": str(PENDING_BACKUPS),
             "POWERTOOLS_LOG_LEVEL": "WARNING",

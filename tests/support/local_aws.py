@@ -146,6 +146,9 @@ class LocalAws:
     def tracking_table(self, name: str = "csbs-trigger-tracking") -> str:
         return self.table("TrackingTable", name)
 
+    def login_refusal_table(self, name: str = "csbs-trigger-login-refusals") -> str:
+        return self.table("LoginRefusalTable", name)
+
     def table(self, logical_id: str, name: str) -> str:
         """A DynamoDB table as template.yaml defines it (keys, indexes, billing, TTL)."""
         properties = read_template()["Resources"][logical_id]["Properties"]

@@ -83,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
                 "NOTIFICATION_TOPIC_ARN": topic_arn,
                 "IDEMPOTENCY_TABLE": aws.idempotency_table(),
                 "TRACKING_TABLE": aws.tracking_table(),
+                "LOGIN_REFUSAL_TABLE": aws.login_refusal_table(),
                 "TRACKING_POLL_INTERVAL_SECONDS": "0",  # every run polls every started backup
                 "POWERTOOLS_LOG_LEVEL": "INFO",
                 "POWERTOOLS_METRICS_DISABLED": "true",  # the EMF lines are for CloudWatch

@@ -51,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
                 "WEBHOOK_SECRET_ID": aws.create_secret("csbs-trigger/webhooks", webhook_secrets),
                 "IDEMPOTENCY_TABLE": aws.idempotency_table(),
                 "TRACKING_TABLE": aws.tracking_table(),
+                "LOGIN_REFUSAL_TABLE": aws.login_refusal_table(),
                 "POWERTOOLS_METRICS_DISABLED": "true",  # the EMF lines are for CloudWatch
                 "NOTIFICATION_TOPIC_ARN": topic_arn,
                 "POWERTOOLS_LOG_LEVEL": "WARNING",
