@@ -11,6 +11,7 @@ import yaml
 from conftest import ROOT, Deployment, read_event
 from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
+from test_webhooks import jira_event
 
 from csbs_trigger.triggers.webhooks import STATUSES
 from support.check_template import expand
@@ -63,7 +64,7 @@ def documented_schema(status: int) -> Draft202012Validator:
 @pytest.mark.parametrize(
     ("name", "status"),
     [("jira sample", 201), ("unknown source", 404), ("unsigned", 401), ("busy", 503),
-     ("unmappable", 422)],
+     ("unmappable", 422), ("a comment", 200)],
 )  # fmt: skip
 def test_real_answers_match_the_documented_schemas(
     deployment: Deployment, name: str, status: int
@@ -76,6 +77,10 @@ def test_real_answers_match_the_documented_schemas(
         event["headers"].pop("x-hub-signature")
     elif name == "busy":
         deployment.standin.fail_next("csbs", Fault(500, {"error_code": "CSBS.1001"}))
+    elif name == "a comment":  # no status change in its changelog: not news for a backup
+        body = json.loads(event["body"])
+        body["changelog"]["items"][0]["field"] = "comment"
+        event = jira_event(json.dumps(body).encode(), fresh=False)
     elif name == "unmappable":
         source = {"scheme": "hub-signature", "plan_id": "issue.nothing", "delivery_id": "issue.id"}
         deployment.set_env("WEBHOOK_SOURCES", json.dumps({"jira": source}))

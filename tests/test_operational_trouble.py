@@ -9,9 +9,12 @@ import json
 from typing import Any
 
 import pytest
-from conftest import Deployment
-from test_webhooks import SECRETS, generic_event
+from conftest import ROOT, Deployment, read_event
+from test_webhooks import SECRETS, generic_event, jira_event
 
+from csbs_trigger.errors import ConfigError
+from csbs_trigger.triggers.webhook_sources import SHIPPED_SOURCES, load_sources
+from support.http_api import http_api_event
 from support.standin import PASSWORD, PROJECT_ID, SECURITY_TOKEN, Fault
 
 PLAN_A = "62171999-3df1-42f7-9513-6f9b1bea4744"  # nightly-app-servers: two servers
@@ -556,3 +559,148 @@ def test_a_password_iam_takes_again_clears_its_mark(deployment: Deployment) -> N
 
     table = deployment.aws.client("dynamodb").scan(TableName="csbs-trigger-login-refusals")
     assert table["Items"] == []
+
+
+# -- 6. a sender's own retries are taken ---------------------------------------------------------
+
+
+def jira_delivery(signed_at: float, *, delivery: str = "jira-1", field: str = "status") -> Any:
+    body = json.loads(read_event("webhook-jira.json")["body"])
+    body["timestamp"] = int(signed_at * 1000)
+    body["changelog"]["items"][0]["field"] = field
+    return jira_event(json.dumps(body).encode(), delivery=delivery, fresh=False)
+
+
+def test_jira_resending_a_busy_delivery_34_minutes_later_is_taken(
+    deployment: Deployment,
+) -> None:
+    """Jira retries a 503 with the same signed body for up to 30 minutes; a busy plan says
+    Retry-After 300."""
+    deployment.now = 1_800_000_000.0
+    deployment.standin.fail_next("csbs", Fault(500, {"error_code": "CSBS.1001"}))
+    first = deployment.invoke_webhook(jira_delivery(deployment.now))
+    assert (first["statusCode"], first["headers"]["Retry-After"]) == (503, "300")
+
+    signed_at = deployment.now
+    deployment.now += 34 * 60
+    again = deployment.invoke_webhook(jira_delivery(signed_at, delivery="jira-retry"))
+
+    assert again["statusCode"] == 201
+    assert [c.method for c in deployment.standin.calls("csbs")] == ["POST", "POST"]
+
+
+@pytest.mark.parametrize(
+    ("tolerance", "age", "status"), [(60, 61, 401), (60, 59, 201), (3600, 3500, 201)]
+)
+def test_a_source_names_its_own_tolerance(
+    deployment: Deployment, tolerance: int, age: int, status: int
+) -> None:
+    shipped = json.loads(SHIPPED_SOURCES.read_text())["generic"]
+    override = {"generic": {**shipped, "tolerance_seconds": tolerance}}
+    deployment.set_env("WEBHOOK_SOURCES", json.dumps(override))
+    stamp = int(deployment.clock())
+
+    deployment.now = stamp + age
+    answer = deployment.invoke_webhook(generic_event({"plan_id": PLAN_A}, timestamp=stamp))
+
+    assert answer["statusCode"] == status
+
+
+@pytest.mark.parametrize("tolerance", [86_401, 0, -5, "300", True, None])
+def test_a_tolerance_beyond_the_idempotency_records_life_is_a_config_error(
+    deployment: Deployment, tolerance: Any
+) -> None:
+    shipped = json.loads(SHIPPED_SOURCES.read_text())["generic"]
+    override = {"generic": {**shipped, "tolerance_seconds": tolerance}}
+    deployment.set_env("WEBHOOK_SOURCES", json.dumps(override))
+
+    answer = deployment.invoke_webhook(generic_event({"plan_id": PLAN_A}))
+
+    expected = 201 if tolerance is None else 500
+    assert answer["statusCode"] == expected
+    if tolerance is not None:
+        with pytest.raises(ConfigError, match="tolerance_seconds must be a number from 1 to 86400"):
+            load_sources(json.dumps(override))
+
+
+# -- 9. a comment on the change starts nothing ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "changelog",
+    [{"items": [{"field": "comment"}]}, {"items": []}, None, {"items": "status"}],
+    ids=["a comment", "an edit without items", "no changelog", "items that are no list"],
+)
+def test_a_jira_delivery_without_a_status_change_is_ignored(
+    deployment: Deployment, logs: Any, changelog: Any
+) -> None:
+    deployment.now = 1_800_000_000.0
+    body = json.loads(read_event("webhook-jira.json")["body"])
+    body["timestamp"] = int(deployment.now * 1000)
+    body["changelog"] = changelog
+
+    answer = deployment.invoke_webhook(jira_event(json.dumps(body).encode(), fresh=False))
+
+    assert answer["statusCode"] == 200
+    assert json.loads(answer["body"]) == {"ignored": (
+        "the delivery does not meet the jira source's condition "
+        "\"contains(changelog.items[].field || `[]`, 'status')\""
+    )}  # fmt: skip
+    assert deployment.standin.requests == []
+    assert deployment.notifications() == []
+    lines = [json.loads(line) for line in logs.getvalue().splitlines()]
+    assert [line["message"] for line in lines if line.get("source") == "jira"] == [
+        "webhook ignored"
+    ]
+
+
+def test_a_condition_that_is_no_jmespath_is_a_config_error(deployment: Deployment) -> None:
+    shipped = json.loads(SHIPPED_SOURCES.read_text())["generic"]
+    deployment.set_env("WEBHOOK_SOURCES", json.dumps({"generic": {**shipped, "when": "a[?"}}))
+
+    answer = deployment.invoke_webhook(generic_event({"plan_id": PLAN_A}))
+
+    assert answer["statusCode"] == 500
+    assert deployment.standin.requests == []
+
+
+# -- 8. Jira Service Management automation rules -------------------------------------------------
+
+
+AUTOMATION_HEADER = "X-Automation-Webhook-Token"
+
+
+def automation_event(token: str, *, header: str = AUTOMATION_HEADER) -> Any:
+    body = (ROOT / "events" / "webhooks" / "jira-automation.json").read_bytes()
+    headers = {"Content-Type": "application/json", header: token}
+    return http_api_event("POST", "/webhooks/jira-automation", headers, body)
+
+
+def test_a_jira_automation_rule_starts_the_backup_its_smart_values_name(
+    deployment: Deployment,
+) -> None:
+    answer = deployment.invoke_webhook(read_event("webhook-jira-automation.json"))
+
+    assert answer["statusCode"] == 201
+    assert json.loads(answer["body"])["reference"] == "CHG-43"
+    [call] = deployment.standin.calls("csbs")
+    assert call.json()["checkpoint"]["parameters"] == {"resources": [SERVER_A, SERVER_B]}
+    [delivered] = deployment.notifications()
+    assert delivered.message["trigger"]["id"] == "CHG-43 2026-11-27 01:40"
+    again = deployment.invoke_webhook(read_event("webhook-jira-automation.json"))
+    assert again["headers"]["Idempotent-Replayed"] == "true"
+
+
+@pytest.mark.parametrize(
+    ("token", "header"),
+    [("wrong-token-of-enough-length", AUTOMATION_HEADER), ("", AUTOMATION_HEADER),
+     ("Bearer " + SECRETS["jira-automation"][0], "Authorization")],
+    ids=["wrong token", "empty header", "in Authorization instead"],
+)  # fmt: skip
+def test_a_jira_automation_request_without_its_token_is_401(
+    deployment: Deployment, token: str, header: str
+) -> None:
+    answer = deployment.invoke_webhook(automation_event(token, header=header))
+
+    assert answer["statusCode"] == 401
+    assert deployment.standin.requests == []

@@ -436,7 +436,8 @@ def test_signed_body_that_is_not_json_is_415(deployment: Deployment) -> None:
 
 
 def test_unmappable_payload_is_422_naming_the_field(deployment: Deployment) -> None:
-    body = json.dumps({"issue": {"key": "CHG-7", "fields": {}}}).encode()
+    changelog = {"items": [{"field": "status", "toString": "Awaiting implementation"}]}
+    body = json.dumps({"issue": {"key": "CHG-7", "fields": {}}, "changelog": changelog}).encode()
 
     answer = deployment.invoke_webhook(jira_event(body))
 

@@ -63,7 +63,10 @@ def main(argv: list[str] | None = None) -> int:
             quiet_function_logs()
         function = importlib.import_module("webhook")
         with WebhookServer(function.handler, args.port) as server:
-            print(f"webhook endpoint: {server.url}/webhooks/{{generic,jira,servicenow}}")
+            print(
+                f"webhook endpoint: {server.url}/webhooks/{{generic,jira,jira-automation,"
+                "servicenow}"
+            )
             print(f"(CSBS/IAM stand-in on {standin.url}, local AWS on {aws.endpoint_url})\n")
             if args.demo:
                 demo(server.url, inbox)
@@ -92,7 +95,8 @@ def print_curl_examples(url: str) -> None:
         for header, value in headers.items():
             command += ["-H", f"{header}: {value}"]
         command += ["--data-binary", f"@{path.relative_to(ROOT)}"]
-        note = " (signed now: valid for 5 minutes)" if source != "servicenow" else ""
+        minutes = {"generic": 5, "jira": 35}.get(source)
+        note = f" (signed now: valid for {minutes} minutes)" if minutes else ""
         print(f"# {name.removesuffix('.json')}{note}\n{shlex.join(command)}\n")
 
 

@@ -28,6 +28,8 @@ def signed_headers(source: str, body: bytes, *, timestamp: int = SAMPLE_TIME) ->
         headers["X-Hub-Signature"] = hub_signature(SECRETS["jira"][0], body)
     elif source == "servicenow":
         headers["Authorization"] = f"Bearer {SECRETS['servicenow'][0]}"
+    elif source == "jira-automation":  # the rule's "Send web request" sets this header
+        headers["X-Automation-Webhook-Token"] = SECRETS["jira-automation"][0]
     else:
         headers["webhook-id"] = GENERIC_DELIVERY
         headers["webhook-timestamp"] = str(timestamp)
@@ -52,6 +54,7 @@ SAMPLES = {
     "webhook-jira.json": ("jira", "jira-issue-updated.json"),
     "webhook-servicenow.json": ("servicenow", "servicenow-change-request.json"),
     "webhook-generic.json": ("generic", "generic.json"),
+    "webhook-jira-automation.json": ("jira-automation", "jira-automation.json"),
 }
 
 

@@ -4,7 +4,8 @@
   v1,<base64>`` = HMAC-SHA256 over ``id.timestamp.body`` keyed by the ``whsec_<base64>`` secret;
 * ``hub-signature``: ``X-Hub-Signature-256`` (or ``X-Hub-Signature``) ``sha256=<hex>`` = HMAC-SHA256
   of the raw body (Jira Cloud, GitHub-style senders);
-* ``bearer``: ``Authorization: Bearer <token>`` (ServiceNow outbound REST messages).
+* ``bearer``: ``Authorization: Bearer <token>`` (ServiceNow outbound REST messages), or the token
+  in a header of the source's choosing (Jira automation rules set a custom header).
 
 Every comparison is constant-time and tries each active secret, so a secret can be rotated by
 adding the new one before removing the old. ``verify`` answers with the reason for a refusal
@@ -40,6 +41,7 @@ def verify(
     *,
     now: float,
     tolerance_seconds: float,
+    bearer_header: str = "authorization",
 ) -> str | None:
     """None when the request is signed with one of ``secrets``; else why it is not."""
     if not secrets:
@@ -49,7 +51,7 @@ def verify(
             headers, body, secrets, now, tolerance_seconds
         ),
         "hub-signature": lambda: _hub_signature(headers, body, secrets),
-        "bearer": lambda: _bearer(headers, secrets),
+        "bearer": lambda: _bearer(headers, secrets, bearer_header),
     }
     return verifiers[scheme]()
 
@@ -144,10 +146,16 @@ def _hub_signature(headers: Headers, body: bytes, secrets: Sequence[str]) -> str
     return "the X-Hub-Signature-256 does not match"
 
 
-def _bearer(headers: Headers, secrets: Sequence[str]) -> str | None:
-    scheme, _, token = headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token:
-        return "no bearer token"
+def _bearer(headers: Headers, secrets: Sequence[str], header: str) -> str | None:
+    value = headers.get(header, "")
+    if header == "authorization":
+        scheme, _, token = value.partition(" ")
+        if scheme.lower() != "bearer" or not token:
+            return "no bearer token"
+    else:  # a header of its own holds the token alone
+        token = value
+        if not token.strip():
+            return f"no token in the {header} header"
     token = token.strip()
     matches = [_equal(secret, token) for secret in secrets]  # every one: no early exit
     return None if any(matches) else "the bearer token does not match"

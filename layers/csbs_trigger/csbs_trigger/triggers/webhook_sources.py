@@ -8,7 +8,14 @@ setting (JSON of the same shape) adds sources or replaces shipped ones whole. Pe
   each a JMESPath expression over the JSON body, or ``{"header": "<name>"}`` for a header;
 * ``timestamp`` (optional): where the signed body says when it was sent (Unix seconds or
   milliseconds); it must then lie within the tolerance, so a captured body cannot be replayed
-  later.
+  later;
+* ``tolerance_seconds`` (optional): how far a signed time may lie from now for this source
+  (default ``WEBHOOK_TIMESTAMP_TOLERANCE_SECONDS``); never beyond the idempotency record's
+  lifetime, which answers the replays inside it;
+* ``when`` (optional): a JMESPath condition over the body; a signed delivery for which it is not
+  true is ignored (200, nothing started, nothing notified);
+* ``token_header`` (``bearer`` only, optional): the header that carries the token, where the
+  sender cannot set ``Authorization``.
 
 A wrong mapping is a ``config_error``; a payload that does not fit it is an ``invalid_event``
 that names the missing field.
@@ -26,6 +33,7 @@ import jmespath
 from jmespath.exceptions import JMESPathError
 from jmespath.parser import ParsedResult
 
+from csbs_trigger.aws.idempotency import DEFAULT_EXPIRY_SECONDS
 from csbs_trigger.errors import ConfigError, InvalidEventError
 from csbs_trigger.settings import config_object
 from csbs_trigger.triggers.events import PlanItem, RejectedPlan, parse_plan
@@ -35,7 +43,9 @@ SHIPPED_SOURCES = Path(__file__).with_name("webhook_sources.json")
 _SOURCE_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,31}")
 _FIELDS = ("plan_id", "resources", "auto_trigger", "reference", "delivery_id", "timestamp")
 _REQUIRED = ("scheme", "plan_id", "delivery_id")
+_OPTIONS = ("tolerance_seconds", "when", "token_header")
 _MAX_ID_LENGTH = 200
+_HEADER_NAME = re.compile(r"[A-Za-z0-9-]{1,64}")
 
 
 @dataclass(frozen=True)
@@ -67,6 +77,23 @@ class Source:
     name: str
     scheme: str
     fields: dict[str, Field]
+    tolerance_seconds: float | None = None  # None: the function's default
+    when: Field | None = None
+    bearer_header: str = "authorization"
+
+    def ignores(self, body: Any) -> str | None:
+        """Why a delivery is not for this source to act on (its ``when`` is not true), or None."""
+        if self.when is None:
+            return None
+        try:
+            met = self.when.read(body, {})
+        except JMESPathError:  # a type the expression cannot take: not met
+            met = None
+        if met is True:
+            return None
+        return (
+            f"the delivery does not meet the {self.name} source's condition {self.when.description}"
+        )
 
     def map(self, body: Any, headers: dict[str, str]) -> Mapped:
         values = {name: field.read(body, headers) for name, field in self.fields.items()}
@@ -113,7 +140,7 @@ def _source(name: str, entry: Any) -> Source:
     if not isinstance(entry, dict):
         raise ConfigError(f"webhook source {name} must be an object")
     missing = [key for key in _REQUIRED if key not in entry]
-    unknown = sorted(set(entry) - set(_FIELDS) - {"scheme"})
+    unknown = sorted(set(entry) - set(_FIELDS) - set(_OPTIONS) - {"scheme"})
     if missing or unknown:
         raise ConfigError(
             f"webhook source {name}: missing {missing or 'nothing'}, unknown {unknown or 'nothing'}"
@@ -121,7 +148,43 @@ def _source(name: str, entry: Any) -> Source:
     if entry["scheme"] not in SCHEMES:
         raise ConfigError(f"webhook source {name}: scheme must be one of {', '.join(SCHEMES)}")
     fields = {key: _field(name, key, entry[key]) for key in _FIELDS if key in entry}
-    return Source(name=name, scheme=entry["scheme"], fields=fields)
+    when = entry.get("when")
+    if when is not None and not isinstance(when, str):
+        raise ConfigError(f"webhook source {name}: when must be a JMESPath string")
+    return Source(
+        name=name,
+        scheme=entry["scheme"],
+        fields=fields,
+        tolerance_seconds=_tolerance(name, entry.get("tolerance_seconds")),
+        when=None if when is None else _field(name, "when", when),
+        bearer_header=_bearer_header(name, entry),
+    )
+
+
+def _tolerance(source: str, value: Any) -> float | None:
+    """A source's timestamp tolerance: replays inside it are answered from the idempotency
+    record, so it may never outlast the record."""
+    if value is None:
+        return None
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not 1 <= value <= DEFAULT_EXPIRY_SECONDS
+    ):
+        raise ConfigError(
+            f"webhook source {source}: tolerance_seconds must be a number from 1 to "
+            f"{DEFAULT_EXPIRY_SECONDS} (the lifetime of the idempotency record)"
+        )
+    return float(value)
+
+
+def _bearer_header(source: str, entry: dict[str, Any]) -> str:
+    header = entry.get("token_header", "authorization")
+    if "token_header" in entry and entry["scheme"] != "bearer":
+        raise ConfigError(f"webhook source {source}: token_header goes with the bearer scheme")
+    if not isinstance(header, str) or not _HEADER_NAME.fullmatch(header):
+        raise ConfigError(f"webhook source {source}: token_header must be a header name")
+    return header.lower()
 
 
 def _field(source: str, key: str, spec: Any) -> Field:

@@ -40,7 +40,7 @@ _STATUS_BY_CATEGORY = {
 _UPSTREAM_FAILURE = 502
 _DEFAULT_RETRY_AFTER_SECONDS = 30
 # Every status this endpoint answers; the OpenAPI document must list exactly these.
-STATUSES = (201, 400, 401, 404, 405, 409, 413, 415, 422, 500, 502, 503, 504)
+STATUSES = (200, 201, 400, 401, 404, 405, 409, 413, 415, 422, 500, 502, 503, 504)
 
 
 def handle_webhook(event: dict[str, Any], context: Any, runtime: Runtime) -> dict[str, Any]:
@@ -83,8 +83,9 @@ def _handle(event: dict[str, Any], context: Any, runtime: Runtime) -> dict[str, 
         logger.error("webhook secrets unusable", extra={"source": name, "reason": error.message})
         return _answer(500, {"error": "config_error", "message": "webhook secrets unusable"})
     now = runtime.clock()
-    tolerance = runtime.settings.webhook_tolerance_seconds
-    refusal = verify(source.scheme, headers, body, secrets, now=now, tolerance_seconds=tolerance)
+    tolerance = source.tolerance_seconds or runtime.settings.webhook_tolerance_seconds
+    refusal = verify(source.scheme, headers, body, secrets, now=now, tolerance_seconds=tolerance,
+                     bearer_header=source.bearer_header)  # fmt: skip
     if refusal:
         logger.warning("webhook rejected", extra={"source": name, "reason": refusal})
         return _answer(401, {"error": "unauthorized"})
@@ -102,6 +103,11 @@ def _handle(event: dict[str, Any], context: Any, runtime: Runtime) -> dict[str, 
         if refusal:
             logger.warning("webhook rejected", extra={"source": name, "reason": refusal})
             return _answer(401, {"error": "unauthorized"})
+    ignored = source.ignores(payload)
+    if ignored:  # signed, but not news for a backup (a comment, an edit): start nothing
+        logger.info("webhook ignored", extra={"source": name, "reason": ignored,
+                                              "delivery_id": mapped.delivery_id})  # fmt: skip
+        return _answer(200, {"ignored": ignored})
     trigger = Trigger(
         source="webhook", id=mapped.delivery_id, sender=source.name, reference=mapped.reference
     )
