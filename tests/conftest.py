@@ -167,6 +167,7 @@ class Deployment:
     sleeps: list[float] = field(default_factory=list)
     now: float | None = None  # the function's clock (Unix time); None: the real one
     reserved: list[socket.socket] = field(default_factory=list)  # closed after the test
+    published: list[Delivered] = field(default_factory=list)  # every notification drained
 
     def cold_start(self) -> None:
         """A new container: the next invocation reads configuration and secret afresh."""
@@ -238,7 +239,10 @@ class Deployment:
         return refused
 
     def notifications(self) -> list[Delivered]:
-        return self.inbox.drain()
+        """What was published since the last call (all of it stays in ``published``)."""
+        delivered = self.inbox.drain()
+        self.published += delivered
+        return delivered
 
     def set_secret(self, value: dict[str, Any] | str) -> None:
         self.aws.update_secret(self.secret_arn, value)

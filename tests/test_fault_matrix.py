@@ -18,10 +18,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+import test_operational_trouble as trouble
 from conftest import ROOT, Deployment, read_event, record_row
 from test_webhooks import sign_standard_webhook
 
 from csbs_trigger import PublishError, errors
+from csbs_trigger.tracker import TrackerStopped
 from support.http_api import http_api_event
 from support.lambda_context import FakeLambdaContext
 from support.standin import PASSWORD, SECRET_KEY, SECURITY_TOKEN, Fault
@@ -361,3 +363,234 @@ def test_retry_after_is_honoured_when_there_is_time(deployment: Deployment) -> N
     assert delivered.message["outcome"] == "succeeded"
     assert delivered.message["attempts"] == 2
     assert deployment.sleeps == [7.0]
+
+
+# -- operational trouble (issue 16): the tracker and the senders on an ordinary bad day ----------
+
+
+def _tracker_stops(d: Deployment) -> str:
+    try:
+        d.track()
+    except TrackerStopped as stopped:
+        return str(stopped).split(":")[0]
+    return "not stopped"
+
+
+def _rights_blip(d: Deployment) -> str:
+    d.set_env("MAX_CONCURRENCY", "1")
+    d.standin.polls_to_finish = 0
+    trouble.started(d, PLAN, trouble.PLAN_B)
+    d.standin.fail_next("csbs", error(403, "APIGW.0302", "The role lost CSBS rights"))
+    stopped = _tracker_stops(d)
+    waiting = len(d.notifications())
+    return f"{stopped}: run stopped, {waiting} reported, then {_outcomes(d)}"
+
+
+def _rights_lost_past_the_deadline(d: Deployment) -> str:
+    d.now = 1_800_000_000.0
+    d.set_env("TRACKING_DEADLINE_SECONDS", "60")
+    trouble.started(d, PLAN)
+    d.standin.fail_next("csbs", *[error(403, "APIGW.0302", "The role lost CSBS rights")] * 2)
+    d.now += 61
+    stopped = _tracker_stops(d)
+    [completed] = d.notifications()
+    return f"{completed.message['outcome']} ({stopped}, the reason named)"
+
+
+def _secret_names_another_project(d: Deployment) -> str:
+    d.standin.projects[trouble.OTHER_PROJECT] = "eu-de_other"
+    d.standin.polls_to_finish = 0
+    trouble.started(d, PLAN)
+    d.set_secret(d.standin.cloud_secret(project_id=trouble.OTHER_PROJECT))
+    d.cold_start()
+    return f"{_outcomes(d)} (polled in its own project)"
+
+
+def _odd_numbers_and_times(d: Deployment) -> str:
+    d.standin.polls_to_finish = 0
+    [checkpoint] = trouble.started(d, trouble.PLAN_B)
+    huge = int("9" * 400)
+    extend = {"progress": huge, "size": huge, "finished_at": "0001-01-01T00:00:00+01:00"}
+    item = {"id": "i-1", "resource_id": trouble.SERVER_0, "extend_info": extend}
+    d.standin.fail_next("csbs", trouble.items_page(checkpoint, item))
+    return _outcomes(d)
+
+
+def _one_unusable_answer(fault: Fault) -> Scenario:
+    def scenario(d: Deployment) -> str:
+        d.standin.polls_to_finish = 0
+        trouble.started(d, trouble.PLAN_B)
+        d.standin.fail_next("csbs", fault)
+        waited = d.track().get("running")
+        return f"{waited} waiting, then {_outcomes(d)}"
+
+    return scenario
+
+
+def _foreign_and_twice_listed_items(d: Deployment) -> str:
+    d.standin.polls_to_finish = 0
+    [checkpoint] = trouble.started(d, PLAN)
+    server_a, server_b = trouble.SERVER_A, trouble.SERVER_B
+    d.standin.fail_next("csbs", trouble.items_page(
+        checkpoint, {"id": "i-1", "resource_id": server_a, "checkpoint_id": "other"},
+        {"id": "i-2", "resource_id": server_b}, {"id": "i-3", "resource_id": server_b},
+    ))  # fmt: skip
+    waited = d.track().get("running")
+    return f"{waited} waiting (1 of 2 servers), then {_outcomes(d)}"
+
+
+def _endless_paging(d: Deployment) -> str:
+    [checkpoint] = trouble.started(d, PLAN)
+    item = {"resource_id": trouble.SERVER_A, "status": "protecting"}
+    pages = [trouble.items_page(checkpoint, {**item, "id": f"i-{n:03}"}) for n in range(20)]
+    d.standin.fail_next("csbs", *pages)
+    before = len(d.standin.calls("csbs"))
+    d.track()
+    return f"bad_response after {len(d.standin.calls('csbs')) - before} GETs, waiting"
+
+
+def _german_plan_name(d: Deployment) -> str:
+    d.standin.add_plan("plan-umlaut", "Sicherung-Täglich", {"srv-1": "server-1"})
+    d.standin.polls_to_finish = 0
+    d.invoke({"plan_id": "plan-umlaut"})
+    d.notifications()
+    trouble.sns_checks_subjects(d)
+    d.track()
+    d.track()
+    [completed] = d.notifications()
+    return f"{completed.message['outcome']}: {(completed.subject or '').split(' (')[0]}"
+
+
+def _echo_to_the_tracker(d: Deployment) -> str:
+    d.standin.polls_to_finish = 0
+    trouble.started(d, trouble.PLAN_B)
+    [token] = d.standin.issued_tokens()
+    echo = f"denied: token {token} password {PASSWORD}"
+    d.standin.fail_next("csbs", error(403, "APIGW.0302", echo))
+    try:
+        d.track()
+    except TrackerStopped as stopped:
+        return "forbidden, redacted" if token not in str(stopped) else "forbidden, LEAKED"
+    return "not stopped"
+
+
+def _changed_password(d: Deployment) -> str:
+    d.now = 1_800_000_000.0
+    d.standin.password = "changed-elsewhere"
+    for _ in range(5):
+        d.now += 300
+        d.cold_start()
+        d.invoke({"plan_id": PLAN})
+    return f"auth_failed x5, {len(d.standin.calls('iam'))} login sent"
+
+
+def _jira_retry_34_minutes_later(d: Deployment) -> str:
+    d.now = 1_800_000_000.0
+    d.standin.fail_next("csbs", error(500, "CSBS.1001"))
+    first = d.invoke_webhook(trouble.jira_delivery(d.now))["statusCode"]
+    signed_at, d.now = d.now, d.now + 34 * 60
+    again = d.invoke_webhook(trouble.jira_delivery(signed_at, delivery="retry"))["statusCode"]
+    return f"HTTP {first}, then {again}"
+
+
+def _jira_comment(d: Deployment) -> str:
+    d.now = 1_800_000_000.0
+    answer = d.invoke_webhook(trouble.jira_delivery(d.now, field="comment"))
+    return f"HTTP {answer['statusCode']} ignored"
+
+
+def _firing_with_a_surrogate(d: Deployment) -> str:
+    d.invoke({"plan_id": PLAN, **_firing(), "schedule_arn": _firing()["schedule_arn"] + "\ud800"})
+    return "invalid_event"
+
+
+def _retry_after_infinity(d: Deployment) -> str:
+    d.standin.fail_next("csbs", *[error(429, "APIGW.0308", **{"Retry-After": "inf"})] * 3)
+    d.invoke(read_event("direct.json"))
+    [delivered] = d.notifications()
+    return f"throttled, retry_after {delivered.message['error']['retry_after_seconds']}"
+
+
+def _security_token_outside_latin_1(d: Deployment) -> str:
+    d.set_secret(d.standin.access_key_secret(security_token=SECURITY_TOKEN + "\u20ac"))
+    d.invoke(read_event("direct.json"))
+    return "config_error"
+
+
+def _nan_in_an_answer(d: Deployment) -> str:
+    body = b'{"checkpoint": {"id": "c-nan", "extra_info": {"ratio": NaN}}}'
+    d.standin.fail_next("csbs", Fault(200, body))
+    d.invoke(read_event("direct.json"))
+    [delivered] = d.notifications()
+    trouble.strict_json(delivered.raw_message)
+    return "succeeded, strict JSON"
+
+
+def _answer_over_1_mib(d: Deployment) -> str:
+    d.standin.fail_next("csbs", Fault(200, {"checkpoint": {"id": "c"}, "pad": "x" * (1 << 20)}))
+    d.invoke(read_event("direct.json"))
+    [delivered] = d.notifications()
+    return f"bad_response, maybe_created {str(delivered.message['error']['maybe_created']).lower()}"
+
+
+def _outcomes(d: Deployment) -> str:
+    d.track()
+    delivered = d.notifications()
+    return "/".join(sorted(m.message["outcome"] for m in delivered))
+
+
+# name, scenario, what it ends in, notifications
+TROUBLE: list[tuple[str, Scenario, str, int]] = [
+    ("16.1 403 on a poll (rights blip)", _rights_blip,
+     "forbidden: run stopped, 0 reported, then succeeded/succeeded", 4),
+    ("16.1 403 lasting past the deadline", _rights_lost_past_the_deadline,
+     "timed_out (forbidden, the reason named)", 2),
+    ("16.1 secret edited to another project", _secret_names_another_project,
+     "succeeded (polled in its own project)", 2),
+    ("16.2 400-digit progress, year-1 time", _odd_numbers_and_times, "succeeded", 2),
+    ("16.2 one 404 on a poll", _one_unusable_answer(error(404, "CSBS.3001")),
+     "1 waiting, then succeeded", 2),
+    ("16.2 one 400 on a poll", _one_unusable_answer(error(400, "CSBS.9001")),
+     "1 waiting, then succeeded", 2),
+    ("16.2 an HTML page on a poll", _one_unusable_answer(Fault(200, b"<html>busy</html>")),
+     "1 waiting, then succeeded", 2),
+    ("16.2 a byte that is no UTF-8", _one_unusable_answer(Fault(200, b'{"x": "\xe9"}')),
+     "1 waiting, then succeeded", 2),
+    ("16.2 another checkpoint's item, a server twice", _foreign_and_twice_listed_items,
+     "1 waiting (1 of 2 servers), then succeeded", 2),
+    ("16.2 paging that never ends", _endless_paging, "bad_response after 2 GETs, waiting", 1),
+    ("16.3 plan Sicherung-Täglich", _german_plan_name,
+     "succeeded: CSBS backup completed for plan Sicherung-Taeglich", 2),
+    ("16.4 token and password echoed to the tracker", _echo_to_the_tracker,
+     "forbidden, redacted", 1),
+    ("16.5 changed password, 5 containers", _changed_password, "auth_failed x5, 1 login sent", 5),
+    ("16.6 Jira resends a busy delivery 34 min later", _jira_retry_34_minutes_later,
+     "HTTP 503, then 201", 2),
+    ("16.7 lone surrogate in schedule_arn", _firing_with_a_surrogate, "invalid_event", 1),
+    ("16.7 Retry-After: inf", _retry_after_infinity, "throttled, retry_after None", 1),
+    ("16.7 security_token outside Latin-1", _security_token_outside_latin_1, "config_error", 1),
+    ("16.7 NaN in a CSBS answer", _nan_in_an_answer, "succeeded, strict JSON", 1),
+    ("16.7 a 200 answer over 1 MiB", _answer_over_1_mib, "bad_response, maybe_created true", 1),
+    ("16.9 a comment on the Jira change", _jira_comment, "HTTP 200 ignored", 0),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("name", "scenario", "ends_in", "notified"), TROUBLE,
+                         ids=[row[0] for row in TROUBLE])  # fmt: skip
+def test_operational_trouble_keeps_every_promise(
+    deployment: Deployment, logs: io.StringIO, name: str, scenario: Scenario, ends_in: str,
+    notified: int,
+) -> None:  # fmt: skip
+    ended_in = scenario(deployment)
+
+    assert ended_in == ends_in
+    deployment.notifications()
+    delivered = deployment.published
+    assert len(delivered) == notified
+    secrets = [PASSWORD, SECRET_KEY, SECURITY_TOKEN, *deployment.standin.issued_tokens()]
+    published = "".join(d.raw_message + (d.subject or "") for d in delivered)
+    assert [s for s in secrets if s in published or s in logs.getvalue()] == []
+    csbs, iam = len(deployment.standin.calls("csbs")), len(deployment.standin.calls("iam"))
+    cells = (name, ended_in, "-", "-", str(csbs), str(iam), "-", "-", str(notified), "none")
+    order = len(ROWS) + len(HOSTILE) + [row[0] for row in TROUBLE].index(name)
+    record(order, cells)

@@ -46,6 +46,11 @@ MODULES: dict[str, list[str]] = {
                "test_pinned_behaviour"],
     "triggers/events": ["test_events", "test_scheduled_backup"],
     "cloud/transport": ["test_transport", "test_fault_matrix", "test_pinned_behaviour"],
+    "tracker": ["test_completion_tracking", "test_operational_trouble", "test_log_lines"],
+    "completion": ["test_completion", "test_completion_tracking", "test_operational_trouble"],
+    "aws/tracking": ["test_completion_tracking", "test_operational_trouble"],
+    "cloud/checkpoint_items": ["test_checkpoint_items", "test_completion_tracking",
+                               "test_operational_trouble"],
 }  # fmt: skip
 # What the tests read besides the package and themselves.
 ALSO_COPY = ["functions", "events", "template.yaml"]
