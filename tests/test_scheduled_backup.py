@@ -8,12 +8,14 @@ import logging
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
 import pytest
 from conftest import Deployment, read_event
 
+import csbs_trigger.runner
 from csbs_trigger import ConfigError, PublishError
 from support.lambda_context import FakeLambdaContext
 from support.standin import (
@@ -28,6 +30,7 @@ from support.standin import (
 
 PLAN_A = "62171999-3df1-42f7-9513-6f9b1bea4744"
 PLAN_B = "6a6cda7e-7b89-4b14-8e5c-3b6821a97d2c"
+APP_SERVER = "7a32a8b5-7977-4e24-b5da-e0eb457db75b"  # of plan A
 CHECKPOINTS_PATH = f"/v1/{PROJECT_ID}/providers/{PROVIDER_ID}/checkpoints"
 
 
@@ -498,6 +501,50 @@ def test_a_batchs_plans_are_in_flight_together(deployment: Deployment) -> None:
 
     assert together, "the second plan was sent only after the first was answered"
     assert [plan["outcome"] for plan in results[0]["plans"]] == ["succeeded", "succeeded"]
+
+
+def test_a_batch_never_has_more_plans_in_flight_than_max_concurrency(
+    deployment: Deployment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bound is the pool's size: every pool a batch runs in has MAX_CONCURRENCY workers at
+    most, and no more worker threads ever run its plans."""
+    pools: list[int | None] = []
+    workers: set[str] = set()
+
+    class Recorded(ThreadPoolExecutor):
+        def __init__(self, max_workers: int | None = None) -> None:
+            pools.append(max_workers)
+            super().__init__(max_workers=max_workers, thread_name_prefix="bounded")
+
+    monkeypatch.setattr(csbs_trigger.runner, "ThreadPoolExecutor", Recorded)
+    deployment.set_env("MAX_CONCURRENCY", "2")
+    original = csbs_trigger.runner.execute_once
+
+    def noting_the_thread(*args: Any) -> Any:
+        workers.add(threading.current_thread().name)
+        return original(*args)
+
+    monkeypatch.setattr(csbs_trigger.runner, "execute_once", noting_the_thread)
+
+    plans = [{"plan_id": PLAN_A}, {"plan_id": PLAN_B},
+             {"plan_id": PLAN_A, "resources": [APP_SERVER]}]  # fmt: skip
+
+    result = deployment.invoke({"plans": plans})
+
+    assert [plan["outcome"] for plan in result["plans"]] == ["succeeded"] * 3
+    assert pools == [2, 2]  # the executions' pool, then the notifications'
+    assert len(workers) <= 2
+
+
+def test_an_all_invalid_batch_is_told_plan_by_plan(deployment: Deployment) -> None:
+    """No plan to run means no worker: each one is still told why it was refused."""
+    result = deployment.invoke({"plans": [{"plan_id": "no id!"}, {"resources": 1}]})
+
+    assert [plan["outcome"] for plan in result["plans"]] == ["failed", "failed"]
+    delivered = deployment.notifications()
+    assert {d.message["error"]["category"] for d in delivered} == {"invalid_event"}
+    assert len(delivered) == 2
+    assert deployment.standin.requests == []
 
 
 def test_a_full_batch_at_full_concurrency_discards_no_connection(

@@ -392,6 +392,26 @@ def test_an_unpublished_notification_asks_the_sender_to_retry_and_the_retry_only
     assert delivered.message["checkpoint"]["id"] == json.loads(second["body"])["checkpoint_id"]
 
 
+def test_a_replayed_delivery_whose_notification_still_fails_says_it_is_a_replay(
+    deployment: Deployment,
+) -> None:
+    """The sender's retry of an unpublished delivery starts nothing: when SNS fails it again,
+    the 503 still says that the backup it stands for had started before."""
+    topic = deployment.topic_arn
+    deployment.set_env("NOTIFICATION_TOPIC_ARN", topic + "-missing")
+
+    first = deployment.invoke_webhook(generic_event(PLAN_PAYLOAD, delivery="unheard"))
+    second = deployment.invoke_webhook(generic_event(PLAN_PAYLOAD, delivery="unheard"))
+
+    assert "Idempotent-Replayed" not in first["headers"]
+    assert second["statusCode"] == 503
+    assert (second["headers"]["Idempotent-Replayed"], second["headers"]["Retry-After"]) == (
+        "true",
+        "10",
+    )
+    assert len(deployment.standin.calls("csbs")) == 1
+
+
 def test_possible_checkpoint_is_kept_and_never_run_twice(deployment: Deployment) -> None:
     deployment.set_env("CSBS_READ_TIMEOUT_SECONDS", "1")
     deployment.standin.fail_next("csbs", Fault(200, delay_seconds=30))
