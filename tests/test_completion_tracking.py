@@ -25,6 +25,7 @@ PLAN_A = "62171999-3df1-42f7-9513-6f9b1bea4744"  # nightly-app-servers: two serv
 PLAN_B = "6a6cda7e-7b89-4b14-8e5c-3b6821a97d2c"  # backup: one server
 SERVER_A = "7a32a8b5-7977-4e24-b5da-e0eb457db75b"
 SERVER_B = "b2b433bf-7dd6-4a74-aa8f-85673dfbda48"
+SERVER_0 = "1c960fe4-e679-421a-97cd-4f7463d2344b"  # plan B's one server
 COMPLETION_KEYS = {
     "schema_version", "event", "outcome", "trigger", "invocation_id", "request", "plan_name",
     "checkpoint",
@@ -456,3 +457,94 @@ def test_refused_webhooks_are_counted_by_status(
     assert ("TriggerRejected", {"status": "401"}) in metrics
     assert ("TriggerRejected", {"status": "404"}) in metrics
     assert metrics.count(("TriggerRejected", {})) == 2
+
+
+# -- what the mutation runs found untested (issue 16) --------------------------------------------
+
+
+def test_a_backup_is_polled_again_only_once_its_last_poll_is_the_interval_old(
+    deployment: Deployment,
+) -> None:
+    deployment.now = 1_800_000_000.0
+    deployment.set_env("TRACKING_POLL_INTERVAL_SECONDS", "300")
+    checkpoint_id = start(deployment)
+    deployment.now += 300  # registered this long ago: due
+    assert deployment.track() == {"due": 1, "running": 1}
+
+    deployment.now += 299
+    assert deployment.track() == {"due": 0}
+    deployment.now += 1
+    assert deployment.track() == {"due": 1, "running": 1}
+    assert float(tracked_item(deployment, checkpoint_id)["polled_at"]["N"]) == deployment.now
+
+
+@pytest.mark.parametrize("operation", ["Query", "UpdateItem"])
+def test_a_table_that_fails_during_a_run_fails_the_run(
+    deployment: Deployment, operation: str
+) -> None:
+    """For the tracker's dead-letter queue and alarm: nothing is reported, nothing is lost."""
+    checkpoint_id = start(deployment)
+    deployment.refuse(deployment.runtime.dynamodb, operation, "InternalServerError", times=10)
+
+    with pytest.raises(TrackerStopped, match=r"^unavailable: the tracking table could not be used"):
+        deployment.track()
+
+    assert deployment.notifications() == []
+    assert tracked_item(deployment, checkpoint_id)["state"]["S"] == "pending"
+
+
+def test_times_durations_progress_and_expiry_are_what_the_polls_saw(
+    deployment: Deployment,
+) -> None:
+    deployment.now = 1_800_000_000.0
+    deployment.standin.polls_to_finish = 2
+    checkpoint_id = start(deployment, PLAN_B)
+    deployment.now += 60
+    deployment.track()  # no items
+    deployment.now += 60
+    deployment.track()  # protecting, half-way
+    progress = json.loads(tracked_item(deployment, checkpoint_id)["progress"]["S"])
+    assert progress == {"servers": 1, "available": 0, "failed": 0, "running": 1}
+    finished = "2027-01-15T08:04:10"  # CSBS writes UTC without an offset
+    item = {
+        "id": "i-1",
+        "checkpoint_id": checkpoint_id,
+        "resource_id": SERVER_0,
+        "status": "available",
+        "extend_info": {"finished_at": finished, "progress": "100"},
+    }
+    deployment.standin.fail_next("csbs", Fault(200, {"checkpoint_items": [item]}))
+    deployment.now += 600
+
+    deployment.track()
+
+    [completed] = completions(deployment)
+    message = completed.message
+    assert message["started_at"] == "2027-01-15T08:00:00+00:00"
+    assert message["finished_at"] == "2027-01-15T08:04:10+00:00"
+    assert message["duration_s"] == 250
+    assert message["polls"] == 3
+    done = tracked_item(deployment, checkpoint_id)
+    assert float(done["finished_at"]["N"]) == deployment.now
+    assert int(done["expires_at"]["N"]) == int(deployment.now) + 30 * 24 * 3600
+    assert done["message_id"]["S"] == completed.message_id
+
+
+def test_a_record_without_expected_items_is_polled_until_its_items_end(
+    deployment: Deployment,
+) -> None:
+    """Registered before the answer named servers (or by an older release): every listed item
+    ending is the end."""
+    deployment.standin.polls_to_finish = 0
+    checkpoint_id = start(deployment)
+    deployment.aws.client("dynamodb").update_item(
+        TableName="csbs-trigger-tracking", Key={"checkpoint_id": {"S": checkpoint_id}},
+        UpdateExpression="REMOVE expected_items",
+    )  # fmt: skip
+
+    assert deployment.track() == {"due": 1, "running": 1}  # an empty list is no end
+    assert deployment.track() == {"due": 1, "succeeded": 1}
+
+    [completed] = completions(deployment)
+    assert completed.message["summary"] == {"servers": 2, "available": 2, "failed": 0,
+                                            "running": 0}  # fmt: skip

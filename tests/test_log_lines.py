@@ -174,3 +174,54 @@ def test_a_notification_sns_fails_to_take_is_logged_with_the_reason(
         "reason": "SNS refused the notification (AuthorizationError)",
     }
     assert lines(logs, "notification refused: publishing its essentials") == []
+
+
+# -- the completion tracker ----------------------------------------------------------------------
+
+
+def _started(deployment: Deployment) -> str:
+    deployment.standin.polls_to_finish = 0
+    checkpoint_id = str(deployment.invoke(SCHEDULE)["plans"][0]["checkpoint_id"])
+    deployment.notifications()
+    return checkpoint_id
+
+
+def test_a_tracker_run_logs_its_counts_and_each_completion(
+    deployment: Deployment, logs: io.StringIO
+) -> None:
+    checkpoint_id = _started(deployment)
+    deployment.track()  # no items yet
+
+    deployment.track()
+
+    finished = lines(logs, "tracker run finished")
+    assert [fields(line, "due", "running", "succeeded") for line in finished] == [
+        {"level": "INFO", "due": 1, "running": 1, "succeeded": "<missing>"},
+        {"level": "INFO", "due": 1, "running": "<missing>", "succeeded": 1},
+    ]
+    [reported] = lines(logs, "backup completion reported")
+    assert fields(reported, "checkpoint_id", "event", "outcome", "plan_id") == {
+        "level": "INFO", "checkpoint_id": checkpoint_id, "event": "completed",
+        "outcome": "succeeded", "plan_id": PLAN,
+    }  # fmt: skip
+
+
+def test_a_failed_poll_and_a_stopped_run_log_why(deployment: Deployment, logs: io.StringIO) -> None:
+    checkpoint_id = _started(deployment)
+    denied = {"error_code": "APIGW.0302", "error_msg": "no rights"}
+    deployment.standin.fail_next("csbs", Fault(403, denied))
+
+    with pytest.raises(Exception, match="forbidden"):
+        deployment.track()
+
+    [failed] = lines(logs, "checkpoint poll failed")
+    assert fields(failed, "checkpoint_id", "category", "reason") == {
+        "level": "WARNING", "checkpoint_id": checkpoint_id, "category": "forbidden",
+        "reason": "CSBS answered HTTP 403: no rights",
+    }  # fmt: skip
+    [stopped] = lines(logs, "tracker run stopped")
+    assert fields(stopped, "category", "reason") == {
+        "level": "ERROR", "category": "forbidden", "reason": "CSBS answered HTTP 403: no rights",
+    }  # fmt: skip
+    [finished] = lines(logs, "tracker run finished")
+    assert fields(finished, "due", "stopped") == {"level": "INFO", "due": 1, "stopped": 1}

@@ -12,7 +12,6 @@ import pytest
 from standardwebhooks import Webhook
 
 from csbs_trigger.triggers.webhook_auth import (
-    MIN_SECRET_BYTES,
     secret_weakness,
     signed_timestamp_refusal,
     standard_webhooks_signature,
@@ -84,13 +83,20 @@ def test_a_bearer_token_is_everything_after_the_scheme() -> None:
         ("   ", "a secret is blank"),
         ("whsec_" + "a" * 30 + "!", "a secret is not whsec_ followed by base64"),
         ("whsec_" + KEY_B64[:8] + "!" + KEY_B64[8:], "a secret is not whsec_ followed by base64"),
-        ("whsec_" + base64.b64encode(b"k" * (MIN_SECRET_BYTES - 1)).decode(),
-         f"a secret is shorter than {MIN_SECRET_BYTES} bytes"),
-        ("whsec_" + base64.b64encode(b"k" * MIN_SECRET_BYTES).decode(), None),
+        # 16 bytes, written out: a test built from the constant would follow it anywhere.
+        ("whsec_" + base64.b64encode(b"k" * 15).decode(), "a secret is shorter than 16 bytes"),
+        ("whsec_" + base64.b64encode(b"k" * 16).decode(), None),
     ],
 )  # fmt: skip
 def test_weak_secrets_are_named(secret: str, weakness: str | None) -> None:
     assert secret_weakness("standard-webhooks", secret) == weakness
+
+
+@pytest.mark.parametrize("scheme", ["hub-signature", "bearer"])
+def test_a_plain_secret_needs_16_bytes(scheme: str) -> None:
+    assert secret_weakness(scheme, "k" * 15) == "a secret is shorter than 16 bytes"
+    assert secret_weakness(scheme, "k" * 16) is None
+    assert secret_weakness(scheme, "€" * 6) is None  # 18 bytes in UTF-8
 
 
 @pytest.mark.parametrize(
