@@ -119,6 +119,10 @@ def demo(url: str, inbox: Any) -> None:
     send("the Jira delivery again (the sender retried)", "jira", body, signed_headers("jira", body))
     replayed = {**signed_headers("jira", body), "X-Atlassian-Webhook-Identifier": "captured"}
     send("the captured Jira body under a fresh delivery id", "jira", body, replayed)
+    comment = body.replace(b'"field": "status"', b'"field": "comment"')
+    commented = {**signed_headers("jira", comment), "X-Atlassian-Webhook-Identifier": "comment"}
+    send("a comment on the Jira change (no status change: nothing starts)", "jira", comment,
+         commented)  # fmt: skip
     forged = body.replace(b"CHG-42", b"CHG-99")
     send("a forged Jira delivery (body changed after signing)", "jira", forged,
          {**signed_headers("jira", body), "X-Atlassian-Webhook-Identifier": "forged"})  # fmt: skip
