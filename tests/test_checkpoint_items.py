@@ -19,6 +19,7 @@ from csbs_trigger.cloud.checkpoint_items import (
     FAILED,
     SUCCEEDED,
     CheckpointItem,
+    of_checkpoint,
     parse_item,
     parse_items_page,
 )
@@ -95,6 +96,47 @@ def test_a_page_that_is_no_list_of_items_is_a_bad_response(page: Any) -> None:
 
 def test_an_empty_page_is_an_empty_list() -> None:
     assert parse_items_page({"checkpoint_items": []}) == []
+
+
+@pytest.mark.parametrize(
+    ("value", "progress", "size"),
+    [(int("9" * 400), None, None), ("9" * 400, None, None), ("1e400", None, None),
+     (-1, None, None), (101, None, 101.0), (100, 100.0, 100.0), (0, 0.0, 0.0),
+     (" 42.5 ", 42.5, 42.5), (True, None, None), ([50], None, None)],
+)  # fmt: skip
+def test_numbers_are_finite_and_within_their_range_or_none(
+    value: Any, progress: float | None, size: float | None
+) -> None:
+    item = parse_item({"id": "i-1", "extend_info": {"progress": value, "size": value}})
+
+    assert (item.progress, item.size_mb) == (progress, size)
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("2027-01-15T08:04:10", 1_800_000_250.0), ("2027-01-15T09:04:10+01:00", 1_800_000_250.0),
+     ("2027-01-15T08:04:10.5Z", 1_800_000_250.5), ("2000-01-01T00:00:00", 946_684_800.0),
+     ("1999-12-31T23:59:59", None), ("2200-01-01T00:00:00", None),
+     ("2199-12-31T23:59:59", 7_258_118_399.0), ("0001-01-01T00:00:00+01:00", None),
+     ("9999-12-31T23:59:59-01:00", None), ("yesterday", None), ("", None)],
+)  # fmt: skip
+def test_a_finish_time_counts_only_where_it_names_a_plausible_moment(
+    text: str, seconds: float | None
+) -> None:
+    item = parse_item({"id": "i-1", "extend_info": {"finished_at": text}})
+
+    assert item.finished == seconds
+    assert item.finished_at == (text if seconds is not None else None)
+
+
+def test_only_the_checkpoints_own_items_count_once_per_server() -> None:
+    def listed(item_id: str, resource: str | None, checkpoint: str | None = "cp") -> Any:
+        return parse_item({"id": item_id, "resource_id": resource, "checkpoint_id": checkpoint})
+
+    items = [listed("i-1", "r-1"), listed("i-2", "r-1"), listed("i-3", "r-2", "other"),
+             listed("i-4", "r-3", None), listed("i-5", None), listed("i-6", None)]  # fmt: skip
+
+    assert [item.id for item in of_checkpoint(items, "cp")] == ["i-1", "i-4", "i-5", "i-6"]
 
 
 # -- drift -------------------------------------------------------------------------------------

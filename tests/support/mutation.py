@@ -47,10 +47,9 @@ MODULES: dict[str, list[str]] = {
     "triggers/events": ["test_events", "test_scheduled_backup"],
     "cloud/transport": ["test_transport", "test_fault_matrix", "test_pinned_behaviour"],
     "tracker": ["test_completion_tracking", "test_operational_trouble", "test_log_lines"],
-    "completion": ["test_completion", "test_completion_tracking", "test_operational_trouble"],
-    "aws/tracking": ["test_completion_tracking", "test_operational_trouble"],
-    "cloud/checkpoint_items": ["test_checkpoint_items", "test_completion_tracking",
-                               "test_operational_trouble"],
+    "completion": ["test_completion", "test_completion_tracking"],
+    "aws/tracking": ["test_completion_tracking"],
+    "cloud/checkpoint_items": ["test_checkpoint_items"],
 }  # fmt: skip
 # What the tests read besides the package and themselves.
 ALSO_COPY = ["functions", "events", "template.yaml"]
