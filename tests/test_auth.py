@@ -12,7 +12,8 @@ import requests
 from csbs_trigger.cloud.auth import KeystonePasswordAuth, MemoryLoginGuard
 from csbs_trigger.cloud.credentials import parse_cloud_secret
 from csbs_trigger.deadline import Deadline
-from support.standin import PROJECT_ID, CsbsStandIn
+from csbs_trigger.errors import Category, UpstreamError
+from support.standin import PROJECT_ID, CsbsStandIn, Fault
 
 
 class Clock:
@@ -106,3 +107,20 @@ def test_secret_values_name_password_and_token(standin: CsbsStandIn) -> None:
         parse_cloud_secret(__import__("json").dumps(standin.cloud_secret())).password,
         *standin.issued_tokens(),
     }
+
+
+@pytest.mark.parametrize(
+    "expires_at", ["0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-01:00", "1970-01-01T00:00:00Z"]
+)
+def test_a_token_that_expires_at_no_plausible_time_is_a_bad_response(
+    standin: CsbsStandIn, expires_at: str
+) -> None:
+    token = {"token": {"expires_at": expires_at, "project": {"id": PROJECT_ID}}}
+    standin.fail_next("iam", Fault(201, token, {"X-Subject-Token": "MIIT-odd"}))
+    auth = make_auth(standin, Clock())
+
+    with pytest.raises(UpstreamError) as raised:
+        auth.scope(DEADLINE)
+
+    assert raised.value.category is Category.BAD_RESPONSE
+    assert raised.value.message == "IAM answered with a token without a plausible expires_at"

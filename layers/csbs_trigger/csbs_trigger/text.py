@@ -7,11 +7,14 @@ UTF-8 cannot encode them, so SNS, DynamoDB and the log would all refuse a value 
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from typing import Any
 
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 _CONTROL = re.compile("[\x00-\x1f\x7f]")
 REPLACEMENT = "\ufffd"
+# Times a server may plausibly name: anything else is a placeholder or garbage.
+_EARLIEST, _LATEST = datetime(2000, 1, 1, tzinfo=UTC), datetime(2200, 1, 1, tzinfo=UTC)
 
 
 def encodable(text: str) -> bool:
@@ -33,3 +36,14 @@ def scrub(value: Any) -> Any:
     if isinstance(value, dict):
         return {scrub(key): scrub(item) for key, item in value.items()}
     return value
+
+
+def plausible_time(text: str | None) -> datetime | None:
+    """An ISO 8601 time from outside (UTC where it names no offset), if it names a moment
+    between 2000 and 2200: a year-1 placeholder, or one beyond any calendar, is no time."""
+    try:
+        moment = datetime.fromisoformat((text or "").replace("Z", "+00:00"))
+        moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+        return moment if _EARLIEST <= moment < _LATEST else None
+    except (ValueError, OverflowError):  # year 1 at +01:00 lies before year 1 in UTC
+        return None

@@ -31,6 +31,7 @@ from csbs_trigger.cloud.credentials import (
 from csbs_trigger.cloud.transport import send
 from csbs_trigger.deadline import Deadline
 from csbs_trigger.errors import Category, ConfigError, UpstreamError
+from csbs_trigger.text import plausible_time
 
 # Renew a token this long before IAM says it expires, so no call starts with a dying token.
 TOKEN_RENEWAL_MARGIN = timedelta(minutes=10)
@@ -308,12 +309,10 @@ def _parse_token(value: str, document: Any, now: datetime) -> Token:
     project_id = project.get("id") if isinstance(project, dict) else None
     if not isinstance(project_id, str) or not project_id:
         raise UpstreamError.bad_response("IAM answered with a token that names no project")
-    try:
-        expires_at = datetime.fromisoformat(str(token.get("expires_at")).replace("Z", "+00:00"))
-    except ValueError:
-        raise UpstreamError.bad_response("IAM answered with a token without expires_at") from None
-    if expires_at.tzinfo is None:
-        expires_at = expires_at.replace(tzinfo=UTC)
+    expires = token.get("expires_at")
+    expires_at = plausible_time(expires) if isinstance(expires, str) else None
+    if expires_at is None:
+        raise UpstreamError.bad_response("IAM answered with a token without a plausible expires_at")
     # Short-lived tokens (shorter than twice the margin) are renewed half-way through their life.
     margin = min(TOKEN_RENEWAL_MARGIN, (expires_at - now) / 2)
     return Token(

@@ -12,18 +12,16 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 from csbs_trigger.errors import UpstreamError, truncate
 from csbs_trigger.models import decode_extra_info, field_text
+from csbs_trigger.text import plausible_time
 
 # Statuses an item does not leave by itself; ``available`` is the only success.
 SUCCEEDED = frozenset({"available"})
 FAILED = frozenset({"error", "deleting", "deleted"})
 _MAX_TEXT = 300  # names and failure reasons: enough for an operator, bounded for a message
-# Times a backup can have finished at: anything else is a server's placeholder or garbage.
-_EARLIEST, _LATEST = datetime(2000, 1, 1, tzinfo=UTC), datetime(2200, 1, 1, tzinfo=UTC)
 
 
 @dataclass(frozen=True)
@@ -80,7 +78,8 @@ def parse_item(item: Any) -> CheckpointItem:
     if isinstance(fail_code, dict):  # {"Code": ..., "Description": ...}, often {}
         fail_code = fail_code.get("Code")
     finished_at = _text(extend.get("finished_at"))
-    finished = _moment(finished_at)
+    moment = plausible_time(finished_at)
+    finished = None if moment is None else moment.timestamp()
     return CheckpointItem(
         id=_text(item["id"]) or "",
         checkpoint_id=_text(item.get("checkpoint_id")),
@@ -122,14 +121,3 @@ def _number(value: Any, *, low: float, high: float = math.inf) -> float | None:
     except (ValueError, OverflowError):
         return None
     return number if math.isfinite(number) and low <= number <= high else None
-
-
-def _moment(text: str | None) -> float | None:
-    """An ISO time (UTC where it names no offset) as Unix time, if it names a plausible one."""
-    try:
-        moment = datetime.fromisoformat(text or "")
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=UTC)
-        return moment.timestamp() if _EARLIEST <= moment < _LATEST else None
-    except (ValueError, OverflowError):  # a year 1 with an offset lies before year 1 in UTC
-        return None
