@@ -92,6 +92,13 @@ def test_a_page_that_is_no_list_of_items_is_a_bad_response(page: Any) -> None:
     with pytest.raises(TriggerError) as caught:
         parse_items_page(page)
     assert caught.value.category.value == "bad_response"
+    assert caught.value.message == "CSBS answered without a checkpoint_items list"
+
+
+def test_an_item_without_its_own_resource_name_is_named_by_the_item() -> None:
+    item = parse_item({"id": "i-1", "name": "backup_app-1", "extend_info": {"resource_name": " "}})
+
+    assert item.resource_name == "backup_app-1"
 
 
 def test_an_empty_page_is_an_empty_list() -> None:
@@ -205,6 +212,7 @@ def test_an_item_that_is_no_object_or_has_no_id_is_a_bad_response(raw: Any) -> N
     with pytest.raises(TriggerError) as caught:
         parse_item(raw)
     assert caught.value.category.value == "bad_response"
+    assert caught.value.message == "CSBS listed a checkpoint item without an id"
 
 
 # -- over the wire -------------------------------------------------------------------------------

@@ -41,8 +41,10 @@ def scrub(value: Any) -> Any:
 def plausible_time(text: str | None) -> datetime | None:
     """An ISO 8601 time from outside (UTC where it names no offset), if it names a moment
     between 2000 and 2200: a year-1 placeholder, or one beyond any calendar, is no time."""
+    if not text:
+        return None
     try:
-        moment = datetime.fromisoformat((text or "").replace("Z", "+00:00"))
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
         moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
         return moment if _EARLIEST <= moment < _LATEST else None
     except (ValueError, OverflowError):  # year 1 at +01:00 lies before year 1 in UTC

@@ -70,7 +70,8 @@ def parse_items_page(document: Any) -> list[CheckpointItem]:
 
 
 def parse_item(item: Any) -> CheckpointItem:
-    if not isinstance(item, dict) or not _text(item.get("id")):
+    item_id = _text(item.get("id")) if isinstance(item, dict) else None
+    if item_id is None:
         raise UpstreamError.bad_response("CSBS listed a checkpoint item without an id")
     extend = decode_extra_info(item.get("extend_info"))
     extend = extend if isinstance(extend, dict) else {}
@@ -81,7 +82,7 @@ def parse_item(item: Any) -> CheckpointItem:
     moment = plausible_time(finished_at)
     finished = None if moment is None else moment.timestamp()
     return CheckpointItem(
-        id=_text(item["id"]) or "",
+        id=item_id,
         checkpoint_id=_text(item.get("checkpoint_id")),
         resource_id=_text(item.get("resource_id")),
         resource_name=_text(extend.get("resource_name")) or _text(item.get("name")),
@@ -117,7 +118,7 @@ def _number(value: Any, *, low: float, high: float = math.inf) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         return None
     try:
-        number = float(value.strip() if isinstance(value, str) else value)
+        number = float(value)  # a string may hold spaces around the number
     except (ValueError, OverflowError):
         return None
     return number if math.isfinite(number) and low <= number <= high else None
