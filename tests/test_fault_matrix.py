@@ -26,6 +26,7 @@ from csbs_trigger import PublishError, errors
 from csbs_trigger.tracker import TrackerStopped
 from support.http_api import http_api_event
 from support.lambda_context import FakeLambdaContext
+from support.local_aws import Delivered
 from support.standin import PASSWORD, SECRET_KEY, SECURITY_TOKEN, Fault
 from support.webhook_samples import SAMPLE_TIME
 
@@ -144,6 +145,13 @@ def record(order: int, cells: tuple[str, ...]) -> None:
     record_row("fault-matrix", COLUMNS, order, cells)
 
 
+def leaked(deployment: Deployment, delivered: list[Delivered], logs: io.StringIO) -> list[str]:
+    """The secrets (password, keys, every token issued) found in a message, a subject or a log."""
+    secrets = [PASSWORD, SECRET_KEY, SECURITY_TOKEN, *deployment.standin.issued_tokens()]
+    published = "".join(d.raw_message + (d.subject or "") for d in delivered)
+    return [s for s in secrets if s in published or s in logs.getvalue()]
+
+
 @pytest.mark.parametrize("row", ROWS, ids=[row.name for row in ROWS])
 def test_fault_ends_in_one_classified_notification(
     deployment: Deployment, logs: io.StringIO, row: Row
@@ -187,10 +195,7 @@ def test_fault_ends_in_one_classified_notification(
         attempts = str(expected_attempts)
     assert tuple(deployment.sleeps) == row.sleeps
 
-    secrets = [PASSWORD, SECRET_KEY, SECURITY_TOKEN, *deployment.standin.issued_tokens()]
-    published = "".join(d.raw_message + (d.subject or "") for d in delivered)
-    leaked = [s for s in secrets if s in published or s in logs.getvalue()]
-    assert leaked == []
+    assert leaked(deployment, delivered, logs) == []
     backoff = ", ".join(f"{pause:g}" for pause in deployment.sleeps) or "-"
     iam_calls = str(len(deployment.standin.calls("iam")))
     cells = (row.name, category, retryable, maybe_created, str(csbs_calls), iam_calls, attempts)
@@ -316,9 +321,7 @@ def test_hostile_input_keeps_every_promise(
     assert len(delivered) == notified
     iam = len(deployment.standin.calls("iam"))
     assert iam <= 1
-    secrets = [PASSWORD, SECRET_KEY, SECURITY_TOKEN, *deployment.standin.issued_tokens()]
-    published = "".join(d.raw_message + (d.subject or "") for d in delivered)
-    assert [s for s in secrets if s in published or s in logs.getvalue()] == []
+    assert leaked(deployment, delivered, logs) == []
     cells = (name, ended_in, "-", "-", str(csbs), str(iam), "-", "-", str(notified), "none")
     record(len(ROWS) + [row[0] for row in HOSTILE].index(name), cells)
 
@@ -450,14 +453,7 @@ def _endless_paging(d: Deployment) -> str:
 
 
 def _german_plan_name(d: Deployment) -> str:
-    d.standin.add_plan("plan-umlaut", "Sicherung-Täglich", {"srv-1": "server-1"})
-    d.standin.polls_to_finish = 0
-    d.invoke({"plan_id": "plan-umlaut"})
-    d.notifications()
-    trouble.sns_checks_subjects(d)
-    d.track()
-    d.track()
-    [completed] = d.notifications()
+    completed = trouble.completed_under_sns_rules(d, "Sicherung-Täglich")
     return f"{completed.message['outcome']}: {(completed.subject or '').split(' (')[0]}"
 
 
@@ -587,9 +583,7 @@ def test_operational_trouble_keeps_every_promise(
     deployment.notifications()
     delivered = deployment.published
     assert len(delivered) == notified
-    secrets = [PASSWORD, SECRET_KEY, SECURITY_TOKEN, *deployment.standin.issued_tokens()]
-    published = "".join(d.raw_message + (d.subject or "") for d in delivered)
-    assert [s for s in secrets if s in published or s in logs.getvalue()] == []
+    assert leaked(deployment, delivered, logs) == []
     csbs, iam = len(deployment.standin.calls("csbs")), len(deployment.standin.calls("iam"))
     cells = (name, ended_in, "-", "-", str(csbs), str(iam), "-", "-", str(notified), "none")
     order = len(ROWS) + len(HOSTILE) + [row[0] for row in TROUBLE].index(name)

@@ -15,6 +15,7 @@ from test_webhooks import SECRETS, generic_event, jira_event
 from csbs_trigger.errors import ConfigError
 from csbs_trigger.triggers.webhook_sources import SHIPPED_SOURCES, load_sources
 from support.http_api import http_api_event
+from support.local_aws import Delivered
 from support.standin import PASSWORD, PROJECT_ID, SECURITY_TOKEN, Fault
 
 PLAN_A = "62171999-3df1-42f7-9513-6f9b1bea4744"  # nightly-app-servers: two servers
@@ -178,20 +179,26 @@ def sns_checks_subjects(deployment: Deployment) -> list[str]:
         ("日本\nline\x07bell", "?? line?bell"),
     ],
 )
+def completed_under_sns_rules(deployment: Deployment, plan_name: str) -> Delivered:
+    """The completion of a backup of a one-server plan named ``plan_name``, published to an SNS
+    that refuses the subjects real SNS refuses (none may be refused)."""
+    deployment.standin.add_plan("plan-named", plan_name, {"srv-1": "server-1"})
+    deployment.standin.polls_to_finish = 0
+    deployment.invoke({"plan_id": "plan-named"})
+    deployment.notifications()
+    refused = sns_checks_subjects(deployment)
+    deployment.track()
+    deployment.track()
+    [completed] = deployment.notifications()
+    assert refused == []
+    return completed
+
+
 def test_a_plan_name_sns_would_refuse_is_transliterated_in_the_subject(
     deployment: Deployment, name: str, shown: str
 ) -> None:
-    deployment.standin.add_plan("plan-umlaut", name, {"srv-1": "server-1"})
-    deployment.standin.polls_to_finish = 0
-    deployment.invoke({"plan_id": "plan-umlaut"})
-    deployment.notifications()
-    refused = sns_checks_subjects(deployment)
+    completed = completed_under_sns_rules(deployment, name)
 
-    deployment.track()
-    deployment.track()
-
-    [completed] = deployment.notifications()
-    assert refused == []
     assert completed.subject is not None
     assert completed.subject.startswith(f"CSBS backup completed for plan {shown} (1 server, ")
     assert completed.message["plan_name"] == name  # the message keeps the whole name
@@ -200,17 +207,8 @@ def test_a_plan_name_sns_would_refuse_is_transliterated_in_the_subject(
 def test_a_long_plan_name_is_cut_to_a_subject_under_100_characters(
     deployment: Deployment,
 ) -> None:
-    deployment.standin.add_plan("plan-long", "Ä" * 300, {"srv-1": "server-1"})
-    deployment.standin.polls_to_finish = 0
-    deployment.invoke({"plan_id": "plan-long"})
-    deployment.notifications()
-    refused = sns_checks_subjects(deployment)
+    completed = completed_under_sns_rules(deployment, "Ä" * 300)
 
-    deployment.track()
-    deployment.track()
-
-    [completed] = deployment.notifications()
-    assert refused == []
     whole = "CSBS backup completed for plan " + "Ae" * 300
     assert completed.subject == whole[:96] + "..."
     assert len(completed.subject) == 99
