@@ -170,15 +170,6 @@ def sns_checks_subjects(deployment: Deployment) -> list[str]:
     return refused
 
 
-@pytest.mark.parametrize(
-    ("name", "shown"),
-    [
-        ("Sicherung-Täglich", "Sicherung-Taeglich"),
-        ("Größe Ünterschied ß", "Groesse Uenterschied ss"),
-        ("café crème", "cafe creme"),
-        ("日本\nline\x07bell", "?? line?bell"),
-    ],
-)
 def completed_under_sns_rules(deployment: Deployment, plan_name: str) -> Delivered:
     """The completion of a backup of a one-server plan named ``plan_name``, published to an SNS
     that refuses the subjects real SNS refuses (none may be refused)."""
@@ -194,6 +185,15 @@ def completed_under_sns_rules(deployment: Deployment, plan_name: str) -> Deliver
     return completed
 
 
+@pytest.mark.parametrize(
+    ("name", "shown"),
+    [
+        ("Sicherung-Täglich", "Sicherung-Taeglich"),
+        ("Größe Ünterschied ß", "Groesse Uenterschied ss"),
+        ("café crème", "cafe creme"),
+        ("日本\nline\x07bell", "?? line?bell"),
+    ],
+)
 def test_a_plan_name_sns_would_refuse_is_transliterated_in_the_subject(
     deployment: Deployment, name: str, shown: str
 ) -> None:
