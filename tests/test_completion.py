@@ -155,8 +155,10 @@ def test_secrets_echoed_in_a_fail_reason_never_reach_the_completion() -> None:
 
 
 @pytest.mark.parametrize(
-    ("seconds", "shown"), [(59, "59 s"), (119, "119 s"), (2460, "41 min"), (30600, "8.5 h")]
-)
+    ("seconds", "shown"),
+    [(0, "0 s"), (59, "59 s"), (119, "119 s"), (120, "2 min"), (2460, "41 min"),
+     (7199, "120 min"), (7200, "2.0 h"), (30600, "8.5 h"), (597_816, "166.1 h")],
+)  # fmt: skip
 def test_durations_read_as_an_operator_says_them(seconds: int, shown: str) -> None:
     items = [item("available")]
     found = judge(items, expected_items=None, now=NOW, deadline_at=DEADLINE)
@@ -191,3 +193,45 @@ def test_a_failure_names_how_many_of_how_many() -> None:
         "event": "completed", "outcome": "failed", "plan_id": "plan-1",
         "error_category": "item_error",
     }  # fmt: skip
+
+
+def test_a_completion_whose_last_poll_failed_reports_the_last_summary_a_poll_saw() -> None:
+    failure = UpstreamError("CSBS answered HTTP 503", category=Category.UNAVAILABLE)
+    found = judge(None, expected_items=2, now=DEADLINE, deadline_at=DEADLINE, failure=failure)
+    assert found is not None
+    seen = {"servers": 2, "available": 1, "failed": 0, "running": 1}
+
+    def summary_of(last_summary: dict[str, int] | None) -> object:
+        notification = build_completion(tracked(2), found, None, now=DEADLINE, invocation_id=None,
+                                        last_summary=last_summary, redact=Redactor())  # fmt: skip
+        return json.loads(notification.message)["summary"]
+
+    assert summary_of(seen) == seen
+    assert summary_of(None) == {"servers": 2, "available": 0, "failed": 0, "running": 2}
+
+
+def test_a_timed_out_backup_ends_when_it_was_given_up_not_when_a_server_finished() -> None:
+    items = [item("available", 0, finished=NOW - 600), item("protecting", 1)]
+    found = judge(items, expected_items=2, now=DEADLINE, deadline_at=DEADLINE)
+    assert found is not None
+    assert found.outcome == "timed_out"
+
+    notification = build_completion(tracked(2), found, items, now=DEADLINE, invocation_id=None,
+                                    last_summary=None, redact=Redactor())  # fmt: skip
+
+    message = json.loads(notification.message)
+    assert message["finished_at"] == "2027-01-15T09:00:00+00:00"
+    assert message["duration_s"] == DEADLINE - (NOW - 2460)
+
+
+def test_a_finish_before_the_start_is_no_negative_duration() -> None:
+    """Clocks differ: CSBS's finish may lie before the moment the tracker registered the start."""
+    items = [item("available", 0, finished=NOW - 5000)]
+    found = judge(items, expected_items=1, now=NOW, deadline_at=DEADLINE)
+    assert found is not None
+
+    notification = build_completion(tracked(1), found, items, now=NOW, invocation_id=None,
+                                    last_summary=None, redact=Redactor())  # fmt: skip
+
+    message = json.loads(notification.message)
+    assert (message["duration_s"], message["finished_at"]) == (0, "2027-01-15T06:36:40+00:00")
