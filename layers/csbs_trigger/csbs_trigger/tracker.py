@@ -126,10 +126,9 @@ def _can_go_on(run: _Run) -> bool:
 def _follow(tracked: Tracked, run: _Run) -> str:
     """Poll one checkpoint under this run's claim; what happened, in one word."""
     runtime = run.runtime
-    stopped = run.stop is not None
     if not _can_go_on(run) or not _has_time(run.deadline):
         return "deferred"
-    if stopped and runtime.clock() < tracked.registration.deadline_at:
+    if run.stop is not None and runtime.clock() < tracked.registration.deadline_at:
         return "deferred"  # it waits until the deployment is mended
     try:
         if not run.table.claim(
