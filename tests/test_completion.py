@@ -8,7 +8,7 @@ import pytest
 
 from csbs_trigger.aws.tracking import Registration, Tracked
 from csbs_trigger.cloud.checkpoint_items import CheckpointItem
-from csbs_trigger.completion import build_completion, judge
+from csbs_trigger.completion import build_completion, judge, summary
 from csbs_trigger.errors import Category, TriggerError, UpstreamError
 from csbs_trigger.notify import MAX_MESSAGE_BYTES, Redactor
 
@@ -235,3 +235,44 @@ def test_a_finish_before_the_start_is_no_negative_duration() -> None:
 
     message = json.loads(notification.message)
     assert (message["duration_s"], message["finished_at"]) == (0, "2027-01-15T06:36:40+00:00")
+
+
+@pytest.mark.parametrize(
+    ("statuses", "expected_items", "finished"),
+    [(["error", "protecting"], 2, "1 of 2 servers finished"),
+     (["available", "error", "protecting"], 3, "2 of 3 servers finished"),
+     (["available"], 2, "1 of 2 servers finished"),
+     ([], None, "no servers finished")],
+)  # fmt: skip
+def test_a_timed_out_backup_says_how_many_servers_finished(
+    statuses: list[str], expected_items: int | None, finished: str
+) -> None:
+    items = [item(status, n) for n, status in enumerate(statuses)]
+    found = judge(items, expected_items=expected_items, now=DEADLINE, deadline_at=DEADLINE)
+    assert found is not None
+    assert found.error is not None
+
+    notification = build_completion(
+        tracked(expected_items), found, items, now=DEADLINE, invocation_id=None,
+        last_summary=None, redact=Redactor(),
+    )  # fmt: skip
+
+    assert found.error.message == f"not finished before the tracking deadline: {finished}"
+    listed = f"({finished})" if statuses else "(no servers listed)"
+    assert notification.subject == f"CSBS backup timed out for plan nightly {listed}"
+
+
+@pytest.mark.parametrize(
+    ("statuses", "expected_items", "counts"),
+    [([], None, (0, 0, 0, 0)), ([], 2, (2, 0, 0, 2)),
+     (["available", "error", "protecting"], None, (3, 1, 1, 1)),
+     (["error", "deleted"], 4, (4, 0, 2, 2))],
+)  # fmt: skip
+def test_a_summary_counts_every_server_once(
+    statuses: list[str], expected_items: int | None, counts: tuple[int, int, int, int]
+) -> None:
+    items = [item(status, n) for n, status in enumerate(statuses)]
+
+    found = summary(items, expected_items)
+
+    assert tuple(found[key] for key in ("servers", "available", "failed", "running")) == counts

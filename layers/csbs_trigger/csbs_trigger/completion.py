@@ -55,12 +55,13 @@ def judge(
     gone = failure is not None and failure.category is Category.NOT_FOUND
     if gone and misses >= GONE_AFTER_POLLS:
         return Verdict(FAILED, failure)
-    if items and all(item.terminal for item in items) and len(items) >= (expected_items or 0):
+    listed_all = expected_items is None or len(items or ()) >= expected_items
+    if items and listed_all and all(item.terminal for item in items):
         failed = [item for item in items if item.failed]
         if not failed:
             return Verdict(SUCCEEDED)
         first = failed[0]
-        reason = first.fail_reason or first.status or "no reason given"
+        reason = first.fail_reason or first.status  # a failed item has a status
         error = TriggerError(
             f"{len(failed)} of {_servers(len(items))} failed "
             f"({first.resource_name or first.resource_id}: {reason})",
