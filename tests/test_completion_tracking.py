@@ -548,3 +548,21 @@ def test_a_record_without_expected_items_is_polled_until_its_items_end(
     [completed] = completions(deployment)
     assert completed.message["summary"] == {"servers": 2, "available": 2, "failed": 0,
                                             "running": 0}  # fmt: skip
+
+
+def test_why_a_poll_failed_is_kept_until_a_poll_answers(deployment: Deployment) -> None:
+    checkpoint_id = start(deployment)
+    maintenance = Fault(503, {"error_code": "APIGW.0201", "error_msg": "maintenance"})
+    deployment.standin.fail_next("csbs", maintenance, maintenance, maintenance)
+
+    assert deployment.track() == {"due": 1, "running": 1}
+
+    failed = tracked_item(deployment, checkpoint_id)
+    assert json.loads(failed["last_error"]["S"]) == {
+        "category": "unavailable", "message": "CSBS answered HTTP 503: maintenance",
+    }  # fmt: skip
+    assert (failed["misses"]["N"], "progress" in failed) == ("0", False)
+    deployment.track()
+    answered = tracked_item(deployment, checkpoint_id)
+    assert "last_error" not in answered
+    assert json.loads(answered["progress"]["S"])["servers"] == 2

@@ -147,8 +147,8 @@ class TrackingTable:
         claim: str,
         progress: dict[str, int] | None,
         *,
-        failure: dict[str, Any] | None = None,
-        misses: int = 0,
+        failure: dict[str, Any] | None,
+        misses: int,
     ) -> bool:
         """Record what the poll saw (``progress``; or the ``failure`` it met, and how many polls
         in a row found the checkpoint gone) and let the next run take the checkpoint."""
