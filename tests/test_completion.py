@@ -120,7 +120,7 @@ def tracked(expected_items: int | None = None) -> Tracked:
                  "request": {"plan_id": "plan-1", "resources": None, "auto_trigger": None},
                  "invocation_id": "i", "idempotency_key": "k"},
     )  # fmt: skip
-    return Tracked(registration, "pending", NOW, 3, "claim", None, None)
+    return Tracked(registration, "pending", NOW, 3, None, None)
 
 
 def test_a_checkpoint_of_thousands_of_servers_keeps_the_items_that_fit() -> None:
@@ -168,7 +168,7 @@ def test_durations_read_as_an_operator_says_them(seconds: int, shown: str) -> No
     moved = Registration(**{**registration.__dict__, "registered_at": NOW - seconds})
 
     notification = build_completion(
-        Tracked(moved, "pending", NOW, 0, None, None, None), found, items, now=NOW,
+        Tracked(moved, "pending", NOW, 0, None, None), found, items, now=NOW,
         invocation_id=None, last_summary=None, redact=Redactor(),
     )  # fmt: skip
 

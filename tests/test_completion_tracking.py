@@ -21,6 +21,8 @@ from csbs_trigger.tracker import TrackerStopped
 from support.lambda_context import FakeLambdaContext
 from support.standin import PROJECT_ID, Fault
 
+OTHER_PROJECT = "0123456789abcdef0123456789abcdef"
+
 PLAN_A = "62171999-3df1-42f7-9513-6f9b1bea4744"  # nightly-app-servers: two servers
 PLAN_B = "6a6cda7e-7b89-4b14-8e5c-3b6821a97d2c"  # backup: one server
 SERVER_A = "7a32a8b5-7977-4e24-b5da-e0eb457db75b"
@@ -566,3 +568,57 @@ def test_why_a_poll_failed_is_kept_until_a_poll_answers(deployment: Deployment) 
     answered = tracked_item(deployment, checkpoint_id)
     assert "last_error" not in answered
     assert json.loads(answered["progress"]["S"])["servers"] == 2
+
+
+@pytest.mark.parametrize("keys", ["password", "access keys"])
+def test_a_backup_is_polled_in_the_project_it_was_started_in(
+    deployment: Deployment, keys: str
+) -> None:
+    standin = deployment.standin
+    standin.projects[OTHER_PROJECT] = "eu-de_other"
+    secret = standin.cloud_secret if keys == "password" else standin.access_key_secret
+    deployment.set_secret(secret())
+    deployment.cold_start()
+    standin.polls_to_finish = 0
+    checkpoint_id = start(deployment, PLAN_B)
+    deployment.track()  # the first poll: no items yet
+    deployment.set_secret(secret(project_id=OTHER_PROJECT))  # the secret now names another
+    deployment.cold_start()
+    polls_before = len(standin.calls("csbs"))
+
+    assert deployment.track()["succeeded"] == 1
+
+    [completed] = deployment.notifications()
+    assert completed.message["checkpoint"]["id"] == checkpoint_id
+    polls = standin.calls("csbs")[polls_before:]
+    assert [call.path for call in polls] == [f"/v1/{PROJECT_ID}/checkpoint_items"]
+    if keys == "password":
+        [*_, login] = standin.calls("iam")
+        assert login.json()["auth"]["scope"]["project"] == {"id": PROJECT_ID}
+    else:
+        assert polls[0].headers["X-Project-Id"] == PROJECT_ID
+
+
+def test_a_timed_out_backup_whose_last_poll_failed_reports_what_the_poll_before_saw(
+    deployment: Deployment,
+) -> None:
+    deployment.now = 1_800_000_000.0
+    deployment.set_env("TRACKING_DEADLINE_SECONDS", "60")
+    checkpoint_id = start(deployment)
+    half = [{"id": "i-1", "checkpoint_id": checkpoint_id, "resource_id": SERVER_A,
+             "status": "available"},
+            {"id": "i-2", "checkpoint_id": checkpoint_id, "resource_id": SERVER_B,
+             "status": "protecting"}]  # fmt: skip
+    deployment.standin.fail_next("csbs", Fault(200, {"checkpoint_items": half}))
+    deployment.track()
+    maintenance = Fault(503, {"error_code": "APIGW.0201", "error_msg": "maintenance"})
+    deployment.standin.fail_next("csbs", maintenance, maintenance, maintenance)
+    deployment.now += 61
+
+    deployment.track()
+
+    [completed] = completions(deployment)
+    assert completed.message["outcome"] == "timed_out"
+    assert completed.message["summary"] == {"servers": 2, "available": 1, "failed": 0,
+                                            "running": 1}  # fmt: skip
+    assert completed.message["items"] == []

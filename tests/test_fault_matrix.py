@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 import test_operational_trouble as trouble
 from conftest import ROOT, Deployment, read_event, record_row
+from test_completion_tracking import OTHER_PROJECT
 from test_webhooks import sign_standard_webhook
 
 from csbs_trigger import PublishError, errors
@@ -401,10 +402,10 @@ def _rights_lost_past_the_deadline(d: Deployment) -> str:
 
 
 def _secret_names_another_project(d: Deployment) -> str:
-    d.standin.projects[trouble.OTHER_PROJECT] = "eu-de_other"
+    d.standin.projects[OTHER_PROJECT] = "eu-de_other"
     d.standin.polls_to_finish = 0
     trouble.started(d, PLAN)
-    d.set_secret(d.standin.cloud_secret(project_id=trouble.OTHER_PROJECT))
+    d.set_secret(d.standin.cloud_secret(project_id=OTHER_PROJECT))
     d.cold_start()
     return f"{_outcomes(d)} (polled in its own project)"
 

@@ -16,7 +16,7 @@ from csbs_trigger.errors import ConfigError
 from csbs_trigger.triggers.webhook_sources import SHIPPED_SOURCES, load_sources
 from support.http_api import http_api_event
 from support.local_aws import Delivered
-from support.standin import PASSWORD, PROJECT_ID, SECURITY_TOKEN, Fault
+from support.standin import PASSWORD, SECURITY_TOKEN, Fault
 
 PLAN_A = "62171999-3df1-42f7-9513-6f9b1bea4744"  # nightly-app-servers: two servers
 PLAN_B = "6a6cda7e-7b89-4b14-8e5c-3b6821a97d2c"  # backup: one server
@@ -218,7 +218,6 @@ def test_a_long_plan_name_is_cut_to_a_subject_under_100_characters(
 
 SERVER_A = "7a32a8b5-7977-4e24-b5da-e0eb457db75b"
 SERVER_B = "b2b433bf-7dd6-4a74-aa8f-85673dfbda48"
-OTHER_PROJECT = "0123456789abcdef0123456789abcdef"
 
 
 def started(deployment: Deployment, *plans: str) -> list[str]:
@@ -306,34 +305,6 @@ def test_trouble_that_lasts_past_the_deadline_ends_each_backup_timed_out_with_it
             "; the last poll failed (forbidden: CSBS answered HTTP 403: The role lost CSBS rights)"
         )
     assert len([c for c in deployment.standin.calls("csbs") if c.method == "GET"]) == 4
-
-
-@pytest.mark.parametrize("keys", ["password", "access keys"])
-def test_a_backup_is_polled_in_the_project_it_was_started_in(
-    deployment: Deployment, keys: str
-) -> None:
-    standin = deployment.standin
-    standin.projects[OTHER_PROJECT] = "eu-de_other"
-    secret = standin.cloud_secret if keys == "password" else standin.access_key_secret
-    deployment.set_secret(secret())
-    deployment.cold_start()
-    standin.polls_to_finish = 0
-    [checkpoint_id] = started(deployment, PLAN_B)
-    deployment.set_secret(secret(project_id=OTHER_PROJECT))  # the secret now names another
-    deployment.cold_start()
-    polls_before = len(standin.calls("csbs"))
-
-    assert deployment.track()["succeeded"] == 1
-
-    [completed] = deployment.notifications()
-    assert completed.message["checkpoint"]["id"] == checkpoint_id
-    polls = standin.calls("csbs")[polls_before:]
-    assert [call.path for call in polls] == [f"/v1/{PROJECT_ID}/checkpoint_items"]
-    if keys == "password":
-        [*_, login] = standin.calls("iam")
-        assert login.json()["auth"]["scope"]["project"] == {"id": PROJECT_ID}
-    else:
-        assert polls[0].headers["X-Project-Id"] == PROJECT_ID
 
 
 # -- 2. one odd answer never poisons the tracker -------------------------------------------------

@@ -59,10 +59,8 @@ class Tracked:
     state: str
     polled_at: float
     polls: int
-    claim: str | None
     notification: dict[str, Any] | None  # the completion, once computed
     progress: dict[str, int] | None  # the last poll's summary of the items
-    last_error: dict[str, Any] | None = None  # why the last poll failed (redacted), if it did
     misses: int = 0  # consecutive polls that found the checkpoint gone
 
     @property
@@ -255,7 +253,7 @@ def _tracked(item: dict[str, Any]) -> Tracked:
         value = item.get(name)
         return float(value["N"]) if value else None
 
-    notification, progress, last_error = text("notification"), text("progress"), text("last_error")
+    notification, progress = text("notification"), text("progress")
     expected = number("expected_items")
     registration = Registration(
         checkpoint_id=item["checkpoint_id"]["S"],
@@ -272,9 +270,7 @@ def _tracked(item: dict[str, Any]) -> Tracked:
         state=item["state"]["S"],
         polled_at=float(item["polled_at"]["N"]),
         polls=int(float(item["polls"]["N"])),
-        claim=text("claim"),
         notification=None if notification is None else json.loads(notification),
         progress=None if progress is None else json.loads(progress),
-        last_error=None if last_error is None else json.loads(last_error),
         misses=int(number("misses") or 0),
     )
