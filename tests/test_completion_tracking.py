@@ -13,10 +13,13 @@ import uuid
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 from conftest import Deployment, read_event
 
 import csbs_trigger.tracker
 from csbs_trigger.aws.sns import PublishError
+from csbs_trigger.aws.tracking import TrackingTable
+from csbs_trigger.errors import TriggerError
 from csbs_trigger.tracker import TrackerStopped
 from support.lambda_context import FakeLambdaContext
 from support.standin import PROJECT_ID, Fault
@@ -622,3 +625,41 @@ def test_a_timed_out_backup_whose_last_poll_failed_reports_what_the_poll_before_
     assert completed.message["summary"] == {"servers": 2, "available": 1, "failed": 0,
                                             "running": 1}  # fmt: skip
     assert completed.message["items"] == []
+
+
+def test_a_checkpoint_is_registered_once_and_expires_a_month_after_its_deadline(
+    deployment: Deployment,
+) -> None:
+    deployment.now = 1_800_000_000.0
+    checkpoint_id = start(deployment)
+    deployment.track()
+    table = deployment.runtime.tracking
+    assert table is not None
+    [tracked] = table.due(deployment.now, limit=10)[0]
+
+    assert table.register(tracked.registration) is False  # followed already: kept as it is
+
+    item = tracked_item(deployment, checkpoint_id)
+    assert (item["polls"]["N"], item["state"]["S"]) == ("1", "pending")
+    deadline_at = float(item["deadline_at"]["N"])
+    assert int(item["expires_at"]["N"]) == int(deadline_at) + 30 * 24 * 3600
+
+
+class _Refusing:
+    """A DynamoDB client that answers every call with an error carrying no code at all."""
+
+    def __getattr__(self, operation: str) -> Any:
+        def refuse(**_: Any) -> None:
+            raise ClientError({"Error": {}}, operation)
+
+        return refuse
+
+
+def test_a_table_error_without_a_code_still_says_what_failed() -> None:
+    table = TrackingTable(_Refusing(), "csbs-trigger-tracking")  # type: ignore[arg-type]
+
+    with pytest.raises(TriggerError) as raised:
+        table.due(0.0, limit=1)
+
+    assert raised.value.message == "the tracking table could not be used (Unknown)"
+    assert raised.value.category.value == "unavailable"

@@ -105,7 +105,6 @@ class TrackingTable:
         """A page of followed checkpoints last polled at or before ``cutoff``, oldest first, and
         where the next page starts (None: no more)."""
         query: dict[str, Any] = {
-            "TableName": self._table,
             "IndexName": DUE_INDEX,
             "KeyConditionExpression": "#queue = :pending AND polled_at <= :cutoff",
             "ExpressionAttributeNames": {"#queue": "queue"},
@@ -115,7 +114,7 @@ class TrackingTable:
         if start is not None:
             query["ExclusiveStartKey"] = start
         answer = self._call("query", **query)
-        items = [_tracked(item) for item in answer.get("Items", [])]
+        items = [_tracked(item) for item in answer["Items"]]  # a query always answers Items
         return items, answer.get("LastEvaluatedKey")
 
     def claim(self, tracked: Tracked, claim: str, *, now: float, lease_until: float) -> bool:
@@ -212,10 +211,9 @@ class TrackingTable:
         return True
 
     def _call(self, operation: str, **arguments: Any) -> dict[str, Any]:
-        if "TableName" not in arguments:
-            arguments["TableName"] = self._table
         try:
-            return getattr(self._client, operation)(**arguments)  # type: ignore[no-any-return]
+            method = getattr(self._client, operation)
+            return method(TableName=self._table, **arguments)  # type: ignore[no-any-return]
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "Unknown")
             if code == "ConditionalCheckFailedException":
