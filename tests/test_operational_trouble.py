@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from conftest import ROOT, Deployment, read_event
+from test_completion_tracking import tracked_item
 from test_webhooks import SECRETS, generic_event, jira_event
 
 from csbs_trigger.errors import ConfigError
@@ -229,9 +230,8 @@ def started(deployment: Deployment, *plans: str) -> list[str]:
 
 
 def tracked_state(deployment: Deployment, checkpoint_id: str) -> dict[str, Any]:
-    item = deployment.aws.client("dynamodb").get_item(
-        TableName="csbs-trigger-tracking", Key={"checkpoint_id": {"S": checkpoint_id}}
-    )["Item"]
+    """The tracking table's item, each attribute's value without its DynamoDB type."""
+    item = tracked_item(deployment, checkpoint_id)
     return {key: next(iter(value.values())) for key, value in item.items()}
 
 
