@@ -13,7 +13,7 @@ import uuid
 from typing import Any
 
 import pytest
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, EndpointConnectionError
 from conftest import Deployment, read_event
 
 import csbs_trigger.tracker
@@ -645,21 +645,32 @@ def test_a_checkpoint_is_registered_once_and_expires_a_month_after_its_deadline(
     assert int(item["expires_at"]["N"]) == int(deadline_at) + 30 * 24 * 3600
 
 
-class _Refusing:
-    """A DynamoDB client that answers every call with an error carrying no code at all."""
+class _Failing:
+    """A DynamoDB client whose every call raises ``error``."""
+
+    def __init__(self, error: Exception) -> None:
+        self._error = error
 
     def __getattr__(self, operation: str) -> Any:
-        def refuse(**_: Any) -> None:
-            raise ClientError({"Error": {}}, operation)
+        def fail(**_: Any) -> None:
+            raise self._error
 
-        return refuse
+        return fail
 
 
-def test_a_table_error_without_a_code_still_says_what_failed() -> None:
-    table = TrackingTable(_Refusing(), "csbs-trigger-tracking")  # type: ignore[arg-type]
+@pytest.mark.parametrize(
+    ("error", "message"),
+    [(ClientError({}, "Query"), "the tracking table could not be used (Unknown)"),
+     (ClientError({"Error": {}}, "Query"), "the tracking table could not be used (Unknown)"),
+     (EndpointConnectionError(endpoint_url="http://127.0.0.1:9"),
+      "the tracking table could not be reached (EndpointConnectionError)")],
+    ids=["no error at all", "an error without a code", "no connection"],
+)  # fmt: skip
+def test_a_table_that_fails_says_what_failed(error: Exception, message: str) -> None:
+    table = TrackingTable(_Failing(error), "csbs-trigger-tracking")  # type: ignore[arg-type]
 
     with pytest.raises(TriggerError) as raised:
         table.due(0.0, limit=1)
 
-    assert raised.value.message == "the tracking table could not be used (Unknown)"
+    assert raised.value.message == message
     assert raised.value.category.value == "unavailable"

@@ -237,7 +237,7 @@ def _s(value: str) -> AttributeValueTypeDef:
 
 
 def _n(value: float) -> AttributeValueTypeDef:
-    return {"N": repr(value) if isinstance(value, float) else str(value)}
+    return {"N": str(value)}  # a float's str is its shortest exact form, as its repr
 
 
 def _tracked(item: dict[str, Any]) -> Tracked:
