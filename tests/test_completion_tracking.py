@@ -674,3 +674,17 @@ def test_a_table_that_fails_says_what_failed(error: Exception, message: str) -> 
 
     assert raised.value.message == message
     assert raised.value.category.value == "unavailable"
+
+
+def test_a_completion_names_the_tracker_invocation_that_reported_it(
+    deployment: Deployment,
+) -> None:
+    deployment.standin.polls_to_finish = 0
+    start(deployment)
+    deployment.track()
+    context = FakeLambdaContext(function_name="csbs-trigger-tracker", aws_request_id="run-42")
+
+    deployment.track(context)
+
+    [completed] = completions(deployment)
+    assert completed.message["invocation_id"] == "run-42"
