@@ -162,7 +162,7 @@ def _poll(tracked: Tracked, run: _Run) -> str:
         if error.category in DEPLOYMENT_FAILURES:
             run.stop = error
             if runtime.clock() < registration.deadline_at:
-                _release(tracked, run, None, error)
+                _release(tracked, run, None, error, misses=0)  # not a poll that found it gone
                 return "stopped"
         return _conclude(tracked, run, None, error)
     return _conclude(tracked, run, items, None)
@@ -208,7 +208,7 @@ def _release(
     run: _Run,
     items: list[CheckpointItem] | None,
     failure: TriggerError | None,
-    misses: int = 0,
+    misses: int,
 ) -> None:
     progress = None if items is None else summary(items, tracked.registration.expected_items)
     recorded = None
