@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from conftest import Deployment, read_event
+from test_operational_trouble import PLAN_A, PLAN_B
 
 from csbs_trigger import PublishError
 from support.standin import Fault
@@ -225,3 +226,31 @@ def test_a_failed_poll_and_a_stopped_run_log_why(deployment: Deployment, logs: i
     }  # fmt: skip
     [finished] = lines(logs, "tracker run finished")
     assert fields(finished, "due", "stopped") == {"level": "INFO", "due": 1, "stopped": 1}
+
+
+@pytest.mark.parametrize(
+    ("trouble", "category"),
+    [("poll refused", "forbidden"), ("table failed", "unavailable")],
+)
+def test_a_stopped_run_counts_the_backups_it_left_for_the_next_run(
+    deployment: Deployment, logs: io.StringIO, trouble: str, category: str
+) -> None:
+    """One backup stopped the run; the other, never polled, is counted ``deferred``."""
+    deployment.set_env("MAX_CONCURRENCY", "1")
+    for plan in (PLAN_A, PLAN_B):
+        deployment.invoke({"plan_id": plan})
+    deployment.notifications()
+    if trouble == "poll refused":
+        denied = {"error_code": "APIGW.0302", "error_msg": "no rights"}
+        deployment.standin.fail_next("csbs", Fault(403, denied))
+    else:
+        dynamodb = deployment.runtime.dynamodb
+        deployment.refuse(dynamodb, "UpdateItem", "InternalServerError", times=10)
+
+    with pytest.raises(Exception, match=rf"^{category}: "):
+        deployment.track()
+
+    [finished] = lines(logs, "tracker run finished")
+    assert fields(finished, "due", "stopped", "deferred") == {
+        "level": "INFO", "due": 2, "stopped": 1, "deferred": 1,
+    }  # fmt: skip

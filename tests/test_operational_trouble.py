@@ -307,6 +307,22 @@ def test_trouble_that_lasts_past_the_deadline_ends_each_backup_timed_out_with_it
     assert len([c for c in deployment.standin.calls("csbs") if c.method == "GET"]) == 4
 
 
+def test_trouble_met_at_the_very_deadline_ends_the_backup_timed_out(deployment: Deployment) -> None:
+    """The deadline is the last moment a backup waits for: a poll refused then is its end."""
+    deployment.now = 1_800_000_000.0
+    deployment.set_env("TRACKING_DEADLINE_SECONDS", "60")
+    [checkpoint_id] = started(deployment, PLAN_B)
+    deployment.now = float(tracked_state(deployment, checkpoint_id)["deadline_at"])
+    _forbidden(deployment)
+
+    with pytest.raises(Exception, match=r"^forbidden: "):
+        deployment.track()
+
+    [completed] = deployment.notifications()
+    assert completed.message["outcome"] == "timed_out"
+    assert tracked_state(deployment, checkpoint_id)["state"] == "done"
+
+
 # -- 2. one odd answer never poisons the tracker -------------------------------------------------
 
 SERVER_0 = "1c960fe4-e679-421a-97cd-4f7463d2344b"  # plan B's one server
