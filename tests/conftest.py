@@ -33,7 +33,7 @@ import webhook
 from csbs_trigger import ConfigError, Runtime, logger
 from support.lambda_context import FakeLambdaContext
 from support.local_aws import Delivered, Inbox, LocalAws
-from support.local_run import SAMPLE_PLANS
+from support.local_run import SAMPLE_PLANS, SAMPLE_VAULTS
 from support.standin import CsbsStandIn, Fault
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -122,6 +122,8 @@ def standin() -> Iterator[CsbsStandIn]:
     with CsbsStandIn() as server:
         for plan_id, (name, servers) in SAMPLE_PLANS.items():
             server.add_plan(plan_id, name, servers)
+        for vault_id, (name, servers) in SAMPLE_VAULTS.items():
+            server.add_vault(vault_id, name, servers)
         yield server
 
 

@@ -11,6 +11,7 @@ import requests
 
 from csbs_trigger.cloud.auth import KeystonePasswordAuth, MemoryLoginGuard
 from csbs_trigger.cloud.credentials import parse_cloud_secret
+from csbs_trigger.cloud.csbs import SERVICE as CSBS
 from csbs_trigger.deadline import Deadline
 from csbs_trigger.errors import Category, UpstreamError
 from support.standin import PROJECT_ID, CsbsStandIn, Fault
@@ -45,13 +46,13 @@ def test_token_is_reused_until_shortly_before_it_expires(standin: CsbsStandIn) -
     clock = Clock()
     auth = make_auth(standin, clock)
 
-    auth.scope(DEADLINE)
+    auth.scope(DEADLINE, CSBS)
     clock.now += timedelta(hours=23, minutes=45)
-    auth.scope(DEADLINE)
+    auth.scope(DEADLINE, CSBS)
     assert len(standin.calls("iam")) == 1
 
     clock.now += timedelta(minutes=6)  # 9 minutes before expiry: inside the margin
-    auth.scope(DEADLINE)
+    auth.scope(DEADLINE, CSBS)
     assert len(standin.calls("iam")) == 2
 
 
@@ -60,13 +61,13 @@ def test_short_lived_token_is_renewed_half_way(standin: CsbsStandIn) -> None:
     clock = Clock()
     auth = make_auth(standin, clock)
 
-    auth.scope(DEADLINE)
+    auth.scope(DEADLINE, CSBS)
     clock.now += timedelta(minutes=1)
-    auth.scope(DEADLINE)
+    auth.scope(DEADLINE, CSBS)
     assert len(standin.calls("iam")) == 1
 
     clock.now += timedelta(minutes=1, seconds=30)
-    auth.scope(DEADLINE)
+    auth.scope(DEADLINE, CSBS)
     assert len(standin.calls("iam")) == 2
 
 
@@ -74,7 +75,7 @@ def test_concurrent_callers_share_one_token_request(standin: CsbsStandIn) -> Non
     auth = make_auth(standin, Clock())
 
     with ThreadPoolExecutor(max_workers=8) as pool:
-        scopes = list(pool.map(lambda _: auth.scope(DEADLINE), range(8)))
+        scopes = list(pool.map(lambda _: auth.scope(DEADLINE, CSBS), range(8)))
 
     assert len(standin.calls("iam")) == 1
     assert {scope.project_id for scope in scopes} == {PROJECT_ID}
@@ -82,10 +83,10 @@ def test_concurrent_callers_share_one_token_request(standin: CsbsStandIn) -> Non
 
 def test_invalidate_forces_a_new_token(standin: CsbsStandIn) -> None:
     auth = make_auth(standin, Clock())
-    auth.scope(DEADLINE)
+    auth.scope(DEADLINE, CSBS)
 
     auth.invalidate()
-    auth.scope(DEADLINE)
+    auth.scope(DEADLINE, CSBS)
 
     assert len(standin.calls("iam")) == 2
 
@@ -93,15 +94,15 @@ def test_invalidate_forces_a_new_token(standin: CsbsStandIn) -> None:
 def test_catalog_endpoint_is_reduced_to_the_service_base(standin: CsbsStandIn) -> None:
     auth = make_auth(standin, Clock(), csbs_endpoint=None)
 
-    scope = auth.scope(DEADLINE)
+    scope = auth.scope(DEADLINE, CSBS)
 
-    assert scope.csbs_endpoint == standin.url
+    assert scope.endpoint == standin.url
     assert scope.project_id == PROJECT_ID
 
 
 def test_secret_values_name_password_and_token(standin: CsbsStandIn) -> None:
     auth = make_auth(standin, Clock())
-    auth.scope(DEADLINE)
+    auth.scope(DEADLINE, CSBS)
 
     assert set(auth.secret_values()) == {
         parse_cloud_secret(__import__("json").dumps(standin.cloud_secret())).password,
@@ -120,7 +121,7 @@ def test_a_token_that_expires_at_no_plausible_time_is_a_bad_response(
     auth = make_auth(standin, Clock())
 
     with pytest.raises(UpstreamError) as raised:
-        auth.scope(DEADLINE)
+        auth.scope(DEADLINE, CSBS)
 
     assert raised.value.category is Category.BAD_RESPONSE
     assert raised.value.message == "IAM answered with a token without a plausible expires_at"

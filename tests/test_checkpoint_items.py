@@ -15,6 +15,8 @@ from conftest import Deployment
 from hypothesis import given
 from hypothesis import strategies as st
 
+from csbs_trigger.cloud.api import segment
+from csbs_trigger.cloud.backend import BackupRequest
 from csbs_trigger.cloud.checkpoint_items import (
     FAILED,
     SUCCEEDED,
@@ -23,10 +25,9 @@ from csbs_trigger.cloud.checkpoint_items import (
     parse_item,
     parse_items_page,
 )
-from csbs_trigger.cloud.csbs import _segment
+from csbs_trigger.cloud.csbs import BACKEND as CSBS
 from csbs_trigger.deadline import Deadline
 from csbs_trigger.errors import TriggerError
-from csbs_trigger.models import BackupRequest
 from support.lambda_context import FakeLambdaContext
 from support.standin import PROJECT_ID, Fault
 
@@ -220,7 +221,9 @@ def test_an_item_that_is_no_object_or_has_no_id_is_a_bad_response(raw: Any) -> N
 
 def _list(deployment: Deployment, checkpoint_id: str, **options: Any) -> list[CheckpointItem]:
     deadline = Deadline.from_context(FakeLambdaContext(), 3.05, 20)
-    return deployment.runtime.client.list_checkpoint_items(checkpoint_id, deadline, **options)
+    return deployment.runtime.services["csbs"].list_checkpoint_items(
+        checkpoint_id, deadline, **options
+    )
 
 
 def _started(deployment: Deployment, plan: dict[str, Any] | None = None) -> str:
@@ -336,11 +339,11 @@ def test_the_project_a_backup_was_created_in_is_known_without_the_answer_naming_
     deployment.standin.fail_next("csbs", Fault(200, {"checkpoint": {"id": "c-1"}}))
     deadline = Deadline.from_context(FakeLambdaContext(), 3.05, 20)
 
-    execution = deployment.runtime.client.execute_backup_policy(BackupRequest(PLAN_A), deadline)
+    execution = deployment.runtime.services["csbs"].start(BackupRequest(CSBS, PLAN_A), deadline)
 
-    assert execution.checkpoint.project_id is None
+    assert execution.started.project_id is None
     assert execution.project_id == PROJECT_ID
 
 
 def test_a_path_segment_is_never_a_way_into_another_path() -> None:
-    assert _segment("../v3/auth/tokens?x=") == "..%2Fv3%2Fauth%2Ftokens%3Fx%3D"
+    assert segment("../v3/auth/tokens?x=") == "..%2Fv3%2Fauth%2Ftokens%3Fx%3D"

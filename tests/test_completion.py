@@ -114,7 +114,8 @@ def test_a_failed_poll_past_the_deadline_times_out_and_says_why() -> None:
 
 def tracked(expected_items: int | None = None) -> Tracked:
     registration = Registration(
-        checkpoint_id="cp-1", plan_id="plan-1", plan_name="nightly", project_id="p",
+        checkpoint_id="cp-1", backend="csbs", target_id="plan-1", plan_name="nightly",
+        project_id="p",
         expected_items=expected_items, registered_at=NOW - 2460, deadline_at=DEADLINE,
         started={"trigger": {"source": "schedule", "id": "s", "sender": None, "reference": None},
                  "request": {"plan_id": "plan-1", "resources": None, "auto_trigger": None},
@@ -190,7 +191,7 @@ def test_a_failure_names_how_many_of_how_many() -> None:
     assert found.error.code == "2001"
     assert notification.subject == "CSBS backup failed for plan nightly (2 of 3 servers)"
     assert notification.attributes == {
-        "event": "completed", "outcome": "failed", "plan_id": "plan-1",
+        "event": "completed", "outcome": "failed", "backend": "csbs", "plan_id": "plan-1",
         "error_category": "item_error",
     }  # fmt: skip
 

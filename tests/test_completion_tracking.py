@@ -32,7 +32,8 @@ SERVER_A = "7a32a8b5-7977-4e24-b5da-e0eb457db75b"
 SERVER_B = "b2b433bf-7dd6-4a74-aa8f-85673dfbda48"
 SERVER_0 = "1c960fe4-e679-421a-97cd-4f7463d2344b"  # plan B's one server
 COMPLETION_KEYS = {
-    "schema_version", "event", "outcome", "trigger", "invocation_id", "request", "plan_name",
+    "schema_version", "event", "outcome", "backend", "trigger", "invocation_id", "request",
+    "plan_name",
     "checkpoint",
     "items", "summary", "error", "started_at", "finished_at", "duration_s", "polls",
     "published_at",
@@ -95,7 +96,8 @@ def test_a_started_backup_is_registered_with_its_deadline(deployment: Deployment
     assert item["plan_name"]["S"] == "nightly-app-servers"
     assert int(item["expected_items"]["N"]) == 2
     assert float(item["registered_at"]["N"]) == 1_800_000_000.0
-    assert item["plan_id"]["S"] == started.message["request"]["plan_id"]
+    assert item["backend"]["S"] == "csbs"
+    assert item["target_id"]["S"] == started.message["request"]["plan_id"]
     assert item["project_id"]["S"] == started.message["checkpoint"]["project_id"]
     assert json.loads(item["started"]["S"]) == {  # what started it, for whoever reads the table
         key: started.message[key]
@@ -187,7 +189,9 @@ def test_a_backup_is_reported_once_when_every_server_is_available(
     assert {item["resource_id"] for item in message["items"]} == {SERVER_A, SERVER_B}
     assert all(set(item) == ITEM_KEYS for item in message["items"])
     assert all(item["progress"] == 100.0 and item["size_mb"] == 1024.0 for item in message["items"])
-    assert completed.attributes == {"event": "completed", "outcome": "succeeded", "plan_id": PLAN_A}
+    assert completed.attributes == {
+        "event": "completed", "outcome": "succeeded", "backend": "csbs", "plan_id": PLAN_A,
+    }  # fmt: skip
     assert completed.subject is not None
     assert completed.subject.startswith(
         "CSBS backup completed for plan nightly-app-servers (2 servers, "

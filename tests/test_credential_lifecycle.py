@@ -12,16 +12,18 @@ import pytest
 import requests
 from conftest import Deployment, read_event
 
+from csbs_trigger.cloud.api import ApiClient
 from csbs_trigger.cloud.auth import CsbsAuth, KeystonePasswordAuth, MemoryLoginGuard, Scope
+from csbs_trigger.cloud.backend import BackupRequest, Execution
 from csbs_trigger.cloud.credentials import (
     PasswordCredentials,
-    csbs_endpoint_for_region,
     parse_cloud_secret,
 )
-from csbs_trigger.cloud.csbs import CsbsClient, Execution
+from csbs_trigger.cloud.csbs import BACKEND, CsbsClient
+from csbs_trigger.cloud.csbs import SERVICE as CSBS
+from csbs_trigger.cloud.endpoints import Service, endpoint_for_region
 from csbs_trigger.deadline import Deadline
 from csbs_trigger.errors import ConfigError
-from csbs_trigger.models import BackupRequest
 from support.lambda_context import FakeLambdaContext
 from support.standin import ACCESS_KEY, PROJECT_ID, PROVIDER_ID, SECURITY_TOKEN
 
@@ -97,13 +99,13 @@ def test_rotated_access_keys_are_picked_up_when_the_old_ones_are_refused(
     ],
 )
 def test_region_names_the_endpoint_of_known_clouds(region: str, endpoint: str) -> None:
-    assert csbs_endpoint_for_region(region) == endpoint
+    assert endpoint_for_region(CSBS, region) == endpoint
 
 
 @pytest.mark.parametrize("region", ["EU-DE", "eu de", "mars", "eu-de.evil.example"])
 def test_unknown_region_is_a_config_error(region: str) -> None:
     with pytest.raises(ConfigError, match="known cloud region"):
-        csbs_endpoint_for_region(region)
+        endpoint_for_region(CSBS, region)
 
 
 # -- the client and its AuthSource, on their own ------------------------------------------------
@@ -123,10 +125,10 @@ def _start_backup(
     session: requests.Session, current: CsbsAuth, refresh: Callable[[CsbsAuth], CsbsAuth | None]
 ) -> Execution:
     """One backup through a client whose AuthSource is ``current`` and ``refresh``."""
-    client = CsbsClient(SimpleNamespace(current=lambda: current, refresh=refresh), session,
-                        PROVIDER_ID)  # fmt: skip
+    source = SimpleNamespace(current=lambda: current, refresh=refresh)
+    client = CsbsClient(ApiClient(CSBS, source, session), PROVIDER_ID)
     deadline = Deadline.from_context(FakeLambdaContext(), 3.05, 20)
-    return client.execute_backup_policy(BackupRequest(plan_id=PLAN), deadline)
+    return client.start(BackupRequest(BACKEND, PLAN), deadline)
 
 
 def test_a_token_dropped_after_the_scope_is_chosen_is_fetched_again_in_time(
@@ -136,8 +138,10 @@ def test_a_token_dropped_after_the_scope_is_chosen_is_fetched_again_in_time(
     and being sent: the request then asks IAM again, within its own deadline."""
 
     class DroppedAfterScope(KeystonePasswordAuth):
-        def scope(self, deadline: Deadline, project_id: str | None = None) -> Scope:
-            chosen = super().scope(deadline, project_id)
+        def scope(
+            self, deadline: Deadline, service: Service, project_id: str | None = None
+        ) -> Scope:
+            chosen = super().scope(deadline, service, project_id)
             self.invalidate()  # as a concurrent plan's refresh would
             return chosen
 

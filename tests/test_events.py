@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 from conftest import read_event
 
-from csbs_trigger.models import BackupRequest
+from csbs_trigger.cloud.backend import BackupRequest
+from csbs_trigger.cloud.csbs import BACKEND as CSBS
 from csbs_trigger.triggers.events import (
     MAX_PLANS_PER_EVENT,
     RejectedPlan,
@@ -43,7 +44,7 @@ def test_every_valid_sample_parses_without_rejections(name: str) -> None:
 def test_optional_fields_stay_unset_when_absent() -> None:
     request = only_request({"plan_id": PLAN})
 
-    assert request == BackupRequest(plan_id=PLAN, resources=None, auto_trigger=None)
+    assert request == BackupRequest(CSBS, PLAN)
     assert request.parameters() == {}
 
 
@@ -71,7 +72,7 @@ def test_an_eventbridge_event_without_a_usable_id_is_refused() -> None:
         [item] = parsed.items
         assert isinstance(item, RejectedPlan), bad_id
         assert "event.id must be the EventBridge event id" in item.error.message
-        assert item.plan_id == read_event("eventbridge.json")["detail"]["plan_id"]
+        assert item.target_id == read_event("eventbridge.json")["detail"]["plan_id"]
 
 
 def test_trigger_source_follows_the_event_shape() -> None:
@@ -96,7 +97,7 @@ def test_eventbridge_detail_may_carry_a_batch() -> None:
     [
         ([PLAN], "event must be a JSON object, got list"),
         ("plan", "event must be a JSON object, got a string of 4 characters"),
-        ({}, "event.plan_id is missing"),
+        ({}, "event.plan_id or vault_id is missing"),
         ({"plan_id": ""}, "event.plan_id must be an id"),
         ({"plan_id": "x" * 65}, "event.plan_id must be an id"),
         ({"plan_id": "../../etc"}, "event.plan_id must be an id"),
@@ -154,10 +155,10 @@ def test_batch_rejects_bad_plans_one_by_one() -> None:
 
     assert isinstance(good, BackupRequest)
     assert isinstance(bad, RejectedPlan)
-    assert bad.plan_id == PLAN
+    assert bad.target_id == PLAN
     assert "plans[1].auto_trigger" in bad.error.message
     assert isinstance(worse, RejectedPlan)
-    assert worse.plan_id is None
+    assert worse.target_id is None
     assert "plans[2] must be an object" in worse.error.message
 
 
@@ -174,8 +175,8 @@ LONG_KEY = "k" * 50
          "event has unknown keys 'extra'; allowed: plans, schedule_arn, scheduled_time", None),
         ({"plans": [None]}, "event.plans[0] must be an object, got null", None),
         ({"plans": [5]}, "event.plans[0] must be an object, got int", None),
-        ({"plan": PLAN}, "event.plan_id is missing (unknown keys: 'plan')", None),
-        ({"resources": [SERVER]}, "event.plan_id is missing", None),
+        ({"plan": PLAN}, "event.plan_id or vault_id is missing (unknown keys: 'plan')", None),
+        ({"resources": [SERVER]}, "event.plan_id or vault_id is missing", None),
         ({"plan_id": PLAN, "schedule_arn": ARN},
          "event needs schedule_arn and scheduled_time together (they name one firing)", PLAN),
         ({"plans": [{"plan_id": PLAN}], "schedule_arn": ARN},
@@ -194,7 +195,7 @@ def test_each_refusal_names_where_and_what(
     [item] = parsed.items[:1]
     assert isinstance(item, RejectedPlan)
     assert item.error.message == message
-    assert item.plan_id == plan_id
+    assert item.target_id == plan_id
     assert parsed.trigger.source == "direct"  # half a schedule names no firing
 
 
@@ -214,7 +215,7 @@ def test_an_eventbridge_event_without_a_usable_id_starts_nothing(event_id: Any) 
     assert item.error.message == (
         f"event.id must be the EventBridge event id (1 to 256 characters of valid text), got {kind}"
     )
-    assert item.plan_id == PLAN
+    assert item.target_id == PLAN
 
 
 @pytest.mark.parametrize("event_id", ["a", "x" * 256])
@@ -244,9 +245,9 @@ def test_a_mapped_plan_is_checked_as_an_event_plan() -> None:
     accepted = parse_plan({"plan_id": PLAN, "resources": [SERVER]}, where="body")
     refused = parse_plan({"plan": PLAN}, where="body")
 
-    assert accepted == BackupRequest(PLAN, (SERVER,))
+    assert accepted == BackupRequest(CSBS, PLAN, (SERVER,))
     assert isinstance(refused, RejectedPlan)
-    assert refused.error.message == "body.plan_id is missing (unknown keys: 'plan')"
+    assert refused.error.message == "body.plan_id or vault_id is missing (unknown keys: 'plan')"
     invalid = parse_plan({"plan_id": PLAN, "resources": "not a list"}, where="body")
     assert isinstance(invalid, RejectedPlan)
-    assert invalid.plan_id == PLAN  # the notification still names the plan
+    assert invalid.target_id == PLAN  # the notification still names the plan

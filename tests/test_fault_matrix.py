@@ -48,6 +48,10 @@ class Row:
     sleeps: tuple[float, ...] = ()  # backoff pauses, with the jitter pinned at half
     attempts: int | None = None  # POSTs tried, where more than reached the stand-in
     read_timeout: str | None = None  # CSBS_READ_TIMEOUT_SECONDS, where the row needs a short one
+    backend: str = "csbs"  # "cbr": the fault hits CBR, and the event names a vault
+
+
+CBR_VAULT = "3b5816b5-f29c-4172-9d9a-76c719a659ce"  # vault-be94: two servers
 
 
 def error(status: int, code: str, message: str = "upstream message", **headers: str) -> Fault:
@@ -68,6 +72,23 @@ def closed_port_endpoint(deployment: Deployment) -> None:
     port = deployment.closed_port()
     deployment.set_secret(deployment.standin.cloud_secret(csbs_endpoint=f"http://127.0.0.1:{port}"))
 
+
+# The CBR codes the classification knows, each with the status a region answers it with (the
+# same code comes with other statuses elsewhere: 6105 as a 400, 6137 as a 500).
+CBR_CODES = [
+    *[(f"BackupService.{code}", status, "busy") for code, status in
+      (("0002", 500), ("6125", 400), ("6203", 400), ("6134", 400), ("6130", 400),
+       ("7200", 400))],
+    *[(f"BackupService.{code}", status, "not_found") for code, status in
+      (("6105", 400), ("6302", 404), ("7000", 404), ("7100", 404), ("6000", 404),
+       ("6217", 404))],
+    *[(f"BackupService.{code}", 500 if code == "6137" else 400, "invalid_request") for code in
+      ("0001", "6113", "6114", "6142", "6124", "6135", "6215", "6116", "6137", "6002", "7001",
+       "7002", "7003", "7004", "7006", "7007", "7008", "7101", "7102", "7103", "7104", "7105",
+       "7106", "7107", "7108", "7109", "7110", "7111", "7113", "8300", "9900")],
+    ("BackupService.8600", 403, "forbidden"),
+    ("BackupService.9910", 500, "server_error"),
+]  # fmt: skip
 
 ROWS = [
     # HTTP statuses
@@ -134,6 +155,66 @@ ROWS = [
     Row("SNS topic does not exist", None, 1, publish_fails=True,
         setup=lambda d: d.set_env("NOTIFICATION_TOPIC_ARN",
                                   "arn:aws:sns:eu-central-1:123456789012:missing")),
+    # CBR (issue 17): every code of the classification, with a status real regions send it with;
+    # the code decides whatever the status
+    *[
+        Row(
+            f"{code} CBR",
+            category,
+            3 if category == "server_error" else 1,
+            error(status, code),
+            backend="cbr",
+            sleeps=BACKOFF if category == "server_error" else (),
+        )
+        for code, status, category in CBR_CODES
+    ],
+    Row(
+        "CBR every resource skipped (busy)",
+        "busy",
+        1,
+        Fault(
+            200,
+            {
+                "checkpoint": {
+                    "id": "c-skipped",
+                    "status": "protecting",
+                    "vault": {
+                        "id": CBR_VAULT,
+                        "name": "v",
+                        "resources": [],
+                        "skipped_resources": [
+                            {
+                                "id": "s-1",
+                                "code": "BackupService.0002",
+                                "reason": "Resources are being backed up.",
+                            }
+                        ],
+                    },
+                }
+            },
+        ),
+        backend="cbr",
+    ),
+    Row(
+        "CBR APIGW.0308 throttled",
+        "throttled",
+        3,
+        error(429, "APIGW.0308"),
+        backend="cbr",
+        sleeps=BACKOFF,
+    ),
+    Row(
+        "CBR 503 once, then OK",
+        None,
+        2,
+        error(503, "APIGW.0201"),
+        repeat=1,
+        sleeps=(0.25,),
+        backend="cbr",
+    ),
+    Row(
+        "CBR 200 not JSON", "bad_response", 1, Fault(200, b"OK"), maybe_created=True, backend="cbr"
+    ),
 ]  # fmt: skip
 
 COLUMNS = ("fault", "category", "retryable", "maybe created", "CSBS calls", "IAM calls",
@@ -160,18 +241,19 @@ def test_fault_ends_in_one_classified_notification(
     if row.setup:
         row.setup(deployment)
     if row.fault:
-        deployment.standin.fail_next("csbs", *[row.fault] * row.repeat)
+        deployment.standin.fail_next(row.backend, *[row.fault] * row.repeat)
     if row.read_timeout:
         deployment.set_env("CSBS_READ_TIMEOUT_SECONDS", row.read_timeout)
+    event = read_event("direct.json") if row.backend == "csbs" else {"vault_id": CBR_VAULT}
 
     if row.publish_fails:
         with pytest.raises(PublishError):
-            deployment.invoke(read_event("direct.json"))
+            deployment.invoke(event)
     else:
-        deployment.invoke(read_event("direct.json"))
+        deployment.invoke(event)
 
     delivered = deployment.notifications()
-    csbs_calls = len(deployment.standin.calls("csbs"))
+    csbs_calls = len(deployment.standin.calls(row.backend))
     assert csbs_calls == row.csbs_calls
     if row.publish_fails:
         assert delivered == []

@@ -159,7 +159,7 @@ def test_invalid_event_is_notified_and_nothing_else_is_sent(deployment: Deployme
 
     [delivered] = deployment.notifications()
     assert delivered.message["error"]["category"] == "invalid_event"
-    assert "plan_id is missing" in delivered.message["error"]["message"]
+    assert "plan_id or vault_id is missing" in delivered.message["error"]["message"]
     assert delivered.attributes == {
         "event": "started",
         "outcome": "failed",
@@ -391,8 +391,8 @@ def test_notification_schema_and_attributes(deployment: Deployment) -> None:
     by_plan = {d.message["request"]["plan_id"]: d for d in deployment.notifications()}
     failed, succeeded = by_plan[PLAN_A], by_plan[PLAN_B]
     expected_keys = {
-        "schema_version", "event", "outcome", "trigger", "invocation_id", "idempotency_key",
-        "request",
+        "schema_version", "event", "outcome", "backend", "trigger", "invocation_id",
+        "idempotency_key", "request",
         "checkpoint", "error", "attempts", "duration_ms", "tracking", "published_at",
     }  # fmt: skip
     assert set(failed.message) == set(succeeded.message) == expected_keys
@@ -403,7 +403,10 @@ def test_notification_schema_and_attributes(deployment: Deployment) -> None:
         "extra_info",
     }  # fmt: skip
     assert succeeded.message["event"] == failed.message["event"] == "started"
-    assert succeeded.attributes == {"event": "started", "outcome": "succeeded", "plan_id": PLAN_B}
+    assert succeeded.message["backend"] == failed.message["backend"] == "csbs"
+    assert succeeded.attributes == {
+        "event": "started", "outcome": "succeeded", "backend": "csbs", "plan_id": PLAN_B,
+    }  # fmt: skip
     assert failed.message["checkpoint"] is None
     assert failed.message["error"] == {
         "category": "busy",
@@ -418,6 +421,7 @@ def test_notification_schema_and_attributes(deployment: Deployment) -> None:
     assert failed.attributes == {
         "event": "started",
         "outcome": "failed",
+        "backend": "csbs",
         "plan_id": PLAN_A,
         "error_category": "busy",
     }

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from samtranslator.yaml_helper import yaml_parse
 
-from csbs_trigger.models import BackupRequest
+from csbs_trigger.cloud.backend import BackupRequest
 from csbs_trigger.triggers.events import parse_event
 from support.check_template import expand
 

@@ -49,10 +49,24 @@ SAMPLE_PLANS = {
         {"1c960fe4-e679-421a-97cd-4f7463d2344b": "server0"},
     ),
 }
+# The CBR vaults the sample events name (a project created since 2025 backs up with CBR).
+SAMPLE_VAULTS = {
+    "3b5816b5-f29c-4172-9d9a-76c719a659ce": (
+        "vault-be94",
+        {
+            "94eba8b2-acc9-4d82-badc-127144cc5526": "ecs-1f0f-0002",
+            "e8cc6bfd-d324-4b88-9109-9fb0ba70676f": "ecs-9f93-0002",
+        },
+    ),
+    "ea7b8717-2543-478a-a92d-3ca7ee448f67": (
+        "vault-db",
+        {"d6bf7592-ca52-43a2-9979-e418d64b29bb": "db-server-1"},
+    ),
+}
 # The direct sample runs while a backup of its plan is still executing, to show a failure.
 BUSY_FOR_DIRECT_SAMPLE = "CSBS.1001"
-# The server whose backups end in error, to show a failed completion.
-FAILING_SERVER = "1c960fe4-e679-421a-97cd-4f7463d2344b"
+# The servers whose backups end in error, to show a failed completion (CSBS, CBR).
+FAILING_SERVERS = {"1c960fe4-e679-421a-97cd-4f7463d2344b", "d6bf7592-ca52-43a2-9979-e418d64b29bb"}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     with CsbsStandIn() as standin, LocalAws() as aws:
         for plan_id, (name, servers) in SAMPLE_PLANS.items():
             standin.add_plan(plan_id, name, servers)
+        for vault_id, (name, servers) in SAMPLE_VAULTS.items():
+            standin.add_vault(vault_id, name, servers)
         secret_arn = aws.create_secret("csbs-trigger/cloud", standin.cloud_secret())
         topic_arn, inbox = aws.topic_with_inbox("csbs-trigger-notifications")
         os.environ.update(aws.env())
@@ -89,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
                 "POWERTOOLS_METRICS_DISABLED": "true",  # the EMF lines are for CloudWatch
             }
         )
-        standin.failing_servers = {FAILING_SERVER}
+        standin.failing_servers = set(FAILING_SERVERS)
         if not args.logs:  # the summaries below say what happened; whole lines with --logs
             quiet_function_logs()
         print(f"CSBS/IAM stand-in on {standin.url}, local AWS on {aws.endpoint_url}")

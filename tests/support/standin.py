@@ -1,7 +1,10 @@
-"""A CSBS + IAM stand-in: a real HTTP server on 127.0.0.1 that enforces the API contract.
+"""A CSBS + CBR + IAM stand-in: a real HTTP server on 127.0.0.1 that enforces the API contract.
 
-It serves Keystone's ``POST /v3/auth/tokens`` and CSBS's
-``POST /v1/{project_id}/providers/{provider_id}/checkpoints``, checks what a real server checks
+It serves Keystone's ``POST /v3/auth/tokens``, CSBS's
+``POST /v1/{project_id}/providers/{provider_id}/checkpoints`` and checkpoint items, and CBR's
+restore points, backups and tasks under ``/v3/{project_id}/`` (with the drift real CBR answers
+show: sizes as strings, ``extra_info`` as a JSON string, ``vault: null`` on a GET, disk backups
+with a ``parent_id``, pages capped below the ``limit`` asked for), checks what a real server checks
 (token, project, provider, content type, body shape, plan and resources), answers as real servers
 do (``extra_info`` as a JSON string, microsecond timestamps without a zone), records every request,
 and can be told to fail the next requests in any way the client must survive.
@@ -67,6 +70,25 @@ class Fault:
 
 
 @dataclass
+class Vault:
+    name: str
+    resources: dict[str, str]  # id -> server name
+    busy: set[str] = field(default_factory=set)  # being backed up already: skipped
+
+
+@dataclass
+class CreatedRestorePoint:
+    id: str
+    vault_id: str
+    servers: list[tuple[str, str]]  # (id, name) backed up
+    backup_ids: list[str]
+    project_id: str
+    created_at: datetime
+    polls: int = 0
+    deleted: bool = False
+
+
+@dataclass
 class CreatedCheckpoint:
     id: str
     plan_id: str
@@ -104,7 +126,12 @@ class CsbsStandIn:
         self.polls_to_finish = 3
         self.plans: dict[str, Plan] = {}
         self.requests: list[Recorded] = []
-        self._faults: dict[str, deque[Fault]] = {"iam": deque(), "csbs": deque()}
+        self._faults: dict[str, deque[Fault]] = {"iam": deque(), "csbs": deque(), "cbr": deque()}
+        # CBR: vaults by id, the restore points created, the rows a list page holds at most.
+        self.vaults: dict[str, Vault] = {}
+        self.restore_points: dict[str, CreatedRestorePoint] = {}
+        self.cbr_page_limit = 100
+        self.disks_per_server = 1  # disk backups (with a parent_id) listed beside each server's
         self._tokens: dict[str, tuple[datetime, str]] = {}  # token: expiry, its project
         # The projects the user has the backup role in (id: name); add one to play a second.
         self.projects: dict[str, str] = {PROJECT_ID: PROJECT_NAME}
@@ -142,8 +169,12 @@ class CsbsStandIn:
     def add_plan(self, plan_id: str, name: str, resources: dict[str, str]) -> None:
         self.plans[plan_id] = Plan(name=name, resources=dict(resources))
 
+    def add_vault(self, vault_id: str, name: str, resources: dict[str, str]) -> None:
+        self.vaults[vault_id] = Vault(name=name, resources=dict(resources))
+
     def fail_next(self, route: str, *faults: Fault) -> None:
-        """Queue faults for the next requests to ``route`` ("iam" or "csbs"), in order."""
+        """Queue faults for the next requests to ``route`` ("iam", "csbs" or "cbr"), in
+        order."""
         with self._lock:
             self._faults[route].extend(faults)
 
@@ -155,7 +186,8 @@ class CsbsStandIn:
     def access_key_secret(self, *, temporary: bool = False, **overrides: Any) -> dict[str, Any]:
         """events/secrets/access-keys.json pointed at this stand-in (plus a security token
         when ``temporary``)."""
-        secret: dict[str, Any] = {**_ACCESS_KEY_SAMPLE, "region": None, "csbs_endpoint": self.url}
+        secret: dict[str, Any] = {**_ACCESS_KEY_SAMPLE, "region": None, "csbs_endpoint": self.url,
+                                  "cbr_endpoint": self.url}  # fmt: skip
         if temporary:
             secret["security_token"] = SECURITY_TOKEN
         secret.update(overrides)
@@ -167,15 +199,15 @@ class CsbsStandIn:
             **_PASSWORD_SAMPLE,
             "auth_url": f"{self.url}/v3",
             "csbs_endpoint": self.url,
+            "cbr_endpoint": self.url,
         }
         secret.update(overrides)
         return {key: value for key, value in secret.items() if value is not None}
 
     # -- inspection -------------------------------------------------------------------------
     def calls(self, route: str) -> list[Recorded]:
-        prefix = "/v3/" if route == "iam" else "/v1/"
         with self._lock:
-            return [request for request in self.requests if request.path.startswith(prefix)]
+            return [request for request in self.requests if _route(request.path) == route]
 
     def issued_tokens(self) -> list[str]:
         with self._lock:
@@ -204,9 +236,64 @@ class CsbsStandIn:
                 "resource_type": "OS::Nova::Server", "status": status,
                 "extend_info": json.dumps(extend)}  # fmt: skip
 
+    def _backup_status(self, point: CreatedRestorePoint, server_id: str) -> tuple[str, int]:
+        finished = point.polls > self.polls_to_finish
+        if not finished:
+            status = "waiting_protect" if point.polls == 2 else "protecting"
+            return status, 100 * (point.polls - 1) // self.polls_to_finish
+        return ("error" if server_id in self.failing_servers else "available"), 100
+
+    def _backup_rows(self, point: CreatedRestorePoint) -> list[dict[str, Any]]:
+        """The restore point's backups at this poll: none at first, then one per server (and
+        one per disk, with the server's backup as ``parent_id``)."""
+        if point.polls <= 1:
+            return []
+        rows = []
+        now = datetime.now(UTC).replace(tzinfo=None).isoformat()
+        for (server_id, name), backup_id in zip(point.servers, point.backup_ids, strict=True):
+            status, progress = self._backup_status(point, server_id)
+            row = {
+                "id": backup_id,
+                "checkpoint_id": point.id,
+                "parent_id": None,
+                "resource_id": server_id,
+                "resource_name": name,
+                "resource_size": "40",
+                "resource_type": "OS::Nova::Server",
+                "status": status,
+                "vault_id": point.vault_id,
+                "updated_at": now,
+                "protected_at": now,
+                "extend_info": json.dumps({"progress": progress, "auto_trigger": False}),
+            }
+            disks = [{**row, "id": f"{backup_id}-disk-{index}", "parent_id": backup_id,
+                      "resource_type": "OS::Cinder::Volume", "resource_name": f"{name}-disk"}
+                     for index in range(self.disks_per_server)]  # fmt: skip
+            rows += [row, *disks]
+        return rows
+
+    def _tasks(self, point: CreatedRestorePoint) -> list[dict[str, Any]]:
+        """One backup task per server: its error where the backup failed."""
+        tasks = []
+        for server_id, name in point.servers:
+            status, progress = self._backup_status(point, server_id)
+            failed = status == "error"
+            tasks.append({
+                "id": str(uuid.uuid4()), "checkpoint_id": point.id, "vault_id": point.vault_id,
+                "operation_type": "backup", "project_id": point.project_id,
+                "status": "failed" if failed else "success" if status == "available" else
+                "running",
+                "error_info": {"code": "BackupService.7102" if failed else "",
+                               "message": "The server has stopped." if failed else ""},
+                "extra_info": {"resource": {"id": server_id, "name": name,
+                                            "type": "OS::Nova::Server"},
+                               "common": {"progress": progress}},
+            })  # fmt: skip
+        return tasks
+
     # -- used by the handler ------------------------------------------------------------------
     def _record(self, request: Recorded) -> Fault | None:
-        route = "iam" if request.path.startswith("/v3/") else "csbs"
+        route = _route(request.path)
         with self._lock:
             self.requests.append(request)
             return self._faults[route].popleft() if self._faults[route] else None
@@ -226,6 +313,12 @@ class CsbsStandIn:
 
 
 Answer = tuple[int, dict[str, Any] | bytes, dict[str, str]]
+
+
+def _route(path: str) -> str:
+    if path.startswith("/v3/auth/"):
+        return "iam"
+    return "cbr" if path.startswith("/v3/") else "csbs"
 
 
 class _Server(ThreadingHTTPServer):
@@ -297,6 +390,8 @@ class _Handler(BaseHTTPRequestHandler):
         elif parts.path.startswith("/v1/"):
             self.standin._stopping.wait(self.standin.answer_delay_seconds)
             answer = self._checkpoints(recorded)
+        elif _route(parts.path) == "cbr":
+            answer = self._cbr(recorded)
         else:
             answer = 404, {"error_code": "APIGW.0101", "error_msg": "API not found"}, {}
         self._send(*answer)
@@ -369,6 +464,13 @@ class _Handler(BaseHTTPRequestHandler):
                     "type": "compute",
                     "name": "nova",
                     "endpoints": [{"interface": "public", "url": "https://ecs.invalid/v2"}],
+                },
+                {
+                    "type": "cbr",
+                    "name": "cbr",
+                    "endpoints": [
+                        {"interface": "public", "url": f"{self.standin.url}/v3/{scoped}"}
+                    ],
                 },
                 {
                     "type": "data-protect",
@@ -501,6 +603,112 @@ class _Handler(BaseHTTPRequestHandler):
             items = [item for item in items if item["id"] > marker]
         return 200, {"checkpoint_items": items[:limit]}, {}
 
+    # -- CBR --------------------------------------------------------------------------------
+    def _cbr(self, request: Recorded) -> Answer:
+        segments = request.path.strip("/").split("/")
+        not_found: Answer = 404, {"error_code": "APIGW.0101", "error_msg": "API not found"}, {}
+        if len(segments) < 3:
+            return not_found
+        project_id, resource = segments[1], segments[2:]
+        refusal = self._refusal(request, project_id)
+        if refusal:
+            return refusal
+        query = {key: values[-1] for key, values in request.query.items()}
+        if resource == ["checkpoints"] and request.method == "POST":
+            return self._create_restore_point(request, project_id)
+        if len(resource) == 2 and resource[0] == "checkpoints" and request.method == "GET":
+            return self._restore_point(resource[1], project_id)
+        if resource == ["backups"] and request.method == "GET":
+            return self._backups(query, project_id)
+        if resource == ["operation-logs"] and request.method == "GET":
+            return self._tasks(query, project_id)
+        return not_found
+
+    def _cbr_error(self, status: int, code: str, message: str) -> Answer:
+        return status, {"error_code": code, "error_msg": message}, {}
+
+    def _create_restore_point(self, request: Recorded, project_id: str) -> Answer:
+        try:
+            document = request.json()
+        except ValueError:
+            return self._cbr_error(400, "BackupService.0001", "Malformed request body")
+        problem = _restore_point_body_problem(document)
+        if problem:
+            return self._cbr_error(400, "BackupService.0001", problem)
+        checkpoint = document["checkpoint"]
+        vault = self.standin.vaults.get(checkpoint["vault_id"])
+        if vault is None:
+            return self._cbr_error(404, "BackupService.6105", "The vault does not exist.")
+        wanted = checkpoint["parameters"].get("resources")
+        unknown = [resource for resource in wanted or [] if resource not in vault.resources]
+        if unknown:
+            return self._cbr_error(400, "BackupService.6302", "The resource does not exist.")
+        asked = wanted if wanted is not None else list(vault.resources)
+        backed = [resource for resource in asked if resource not in vault.busy]
+        point_id = str(uuid.uuid4())
+        created = datetime.now(UTC)
+        self.standin.restore_points[point_id] = CreatedRestorePoint(
+            point_id, checkpoint["vault_id"], [(r, vault.resources[r]) for r in backed],
+            [str(uuid.uuid4()) for _ in backed], project_id, created,
+        )  # fmt: skip
+        parameters = checkpoint["parameters"]
+        return 200, {"checkpoint": {
+            "id": point_id, "project_id": project_id, "status": "protecting",
+            "created_at": created.replace(tzinfo=None).isoformat(),  # no zone, as CBR writes it
+            "vault": {
+                "id": checkpoint["vault_id"], "name": vault.name,
+                "resources": [{"id": r, "type": "OS::Nova::Server", "name": vault.resources[r],
+                               "extra_info": "{}", "resource_size": "40", "backup_size": "0",
+                               "backup_count": "0", "protect_status": "available"}
+                              for r in backed],
+                "skipped_resources": [{"id": r, "type": "OS::Nova::Server",
+                                       "name": vault.resources[r], "code": "BackupService.0002",
+                                       "reason": "Resources are being backed up."}
+                                      for r in asked if r in vault.busy],
+            },
+            "extra_info": {"name": parameters.get("name"),
+                           "description": parameters.get("description"),
+                           "retention_duration": -1},
+        }}, {}  # fmt: skip
+
+    def _restore_point(self, point_id: str, project_id: str) -> Answer:
+        point = self.standin.restore_points.get(point_id)
+        if point is None or point.deleted or point.project_id != project_id:
+            return self._cbr_error(
+                404, "BackupService.6217", "The backup restore point does not exist."
+            )
+        return 200, {"checkpoint": {"id": point.id, "project_id": project_id,
+                                    "status": "available", "vault": None}}, {}  # fmt: skip
+
+    def _backups(self, query: dict[str, str], project_id: str) -> Answer:
+        """``GET /backups?checkpoint_id=&limit=&offset=``: each first page of a poll moves the
+        restore point's backups one step on; each server's disks are listed beside it."""
+        point = self.standin.restore_points.get(query.get("checkpoint_id", ""))
+        rows: list[dict[str, Any]] = []
+        if point is not None and not point.deleted and point.project_id == project_id:
+            offset = int(query.get("offset") or 0)
+            if offset == 0:
+                point.polls += 1
+            rows = self.standin._backup_rows(point)
+        offset, limit = int(query.get("offset") or 0), int(query.get("limit") or 1000)
+        page = rows[offset : offset + min(limit, self.standin.cbr_page_limit)]
+        return 200, {"backups": page, "count": len(rows)}, {}
+
+    def _tasks(self, query: dict[str, str], project_id: str) -> Answer:
+        """``GET /operation-logs?vault_id=&operation_type=backup&start_time=``: one task per
+        backup of the vault's restore points created since ``start_time``."""
+        since = datetime.strptime(query["start_time"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+        tasks = [
+            task
+            for point in self.standin.restore_points.values()
+            if point.vault_id == query.get("vault_id") and point.project_id == project_id
+            and point.created_at >= since and query.get("operation_type") == "backup"
+            for task in self.standin._tasks(point)
+        ]  # fmt: skip
+        offset, limit = int(query.get("offset") or 0), int(query.get("limit") or 1000)
+        page = tasks[offset : offset + min(limit, self.standin.cbr_page_limit)]
+        return 200, {"operation_logs": page, "count": len(tasks)}, {}
+
     # -- writing ----------------------------------------------------------------------------
     def _send(self, status: int, body: dict[str, Any] | bytes, headers: dict[str, str]) -> None:
         data = body if isinstance(body, bytes) else json.dumps(body).encode()
@@ -577,6 +785,27 @@ def _signature_valid(request: Recorded, authorization: str, project_id: str) -> 
     Signer(BasicCredentials(ACCESS_KEY, SECRET_KEY)).sign(expected)
     expected_signature = expected.header_params["Authorization"].rsplit("Signature=", 1)[1]
     return hmac.compare_digest(expected_signature, fields.get("Signature", ""))
+
+
+_RESTORE_POINT_PARAMETERS = {"auto_trigger": bool, "incremental": bool, "name": str,
+                              "description": str, "resources": list}  # fmt: skip
+
+
+def _restore_point_body_problem(document: Any) -> str | None:
+    """What CBR refuses in a create-restore-point body, or None."""
+    checkpoint = document.get("checkpoint") if isinstance(document, dict) else None
+    if not isinstance(checkpoint, dict) or set(checkpoint) != {"vault_id", "parameters"}:
+        return "checkpoint must hold exactly vault_id and parameters"
+    if not isinstance(checkpoint["vault_id"], str):
+        return "checkpoint.vault_id must be a string"
+    parameters = checkpoint["parameters"]
+    if not isinstance(parameters, dict):
+        return "checkpoint.parameters must be an object"
+    for key, value in parameters.items():
+        kind = _RESTORE_POINT_PARAMETERS.get(key)
+        if kind is None or not isinstance(value, kind):
+            return f"checkpoint.parameters.{key} is not valid"
+    return None
 
 
 def _checkpoint_body_problem(document: Any) -> str | None:

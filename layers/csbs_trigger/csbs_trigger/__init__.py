@@ -1,10 +1,11 @@
-"""csbs-trigger core: execute CSBS backup policies from AWS events, follow each backup to its end,
+"""csbs-trigger core: start CSBS and CBR backups from AWS events, follow each backup to its end,
 and report both to SNS.
 
 The public API is what handlers need; everything else is importable from its module.
 """
 
 from csbs_trigger.aws.sns import PublishError
+from csbs_trigger.cloud.backend import BackupRequest
 from csbs_trigger.errors import (
     Category,
     ConfigError,
@@ -13,7 +14,7 @@ from csbs_trigger.errors import (
     UpstreamError,
 )
 from csbs_trigger.log import logger
-from csbs_trigger.models import BackupRequest, Checkpoint, Trigger
+from csbs_trigger.models import Checkpoint, Trigger
 from csbs_trigger.runtime import Runtime, container_runtime
 from csbs_trigger.settings import Settings
 from csbs_trigger.tracker import track

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from csbs_trigger.aws.tracking import Tracked
+from csbs_trigger.cloud.backends import BACKENDS
 from csbs_trigger.cloud.checkpoint_items import CheckpointItem
 from csbs_trigger.errors import Category, TriggerError
 from csbs_trigger.notify import (
@@ -23,6 +24,7 @@ from csbs_trigger.notify import (
     Redactor,
     fit,
     iso_time,
+    target_attributes,
 )
 
 EVENT_COMPLETED = "completed"
@@ -107,6 +109,7 @@ def build_completion(
     ``items`` None (the last poll failed) reports the last summary a poll recorded.
     """
     registration = tracked.registration
+    backend = BACKENDS[registration.backend]
     started = registration.started
     listed = [item.to_dict() for item in items or ()]
     expected = registration.expected_items
@@ -120,6 +123,7 @@ def build_completion(
         "schema_version": SCHEMA_VERSION,
         "event": EVENT_COMPLETED,
         "outcome": verdict.outcome,
+        "backend": backend.name,
         "trigger": started["trigger"],
         "invocation_id": invocation_id,
         "request": started["request"],
@@ -139,7 +143,7 @@ def build_completion(
         return {**message, "items": listed[:count], "items_omitted": len(listed) - count}
 
     attributes = {"event": EVENT_COMPLETED, "outcome": verdict.outcome,
-                  "plan_id": registration.plan_id}  # fmt: skip
+                  **target_attributes(backend, registration.target_id)}  # fmt: skip
     if verdict.error is not None:
         attributes["error_category"] = verdict.error.category.value
     subject = _subject(tracked, verdict, counts, duration)
@@ -149,18 +153,20 @@ def build_completion(
 
 def _subject(tracked: Tracked, verdict: Verdict, counts: dict[str, int], duration: int) -> str:
     registration = tracked.registration
-    plan = f"plan {registration.plan_name or registration.plan_id}"
+    backend = BACKENDS[registration.backend]
+    label = backend.label
+    plan = f"{backend.target_word} {registration.plan_name or registration.target_id}"
     servers = _servers(counts["servers"])
     if verdict.outcome == SUCCEEDED:
-        return f"CSBS backup completed for {plan} ({servers}, {_duration(duration)})"
+        return f"{label} backup completed for {plan} ({servers}, {_duration(duration)})"
     if verdict.outcome == TIMED_OUT:
         done = counts["available"] + counts["failed"]
         finished = f"{done} of {servers} finished" if counts["servers"] else "no servers listed"
-        return f"CSBS backup timed out for {plan} ({finished})"
+        return f"{label} backup timed out for {plan} ({finished})"
     assert verdict.error is not None
     if verdict.error.category is Category.ITEM_ERROR:
-        return f"CSBS backup failed for {plan} ({counts['failed']} of {servers})"
-    return f"CSBS backup failed ({verdict.error.category.value}) for {plan}"
+        return f"{label} backup failed for {plan} ({counts['failed']} of {servers})"
+    return f"{label} backup failed ({verdict.error.category.value}) for {plan}"
 
 
 def _servers(count: int) -> str:

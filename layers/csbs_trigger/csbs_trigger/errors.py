@@ -91,6 +91,33 @@ _CATEGORY_BY_CODE: dict[str, Category] = {
     "APIG.0308": Category.THROTTLED,
     "APIGW.0308": Category.THROTTLED,
     "BackupService.4008": Category.FORBIDDEN,
+    # CBR (the codes of OTC's CBR error code page; the same code comes with other HTTP statuses
+    # in other regions and versions, so the code decides)
+    **dict.fromkeys(
+        ("BackupService.0002", "BackupService.6125", "BackupService.6203", "BackupService.6134",
+         "BackupService.6130", "BackupService.7200"),
+        Category.BUSY,
+    ),
+    **dict.fromkeys(
+        ("BackupService.6105", "BackupService.6302", "BackupService.7000", "BackupService.7100",
+         "BackupService.6000", "BackupService.6217"),
+        Category.NOT_FOUND,
+    ),
+    **dict.fromkeys(
+        ("BackupService.0001", "BackupService.6113", "BackupService.6114", "BackupService.6142",
+         "BackupService.6124", "BackupService.6135", "BackupService.6215", "BackupService.6116",
+         "BackupService.6137", "BackupService.6002", "BackupService.8300", "BackupService.9900",
+         # 7001-7113: a disk or server that cannot be backed up as it is
+         *(f"BackupService.{code}" for code in (7001, 7002, 7003, 7004, 7006, 7007, 7008)),
+         *(f"BackupService.{code}" for code in range(7101, 7112)), "BackupService.7113"),
+        Category.INVALID_REQUEST,
+    ),
+    "BackupService.8600": Category.FORBIDDEN,
+    "BackupService.9910": Category.SERVER_ERROR,
+}  # fmt: skip
+# What an operator must do where an answer's own text does not say it.
+_ADVICE_BY_CODE = {
+    "BackupService.4008": "this project must use CBR: name its vault with vault_id, not plan_id",
 }
 
 _CATEGORY_BY_STATUS: dict[int, Category] = {
@@ -219,7 +246,8 @@ def classify_error_answer(
     code, message, request_id = parse_error_body(body)
     code = truncate(code, MAX_CODE_LENGTH) if code else None
     error = UpstreamError(
-        f"{what} answered HTTP {http_status}: {message or 'no error message'}",
+        f"{what} answered HTTP {http_status}: {message or 'no error message'}"
+        + (f" ({_ADVICE_BY_CODE[code]})" if code in _ADVICE_BY_CODE else ""),
         category=classify(http_status, code, token_request=token_request),
         http_status=http_status,
         code=code,

@@ -1,4 +1,4 @@
-"""Typed requests and answers of the CSBS "Executing a Backup Policy" call.
+"""Who fired a run, and the typed answer of the CSBS "Executing a Backup Policy" call.
 
 Parsing is lenient where real servers drift from the API page (``extra_info`` as a JSON string,
 numbers as floats or strings, unknown fields) and strict only where a missing value would make the
@@ -18,31 +18,6 @@ from csbs_trigger.errors import UpstreamError
 DEFAULT_PROVIDER_ID = "fc4d5750-22e7-4798-8a46-f48f62c4c1da"
 # Checkpoint ids are UUIDs; anything far longer is no id a notification could carry.
 MAX_CHECKPOINT_ID_LENGTH = 128
-
-
-@dataclass(frozen=True)
-class BackupRequest:
-    """One execution of one backup policy, as a trigger asked for it."""
-
-    plan_id: str
-    resources: tuple[str, ...] | None = None
-    auto_trigger: bool | None = None
-
-    def parameters(self) -> dict[str, Any]:
-        """The mandatory ``parameters`` object, holding only what the trigger gave."""
-        parameters: dict[str, Any] = {}
-        if self.auto_trigger is not None:
-            parameters["auto_trigger"] = self.auto_trigger
-        if self.resources is not None:
-            parameters["resources"] = list(self.resources)
-        return parameters
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "plan_id": self.plan_id,
-            "resources": None if self.resources is None else list(self.resources),
-            "auto_trigger": self.auto_trigger,
-        }
 
 
 @dataclass(frozen=True)
@@ -91,25 +66,42 @@ class Checkpoint:
     protection_plan: ProtectionPlan | None
     extra_info: Any
 
-    def to_dict(self) -> dict[str, Any]:
-        """As notifications carry it (built by hand: ``asdict`` deep-copies, on every run)."""
+    @property
+    def target_name(self) -> str | None:
+        return self.protection_plan.name if self.protection_plan else None
+
+    @property
+    def resource_count(self) -> int:
+        return len(self.protection_plan.resources) if self.protection_plan else 0
+
+    @property
+    def skipped(self) -> tuple[Any, ...]:
+        return ()  # CSBS refuses a busy policy as a whole
+
+    def to_dict(self, keep: int | None = None) -> dict[str, Any]:
+        """As notifications carry it (built by hand: ``asdict`` deep-copies, on every run);
+        ``keep``: only the first servers, and how many were left out."""
         plan = self.protection_plan
+        shown: dict[str, Any] | None = None
+        if plan is not None:
+            resources = plan.resources if keep is None else plan.resources[:keep]
+            shown = {
+                "id": plan.id,
+                "name": plan.name,
+                "resources": [
+                    {"id": r.id, "type": r.type, "name": r.name, "extra_info": r.extra_info}
+                    for r in resources
+                ],
+            }
+            if keep is not None:
+                shown["resources_omitted"] = len(plan.resources) - len(resources)
         return {
             "id": self.id,
             "status": self.status,
             "created_at": self.created_at,
             "project_id": self.project_id,
             "resource_graph": self.resource_graph,
-            "protection_plan": None
-            if plan is None
-            else {
-                "id": plan.id,
-                "name": plan.name,
-                "resources": [
-                    {"id": r.id, "type": r.type, "name": r.name, "extra_info": r.extra_info}
-                    for r in plan.resources
-                ],
-            },
+            "protection_plan": shown,
             "extra_info": self.extra_info,
         }
 

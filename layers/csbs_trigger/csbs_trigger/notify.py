@@ -2,7 +2,8 @@
 published by ``aws.sns``.
 
 Message schema (version 1) is documented in README.md; subscribers filter on the ``event``,
-``outcome``, ``plan_id`` and ``error_category`` message attributes.
+``outcome``, ``backend``, ``plan_id`` (CSBS) or ``vault_id`` (CBR) and ``error_category``
+message attributes.
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ from functools import cached_property
 from typing import Any
 from urllib.parse import quote, quote_plus
 
+from csbs_trigger.cloud.backend import Backend, BackupRequest, Started
+from csbs_trigger.cloud.backends import BACKENDS
 from csbs_trigger.errors import TRUNCATION_MARK, TriggerError
-from csbs_trigger.models import BackupRequest, Checkpoint, Trigger
+from csbs_trigger.models import Trigger
 
 SCHEMA_VERSION = 1
 # What a notification reports: a trigger's run (the backup started, or why not); subscribers
@@ -42,14 +45,16 @@ REDACTED = "[redacted]"
 
 @dataclass(frozen=True)
 class Outcome:
-    """What became of one plan of one trigger: a checkpoint or a classified error."""
+    """What became of one plan of one trigger: a started backup or a classified error. The
+    backend and its plan or vault id are known wherever the plan could be read."""
 
     trigger: Trigger
     invocation_id: str | None
-    plan_id: str | None
+    backend: Backend | None
+    target_id: str | None
     request: BackupRequest | None
     duration_ms: int
-    checkpoint: Checkpoint | None = None
+    checkpoint: Started | None = None
     error: TriggerError | None = None
     attempts: int = 0  # CSBS requests sent
     idempotency_key: str | None = None  # None: this run is not deduplicated
@@ -82,8 +87,9 @@ class Notification:
     def summary(self) -> dict[str, Any]:
         """The short form the handler returns and logs."""
         content = self.content
+        key = backend_of(content).target_key
         summary: dict[str, Any] = {
-            "plan_id": (content["request"] or {}).get("plan_id"),
+            key: (content["request"] or {}).get(key),
             "outcome": content["outcome"],
         }
         if content["checkpoint"]:
@@ -168,18 +174,35 @@ def iso_time(unix_time: float | None = None) -> str:
     return moment.isoformat(timespec="seconds")
 
 
+def backend_of(content: dict[str, Any]) -> Backend:
+    """The backend a message is about (messages of older releases, and of plans that could not
+    be read, are CSBS's)."""
+    return BACKENDS.get(content.get("backend") or "", BACKENDS["csbs"])
+
+
+def target_attributes(backend: Backend | None, target_id: str | None) -> dict[str, str]:
+    """The message attributes that name the backend and its plan or vault."""
+    if backend is None:
+        return {}
+    named = {backend.target_key: target_id} if target_id else {}
+    return {"backend": backend.name, **named}
+
+
 def build_notification(outcome: Outcome, redact: Redactor) -> Notification:
     request: dict[str, Any] | None
+    backend = outcome.backend
     if outcome.request is not None:
         request = outcome.request.to_dict()
-    elif outcome.plan_id is not None:
-        request = {"plan_id": outcome.plan_id, "resources": None, "auto_trigger": None}
+    elif backend is not None:
+        request = BackupRequest(backend, outcome.target_id or "").to_dict()
+        request[backend.target_key] = outcome.target_id
     else:
         request = None
     message = {
         "schema_version": SCHEMA_VERSION,
         "event": EVENT_STARTED,
         "outcome": outcome.outcome,
+        "backend": backend.name if backend else None,
         "trigger": outcome.trigger.to_dict(),
         "invocation_id": outcome.invocation_id,
         "idempotency_key": outcome.idempotency_key,
@@ -191,29 +214,27 @@ def build_notification(outcome: Outcome, redact: Redactor) -> Notification:
         "tracking": outcome.tracking,
         "published_at": iso_time(),
     }
-    attributes = {"event": EVENT_STARTED, "outcome": outcome.outcome}
-    if outcome.plan_id:
-        attributes["plan_id"] = outcome.plan_id
+    attributes = {"event": EVENT_STARTED, "outcome": outcome.outcome,
+                  **target_attributes(backend, outcome.target_id)}  # fmt: skip
     if outcome.error is not None:
         attributes["error_category"] = outcome.error.category.value
     return Notification(
-        subject=_subject(outcome), message=_bounded(message, redact), attributes=attributes
+        subject=_subject(outcome),
+        message=_bounded(message, outcome.checkpoint, redact),
+        attributes=attributes,
     )
 
 
-def _bounded(message: dict[str, Any], redact: Redactor) -> str:
-    """A started notification within bounds: a checkpoint of a plan with thousands of servers
-    keeps the servers that fit, and ``resources_omitted`` says how many were left out."""
-    checkpoint = message["checkpoint"] or {}
-    plan = checkpoint.get("protection_plan") or {}
-    resources = plan.get("resources") or []
+def _bounded(message: dict[str, Any], started: Started | None, redact: Redactor) -> str:
+    """A started notification within bounds: a backup of thousands of servers keeps the
+    servers that fit, and ``resources_omitted`` says how many were left out."""
+    if started is None:
+        return fit(message, redact)
 
     def keeping(count: int) -> dict[str, Any]:
-        omitted = len(resources) - count
-        shortened = {**plan, "resources": resources[:count], "resources_omitted": omitted}
-        return {**message, "checkpoint": {**checkpoint, "protection_plan": shortened}}
+        return {**message, "checkpoint": started.to_dict(keep=count)}
 
-    return fit(message, redact, entries=len(resources), keeping=keeping)
+    return fit(message, redact, entries=started.resource_count, keeping=keeping)
 
 
 def fit(
@@ -255,9 +276,11 @@ def essentials_of(content: dict[str, Any], note: str) -> dict[str, Any]:
     ``truncated`` says why."""
     request, checkpoint, error = content["request"], content["checkpoint"], content["error"]
     return {
-        **_pick(content, "schema_version", "event", "outcome", "trigger", "invocation_id"),
+        **_pick(content, "schema_version", "event", "outcome", "backend", "trigger"),
+        **_pick(content, "invocation_id"),
         **_pick(content, "idempotency_key"),
-        "request": request and _pick(request, "plan_id", "resources", "auto_trigger"),
+        "request": request
+        and _pick(request, "plan_id", "vault_id", "resources", "auto_trigger", "incremental"),
         "checkpoint": checkpoint and _pick(checkpoint, "id", "status"),
         "error": error and _pick(error, "category", "retryable", "http_status", "code"),
         **_pick(content, "tracking", "summary", "started_at", "finished_at", "duration_s"),
@@ -272,9 +295,10 @@ def _pick(mapping: dict[str, Any], *keys: str) -> dict[str, Any]:
 
 
 def _subject(outcome: Outcome) -> str:
-    plan = f" for plan {outcome.plan_id}" if outcome.plan_id else ""
-    if outcome.error is None:
-        subject = f"CSBS backup started{plan}"
-    else:
-        subject = f"CSBS backup failed ({outcome.error.category.value}){plan}"
-    return subject
+    backend, error = outcome.backend, outcome.error
+    if backend is None:  # the plan could not be read
+        return f"Backup trigger failed ({error.category.value if error else 'unknown'})"
+    named = f" for {backend.target_word} {outcome.target_id}" if outcome.target_id else ""
+    if error is None:
+        return f"{backend.label} backup started{named}"
+    return f"{backend.label} backup failed ({error.category.value}){named}"

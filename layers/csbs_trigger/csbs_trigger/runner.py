@@ -19,11 +19,11 @@ from typing import Any, TypeVar
 from csbs_trigger.aws.idempotency import AlreadyInProgressError, PayloadConflictError
 from csbs_trigger.aws.sns import PublishError, PublishRefused
 from csbs_trigger.aws.tracking import Registration
-from csbs_trigger.cloud.csbs import Execution
+from csbs_trigger.cloud.backend import BackupRequest, Execution
 from csbs_trigger.deadline import Deadline
 from csbs_trigger.errors import TriggerError
 from csbs_trigger.log import logger
-from csbs_trigger.models import BackupRequest, Trigger
+from csbs_trigger.models import Trigger
 from csbs_trigger.notify import Notification, Outcome, build_notification, iso_time
 from csbs_trigger.runtime import Runtime
 from csbs_trigger.triggers.events import PlanItem, RejectedPlan
@@ -79,10 +79,9 @@ class _NotKept(Exception):
 
 
 def request_digest(request: BackupRequest) -> str:
-    """Names a request by what CSBS is asked: the plan, the set of servers, auto_trigger."""
-    resources = None if request.resources is None else sorted(request.resources)
-    normalized = [request.plan_id, resources, request.auto_trigger]
-    return hashlib.sha256(json.dumps(normalized).encode()).hexdigest()[:32]
+    """Names a request by what the service is asked: the plan or vault, the set of resources,
+    the options."""
+    return hashlib.sha256(json.dumps(request.identity()).encode()).hexdigest()[:32]
 
 
 def batch_units(trigger: Trigger, items: tuple[PlanItem, ...]) -> list[Unit]:
@@ -93,7 +92,7 @@ def batch_units(trigger: Trigger, items: tuple[PlanItem, ...]) -> list[Unit]:
         return [Unit(item) for item in items]
     units = []
     for index, item in enumerate(items):
-        prefix = f"{trigger.source}:{trigger.id}:{item.plan_id}"
+        prefix = f"{trigger.source}:{trigger.id}:{item.target_id}"
         key = (
             f"{prefix}:{request_digest(item)}"
             if isinstance(item, BackupRequest)
@@ -227,7 +226,8 @@ def _execute(
     planned = Outcome(
         trigger=trigger,
         invocation_id=context.aws_request_id,
-        plan_id=item.plan_id,
+        backend=item.backend,
+        target_id=item.target_id,
         request=item if isinstance(item, BackupRequest) else None,
         duration_ms=0,
         idempotency_key=key,
@@ -239,13 +239,13 @@ def _execute(
         context, settings.connect_timeout_seconds, settings.read_timeout_seconds
     )
     try:
-        execution = runtime.client.execute_backup_policy(item, deadline)
+        execution = runtime.service(item.backend).start(item, deadline)
     except TriggerError as failure:
         return replace(planned, error=failure, attempts=failure.attempts,
                        duration_ms=_ms_since(began))  # fmt: skip
     tracking = register(trigger, item, execution, key, planned.invocation_id, runtime)
-    runtime.metrics.count("BackupsStarted")
-    return replace(planned, checkpoint=execution.checkpoint, attempts=execution.attempts,
+    runtime.metrics.count("BackupsStarted", backend=item.backend.name)
+    return replace(planned, checkpoint=execution.started, attempts=execution.attempts,
                    tracking=tracking, duration_ms=_ms_since(began))  # fmt: skip
 
 
@@ -268,15 +268,16 @@ def register(
         return None
     now = runtime.clock()
     deadline_at = now + runtime.settings.tracking_deadline_seconds
-    checkpoint = execution.checkpoint
-    plan = checkpoint.protection_plan
-    asked = request.resources or (plan.resources if plan else ())
+    started = execution.started
+    asked = len(request.resources) if request.resources else started.resource_count
     registration = Registration(
-        checkpoint_id=checkpoint.id,
-        plan_id=request.plan_id,
-        plan_name=plan.name if plan else None,
-        project_id=checkpoint.project_id or execution.project_id,
-        expected_items=len(asked) or None,
+        checkpoint_id=started.id,
+        backend=request.backend.name,
+        target_id=request.target_id,
+        plan_name=started.target_name,
+        project_id=started.project_id or execution.project_id,
+        expected_items=asked or None,
+        details=runtime.service(request.backend).tracking_details(started),
         started={
             "trigger": trigger.to_dict(),
             "request": request.to_dict(),
@@ -290,14 +291,14 @@ def register(
         runtime.tracking.register(registration)
     except TriggerError as error:
         logger.error("backup not registered for tracking: no completion will be reported",
-                     extra={"checkpoint_id": checkpoint.id, "reason": error.message})  # fmt: skip
+                     extra={"checkpoint_id": started.id, "reason": error.message})  # fmt: skip
         return {"deadline": None, "error": error.message}
     return {"deadline": iso_time(deadline_at)}
 
 
 def publish_record(notification: Notification, runtime: Runtime) -> dict[str, Any]:
     """Publish; when SNS refuses the whole notification for good, publish its essentials."""
-    plan_id = notification.attributes.get("plan_id")
+    plan_id = notification.attributes.get("plan_id") or notification.attributes.get("vault_id")
     try:
         return {"message_id": runtime.publisher.publish(notification)}
     except PublishRefused as refusal:

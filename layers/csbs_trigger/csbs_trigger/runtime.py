@@ -1,6 +1,6 @@
 """What lives as long as the Lambda container: settings, clients, caches.
 
-``Runtime`` is also the CSBS client's ``AuthSource``: one auth (and so one token) per
+``Runtime`` is also the backup services' ``AuthSource``: one auth (and so one token) per
 credential set, built again from a freshly read secret when IAM or CSBS refuses it.
 """
 
@@ -23,9 +23,11 @@ from csbs_trigger.aws.metrics import Metrics
 from csbs_trigger.aws.secret_store import SecretStore
 from csbs_trigger.aws.sns import SnsPublisher
 from csbs_trigger.aws.tracking import TrackingTable
+from csbs_trigger.cloud.api import ApiClient, RetryPolicy
 from csbs_trigger.cloud.auth import CsbsAuth, LoginGuard, MemoryLoginGuard, auth_for
+from csbs_trigger.cloud.backend import Backend, BackupService
+from csbs_trigger.cloud.backends import ADAPTERS
 from csbs_trigger.cloud.credentials import CloudCredentials, parse_cloud_secret
-from csbs_trigger.cloud.csbs import CsbsClient, RetryPolicy
 from csbs_trigger.errors import ConfigError
 from csbs_trigger.notify import Redactor
 from csbs_trigger.settings import Settings
@@ -85,14 +87,13 @@ class Runtime:
             else MemoryLoginGuard(clock)
         )
         self._session = session or _http_session(settings.max_concurrency)
-        self.client = CsbsClient(
-            self,
-            self._session,
-            settings.provider_id,
-            retry=RetryPolicy(max_attempts=settings.max_attempts),
-            sleep=sleep,
-            rng=rng,
-        )
+        retry = RetryPolicy(max_attempts=settings.max_attempts)
+        # One client per backend; all share the session, the secret and its auth.
+        self.services: dict[str, BackupService] = {}
+        for adapter in ADAPTERS:
+            api = ApiClient(adapter.backend.service, self, self._session, retry=retry,
+                            sleep=sleep, rng=rng)  # fmt: skip
+            self.services[adapter.backend.name] = adapter.build(api, settings)
         self._lock = threading.Lock()
         self._webhook_sources: dict[str, Source] | None = None
         self._credentials: CloudCredentials | None = None
@@ -127,6 +128,10 @@ class Runtime:
             else None,
             **overrides,
         )
+
+    def service(self, backend: Backend) -> BackupService:
+        """The client of ``backend``."""
+        return self.services[backend.name]
 
     @cached_property
     def deduplicator(self) -> Deduplicator | None:

@@ -149,12 +149,7 @@ def _follow(tracked: Tracked, run: _Run) -> str:
 def _poll(tracked: Tracked, run: _Run) -> str:
     runtime, registration = run.runtime, tracked.registration
     try:
-        items = runtime.client.list_checkpoint_items(
-            registration.checkpoint_id,
-            run.deadline,
-            project_id=registration.project_id,
-            expected=registration.expected_items,
-        )
+        items = runtime.services[registration.backend].poll(registration, run.deadline)
     except TriggerError as error:
         logger.warning("checkpoint poll failed", extra={
             "checkpoint_id": registration.checkpoint_id, "category": error.category.value,
@@ -233,13 +228,15 @@ def _publish(tracked: Tracked, notification: Notification, run: _Run) -> str:
 
 
 def _count(verdict: Verdict, notification: Notification, runtime: Runtime) -> None:
-    metrics = runtime.metrics
+    metrics, backend = runtime.metrics, notification.attributes["backend"]
     if verdict.outcome == SUCCEEDED:
-        metrics.count("BackupsCompleted")
+        metrics.count("BackupsCompleted", backend=backend)
     elif verdict.outcome == TIMED_OUT:
-        metrics.count("BackupsTimedOut")
+        metrics.count("BackupsTimedOut", backend=backend)
     else:
         assert verdict.error is not None
-        metrics.count("BackupsFailed", error_category=verdict.error.category.value)
+        category = verdict.error.category.value
+        metrics.count("BackupsFailed", backend=backend, error_category=category)
     if verdict.outcome != TIMED_OUT:
-        metrics.seconds("BackupDurationSeconds", notification.content["duration_s"])
+        duration = notification.content["duration_s"]
+        metrics.seconds("BackupDurationSeconds", duration, backend=backend)

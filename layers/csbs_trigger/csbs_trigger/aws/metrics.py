@@ -1,8 +1,9 @@
 """CloudWatch metrics in the embedded metric format (EMF), through Powertools.
 
 Each metric is written as its own EMF line at once: one with the service dimension only (what
-the alarms watch) and, where given, one more with its own dimension (what a dashboard splits
-by). ``POWERTOOLS_METRICS_DISABLED`` turns them off as it does Powertools' own (local runs).
+the alarms watch) and, for each dimension given, one more with it (what a dashboard splits by:
+the backend, the error category). ``POWERTOOLS_METRICS_DISABLED`` turns them off as it does
+Powertools' own (local runs).
 A metric that cannot be written is logged, never allowed to fail a backup.
 """
 
@@ -28,7 +29,7 @@ class Metrics:
         if is_metrics_disabled():
             return
         try:
-            for dimensions in ({}, dimension) if dimension else ({},):
+            for dimensions in ({}, *({key: text} for key, text in dimension.items())):
                 with single_metric(name, unit, value, namespace=self._namespace) as metric:
                     for key, text in dimensions.items():
                         metric.add_dimension(key, text)

@@ -18,7 +18,7 @@ failed to publish leaves it for the next run to publish, never to compute again.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -42,13 +42,15 @@ class Registration:
     """What a started backup leaves for the tracker: enough to poll it and to report it."""
 
     checkpoint_id: str
-    plan_id: str
-    plan_name: str | None
+    backend: str  # the backend that started it ("csbs", "cbr")
+    target_id: str  # the CSBS policy or the CBR vault
+    plan_name: str | None  # the policy's or the vault's name
     project_id: str | None
     expected_items: int | None  # servers the checkpoint was created for, where it said
     started: dict[str, Any]  # trigger, request, invocation_id, idempotency_key
     registered_at: float
     deadline_at: float
+    details: dict[str, Any] = field(default_factory=dict)  # what its backend follows it by
 
 
 @dataclass(frozen=True)
@@ -83,10 +85,13 @@ class TrackingTable:
             "polls": _n(0),
             "registered_at": _n(registration.registered_at),
             "deadline_at": _n(registration.deadline_at),
-            "plan_id": _s(registration.plan_id),
+            "backend": _s(registration.backend),
+            "target_id": _s(registration.target_id),
             "started": _s(json.dumps(registration.started, ensure_ascii=False)),
             "expires_at": _n(int(registration.deadline_at) + KEPT_AFTER_DONE_SECONDS),
         }
+        if registration.details:
+            item["details"] = _s(json.dumps(registration.details, ensure_ascii=False))
         if registration.plan_name is not None:
             item["plan_name"] = _s(registration.plan_name)
         if registration.project_id is not None:
@@ -251,11 +256,13 @@ def _tracked(item: dict[str, Any]) -> Tracked:
         value = item.get(name)
         return float(value["N"]) if value else None
 
-    notification, progress = text("notification"), text("progress")
+    notification, progress, details = text("notification"), text("progress"), text("details")
     expected = number("expected_items")
     registration = Registration(
         checkpoint_id=item["checkpoint_id"]["S"],
-        plan_id=item["plan_id"]["S"],
+        backend=text("backend") or "csbs",  # an older release's record is a CSBS checkpoint
+        target_id=text("target_id") or item["plan_id"]["S"],
+        details={} if details is None else json.loads(details),
         plan_name=text("plan_name"),
         project_id=text("project_id"),
         expected_items=None if expected is None else int(expected),

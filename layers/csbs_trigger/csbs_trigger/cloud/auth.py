@@ -1,9 +1,10 @@
-"""How CSBS requests are authenticated.
+"""How requests to the backup services are authenticated.
 
-``CsbsAuth`` is the port: it names the project and endpoint to call, authenticates a prepared
-request, and forgets what it cached when CSBS says 401. ``KeystonePasswordAuth`` fetches and
-reuses Keystone v3 tokens, one per project; ``AccessKeyAuth`` signs each request with an AK/SK
-pair. ``auth_for`` picks the one the credentials call for.
+``CsbsAuth`` is the port: it names the project and the service's endpoint to call,
+authenticates a prepared request, and forgets what it cached when the service says 401.
+``KeystonePasswordAuth`` fetches and reuses Keystone v3 tokens, one per project;
+``AccessKeyAuth`` signs each request with an AK/SK pair. ``auth_for`` picks the one the
+credentials call for.
 
 A login IAM refused is remembered by a ``LoginGuard``, keyed by a digest of what was sent: the
 same login is not sent again until the secret changes, and at most once an hour, because every
@@ -28,9 +29,10 @@ from csbs_trigger.cloud.credentials import (
     CloudCredentials,
     PasswordCredentials,
 )
+from csbs_trigger.cloud.endpoints import Service, catalog_endpoints
 from csbs_trigger.cloud.transport import send
 from csbs_trigger.deadline import Deadline
-from csbs_trigger.errors import Category, ConfigError, UpstreamError
+from csbs_trigger.errors import Category, UpstreamError
 from csbs_trigger.text import plausible_time
 
 # Renew a token this long before IAM says it expires, so no call starts with a dying token.
@@ -41,20 +43,20 @@ REFUSED_NOTE = "IAM refused the password; it is not tried again until the secret
 # The digest that names a login is stretched: a leaked mark must not be a cheap way to the
 # password behind it.
 _DIGEST_ITERATIONS = 20_000
-_CSBS_CATALOG_TYPES = frozenset({"data-protect", "csbs"})
 
 
 @dataclass(frozen=True)
 class Scope:
-    """Where a request goes: the project (in the path) and the CSBS endpoint."""
+    """Where a request goes: the project (in the path) and the service's base URL."""
 
     project_id: str
-    csbs_endpoint: str
+    endpoint: str
 
 
 class CsbsAuth(Protocol):
-    def scope(self, deadline: Deadline, project_id: str | None = None) -> Scope:
-        """Where to send a request for ``project_id`` (None: the credentials' own project)."""
+    def scope(self, deadline: Deadline, service: Service, project_id: str | None = None) -> Scope:
+        """Where to send a request to ``service`` for ``project_id`` (None: the credentials'
+        own project)."""
         ...
 
     def authenticate(
@@ -121,7 +123,7 @@ class Token:
     value: str = field(repr=False)
     expires_at: datetime
     project_id: str
-    csbs_endpoint: str | None
+    catalog: dict[str, str] | None  # public endpoints by catalog type; None: not asked for
     renew_at: datetime
 
 
@@ -146,8 +148,9 @@ class AccessKeyAuth:
         self._credentials = credentials
         self._now = now
 
-    def scope(self, deadline: Deadline, project_id: str | None = None) -> Scope:
-        return Scope(project_id or self._credentials.project_id, self._credentials.csbs_endpoint)
+    def scope(self, deadline: Deadline, service: Service, project_id: str | None = None) -> Scope:
+        credentials = self._credentials
+        return Scope(project_id or credentials.project_id, credentials.endpoints.of(service))
 
     def authenticate(
         self, request: requests.PreparedRequest, deadline: Deadline, scope: Scope
@@ -189,14 +192,13 @@ class KeystonePasswordAuth:
         # By the project asked for ("": the secret's own, by name) and by the project it names.
         self._tokens: dict[str, Token] = {}
 
-    def scope(self, deadline: Deadline, project_id: str | None = None) -> Scope:
-        token = self._current_token(deadline, project_id)
-        endpoint = self._credentials.csbs_endpoint or token.csbs_endpoint
-        if endpoint is None:
-            raise ConfigError(
-                "the cloud secret has no csbs_endpoint and the token's catalog lists no CSBS"
-            )
-        return Scope(project_id=token.project_id, csbs_endpoint=endpoint)
+    def scope(self, deadline: Deadline, service: Service, project_id: str | None = None) -> Scope:
+        endpoints = self._credentials.endpoints
+        if endpoints.complete(service):
+            token = self._current_token(deadline, project_id)
+            return Scope(project_id=token.project_id, endpoint=endpoints.of(service))
+        token = self._current_token(deadline, project_id, catalog=True)
+        return Scope(project_id=token.project_id, endpoint=endpoints.of(service, token.catalog))
 
     def authenticate(
         self, request: requests.PreparedRequest, deadline: Deadline, scope: Scope
@@ -214,17 +216,21 @@ class KeystonePasswordAuth:
             tokens = tuple({token.value for token in self._tokens.values()})
         return self._credentials.secret_values + tokens
 
-    def _current_token(self, deadline: Deadline, project_id: str | None) -> Token:
+    def _current_token(
+        self, deadline: Deadline, project_id: str | None, *, catalog: bool = False
+    ) -> Token:
         """The lock makes concurrent plans share one token request per project; a refused login
-        is asked of the guard before it is sent again."""
+        is asked of the guard before it is sent again. A token asked for without its catalog
+        (the secret named every endpoint needed so far) is fetched again where one is needed."""
         key = project_id or self._credentials.project_id or ""
         with self._lock:
             token = self._tokens.get(key)
-            if token is None or self._now() >= token.renew_at:
+            lacking = token is not None and catalog and token.catalog is None
+            if token is None or lacking or self._now() >= token.renew_at:
                 login = self._login_digest(key)
                 self._guard.check(login)
                 try:
-                    token = self._request_token(deadline, key)
+                    token = self._request_token(deadline, key, catalog=catalog)
                 except UpstreamError as error:
                     if error.category is not Category.AUTH_FAILED:
                         raise
@@ -244,7 +250,7 @@ class KeystonePasswordAuth:
         digest = hashlib.pbkdf2_hmac("sha256", password, salt, _DIGEST_ITERATIONS)
         return hashlib.sha256(salt + digest).hexdigest()
 
-    def _request_token(self, deadline: Deadline, project_id: str) -> Token:
+    def _request_token(self, deadline: Deadline, project_id: str, *, catalog: bool) -> Token:
         credentials = self._credentials
         project: dict[str, Any] = (
             {"id": project_id}
@@ -269,9 +275,10 @@ class KeystonePasswordAuth:
                 "scope": {"project": project},
             }
         }
-        # The catalog is only needed to find CSBS; without it the answer is a few hundred bytes.
+        # The catalog is only needed to find a service; without it the answer is a few hundred
+        # bytes.
         url = f"{credentials.auth_url}/auth/tokens"
-        if credentials.csbs_endpoint:
+        if not catalog:
             url += "?nocatalog"
         request = requests.Request(
             "POST",
@@ -285,7 +292,7 @@ class KeystonePasswordAuth:
         token_value = answer.headers.get("X-Subject-Token")
         if not token_value:
             raise UpstreamError.bad_response("IAM answered without an X-Subject-Token header")
-        return _parse_token(token_value, answer.json(), self._now())
+        return _parse_token(token_value, answer.json(), self._now(), catalog=catalog)
 
 
 def _refused(error: UpstreamError) -> UpstreamError:
@@ -301,7 +308,7 @@ def _refused(error: UpstreamError) -> UpstreamError:
     return refused
 
 
-def _parse_token(value: str, document: Any, now: datetime) -> Token:
+def _parse_token(value: str, document: Any, now: datetime, *, catalog: bool) -> Token:
     token = document.get("token") if isinstance(document, dict) else None
     if not isinstance(token, dict):
         raise UpstreamError.bad_response("IAM answered without a token object")
@@ -319,18 +326,6 @@ def _parse_token(value: str, document: Any, now: datetime) -> Token:
         value=value,
         expires_at=expires_at,
         project_id=project_id,
-        csbs_endpoint=_csbs_endpoint_from_catalog(token.get("catalog"), project_id),
+        catalog=catalog_endpoints(token.get("catalog"), project_id) if catalog else None,
         renew_at=expires_at - margin,
     )
-
-
-def _csbs_endpoint_from_catalog(catalog: Any, project_id: str) -> str | None:
-    """The catalog lists CSBS as ``https://csbs.<region>.../v1/<project_id>``: keep the base."""
-    for service in catalog if isinstance(catalog, list) else []:
-        if not isinstance(service, dict) or service.get("type") not in _CSBS_CATALOG_TYPES:
-            continue
-        for endpoint in service.get("endpoints") or []:
-            url = endpoint.get("url") if isinstance(endpoint, dict) else None
-            if isinstance(url, str) and endpoint.get("interface", "public") == "public":
-                return url.rstrip("/").removesuffix(f"/{project_id}").removesuffix("/v1")
-    return None

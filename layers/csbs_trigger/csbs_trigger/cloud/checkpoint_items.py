@@ -20,7 +20,9 @@ from csbs_trigger.text import plausible_time
 
 # Statuses an item does not leave by itself; ``available`` is the only success.
 SUCCEEDED = frozenset({"available"})
-FAILED = frozenset({"error", "deleting", "deleted"})
+# CSBS ends an item in error (or deleting it); CBR also waits to delete one, or skips a
+# resource it is backing up already.
+FAILED = frozenset({"error", "deleting", "deleted", "waiting_delete", "skipped"})
 _MAX_TEXT = 300  # names and failure reasons: enough for an operator, bounded for a message
 
 
@@ -70,7 +72,7 @@ def parse_items_page(document: Any) -> list[CheckpointItem]:
 
 
 def parse_item(item: Any) -> CheckpointItem:
-    item_id = _text(item.get("id")) if isinstance(item, dict) else None
+    item_id = short_text(item.get("id")) if isinstance(item, dict) else None
     if item_id is None:
         raise UpstreamError.bad_response("CSBS listed a checkpoint item without an id")
     extend = decode_extra_info(item.get("extend_info"))
@@ -78,20 +80,20 @@ def parse_item(item: Any) -> CheckpointItem:
     fail_code = extend.get("fail_code")
     if isinstance(fail_code, dict):  # {"Code": ..., "Description": ...}, often {}
         fail_code = fail_code.get("Code")
-    finished_at = _text(extend.get("finished_at"))
+    finished_at = short_text(extend.get("finished_at"))
     moment = plausible_time(finished_at)
     finished = None if moment is None else moment.timestamp()
     return CheckpointItem(
         id=item_id,
-        checkpoint_id=_text(item.get("checkpoint_id")),
-        resource_id=_text(item.get("resource_id")),
-        resource_name=_text(extend.get("resource_name")) or _text(item.get("name")),
-        status=_text(item.get("status")),
-        progress=_number(extend.get("progress"), low=0, high=100),
-        size_mb=_number(extend.get("size"), low=0),
+        checkpoint_id=short_text(item.get("checkpoint_id")),
+        resource_id=short_text(item.get("resource_id")),
+        resource_name=short_text(extend.get("resource_name")) or short_text(item.get("name")),
+        status=short_text(item.get("status")),
+        progress=number_within(extend.get("progress"), low=0, high=100),
+        size_mb=number_within(extend.get("size"), low=0),
         finished_at=finished_at if finished is not None else None,
-        fail_code=_text(fail_code),
-        fail_reason=_text(extend.get("fail_reason")),
+        fail_code=short_text(fail_code),
+        fail_reason=short_text(extend.get("fail_reason")),
         finished=finished,
     )
 
@@ -106,13 +108,13 @@ def of_checkpoint(items: Iterable[CheckpointItem], checkpoint_id: str) -> list[C
     return list(kept.values())
 
 
-def _text(value: Any) -> str | None:
+def short_text(value: Any) -> str | None:
     """Short text from a field that may hold a number, an empty string or nothing."""
     text = (field_text(value) or "").strip()
     return truncate(text, _MAX_TEXT) if text else None
 
 
-def _number(value: Any, *, low: float, high: float = math.inf) -> float | None:
+def number_within(value: Any, *, low: float, high: float = math.inf) -> float | None:
     """A finite number within [low, high] from an int, a float or a numeric string (a
     400-digit integer is no float: no number)."""
     if isinstance(value, bool) or not isinstance(value, int | float | str):

@@ -7,9 +7,9 @@ of two credential sets:
   or ``project_name`` (Keystone v3 token auth);
 * access keys: ``ak``, ``sk``, ``project_id``, optionally ``security_token`` (request signing).
 
-``csbs_endpoint`` names the CSBS endpoint. Without it, a ``region`` of a known cloud gives it
-(``csbs_endpoint_for_region``); password credentials can also take it from the token's catalog.
-Errors name missing or malformed keys, never their values.
+``csbs_endpoint`` and ``cbr_endpoint`` name the services' endpoints. Without them, a ``region``
+of a known cloud gives them (``endpoints.endpoint_for_region``); password credentials can also
+take them from the token's catalog. Errors name missing or malformed keys, never their values.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from csbs_trigger.cloud.endpoints import Endpoints, is_known_region
 from csbs_trigger.errors import ConfigError
 from csbs_trigger.settings import config_object
 from csbs_trigger.text import printable
@@ -26,10 +27,8 @@ from csbs_trigger.text import printable
 _LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 _PASSWORD_KEYS = ("auth_url", "username", "password", "user_domain_name")
 _ACCESS_KEYS = ("ak", "sk")
-# Open Telekom Cloud regions and their domain; every other region name is Huawei Cloud's.
-_OTC_REGION_DOMAINS = {"eu-de": "otc.t-systems.com", "eu-nl": "otc.t-systems.com",
-                       "eu-ch2": "sc.otc.t-systems.com"}  # fmt: skip
-_HUAWEI_REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-[0-9]{1,3}")
+# The backup services' endpoint keys (any service's ``<name>_endpoint`` is read alike).
+_ENDPOINT_KEY = re.compile(r"[a-z]+_endpoint")
 _PROJECT_ID = re.compile(r"[0-9a-f]{32}")
 _ACCESS_KEY = re.compile(r"[A-Za-z0-9]{1,128}")
 
@@ -44,7 +43,7 @@ class PasswordCredentials:
     user_domain_name: str
     project_id: str | None
     project_name: str | None
-    csbs_endpoint: str | None
+    endpoints: Endpoints
 
     @property
     def secret_values(self) -> tuple[str, ...]:
@@ -60,7 +59,7 @@ class AccessKeyCredentials:
     secret_key: str = field(repr=False)
     security_token: str | None = field(repr=False)
     project_id: str
-    csbs_endpoint: str
+    endpoints: Endpoints
 
     @property
     def secret_values(self) -> tuple[str, ...]:
@@ -99,19 +98,19 @@ def _password(secret: dict[str, Any]) -> PasswordCredentials:
         user_domain_name=secret["user_domain_name"].strip(),
         project_id=project_id,
         project_name=project_name,
-        csbs_endpoint=_endpoint(secret),
+        endpoints=_endpoints(secret),
     )
 
 
 def _access_keys(secret: dict[str, Any]) -> AccessKeyCredentials:
     access_key, secret_key = _text(secret, "ak"), _text(secret, "sk")
     project_id = _project_id(secret)
-    endpoint = _endpoint(secret)
+    endpoints = _endpoints(secret)
     named = {"ak": access_key, "sk": secret_key, "project_id": project_id}
     missing = [key for key, value in named.items() if not value]
-    if endpoint is None:
-        missing.append("csbs_endpoint (or region)")
-    if missing or not (access_key and secret_key and project_id and endpoint):
+    if not (endpoints.configured or endpoints.region):
+        missing.append("csbs_endpoint or cbr_endpoint (or region)")
+    if missing or not (access_key and secret_key and project_id):
         raise ConfigError(f"the cloud secret lacks keys: {', '.join(missing)}")
     if not _ACCESS_KEY.fullmatch(access_key):
         raise ConfigError("the cloud secret key ak must be letters and digits only")
@@ -124,7 +123,7 @@ def _access_keys(secret: dict[str, Any]) -> AccessKeyCredentials:
         secret_key=secret_key,
         security_token=security_token,
         project_id=project_id,
-        csbs_endpoint=endpoint,
+        endpoints=endpoints,
     )
 
 
@@ -136,24 +135,19 @@ def _project_id(secret: dict[str, Any]) -> str | None:
     return value
 
 
-def _endpoint(secret: dict[str, Any]) -> str | None:
-    if _text(secret, "csbs_endpoint"):
-        return _url(secret, "csbs_endpoint")
+def _endpoints(secret: dict[str, Any]) -> Endpoints:
+    configured = {
+        key: _url(secret, key)
+        for key in sorted(secret)
+        if _ENDPOINT_KEY.fullmatch(key) and _text(secret, key)
+    }
     region = _text(secret, "region")
-    if region:
-        return csbs_endpoint_for_region(region)
-    return None
-
-
-def csbs_endpoint_for_region(region: str) -> str:
-    """CSBS's public endpoint in a region of Open Telekom Cloud or Huawei Cloud."""
-    if region in _OTC_REGION_DOMAINS:
-        return f"https://csbs.{region}.{_OTC_REGION_DOMAINS[region]}"
-    if _HUAWEI_REGION.fullmatch(region):
-        return f"https://csbs.{region}.myhuaweicloud.com"
-    raise ConfigError(
-        "the cloud secret key region names no known cloud region; set csbs_endpoint instead"
-    )
+    if region is not None and not is_known_region(region):
+        raise ConfigError(
+            "the cloud secret key region names no known cloud region; set csbs_endpoint or "
+            "cbr_endpoint instead"
+        )
+    return Endpoints(configured, region)
 
 
 def _text(secret: dict[str, Any], key: str) -> str | None:

@@ -2,9 +2,10 @@
 
 Accepted shapes (all validated before any network call):
 
-* a plan: ``{"plan_id": ..., "resources": [...], "auto_trigger": false}`` (the last two
-  optional), optionally with ``schedule_arn`` and ``scheduled_time`` (EventBridge Scheduler
-  context attributes);
+* a plan: a CSBS policy ``{"plan_id": ..., "resources": [...], "auto_trigger": false}`` or a
+  CBR vault ``{"vault_id": ..., "resources": [...], "incremental": false, ...}`` (everything but
+  the id optional; each backend names its options), optionally with ``schedule_arn`` and
+  ``scheduled_time`` (EventBridge Scheduler context attributes);
 * a batch: ``{"plans": [<plan>, ...]}`` with the same optional schedule keys;
 * an EventBridge event whose ``detail`` is either of the above.
 
@@ -18,12 +19,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from csbs_trigger.cloud.backend import Backend, BackupRequest
+from csbs_trigger.cloud.backends import BACKENDS
 from csbs_trigger.errors import InvalidEventError, TriggerError
-from csbs_trigger.models import BackupRequest, Trigger
+from csbs_trigger.models import Trigger
 from csbs_trigger.text import printable
 
 MAX_PLANS_PER_EVENT = 20
-MAX_RESOURCES_PER_PLAN = 100
 MAX_TRACE_ID_LENGTH = 256
 # CSBS ids are UUIDs; accept any short id of that alphabet so other clouds' ids still pass.
 _ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
@@ -43,7 +45,9 @@ _SCHEDULE_FORMATS = {
     ),
 }
 
-_PLAN_KEYS = frozenset({"plan_id", "resources", "auto_trigger"})
+# What names the backend of a plan: "plan_id" (CSBS), "vault_id" (CBR).
+_TARGET_KEYS = {backend.target_key: backend for backend in BACKENDS.values()}
+_NAMING = " or ".join(_TARGET_KEYS)
 _SCHEDULE_KEYS = frozenset({"schedule_arn", "scheduled_time"})
 _BATCH_KEYS = frozenset({"plans"}) | _SCHEDULE_KEYS
 _EVENTBRIDGE_KEYS = frozenset({"detail-type", "source", "detail"})
@@ -51,10 +55,12 @@ _EVENTBRIDGE_KEYS = frozenset({"detail-type", "source", "detail"})
 
 @dataclass(frozen=True)
 class RejectedPlan:
-    """A plan (or a whole event) that cannot run, with what could be read of it."""
+    """A plan (or a whole event) that cannot run, with what could be read of it: the backend
+    and the plan or vault it names, where they are readable."""
 
     error: TriggerError
-    plan_id: str | None = None
+    backend: Backend | None = None
+    target_id: str | None = None
 
 
 PlanItem = BackupRequest | RejectedPlan
@@ -79,7 +85,9 @@ def parse_event(event: Any, *, request_id: str | None = None) -> ParsedEvent:
                 f"characters of valid text), got {_kind(event_id)}"
             )
             items = tuple(
-                RejectedPlan(error, item.plan_id) if isinstance(item, BackupRequest) else item
+                RejectedPlan(error, item.backend, item.target_id)
+                if isinstance(item, BackupRequest)
+                else item
                 for item in items
             )
             return ParsedEvent(Trigger(source="eventbridge", id=None), items)
@@ -94,7 +102,7 @@ def parse_event(event: Any, *, request_id: str | None = None) -> ParsedEvent:
 def parse_plan(plan: Mapping[str, Any], *, where: str) -> PlanItem:
     """One plan given as a mapping, such as a mapped webhook payload."""
     try:
-        return _parse_plan(plan, where=where, allowed=_PLAN_KEYS)
+        return _parse_plan(plan, where=where)
     except InvalidEventError as error:
         return _rejected(error, plan)
 
@@ -108,7 +116,7 @@ def _parse_payload(payload: Any, *, where: str) -> tuple[PlanItem, ...]:
             _check_schedule_fields(payload, where)
             return _parse_batch(payload["plans"], where=f"{where}.plans")
         _check_schedule_fields(payload, where)
-        return (_parse_plan(payload, where=where, allowed=_PLAN_KEYS | _SCHEDULE_KEYS),)
+        return (_parse_plan(payload, where=where, also=_SCHEDULE_KEYS),)
     except InvalidEventError as error:
         return (_rejected(error, payload),)
 
@@ -125,55 +133,80 @@ def _parse_batch(plans: Any, *, where: str) -> tuple[PlanItem, ...]:
         try:
             if not isinstance(plan, Mapping):
                 raise InvalidEventError(f"{where}[{index}] must be an object, got {_kind(plan)}")
-            items.append(_parse_plan(plan, where=f"{where}[{index}]", allowed=_PLAN_KEYS))
+            items.append(_parse_plan(plan, where=f"{where}[{index}]"))
         except InvalidEventError as error:
             items.append(_rejected(error, plan))
     return tuple(items)
 
 
 def _rejected(error: InvalidEventError, plan: Any) -> RejectedPlan:
-    """Keep the plan id of a rejected plan when it is readable, so the notification names it."""
-    plan_id = plan.get("plan_id") if isinstance(plan, Mapping) else None
-    return RejectedPlan(error, plan_id if _is_id(plan_id) else None)
+    """Keep the backend and id of a rejected plan where readable, so the notification names
+    them."""
+    if isinstance(plan, Mapping):
+        named = [key for key in _TARGET_KEYS if key in plan]
+        if len(named) == 1 and _is_id(plan[named[0]]):
+            return RejectedPlan(error, _TARGET_KEYS[named[0]], plan[named[0]])
+    return RejectedPlan(error)
 
 
-def _parse_plan(plan: Mapping[str, Any], *, where: str, allowed: frozenset[str]) -> BackupRequest:
-    plan_id = plan.get("plan_id")
-    if plan_id is None:
-        unknown = _unknown_keys(plan, allowed)
+def _parse_plan(
+    plan: Mapping[str, Any], *, where: str, also: frozenset[str] = frozenset()
+) -> BackupRequest:
+    """One plan: exactly one of the backends' ids, then that backend's fields, each checked."""
+    named = [key for key in _TARGET_KEYS if key in plan]
+    if len(named) > 1:
+        raise InvalidEventError(f"{where} names {' and '.join(named)}: exactly one of them")
+    if not named or plan[named[0]] is None:
+        unknown = _unknown_keys(plan, frozenset(_TARGET_KEYS) | _option_keys() | also)
         raise InvalidEventError(
-            f"{where}.plan_id is missing" + (f" (unknown keys: {unknown})" if unknown else "")
+            f"{where}.{_NAMING} is missing" + (f" (unknown keys: {unknown})" if unknown else "")
         )
+    target_key = named[0]
+    backend = _TARGET_KEYS[target_key]
+    allowed = frozenset({target_key, "resources", *(o.name for o in backend.options)}) | also
     _reject_unknown_keys(plan, allowed, where)
-    _check_id(plan_id, f"{where}.plan_id")
+    _check_id(plan[target_key], f"{where}.{target_key}")
 
     resources = plan.get("resources")
     if resources is not None:
         if not isinstance(resources, list):
             raise InvalidEventError(f"{where}.resources must be a list of resource ids")
         if not resources:
-            # CSBS would be asked to back up no server at all: say which was meant.
+            # The service would be asked to back up nothing at all: say which was meant.
             raise InvalidEventError(
-                f"{where}.resources is empty: leave it out to back up every server of the plan"
+                f"{where}.resources is empty: leave it out to back up every resource of the "
+                f"{backend.target_word}"
             )
-        if len(resources) > MAX_RESOURCES_PER_PLAN:
+        if len(resources) > backend.max_resources:
             raise InvalidEventError(
-                f"{where}.resources holds {len(resources)} ids; at most {MAX_RESOURCES_PER_PLAN}"
+                f"{where}.resources holds {len(resources)} ids; at most {backend.max_resources}"
             )
         for index, resource in enumerate(resources):
             _check_id(resource, f"{where}.resources[{index}]")
         if len(set(resources)) != len(resources):
             raise InvalidEventError(f"{where}.resources lists a resource id twice")
 
-    auto_trigger = plan.get("auto_trigger")
-    if auto_trigger is not None and not isinstance(auto_trigger, bool):
-        raise InvalidEventError(f"{where}.auto_trigger must be true or false")
+    options = []
+    for option in backend.options:
+        value = plan.get(option.name)
+        if value is None:
+            continue
+        if not option.valid(value):
+            raise InvalidEventError(f"{where}.{option.name} must be {option.rule}")
+        options.append((option.name, value))
 
     return BackupRequest(
-        plan_id=plan_id,
+        backend=backend,
+        target_id=plan[target_key],
         resources=None if resources is None else tuple(resources),
-        auto_trigger=auto_trigger,
+        options=tuple(options),
     )
+
+
+def _option_keys() -> frozenset[str]:
+    return frozenset(o.name for backend in BACKENDS.values() for o in backend.options) | {
+        "resources"
+    }
 
 
 def _schedule_key(payload: Mapping[str, Any]) -> str | None:

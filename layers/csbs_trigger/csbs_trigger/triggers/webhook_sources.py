@@ -4,8 +4,10 @@ The shipped sources live in ``webhook_sources.json`` beside this file; the ``WEB
 setting (JSON of the same shape) adds sources or replaces shipped ones whole. Per source:
 
 * ``scheme``: ``standard-webhooks``, ``hub-signature`` or ``bearer`` (see webhook_auth);
-* ``plan_id`` and ``delivery_id`` (required), ``resources``, ``auto_trigger``, ``reference``:
-  each a JMESPath expression over the JSON body, or ``{"header": "<name>"}`` for a header;
+* ``plan_id`` (a CSBS policy) or ``vault_id`` (a CBR vault), or both where the payload names
+  either; ``delivery_id`` (required); ``resources``, ``reference`` and the backends' options
+  (``auto_trigger``, ``incremental``, ``name``, ``description``): each a JMESPath expression
+  over the JSON body, or ``{"header": "<name>"}`` for a header;
 * ``timestamp`` (optional): where the signed body says when it was sent (Unix seconds or
   milliseconds); it must then lie within the tolerance, so a captured body cannot be replayed
   later;
@@ -34,6 +36,7 @@ from jmespath.exceptions import JMESPathError
 from jmespath.parser import ParsedResult
 
 from csbs_trigger.aws.idempotency import DEFAULT_EXPIRY_SECONDS
+from csbs_trigger.cloud.backends import BACKENDS
 from csbs_trigger.errors import ConfigError, InvalidEventError
 from csbs_trigger.settings import config_object
 from csbs_trigger.triggers.events import PlanItem, RejectedPlan, parse_plan
@@ -41,8 +44,12 @@ from csbs_trigger.triggers.webhook_auth import SCHEMES
 
 SHIPPED_SOURCES = Path(__file__).with_name("webhook_sources.json")
 _SOURCE_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,31}")
-_FIELDS = ("plan_id", "resources", "auto_trigger", "reference", "delivery_id", "timestamp")
-_REQUIRED = ("scheme", "plan_id", "delivery_id")
+_TARGETS = tuple(backend.target_key for backend in BACKENDS.values())  # plan_id, vault_id
+_PLAN_FIELDS = tuple(
+    dict.fromkeys(["resources", *(o.name for b in BACKENDS.values() for o in b.options)])
+)
+_FIELDS = (*_TARGETS, *_PLAN_FIELDS, "reference", "delivery_id", "timestamp")
+_REQUIRED = ("scheme", "delivery_id")
 _OPTIONS = ("tolerance_seconds", "when", "token_header")
 _MAX_ID_LENGTH = 200
 _HEADER_NAME = re.compile(r"[A-Za-z0-9-]{1,64}")
@@ -100,10 +107,12 @@ class Source:
         reference = _short_text(values.get("reference"))
         delivery_id = _short_text(values.get("delivery_id"))
         timestamp = values.get("timestamp")
-        if values.get("plan_id") is None:
-            error = InvalidEventError(
-                f"the {self.name} payload has no plan id at {self.fields['plan_id'].description}"
+        targets = {key: values[key] for key in _TARGETS if values.get(key) is not None}
+        if not targets:
+            places = " or ".join(
+                f"{key} at {self.fields[key].description}" for key in _TARGETS if key in self.fields
             )
+            error = InvalidEventError(f"the {self.name} payload names no {places}")
             return Mapped(RejectedPlan(error), delivery_id, reference, timestamp)
         if delivery_id is None:
             # Without a delivery id a retried delivery would run twice: refuse instead.
@@ -111,15 +120,16 @@ class Source:
                 f"the {self.name} delivery has no id at {self.fields['delivery_id'].description}"
             )
             return Mapped(RejectedPlan(error), None, reference, timestamp)
-        plan: dict[str, Any] = {"plan_id": values["plan_id"]}
+        plan: dict[str, Any] = dict(targets)
         resources = values.get("resources")
         if isinstance(resources, str):  # ticket fields often hold "id1, id2"
             resources = [item for item in re.split(r"[\s,;]+", resources) if item]
         # Ticketing systems send an empty field as "" (or null, or []): every server of the plan.
         if resources is not None and resources != []:
             plan["resources"] = resources
-        if values.get("auto_trigger") is not None:
-            plan["auto_trigger"] = values["auto_trigger"]
+        for name in _PLAN_FIELDS[1:]:  # the options, where the payload gives them
+            if values.get(name) is not None:
+                plan[name] = values[name]
         plan_item = parse_plan(plan, where=f"{self.name} payload")
         return Mapped(plan_item, delivery_id, reference, timestamp)
 
@@ -140,6 +150,8 @@ def _source(name: str, entry: Any) -> Source:
     if not isinstance(entry, dict):
         raise ConfigError(f"webhook source {name} must be an object")
     missing = [key for key in _REQUIRED if key not in entry]
+    if not any(key in entry for key in _TARGETS):
+        missing.append(" or ".join(_TARGETS))
     unknown = sorted(set(entry) - set(_FIELDS) - set(_OPTIONS) - {"scheme"})
     if missing or unknown:
         raise ConfigError(

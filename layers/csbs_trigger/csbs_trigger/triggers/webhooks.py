@@ -20,6 +20,7 @@ from csbs_trigger.aws.idempotency import AlreadyInProgressError, PayloadConflict
 from csbs_trigger.errors import Category, ConfigError, TriggerError
 from csbs_trigger.log import logger
 from csbs_trigger.models import Trigger
+from csbs_trigger.notify import backend_of
 from csbs_trigger.runner import PlanResult, Unit, run_plan
 from csbs_trigger.runtime import Runtime
 from csbs_trigger.text import encodable
@@ -116,7 +117,7 @@ def _handle(event: dict[str, Any], context: Any, runtime: Runtime) -> dict[str, 
     if unit.key is not None and runtime.deduplicator is None:
         # Never run a webhook unprotected: senders retry.
         unprotected = ConfigError("IDEMPOTENCY_TABLE is not set")
-        unit = Unit(RejectedPlan(unprotected, mapped.plan.plan_id))
+        unit = Unit(RejectedPlan(unprotected, mapped.plan.backend, mapped.plan.target_id))
     try:
         result = run_plan(trigger, unit, context, runtime)
     except AlreadyInProgressError:
@@ -124,9 +125,8 @@ def _handle(event: dict[str, Any], context: Any, runtime: Runtime) -> dict[str, 
     except PayloadConflictError as conflict:
         # Start nothing; tell the operator once, unkeyed, what the sender did.
         logger.warning("webhook refused", extra={"source": name, "reason": conflict.message})
-        result = run_plan(
-            trigger, Unit(RejectedPlan(conflict, mapped.plan.plan_id)), context, runtime
-        )
+        refused = RejectedPlan(conflict, mapped.plan.backend, mapped.plan.target_id)
+        result = run_plan(trigger, Unit(refused), context, runtime)
     except TriggerError as error:  # the idempotency records cannot be kept: never run unprotected
         logger.error("webhook not run", extra={"source": name, "reason": error.message})
         status = _STATUS_BY_CATEGORY.get(error.category, 503)
@@ -159,12 +159,13 @@ def _result_answer(result: PlanResult) -> dict[str, Any]:
         # The backup is recorded; the sender's retry replays it and publishes again.
         headers["Retry-After"] = "10"
         return _answer(503, {"error": "notification not published, retry"}, headers)
-    plan_id = (message["request"] or {}).get("plan_id")
+    key = backend_of(message).target_key  # plan_id, vault_id
+    named = {key: (message["request"] or {}).get(key)}
     reference = message["trigger"]["reference"]
     checkpoint, error = message["checkpoint"], message["error"]
     if checkpoint is not None:
         body = {"checkpoint_id": checkpoint["id"], "status": checkpoint["status"]}
-        return _answer(201, {**body, "plan_id": plan_id, "reference": reference}, headers)
+        return _answer(201, {**body, **named, "reference": reference}, headers)
     category = Category(error["category"])
     status = _STATUS_BY_CATEGORY.get(category, _UPSTREAM_FAILURE)
     if status in (503, 504):
@@ -176,7 +177,7 @@ def _result_answer(result: PlanResult) -> dict[str, Any]:
         "retryable": error["retryable"],
         "code": error["code"],
         "maybe_created": error["maybe_created"],
-        "plan_id": plan_id,
+        **named,
         "reference": reference,
     }
     return _answer(status, body, headers)

@@ -1,0 +1,191 @@
+"""The backup-service port: what the runner, the tracker and the notifications ask of a backup
+service, whichever one answers.
+
+A backend is a ``Backend`` (what a plan naming it may hold, how messages name it) and a
+``BackupService`` (start one backup, list what it became). CSBS (``cloud/csbs.py``) and CBR
+(``cloud/cbr.py``) are the two adapters; ``cloud/backends.py`` registers them. A third backend
+is one more module and one more line there.
+"""
+
+from __future__ import annotations
+
+import re
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from csbs_trigger.cloud.checkpoint_items import CheckpointItem
+from csbs_trigger.cloud.endpoints import Service
+from csbs_trigger.deadline import Deadline
+
+
+@dataclass(frozen=True)
+class Option:
+    """A plan field a backend passes on in its request, with the rule checked before any call."""
+
+    name: str
+    valid: Callable[[Any], bool]
+    rule: str  # what ``valid`` wants, for the invalid_event message
+
+
+def is_bool(value: Any) -> bool:
+    return isinstance(value, bool)
+
+
+def matches(pattern: str) -> Callable[[Any], bool]:
+    compiled = re.compile(pattern)
+    return lambda value: isinstance(value, str) and compiled.fullmatch(value) is not None
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One backup service as triggers and notifications see it."""
+
+    service: Service  # name ("csbs"): the ``backend`` field, attribute and metric dimension
+    target_key: str  # the plan field naming what is backed up: "plan_id", "vault_id"
+    target_word: str  # how subjects name it: "plan", "vault"
+    max_resources: int  # how many resource ids one request may name
+    options: tuple[Option, ...]  # the optional plan fields it takes, in request order
+
+    @property
+    def name(self) -> str:
+        return self.service.name
+
+    @property
+    def label(self) -> str:
+        return self.service.label
+
+
+@dataclass(frozen=True)
+class BackupRequest:
+    """One backup a trigger asked for: the backend, what it backs up (a CSBS policy, a CBR
+    vault), the resources (None: all of them) and the options the plan gave."""
+
+    backend: Backend
+    target_id: str
+    resources: tuple[str, ...] | None = None
+    options: tuple[tuple[str, Any], ...] = ()  # (name, value), only those the plan gave
+
+    def option(self, name: str) -> Any:
+        return dict(self.options).get(name)
+
+    def parameters(self) -> dict[str, Any]:
+        """The request's ``parameters`` object: exactly what the trigger gave (a ``false`` as
+        ``false``), in the backend's order."""
+        given = dict(self.options)
+        parameters = {o.name: given[o.name] for o in self.backend.options if o.name in given}
+        if self.resources is not None:
+            parameters["resources"] = list(self.resources)
+        return parameters
+
+    def to_dict(self) -> dict[str, Any]:
+        """As notifications carry it: every field the backend knows, None where not given."""
+        given = dict(self.options)
+        return {
+            self.backend.target_key: self.target_id,
+            "resources": None if self.resources is None else list(self.resources),
+            **{option.name: given.get(option.name) for option in self.backend.options},
+        }
+
+    def identity(self) -> list[Any]:
+        """What names the request (for its idempotency key): the same set of resources in any
+        order is the same request."""
+        resources = None if self.resources is None else sorted(self.resources)
+        given = dict(self.options)
+        return [self.target_id, resources, *(given.get(o.name) for o in self.backend.options)]
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A resource the service did not back up, and why (CBR: it is being backed up already)."""
+
+    id: str
+    name: str | None
+    code: str | None
+    reason: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "code": self.code, "reason": self.reason}
+
+    def as_item(self) -> CheckpointItem:
+        """As the completion lists it: an item that failed with its code and reason."""
+        return CheckpointItem(
+            id=self.id, checkpoint_id=None, resource_id=self.id, resource_name=self.name,
+            status="skipped", progress=None, size_mb=None, finished_at=None,
+            fail_code=self.code, fail_reason=self.reason,
+        )  # fmt: skip
+
+
+class Started(Protocol):
+    """The parsed answer to a started backup, as the runner and notifications read it."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def project_id(self) -> str | None: ...
+
+    @property
+    def target_name(self) -> str | None: ...
+
+    @property
+    def resource_count(self) -> int:
+        """Resources listed in the answer (the backed up and the skipped)."""
+        ...
+
+    @property
+    def skipped(self) -> tuple[Skipped, ...]: ...
+
+    def to_dict(self, keep: int | None = None) -> dict[str, Any]:
+        """As notifications carry it; ``keep``: list only the first resources (the message
+        says how many were left out)."""
+        ...
+
+
+@dataclass(frozen=True)
+class Execution:
+    started: Started
+    attempts: int  # requests sent
+    project_id: str  # the project it was created in
+
+
+class Followed(Protocol):
+    """A started backup as the tracker follows it."""
+
+    @property
+    def checkpoint_id(self) -> str: ...
+
+    @property
+    def target_id(self) -> str: ...
+
+    @property
+    def project_id(self) -> str | None: ...
+
+    @property
+    def expected_items(self) -> int | None: ...
+
+    @property
+    def registered_at(self) -> float: ...
+
+    @property
+    def details(self) -> Mapping[str, Any]: ...
+
+
+class BackupService(ABC):
+    """A backup service's client: one adapter per backend."""
+
+    backend: Backend
+
+    @abstractmethod
+    def start(self, request: BackupRequest, deadline: Deadline) -> Execution:
+        """Start one backup; errors carry ``attempts`` (requests sent) and ``maybe_created``."""
+
+    @abstractmethod
+    def poll(self, backup: Followed, deadline: Deadline) -> list[CheckpointItem]:
+        """What the backup became: one item per resource, as far as the service lists them.
+        ``not_found`` when the backup is gone."""
+
+    def tracking_details(self, started: Started) -> dict[str, Any]:
+        """What the tracker needs besides the ids to follow this backup (JSON)."""
+        return {"skipped": [skipped.to_dict() for skipped in started.skipped]}

@@ -1,0 +1,326 @@
+"""The CBR adapter (Cloud Backup and Recovery, API v3): a restore point of a vault's resources,
+followed through the vault's backups and, for a failed one, its task.
+
+``POST /v3/{project_id}/checkpoints`` answers the restore point with the vault's resources and
+the ones it skipped (busy: already being backed up). ``GET /backups?checkpoint_id=`` lists one
+backup per resource (and, with a ``parent_id``, each server's disk backups); backups carry no
+failure reason, the task list (``GET /operation-logs``) does. Answers drift as CSBS's do:
+numbers as strings, ``extra_info`` as a JSON string, ``vault: null``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from typing import Any
+
+from csbs_trigger.cloud.api import ApiClient, Call, segment
+from csbs_trigger.cloud.backend import (
+    Backend,
+    BackupRequest,
+    BackupService,
+    Execution,
+    Followed,
+    Option,
+    Skipped,
+    is_bool,
+    matches,
+)
+from csbs_trigger.cloud.checkpoint_items import (
+    CheckpointItem,
+    number_within,
+    of_checkpoint,
+    short_text,
+)
+from csbs_trigger.cloud.endpoints import Service
+from csbs_trigger.cloud.transport import Answer
+from csbs_trigger.deadline import Deadline
+from csbs_trigger.errors import UpstreamError, classify
+from csbs_trigger.models import MAX_CHECKPOINT_ID_LENGTH, decode_extra_info, field_text
+from csbs_trigger.settings import Settings
+from csbs_trigger.text import plausible_time
+
+SERVICE = Service("cbr", "CBR", "v3", frozenset({"cbr"}))
+BACKEND = Backend(
+    service=SERVICE,
+    target_key="vault_id",
+    target_word="vault",
+    max_resources=256,  # a vault holds at most 256 resources
+    options=(
+        Option("auto_trigger", is_bool, "true or false"),
+        Option("incremental", is_bool, "true or false"),
+        Option("name", matches(r"[A-Za-z0-9_-]{1,64}"), "1 to 64 letters, digits, '_' or '-'"),
+        Option(
+            "description",
+            matches(r"[^<>\x00-\x1f\x7f]{0,255}"),
+            "text of at most 255 characters, without '<', '>' or control characters",
+        ),
+    ),
+)
+PAGE_SIZE = 1000  # the largest page the backup and task lists serve
+# Every backup row of one restore point: a vault's 256 resources, each server with its disks.
+MAX_BACKUP_ROWS = 256 * 32
+# The task list of one vault since the backup started holds this backup's tasks and a few more.
+MAX_TASKS = 4 * PAGE_SIZE
+# Task list times are the minute a task began; a backup's tasks begin after the request.
+_TASKS_SINCE_SECONDS = 300
+
+
+@dataclass(frozen=True)
+class VaultResource:
+    id: str
+    type: str | None
+    name: str | None
+    extra_info: Any
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "type": self.type, "name": self.name, "extra_info": self.extra_info}
+
+
+@dataclass(frozen=True)
+class RestorePoint:
+    """The restore point CBR created (``protecting`` at first) and the vault it belongs to."""
+
+    id: str
+    status: str | None
+    created_at: str | None
+    project_id: str | None
+    vault_id: str | None
+    vault_name: str | None
+    resources: tuple[VaultResource, ...]
+    skipped: tuple[Skipped, ...]
+    extra_info: Any
+
+    @property
+    def target_name(self) -> str | None:
+        return self.vault_name
+
+    @property
+    def resource_count(self) -> int:
+        return len(self.resources) + len(self.skipped)
+
+    def to_dict(self, keep: int | None = None) -> dict[str, Any]:
+        resources = self.resources if keep is None else self.resources[:keep]
+        vault: dict[str, Any] = {
+            "id": self.vault_id,
+            "name": self.vault_name,
+            "resources": [resource.to_dict() for resource in resources],
+            "skipped_resources": [skipped.to_dict() for skipped in self.skipped],
+        }
+        if keep is not None:
+            vault["resources_omitted"] = len(self.resources) - len(resources)
+        return {"id": self.id, "status": self.status, "created_at": self.created_at,
+                "project_id": self.project_id, "vault": vault,
+                "extra_info": self.extra_info}  # fmt: skip
+
+
+class CbrClient(BackupService):
+    backend = BACKEND
+
+    def __init__(self, api: ApiClient) -> None:
+        self._api = api
+
+    def start(self, request: BackupRequest, deadline: Deadline) -> Execution:
+        """POST a restore point of the vault. Every resource skipped is the first skip's
+        failure (``BackupService.0002``: busy), and nothing was backed up."""
+        body = {"checkpoint": {"vault_id": request.target_id, "parameters": request.parameters()}}
+        call = Call("POST", "/checkpoints", parse=_restore_point, body=body, creates=True)
+        sent = self._api.call(call, deadline)
+        point = sent.value
+        if point.skipped and not point.resources:
+            first = point.skipped[0]
+            error = UpstreamError(
+                f"CBR skipped every resource of the vault ({first.name or first.id}: "
+                f"{first.reason or 'no reason given'})",
+                category=classify(400, first.code),
+                http_status=200,
+                code=first.code,
+            )
+            error.attempts = sent.attempts
+            raise error
+        return Execution(point, sent.attempts, sent.project_id)
+
+    def poll(self, backup: Followed, deadline: Deadline) -> list[CheckpointItem]:
+        """The restore point's backups, one per resource (disk rows left out), with the
+        resources it skipped; a failed backup's reason comes from its task. No backups yet:
+        the restore point is asked for, so that one deleted ends as ``not_found``."""
+        rows = self._backups(backup, deadline)
+        if not rows:
+            self._api.call(
+                Call("GET", f"/checkpoints/{segment(backup.checkpoint_id)}", parse=_nothing),
+                deadline,
+                backup.project_id,
+            )
+        items = of_checkpoint(rows, backup.checkpoint_id)
+        if any(item.status == "error" and not item.fail_reason for item in items):
+            items = self._with_reasons(items, backup, deadline)
+        skipped = [_skipped(entry).as_item() for entry in backup.details.get("skipped") or ()]
+        return [*items, *skipped] if items else items
+
+    def _backups(self, backup: Followed, deadline: Deadline) -> list[CheckpointItem]:
+        query = {"checkpoint_id": backup.checkpoint_id}
+        rows = self._pages("/backups", "backups", query, MAX_BACKUP_ROWS, backup, deadline)
+        return [_backup(row) for row in rows if not row.get("parent_id")]  # disks are no resource
+
+    def _with_reasons(
+        self, items: list[CheckpointItem], backup: Followed, deadline: Deadline
+    ) -> list[CheckpointItem]:
+        since = datetime.fromtimestamp(backup.registered_at - _TASKS_SINCE_SECONDS, UTC)
+        query = {
+            "vault_id": backup.target_id,
+            "operation_type": "backup",
+            "start_time": since.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        }
+        entries = self._pages(
+            "/operation-logs", "operation_logs", query, MAX_TASKS, backup, deadline
+        )
+        tasks = [_task(entry) for entry in entries]
+        reasons = {
+            task.resource_id: task
+            for task in tasks
+            if task.checkpoint_id == backup.checkpoint_id and task.fail_reason
+        }
+        return [
+            _with_reason(item, reasons[item.resource_id])
+            if item.status == "error" and item.resource_id in reasons
+            else item
+            for item in items
+        ]
+
+    def _pages(
+        self,
+        path: str,
+        key: str,
+        query: Mapping[str, str],
+        bound: int,
+        backup: Followed,
+        deadline: Deadline,
+    ) -> list[dict[str, Any]]:
+        """Every row of a list (``key`` in its answer) that pages with ``limit`` and ``offset``
+        until ``count`` rows are read or a page is empty; never more than ``bound`` rows."""
+        rows: list[dict[str, Any]] = []
+        while True:
+            page_query = {**query, "limit": str(PAGE_SIZE), "offset": str(len(rows))}
+            call = Call("GET", path, parse=lambda answer: _list_page(answer.json(), key),
+                        query=page_query)  # fmt: skip
+            page, count = self._api.call(call, deadline, backup.project_id).value
+            rows.extend(page)
+            if not page or len(rows) >= count:
+                return rows
+            if len(rows) >= bound:
+                raise UpstreamError.bad_response(
+                    f"CBR listed more than {bound} rows in {path}", http_status=200
+                )
+
+
+def build(api: ApiClient, settings: Settings) -> CbrClient:
+    return CbrClient(api)
+
+
+def _restore_point(answer: Answer) -> RestorePoint:
+    document = answer.json()
+    checkpoint = document.get("checkpoint") if isinstance(document, dict) else None
+    if not isinstance(checkpoint, dict):
+        raise UpstreamError.bad_response("CBR answered without a checkpoint object")
+    point_id = field_text(checkpoint.get("id"))
+    if not point_id or len(point_id) > MAX_CHECKPOINT_ID_LENGTH:
+        raise UpstreamError.bad_response("CBR answered without a usable checkpoint id")
+    vault = checkpoint.get("vault")
+    vault = vault if isinstance(vault, dict) else {}
+    return RestorePoint(
+        id=point_id,
+        status=field_text(checkpoint.get("status")),
+        created_at=field_text(checkpoint.get("created_at")),
+        project_id=field_text(checkpoint.get("project_id")),
+        vault_id=field_text(vault.get("id")),
+        vault_name=field_text(vault.get("name")),
+        resources=tuple(
+            VaultResource(
+                id=field_text(entry.get("id")) or "",
+                type=field_text(entry.get("type")),
+                name=field_text(entry.get("name")),
+                extra_info=decode_extra_info(entry.get("extra_info")),
+            )
+            for entry in _objects(vault.get("resources"))
+        ),
+        skipped=tuple(_skipped(entry) for entry in _objects(vault.get("skipped_resources"))),
+        extra_info=decode_extra_info(checkpoint.get("extra_info")),
+    )
+
+
+def _skipped(entry: Mapping[str, Any]) -> Skipped:
+    return Skipped(
+        id=short_text(entry.get("id")) or "",
+        name=short_text(entry.get("name")),
+        code=short_text(entry.get("code")),
+        reason=short_text(entry.get("reason")),
+    )
+
+
+def _backup(row: Mapping[str, Any]) -> CheckpointItem:
+    backup_id = short_text(row.get("id"))
+    if backup_id is None:
+        raise UpstreamError.bad_response("CBR listed a backup without an id")
+    extend = decode_extra_info(row.get("extend_info"))
+    extend = extend if isinstance(extend, dict) else {}
+    status = short_text(row.get("status"))
+    terminal = status in ("available", "error")
+    finished_at = short_text(row.get("updated_at")) if terminal else None
+    moment = plausible_time(finished_at)
+    return CheckpointItem(
+        id=backup_id,
+        checkpoint_id=short_text(row.get("checkpoint_id")),
+        resource_id=short_text(row.get("resource_id")),
+        resource_name=short_text(row.get("resource_name")),
+        status=status,
+        progress=number_within(extend.get("progress"), low=0, high=100),
+        size_mb=None,  # CBR lists the resource's size, not the backup's
+        finished_at=finished_at if moment is not None else None,
+        fail_code=None,
+        fail_reason=None,
+        finished=None if moment is None else moment.timestamp(),
+    )
+
+
+def _task(entry: Mapping[str, Any]) -> CheckpointItem:
+    """A task, in the shape of the item it explains: its resource, its error."""
+    extra = decode_extra_info(entry.get("extra_info"))
+    extra = extra if isinstance(extra, dict) else {}
+    resource = extra.get("resource")
+    error = entry.get("error_info")
+    error = error if isinstance(error, dict) else {}
+    return CheckpointItem(
+        id=short_text(entry.get("id")) or "",
+        checkpoint_id=short_text(entry.get("checkpoint_id")),
+        resource_id=short_text(resource.get("id")) if isinstance(resource, dict) else None,
+        resource_name=None,
+        status=short_text(entry.get("status")),
+        progress=None,
+        size_mb=None,
+        finished_at=None,
+        fail_code=short_text(error.get("code")),
+        fail_reason=short_text(error.get("message")),
+    )
+
+
+def _with_reason(item: CheckpointItem, task: CheckpointItem) -> CheckpointItem:
+    return replace(item, fail_code=task.fail_code, fail_reason=task.fail_reason)
+
+
+def _list_page(document: Any, key: str) -> tuple[list[dict[str, Any]], int]:
+    """The rows of one page and the total the list says it holds (its length where the count
+    is missing or no number)."""
+    rows = document.get(key) if isinstance(document, dict) else None
+    if not isinstance(rows, list):
+        raise UpstreamError.bad_response(f"CBR answered without a {key} list", http_status=200)
+    count = number_within(document.get("count"), low=0)
+    return _objects(rows), int(count) if count is not None else len(rows)
+
+
+def _objects(value: Any) -> list[dict[str, Any]]:
+    return [entry for entry in value if isinstance(entry, dict)] if isinstance(value, list) else []
+
+
+def _nothing(answer: Answer) -> None:
+    """Only whether the restore point is there counts, not what is said of it."""

@@ -1,0 +1,270 @@
+"""CBR as the second backend (issue 17): a vault's restore point started, told and followed to
+its end the way a CSBS plan is, over HTTP against the stand-in's CBR routes."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import uuid
+from typing import Any
+
+import pytest
+from conftest import Deployment
+from test_completion_tracking import completions, tracked_item
+from test_webhooks import generic_event
+
+from support.standin import Fault
+
+VAULT = "3b5816b5-f29c-4172-9d9a-76c719a659ce"  # vault-be94: two servers
+FAILING_VAULT = "ea7b8717-2543-478a-a92d-3ca7ee448f67"  # vault-db: its server's backup fails
+SERVER_1 = "94eba8b2-acc9-4d82-badc-127144cc5526"
+SERVER_2 = "e8cc6bfd-d324-4b88-9109-9fb0ba70676f"
+PLAN_A = "62171999-3df1-42f7-9513-6f9b1bea4744"
+
+OPTIONS: dict[str, Any] = {
+    "resources": [SERVER_2],
+    "auto_trigger": False,
+    "incremental": False,
+    "name": "nightly_full-1",
+    "description": "Change CHG0031337, before the release",
+}
+
+
+def posted(deployment: Deployment) -> list[dict[str, Any]]:
+    calls = deployment.standin.calls("cbr")
+    return [call.json() for call in calls if call.method == "POST"]
+
+
+@pytest.mark.parametrize(
+    "given",
+    [dict(combo) for n in range(len(OPTIONS) + 1)
+     for combo in itertools.combinations(OPTIONS.items(), n)],
+    ids=lambda given: "+".join(given) or "nothing",
+)  # fmt: skip
+def test_the_request_holds_exactly_what_the_plan_gave(
+    deployment: Deployment, given: dict[str, Any]
+) -> None:
+    result = deployment.invoke({"vault_id": VAULT, **given})
+
+    assert result["outcome"] == "succeeded"
+    assert posted(deployment) == [{"checkpoint": {"vault_id": VAULT, "parameters": given}}]
+
+
+def test_a_started_vault_backup_is_told_as_cbr(deployment: Deployment) -> None:
+    deployment.invoke({"vault_id": VAULT, "incremental": False})
+
+    [started] = deployment.notifications()
+    message = started.message
+    assert started.subject == f"CBR backup started for vault {VAULT}"
+    assert started.attributes == {
+        "event": "started", "outcome": "succeeded", "backend": "cbr", "vault_id": VAULT,
+    }  # fmt: skip
+    assert message["backend"] == "cbr"
+    assert message["request"] == {
+        "vault_id": VAULT, "resources": None, "auto_trigger": None, "incremental": False,
+        "name": None, "description": None,
+    }  # fmt: skip
+    checkpoint = message["checkpoint"]
+    assert checkpoint["status"] == "protecting"
+    assert checkpoint["vault"]["name"] == "vault-be94"
+    assert [r["id"] for r in checkpoint["vault"]["resources"]] == [SERVER_1, SERVER_2]
+    assert checkpoint["vault"]["skipped_resources"] == []
+    assert message["tracking"]["deadline"] is not None
+
+
+@pytest.mark.parametrize(
+    ("plan", "message"),
+    [
+        ({"vault_id": VAULT, "plan_id": PLAN_A}, "names plan_id and vault_id: exactly one"),
+        ({"resources": [SERVER_1]}, "event.plan_id or vault_id is missing"),
+        ({"vault_id": VAULT, "name": "a b"}, "event.name must be 1 to 64 letters"),
+        ({"vault_id": VAULT, "name": "n" * 65}, "event.name must be 1 to 64 letters"),
+        ({"vault_id": VAULT, "description": "<b>"}, "event.description must be text"),
+        ({"vault_id": VAULT, "description": "d" * 256}, "event.description must be text"),
+        ({"vault_id": VAULT, "incremental": "false"}, "event.incremental must be true or false"),
+        ({"vault_id": VAULT, "resources": [SERVER_1] * 2}, "lists a resource id twice"),
+        ({"vault_id": VAULT, "resources": [str(i) for i in range(257)]}, "at most 256"),
+        ({"vault_id": VAULT, "resources": []}, "every resource of the vault"),
+        ({"plan_id": PLAN_A, "incremental": False}, "unknown keys 'incremental'"),
+    ],
+)
+def test_a_cbr_plan_is_checked_before_any_call(
+    deployment: Deployment, plan: dict[str, Any], message: str
+) -> None:
+    deployment.invoke(plan)
+
+    [failed] = deployment.notifications()
+    assert failed.message["error"]["category"] == "invalid_event"
+    assert message in failed.message["error"]["message"]
+    assert deployment.standin.requests == []
+
+
+def test_every_resource_skipped_is_a_busy_failure_and_nothing_is_tracked(
+    deployment: Deployment,
+) -> None:
+    deployment.standin.vaults[VAULT].busy = {SERVER_1, SERVER_2}
+
+    result = deployment.invoke({"vault_id": VAULT})
+
+    [failed] = deployment.notifications()
+    error = failed.message["error"]
+    assert (result["outcome"], error["category"], error["code"]) == (
+        "failed", "busy", "BackupService.0002",
+    )  # fmt: skip
+    assert "Resources are being backed up." in error["message"]
+    assert deployment.track() == {"due": 0}
+
+
+def test_a_skipped_resource_is_listed_and_fails_the_completion(deployment: Deployment) -> None:
+    deployment.standin.vaults[VAULT].busy = {SERVER_1}
+    deployment.standin.polls_to_finish = 1
+
+    deployment.invoke({"vault_id": VAULT})
+    [started] = deployment.notifications()
+    [skipped] = started.message["checkpoint"]["vault"]["skipped_resources"]
+    assert (started.message["outcome"], skipped["id"], skipped["code"]) == (
+        "succeeded", SERVER_1, "BackupService.0002",
+    )  # fmt: skip
+    for _ in range(3):
+        deployment.track()
+
+    [completed] = completions(deployment)
+    assert completed.message["outcome"] == "failed"
+    assert completed.message["error"]["category"] == "item_error"
+    statuses = {item["resource_id"]: item["status"] for item in completed.message["items"]}
+    assert statuses == {SERVER_1: "skipped", SERVER_2: "available"}
+    [item] = [i for i in completed.message["items"] if i["status"] == "skipped"]
+    assert (item["fail_code"], item["fail_reason"]) == (
+        "BackupService.0002", "Resources are being backed up.",
+    )  # fmt: skip
+
+
+def test_a_vault_backup_is_followed_to_its_end(deployment: Deployment) -> None:
+    deployment.standin.polls_to_finish = 2
+    checkpoint_id = deployment.invoke({"vault_id": VAULT})["plans"][0]["checkpoint_id"]
+    deployment.notifications()
+    item = tracked_item(deployment, checkpoint_id)
+    assert (item["backend"]["S"], item["target_id"]["S"], item["plan_name"]["S"]) == (
+        "cbr", VAULT, "vault-be94",
+    )  # fmt: skip
+
+    runs = [deployment.track() for _ in range(4)]
+
+    assert [run.get("succeeded", 0) for run in runs] == [0, 0, 1, 0]
+    [completed] = completions(deployment)
+    assert completed.subject.startswith("CBR backup completed for vault vault-be94 (2 servers, ")
+    assert completed.attributes == {
+        "event": "completed", "outcome": "succeeded", "backend": "cbr", "vault_id": VAULT,
+    }  # fmt: skip
+    message = completed.message
+    assert message["backend"] == "cbr"
+    assert message["summary"] == {"servers": 2, "available": 2, "failed": 0, "running": 0}
+    assert {i["resource_id"] for i in message["items"]} == {SERVER_1, SERVER_2}  # no disk rows
+
+
+def test_a_failed_backup_names_the_reason_its_task_gives(deployment: Deployment) -> None:
+    deployment.standin.failing_servers = {"d6bf7592-ca52-43a2-9979-e418d64b29bb"}
+    deployment.standin.polls_to_finish = 1
+    deployment.invoke({"vault_id": FAILING_VAULT})
+    deployment.invoke({"vault_id": FAILING_VAULT})  # another restore point's task, not this one's
+    deployment.notifications()
+
+    for _ in range(3):
+        deployment.track()
+
+    for completed in completions(deployment):
+        assert completed.subject == "CBR backup failed for vault vault-db (1 of 1 server)"
+        error = completed.message["error"]
+        assert error["category"] == "item_error"
+        assert error["code"] == "BackupService.7102"
+        assert error["message"] == "1 of 1 server failed (db-server-1: The server has stopped.)"
+    tasks = [c for c in deployment.standin.calls("cbr") if c.path.endswith("/operation-logs")]
+    assert tasks
+    assert all(c.query["vault_id"] == [FAILING_VAULT] for c in tasks)
+
+
+def test_the_backups_of_a_large_vault_are_read_page_by_page(deployment: Deployment) -> None:
+    servers = {str(uuid.uuid4()): f"ecs-{index}" for index in range(200)}
+    deployment.standin.add_vault("large-vault", "large", servers)
+    deployment.standin.polls_to_finish = 1
+    deployment.invoke({"vault_id": "large-vault"})
+    deployment.notifications()
+
+    deployment.track()  # no backups yet
+    before = len(deployment.standin.calls("cbr"))
+    deployment.track()
+
+    [completed] = completions(deployment)
+    assert completed.message["summary"]["available"] == 200
+    pages = [c for c in deployment.standin.calls("cbr")[before:] if c.path.endswith("/backups")]
+    # 400 rows (each server and its disk), 100 a page: four GETs, each at its own offset
+    assert [c.query["offset"] for c in pages] == [["0"], ["100"], ["200"], ["300"]]
+
+
+def test_a_deleted_restore_point_ends_not_found_after_two_polls(deployment: Deployment) -> None:
+    checkpoint_id = deployment.invoke({"vault_id": VAULT})["plans"][0]["checkpoint_id"]
+    deployment.standin.restore_points[checkpoint_id].deleted = True
+    deployment.notifications()
+
+    deployment.track()
+    assert completions(deployment) == []
+    deployment.track()
+
+    [completed] = completions(deployment)
+    error = completed.message["error"]
+    assert (error["category"], error["code"]) == ("not_found", "BackupService.6217")
+    assert completed.subject == "CBR backup failed (not_found) for vault vault-be94"
+
+
+def test_a_batch_mixes_csbs_plans_and_cbr_vaults(deployment: Deployment) -> None:
+    result = deployment.invoke({"plans": [{"plan_id": PLAN_A}, {"vault_id": VAULT}]})
+
+    assert [plan["outcome"] for plan in result["plans"]] == ["succeeded", "succeeded"]
+    by_backend = {d.attributes["backend"]: d for d in deployment.notifications()}
+    assert by_backend["csbs"].attributes["plan_id"] == PLAN_A
+    assert by_backend["cbr"].attributes["vault_id"] == VAULT
+    assert len(deployment.standin.calls("csbs")) == len(deployment.standin.calls("cbr")) == 1
+
+
+def test_a_webhook_names_a_vault(deployment: Deployment) -> None:
+    body = json.dumps({"vault_id": VAULT, "reference": "CHG-42"}).encode()
+
+    answer = deployment.invoke_webhook(generic_event(body))
+
+    assert answer["statusCode"] == 201
+    named = json.loads(answer["body"])
+    assert (named["vault_id"], named["reference"]) == (VAULT, "CHG-42")
+    assert "plan_id" not in named
+
+
+def test_a_cbr_request_is_signed_with_access_keys(deployment: Deployment) -> None:
+    deployment.set_secret(deployment.standin.access_key_secret())
+
+    assert deployment.invoke({"vault_id": VAULT})["outcome"] == "succeeded"
+
+    [call] = deployment.standin.calls("cbr")
+    assert call.headers["Authorization"].startswith("SDK-HMAC-SHA256 ")
+    assert deployment.standin.calls("iam") == []
+
+
+def test_the_catalog_names_cbr_where_the_secret_does_not(deployment: Deployment) -> None:
+    deployment.set_secret(deployment.standin.cloud_secret(cbr_endpoint=None))
+
+    assert deployment.invoke({"vault_id": VAULT})["outcome"] == "succeeded"
+
+    [login] = deployment.standin.calls("iam")
+    assert "nocatalog" not in login.query  # the catalog's /v3/<project> is not doubled
+    [call] = deployment.standin.calls("cbr")
+    assert call.path.count("/v3/") == 1
+
+
+def test_csbs_closed_to_a_new_project_says_to_use_cbr(deployment: Deployment) -> None:
+    refused = {"error_code": "BackupService.4008",
+               "error_msg": "New project are not allowed to use old services"}  # fmt: skip
+    deployment.standin.fail_next("csbs", Fault(400, refused))
+
+    deployment.invoke({"plan_id": PLAN_A})
+
+    [failed] = deployment.notifications()
+    assert failed.message["error"]["category"] == "forbidden"
+    assert "must use CBR: name its vault with vault_id" in failed.message["error"]["message"]
