@@ -6,7 +6,8 @@ samples to the handler as Lambda would (event + context) and prints what was pub
 
 Then the completion tracker follows every started backup to its end (in AWS it runs every
 5 minutes; here back to back): the stand-in's servers go from no items to ``protecting`` to
-``available``, except plan "backup"'s server, which ends in ``error``. Last, one backup with a
+``available``, except plan "backup"'s server and vault "vault-db"'s, which end in ``error``
+(CBR names the reason in its task list). Last, one backup with a
 1-second tracking deadline is reported ``timed_out``.
 
     make run                      # every sample
@@ -33,7 +34,8 @@ from support.local_aws import Delivered, LocalAws
 from support.standin import CsbsStandIn
 
 ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_EVENTS = ["schedule.json", "eventbridge.json", "batch.json", "direct.json", "invalid.json"]
+DEFAULT_EVENTS = ["schedule.json", "eventbridge.json", "batch.json", "vaults.json", "direct.json",
+                  "invalid.json"]  # fmt: skip
 
 # The plans and servers the sample events name, as the stand-in's project holds them.
 SAMPLE_PLANS = {
@@ -164,7 +166,8 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"\nIAM token requests: {len(standin.calls('iam'))}, "
             f"CSBS checkpoint requests: {len(posts)}, "
-            f"checkpoint item requests: {len(standin.calls('csbs')) - len(posts)}"
+            f"checkpoint item requests: {len(standin.calls('csbs')) - len(posts)}, "
+            f"CBR requests: {len(standin.calls('cbr'))}"
         )
     return 0
 
@@ -192,12 +195,13 @@ def print_notification(delivered: Delivered, *, full: bool) -> None:
     print(f"      attempts {message['attempts']}, {message['duration_ms']} ms")
     checkpoint = message["checkpoint"]
     if checkpoint:
-        servers = [
-            item["name"] for item in (checkpoint["protection_plan"] or {}).get("resources", [])
-        ]
+        held = checkpoint.get("protection_plan") or checkpoint.get("vault") or {}  # CSBS, CBR
+        servers = [item["name"] for item in held.get("resources", [])]
         print(f"      checkpoint {checkpoint['id']} {checkpoint['status']}")
         print(f"      created_at {checkpoint['created_at']}, servers {', '.join(servers)}")
         print(f"      extra_info {json.dumps(checkpoint['extra_info'])}")
+        for skipped in held.get("skipped_resources") or []:
+            print(f"      skipped {skipped['name']}: {skipped['code']} {skipped['reason']}")
     if message["error"]:
         print(f"      error {json.dumps(message['error'])}")
     if message.get("tracking"):
