@@ -11,7 +11,7 @@ import yaml
 from conftest import ROOT, Deployment, read_event
 from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
-from test_webhooks import jira_event
+from test_webhooks import generic_event, jira_event
 
 from csbs_trigger.triggers.webhooks import STATUSES
 from support.check_template import expand
@@ -64,7 +64,7 @@ def documented_schema(status: int) -> Draft202012Validator:
 @pytest.mark.parametrize(
     ("name", "status"),
     [("jira sample", 201), ("unknown source", 404), ("unsigned", 401), ("busy", 503),
-     ("unmappable", 422), ("a comment", 200)],
+     ("unmappable", 422), ("a comment", 200), ("a vault", 201), ("a busy vault", 503)],
 )  # fmt: skip
 def test_real_answers_match_the_documented_schemas(
     deployment: Deployment, name: str, status: int
@@ -81,6 +81,12 @@ def test_real_answers_match_the_documented_schemas(
         body = json.loads(event["body"])
         body["changelog"]["items"][0]["field"] = "comment"
         event = jira_event(json.dumps(body).encode(), fresh=False)
+    elif name in ("a vault", "a busy vault"):
+        vault = "3b5816b5-f29c-4172-9d9a-76c719a659ce"
+        deployment.now = None  # the generic sender signs with the time it sends at
+        if name == "a busy vault":
+            deployment.standin.fail_next("cbr", Fault(500, {"error_code": "BackupService.0002"}))
+        event = generic_event(json.dumps({"vault_id": vault}).encode())
     elif name == "unmappable":
         source = {"scheme": "hub-signature", "plan_id": "issue.nothing", "delivery_id": "issue.id"}
         deployment.set_env("WEBHOOK_SOURCES", json.dumps({"jira": source}))

@@ -73,19 +73,22 @@ def test_schedule_input_renders_to_an_event_the_function_accepts(
 ) -> None:
     schedule = resources["ScheduledBackupFunctionSchedule"]["Properties"]
     with_ids, without_ids = schedule["Target"]["Input"]["Fn::If"][1:]
-    rendered = [
-        # What CloudFormation and then Scheduler make of the two forms.
-        with_ids["Fn::Sub"][0].replace("${Ids}", '", "'.join(["server-1", "server-2"])),
-        without_ids["Fn::Sub"],
-    ]
-    for text in rendered:
-        text = text.replace("${PlanId}", "62171999-3df1-42f7-9513-6f9b1bea4744")
-        text = text.replace("<aws.scheduler.schedule-arn>", ARN)
-        text = text.replace("<aws.scheduler.scheduled-time>", "2026-11-27T02:00:00Z")
-        parsed = parse_event(json.loads(text))
-        [request] = parsed.items
-        assert isinstance(request, BackupRequest)
-        assert parsed.trigger.id == ARN + "#2026-11-27T02:00:00Z"
+    targets = {"plan_id": "62171999-3df1-42f7-9513-6f9b1bea4744",  # PlanId, or VaultId
+               "vault_id": "3b5816b5-f29c-4172-9d9a-76c719a659ce"}  # fmt: skip
+    for form in (with_ids, without_ids):
+        template, variables = form["Fn::Sub"]
+        # What CloudFormation and then Scheduler make of each form, for a plan and a vault.
+        for chosen, (key, target) in enumerate(targets.items()):
+            assert variables["Key"]["Fn::If"][2 - chosen] == key
+            text = template.replace("${Ids}", '", "'.join(["server-1", "server-2"]))
+            text = text.replace("${Key}", key).replace("${Id}", target)
+            text = text.replace("<aws.scheduler.schedule-arn>", ARN)
+            text = text.replace("<aws.scheduler.scheduled-time>", "2026-11-27T02:00:00Z")
+            parsed = parse_event(json.loads(text))
+            [request] = parsed.items
+            assert isinstance(request, BackupRequest)
+            assert (request.backend.target_key, request.target_id) == (key, target)
+            assert parsed.trigger.id == ARN + "#2026-11-27T02:00:00Z"
     assert schedule["Target"]["DeadLetterConfig"]["Arn"]
     assert schedule["Target"]["RetryPolicy"]["MaximumRetryAttempts"] >= 1
 
