@@ -311,16 +311,33 @@ def test_trouble_met_at_the_very_deadline_ends_the_backup_timed_out(deployment: 
     """The deadline is the last moment a backup waits for: a poll refused then is its end."""
     deployment.now = 1_800_000_000.0
     deployment.set_env("TRACKING_DEADLINE_SECONDS", "60")
-    [checkpoint_id] = started(deployment, PLAN_B)
-    deployment.now = float(tracked_state(deployment, checkpoint_id)["deadline_at"])
+    deployment.set_env("MAX_CONCURRENCY", "1")
+    checkpoints = started(deployment, PLAN_A, PLAN_B)
+    deployment.now = float(tracked_state(deployment, checkpoints[0])["deadline_at"])
     _forbidden(deployment)
 
     with pytest.raises(Exception, match=r"^forbidden: "):
         deployment.track()
 
-    [completed] = deployment.notifications()
-    assert completed.message["outcome"] == "timed_out"
-    assert tracked_state(deployment, checkpoint_id)["state"] == "done"
+    # the one refused, and the one the stopped run could not poll: both at their end
+    delivered = deployment.notifications()
+    assert [d.message["outcome"] for d in delivered] == ["timed_out"] * 2
+    assert [tracked_state(deployment, c)["state"] for c in checkpoints] == ["done"] * 2
+
+
+def test_a_refused_poll_finds_nothing_gone(deployment: Deployment) -> None:
+    """A poll refused for the deployment's sake is no poll that found the checkpoint gone: one
+    404 after it still only waits."""
+    [checkpoint_id] = started(deployment, PLAN_B)
+    _forbidden(deployment)
+    with pytest.raises(Exception, match=r"^forbidden: "):
+        deployment.track()
+    gone = Fault(404, {"error_code": "CSBS.3001", "error_msg": "The backup record does not exist"})
+    deployment.standin.fail_next("csbs", gone)
+
+    assert deployment.track() == {"due": 1, "running": 1}
+    assert deployment.notifications() == []
+    assert tracked_state(deployment, checkpoint_id)["state"] == "pending"
 
 
 # -- 2. one odd answer never poisons the tracker -------------------------------------------------
