@@ -41,10 +41,15 @@ class Trigger:
 
 @dataclass(frozen=True)
 class ProtectedResource:
+    """A server (or disk) a backup covers, as CSBS's plan and CBR's vault list it."""
+
     id: str
     type: str | None
     name: str | None
     extra_info: Any
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "type": self.type, "name": self.name, "extra_info": self.extra_info}
 
 
 @dataclass(frozen=True)
@@ -88,10 +93,7 @@ class Checkpoint:
             shown = {
                 "id": plan.id,
                 "name": plan.name,
-                "resources": [
-                    {"id": r.id, "type": r.type, "name": r.name, "extra_info": r.extra_info}
-                    for r in resources
-                ],
+                "resources": [resource.to_dict() for resource in resources],
             }
             if keep is not None:
                 shown["resources_omitted"] = len(plan.resources) - len(resources)
@@ -159,20 +161,24 @@ def parse_checkpoint_answer(document: Any) -> Checkpoint:
 
 
 def _parse_plan(plan: dict[str, Any]) -> ProtectionPlan:
-    resources = plan.get("resources")
     return ProtectionPlan(
         id=field_text(plan.get("id")),
         name=field_text(plan.get("name")),
-        resources=tuple(
-            ProtectedResource(
-                id=field_text(item.get("id")) or "",
-                type=field_text(item.get("type")),
-                name=field_text(item.get("name")),
-                extra_info=decode_extra_info(item.get("extra_info")),
-            )
-            for item in (resources if isinstance(resources, list) else [])
-            if isinstance(item, dict)
-        ),
+        resources=parse_resources(plan.get("resources")),
+    )
+
+
+def parse_resources(resources: Any) -> tuple[ProtectedResource, ...]:
+    """The resources an answer lists (the objects of a list; anything else lists none)."""
+    return tuple(
+        ProtectedResource(
+            id=field_text(item.get("id")) or "",
+            type=field_text(item.get("type")),
+            name=field_text(item.get("name")),
+            extra_info=decode_extra_info(item.get("extra_info")),
+        )
+        for item in (resources if isinstance(resources, list) else [])
+        if isinstance(item, dict)
     )
 
 

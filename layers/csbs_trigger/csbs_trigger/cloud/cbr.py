@@ -37,7 +37,13 @@ from csbs_trigger.cloud.endpoints import Service
 from csbs_trigger.cloud.transport import Answer
 from csbs_trigger.deadline import Deadline
 from csbs_trigger.errors import UpstreamError, classify
-from csbs_trigger.models import MAX_CHECKPOINT_ID_LENGTH, decode_extra_info, field_text
+from csbs_trigger.models import (
+    MAX_CHECKPOINT_ID_LENGTH,
+    ProtectedResource,
+    decode_extra_info,
+    field_text,
+    parse_resources,
+)
 from csbs_trigger.settings import Settings
 from csbs_trigger.text import plausible_time
 
@@ -68,17 +74,6 @@ _TASKS_SINCE_SECONDS = 300
 
 
 @dataclass(frozen=True)
-class VaultResource:
-    id: str
-    type: str | None
-    name: str | None
-    extra_info: Any
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "type": self.type, "name": self.name, "extra_info": self.extra_info}
-
-
-@dataclass(frozen=True)
 class RestorePoint:
     """The restore point CBR created (``protecting`` at first) and the vault it belongs to."""
 
@@ -88,7 +83,7 @@ class RestorePoint:
     project_id: str | None
     vault_id: str | None
     vault_name: str | None
-    resources: tuple[VaultResource, ...]
+    resources: tuple[ProtectedResource, ...]
     skipped: tuple[Skipped, ...]
     extra_info: Any
 
@@ -235,15 +230,7 @@ def _restore_point(answer: Answer) -> RestorePoint:
         project_id=field_text(checkpoint.get("project_id")),
         vault_id=field_text(vault.get("id")),
         vault_name=field_text(vault.get("name")),
-        resources=tuple(
-            VaultResource(
-                id=field_text(entry.get("id")) or "",
-                type=field_text(entry.get("type")),
-                name=field_text(entry.get("name")),
-                extra_info=decode_extra_info(entry.get("extra_info")),
-            )
-            for entry in _objects(vault.get("resources"))
-        ),
+        resources=parse_resources(vault.get("resources")),
         skipped=tuple(_skipped(entry) for entry in _objects(vault.get("skipped_resources"))),
         extra_info=decode_extra_info(checkpoint.get("extra_info")),
     )
