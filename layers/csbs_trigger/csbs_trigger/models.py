@@ -133,21 +133,7 @@ def parse_checkpoint_body(body: bytes) -> Checkpoint:
 
 def parse_checkpoint_answer(document: Any) -> Checkpoint:
     """Build a ``Checkpoint`` from the decoded 200 answer, or raise ``bad_response``."""
-    checkpoint = document.get("checkpoint") if isinstance(document, dict) else None
-    if not isinstance(checkpoint, dict):
-        raise UpstreamError.bad_response(
-            "CSBS answered 200 without a checkpoint object", http_status=200
-        )
-    checkpoint_id = field_text(checkpoint.get("id"))
-    if not checkpoint_id:
-        raise UpstreamError.bad_response(
-            "CSBS answered 200 without a checkpoint id", http_status=200
-        )
-    if len(checkpoint_id) > MAX_CHECKPOINT_ID_LENGTH:
-        raise UpstreamError.bad_response(
-            f"CSBS answered 200 with a checkpoint id of {len(checkpoint_id)} characters",
-            http_status=200,
-        )
+    checkpoint, checkpoint_id = checkpoint_object(document, "CSBS")
     plan = checkpoint.get("protection_plan")
     return Checkpoint(
         id=checkpoint_id,
@@ -158,6 +144,27 @@ def parse_checkpoint_answer(document: Any) -> Checkpoint:
         protection_plan=_parse_plan(plan) if isinstance(plan, dict) else None,
         extra_info=decode_extra_info(checkpoint.get("extra_info")),
     )
+
+
+def checkpoint_object(document: Any, what: str) -> tuple[dict[str, Any], str]:
+    """The ``checkpoint`` object of a 200 answer from ``what`` (CSBS, CBR) and its id, or
+    ``bad_response``: without a usable id nothing could be followed or told."""
+    checkpoint = document.get("checkpoint") if isinstance(document, dict) else None
+    if not isinstance(checkpoint, dict):
+        raise UpstreamError.bad_response(
+            f"{what} answered 200 without a checkpoint object", http_status=200
+        )
+    checkpoint_id = field_text(checkpoint.get("id"))
+    if not checkpoint_id:
+        raise UpstreamError.bad_response(
+            f"{what} answered 200 without a checkpoint id", http_status=200
+        )
+    if len(checkpoint_id) > MAX_CHECKPOINT_ID_LENGTH:
+        raise UpstreamError.bad_response(
+            f"{what} answered 200 with a checkpoint id of {len(checkpoint_id)} characters",
+            http_status=200,
+        )
+    return checkpoint, checkpoint_id
 
 
 def _parse_plan(plan: dict[str, Any]) -> ProtectionPlan:

@@ -38,8 +38,8 @@ from csbs_trigger.cloud.transport import Answer
 from csbs_trigger.deadline import Deadline
 from csbs_trigger.errors import UpstreamError, classify
 from csbs_trigger.models import (
-    MAX_CHECKPOINT_ID_LENGTH,
     ProtectedResource,
+    checkpoint_object,
     decode_extra_info,
     field_text,
     parse_resources,
@@ -214,13 +214,7 @@ def build(api: ApiClient, settings: Settings) -> CbrClient:
 
 
 def _restore_point(answer: Answer) -> RestorePoint:
-    document = answer.json()
-    checkpoint = document.get("checkpoint") if isinstance(document, dict) else None
-    if not isinstance(checkpoint, dict):
-        raise UpstreamError.bad_response("CBR answered without a checkpoint object")
-    point_id = field_text(checkpoint.get("id"))
-    if not point_id or len(point_id) > MAX_CHECKPOINT_ID_LENGTH:
-        raise UpstreamError.bad_response("CBR answered without a usable checkpoint id")
+    checkpoint, point_id = checkpoint_object(answer.json(), "CBR")
     vault = checkpoint.get("vault")
     vault = vault if isinstance(vault, dict) else {}
     return RestorePoint(
