@@ -10,10 +10,13 @@ from typing import Any
 
 import pytest
 from conftest import Deployment
+from huaweicloudsdkcore.auth.credentials import BasicCredentials
+from huaweicloudsdkcore.sdk_request import SdkRequest
+from huaweicloudsdkcore.signer.signer import Signer
 from test_completion_tracking import completions, tracked_item
 from test_webhooks import generic_event
 
-from support.standin import Fault
+from support.standin import ACCESS_KEY, PROJECT_ID, SECRET_KEY, Fault, Recorded
 
 VAULT = "3b5816b5-f29c-4172-9d9a-76c719a659ce"  # vault-be94: two servers
 FAILING_VAULT = "ea7b8717-2543-478a-a92d-3ca7ee448f67"  # vault-db: its server's backup fails
@@ -237,14 +240,45 @@ def test_a_webhook_names_a_vault(deployment: Deployment) -> None:
     assert "plan_id" not in named
 
 
-def test_a_cbr_request_is_signed_with_access_keys(deployment: Deployment) -> None:
+def sdk_authorization(call: Recorded) -> str:
+    """The Authorization huaweicloudsdkcore's own signer gives the request as it came over the
+    wire (method, path, query, the headers our signature names, body)."""
+    headers = {name.lower(): value for name, value in call.headers.items()}
+    signed = call.headers["Authorization"].split("SignedHeaders=", 1)[1].split(",", 1)[0]
+    request = SdkRequest(
+        method=call.method, schema="http", host=headers["host"], resource_path=call.path,
+        query_params=[(key, value) for key, values in call.query.items() for value in values],
+        header_params={name: headers[name] for name in signed.split(";")}, body=call.body,
+    )  # fmt: skip
+    return str(Signer(BasicCredentials(ACCESS_KEY, SECRET_KEY)).sign(request).header_params[
+        "Authorization"
+    ])  # fmt: skip
+
+
+def test_every_cbr_request_is_signed_as_the_huawei_sdk_signs_it(deployment: Deployment) -> None:
+    """Start, list backups (paged, with a query), read the tasks, read the restore point:
+    each request as sent carries the signature the SDK computes over it, project included."""
     deployment.set_secret(deployment.standin.access_key_secret())
+    deployment.standin.failing_servers = {"d6bf7592-ca52-43a2-9979-e418d64b29bb"}
+    deployment.standin.polls_to_finish = 1
+    result = deployment.invoke({"plans": [{"vault_id": FAILING_VAULT}, {"vault_id": VAULT}]})
+    deleted = result["plans"][1]["checkpoint_id"]
+    deployment.standin.restore_points[deleted].deleted = True
+    deployment.notifications()
+    for _ in range(3):
+        deployment.track()
 
-    assert deployment.invoke({"vault_id": VAULT})["outcome"] == "succeeded"
-
-    [call] = deployment.standin.calls("cbr")
-    assert call.headers["Authorization"].startswith("SDK-HMAC-SHA256 ")
+    calls = deployment.standin.calls("cbr")
+    routes = {(c.method, c.path.rsplit("/", 1)[1] if "/checkpoints/" not in c.path
+               else "checkpoints/{id}") for c in calls}  # fmt: skip
+    assert routes == {("POST", "checkpoints"), ("GET", "backups"), ("GET", "operation-logs"),
+                      ("GET", "checkpoints/{id}")}  # fmt: skip
+    for call in calls:
+        assert call.headers["Authorization"] == sdk_authorization(call), call.path
+        assert call.headers["X-Project-Id"] == PROJECT_ID
     assert deployment.standin.calls("iam") == []
+    outcomes = {c.message["error"]["category"] for c in completions(deployment)}
+    assert outcomes == {"item_error", "not_found"}  # every call was accepted, none refused
 
 
 def test_the_catalog_names_cbr_where_the_secret_does_not(deployment: Deployment) -> None:

@@ -99,6 +99,7 @@ def test_a_started_backup_is_registered_with_its_deadline(deployment: Deployment
     assert item["backend"]["S"] == "csbs"
     assert item["target_id"]["S"] == started.message["request"]["plan_id"]
     assert item["project_id"]["S"] == started.message["checkpoint"]["project_id"]
+    assert "details" not in item  # nothing skipped: nothing more to follow it by
     assert json.loads(item["started"]["S"]) == {  # what started it, for whoever reads the table
         key: started.message[key]
         for key in ("trigger", "request", "invocation_id", "idempotency_key")

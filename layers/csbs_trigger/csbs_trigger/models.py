@@ -175,8 +175,13 @@ def _parse_plan(plan: dict[str, Any]) -> ProtectionPlan:
     )
 
 
+def objects(value: Any) -> list[dict[str, Any]]:
+    """The objects of a list an answer holds; anything else holds none."""
+    return [entry for entry in value if isinstance(entry, dict)] if isinstance(value, list) else []
+
+
 def parse_resources(resources: Any) -> tuple[ProtectedResource, ...]:
-    """The resources an answer lists (the objects of a list; anything else lists none)."""
+    """The resources an answer lists."""
     return tuple(
         ProtectedResource(
             id=field_text(item.get("id")) or "",
@@ -184,8 +189,7 @@ def parse_resources(resources: Any) -> tuple[ProtectedResource, ...]:
             name=field_text(item.get("name")),
             extra_info=decode_extra_info(item.get("extra_info")),
         )
-        for item in (resources if isinstance(resources, list) else [])
-        if isinstance(item, dict)
+        for item in objects(resources)
     )
 
 

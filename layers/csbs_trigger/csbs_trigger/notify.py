@@ -189,15 +189,12 @@ def target_attributes(backend: Backend | None, target_id: str | None) -> dict[st
 
 
 def build_notification(outcome: Outcome, redact: Redactor) -> Notification:
-    request: dict[str, Any] | None
+    request: dict[str, Any] | None = None
     backend = outcome.backend
     if outcome.request is not None:
         request = outcome.request.to_dict()
-    elif backend is not None:
-        request = BackupRequest(backend, outcome.target_id or "").to_dict()
-        request[backend.target_key] = outcome.target_id
-    else:
-        request = None
+    elif backend is not None:  # a rejected plan: what of it could be read
+        request = backend.request_fields(outcome.target_id)
     message = {
         "schema_version": SCHEMA_VERSION,
         "event": EVENT_STARTED,

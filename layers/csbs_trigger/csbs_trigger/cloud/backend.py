@@ -56,6 +56,12 @@ class Backend:
     def label(self) -> str:
         return self.service.label
 
+    def request_fields(self, target_id: str | None) -> dict[str, Any]:
+        """A request as notifications carry it, with nothing but its id given (None where a
+        plan could not be read): every field this backend knows."""
+        return {self.target_key: target_id, "resources": None,
+                **{option.name: None for option in self.options}}  # fmt: skip
+
 
 @dataclass(frozen=True)
 class BackupRequest:
@@ -81,12 +87,10 @@ class BackupRequest:
 
     def to_dict(self) -> dict[str, Any]:
         """As notifications carry it: every field the backend knows, None where not given."""
-        given = dict(self.options)
-        return {
-            self.backend.target_key: self.target_id,
-            "resources": None if self.resources is None else list(self.resources),
-            **{option.name: given.get(option.name) for option in self.backend.options},
-        }
+        fields = self.backend.request_fields(self.target_id)
+        if self.resources is not None:
+            fields["resources"] = list(self.resources)
+        return fields | dict(self.options)
 
     def identity(self) -> list[Any]:
         """What names the request (for its idempotency key): the same set of resources in any
@@ -187,5 +191,8 @@ class BackupService(ABC):
         ``not_found`` when the backup is gone."""
 
     def tracking_details(self, started: Started) -> dict[str, Any]:
-        """What the tracker needs besides the ids to follow this backup (JSON)."""
+        """What the tracker needs besides the ids to follow this backup (JSON): the resources
+        the service skipped, which it will never list, where there are any."""
+        if not started.skipped:
+            return {}
         return {"skipped": [skipped.to_dict() for skipped in started.skipped]}

@@ -21,3 +21,8 @@ class Adapter:
 
 ADAPTERS = (Adapter(csbs.BACKEND, csbs.build), Adapter(cbr.BACKEND, cbr.build))
 BACKENDS: dict[str, Backend] = {adapter.backend.name: adapter.backend for adapter in ADAPTERS}
+# What a plan may hold: exactly one backend's id (plan_id, vault_id), "resources", and that
+# backend's options (a name two backends share is one field).
+BACKEND_BY_TARGET_KEY = {backend.target_key: backend for backend in BACKENDS.values()}
+OPTION_NAMES = tuple(dict.fromkeys(o.name for b in BACKENDS.values() for o in b.options))
+PLAN_FIELDS = ("resources", *OPTION_NAMES)

@@ -42,6 +42,7 @@ from csbs_trigger.models import (
     checkpoint_object,
     decode_extra_info,
     field_text,
+    objects,
     parse_resources,
 )
 from csbs_trigger.settings import Settings
@@ -225,7 +226,7 @@ def _restore_point(answer: Answer) -> RestorePoint:
         vault_id=field_text(vault.get("id")),
         vault_name=field_text(vault.get("name")),
         resources=parse_resources(vault.get("resources")),
-        skipped=tuple(_skipped(entry) for entry in _objects(vault.get("skipped_resources"))),
+        skipped=tuple(_skipped(entry) for entry in objects(vault.get("skipped_resources"))),
         extra_info=decode_extra_info(checkpoint.get("extra_info")),
     )
 
@@ -296,11 +297,7 @@ def _list_page(document: Any, key: str) -> tuple[list[dict[str, Any]], int]:
     if not isinstance(rows, list):
         raise UpstreamError.bad_response(f"CBR answered without a {key} list", http_status=200)
     count = number_within(document.get("count"), low=0)
-    return _objects(rows), int(count) if count is not None else len(rows)
-
-
-def _objects(value: Any) -> list[dict[str, Any]]:
-    return [entry for entry in value if isinstance(entry, dict)] if isinstance(value, list) else []
+    return objects(rows), int(count) if count is not None else len(rows)
 
 
 def _nothing(answer: Answer) -> None:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from csbs_trigger.cloud.backend import Backend, BackupRequest
-from csbs_trigger.cloud.backends import BACKENDS
+from csbs_trigger.cloud.backends import BACKEND_BY_TARGET_KEY, PLAN_FIELDS
 from csbs_trigger.errors import InvalidEventError, TriggerError
 from csbs_trigger.models import Trigger
 from csbs_trigger.text import printable
@@ -46,8 +46,7 @@ _SCHEDULE_FORMATS = {
 }
 
 # What names the backend of a plan: "plan_id" (CSBS), "vault_id" (CBR).
-_TARGET_KEYS = {backend.target_key: backend for backend in BACKENDS.values()}
-_NAMING = " or ".join(_TARGET_KEYS)
+_NAMING = " or ".join(BACKEND_BY_TARGET_KEY)
 _SCHEDULE_KEYS = frozenset({"schedule_arn", "scheduled_time"})
 _BATCH_KEYS = frozenset({"plans"}) | _SCHEDULE_KEYS
 _EVENTBRIDGE_KEYS = frozenset({"detail-type", "source", "detail"})
@@ -143,9 +142,9 @@ def _rejected(error: InvalidEventError, plan: Any) -> RejectedPlan:
     """Keep the backend and id of a rejected plan where readable, so the notification names
     them."""
     if isinstance(plan, Mapping):
-        named = [key for key in _TARGET_KEYS if key in plan]
+        named = [key for key in BACKEND_BY_TARGET_KEY if key in plan]
         if len(named) == 1 and _is_id(plan[named[0]]):
-            return RejectedPlan(error, _TARGET_KEYS[named[0]], plan[named[0]])
+            return RejectedPlan(error, BACKEND_BY_TARGET_KEY[named[0]], plan[named[0]])
     return RejectedPlan(error)
 
 
@@ -153,16 +152,16 @@ def _parse_plan(
     plan: Mapping[str, Any], *, where: str, also: frozenset[str] = frozenset()
 ) -> BackupRequest:
     """One plan: exactly one of the backends' ids, then that backend's fields, each checked."""
-    named = [key for key in _TARGET_KEYS if key in plan]
+    named = [key for key in BACKEND_BY_TARGET_KEY if key in plan]
     if len(named) > 1:
         raise InvalidEventError(f"{where} names {' and '.join(named)}: exactly one of them")
     if not named or plan[named[0]] is None:
-        unknown = _unknown_keys(plan, frozenset(_TARGET_KEYS) | _option_keys() | also)
+        unknown = _unknown_keys(plan, frozenset([*BACKEND_BY_TARGET_KEY, *PLAN_FIELDS]) | also)
         raise InvalidEventError(
             f"{where}.{_NAMING} is missing" + (f" (unknown keys: {unknown})" if unknown else "")
         )
     target_key = named[0]
-    backend = _TARGET_KEYS[target_key]
+    backend = BACKEND_BY_TARGET_KEY[target_key]
     allowed = frozenset({target_key, "resources", *(o.name for o in backend.options)}) | also
     _reject_unknown_keys(plan, allowed, where)
     _check_id(plan[target_key], f"{where}.{target_key}")
@@ -201,12 +200,6 @@ def _parse_plan(
         resources=None if resources is None else tuple(resources),
         options=tuple(options),
     )
-
-
-def _option_keys() -> frozenset[str]:
-    return frozenset(o.name for backend in BACKENDS.values() for o in backend.options) | {
-        "resources"
-    }
 
 
 def _schedule_key(payload: Mapping[str, Any]) -> str | None:

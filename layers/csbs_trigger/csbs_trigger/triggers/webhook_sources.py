@@ -36,7 +36,7 @@ from jmespath.exceptions import JMESPathError
 from jmespath.parser import ParsedResult
 
 from csbs_trigger.aws.idempotency import DEFAULT_EXPIRY_SECONDS
-from csbs_trigger.cloud.backends import BACKENDS
+from csbs_trigger.cloud.backends import BACKEND_BY_TARGET_KEY, OPTION_NAMES, PLAN_FIELDS
 from csbs_trigger.errors import ConfigError, InvalidEventError
 from csbs_trigger.settings import config_object
 from csbs_trigger.triggers.events import PlanItem, RejectedPlan, parse_plan
@@ -44,11 +44,8 @@ from csbs_trigger.triggers.webhook_auth import SCHEMES
 
 SHIPPED_SOURCES = Path(__file__).with_name("webhook_sources.json")
 _SOURCE_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,31}")
-_TARGETS = tuple(backend.target_key for backend in BACKENDS.values())  # plan_id, vault_id
-_PLAN_FIELDS = tuple(
-    dict.fromkeys(["resources", *(o.name for b in BACKENDS.values() for o in b.options)])
-)
-_FIELDS = (*_TARGETS, *_PLAN_FIELDS, "reference", "delivery_id", "timestamp")
+_TARGETS = tuple(BACKEND_BY_TARGET_KEY)  # plan_id, vault_id
+_FIELDS = (*_TARGETS, *PLAN_FIELDS, "reference", "delivery_id", "timestamp")
 _REQUIRED = ("scheme", "delivery_id")
 _OPTIONS = ("tolerance_seconds", "when", "token_header")
 _MAX_ID_LENGTH = 200
@@ -127,7 +124,7 @@ class Source:
         # Ticketing systems send an empty field as "" (or null, or []): every server of the plan.
         if resources is not None and resources != []:
             plan["resources"] = resources
-        for name in _PLAN_FIELDS[1:]:  # the options, where the payload gives them
+        for name in OPTION_NAMES:  # where the payload gives them
             if values.get(name) is not None:
                 plan[name] = values[name]
         plan_item = parse_plan(plan, where=f"{self.name} payload")
