@@ -52,7 +52,7 @@ MODULES: dict[str, list[str]] = {
     "cloud/checkpoint_items": ["test_checkpoint_items"],
     "cloud/api": ["test_fault_matrix", "test_pinned_behaviour", "test_credential_lifecycle",
                   "test_auth", "test_log_lines", "test_cbr"],
-    "cloud/cbr": ["test_cbr", "test_fault_matrix"],
+    "cloud/cbr": ["test_cbr", "test_cbr_drift", "test_fault_matrix"],
 }  # fmt: skip
 # What the tests read besides the package and themselves.
 ALSO_COPY = ["functions", "events", "template.yaml"]

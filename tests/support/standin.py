@@ -178,6 +178,11 @@ class CsbsStandIn:
         with self._lock:
             self._faults[route].extend(faults)
 
+    def clear_faults(self, route: str) -> None:
+        """Forget the faults queued for ``route`` that no request took."""
+        with self._lock:
+            self._faults[route].clear()
+
     def revoke_tokens(self) -> None:
         """As when a password changes: every issued token is refused from now on."""
         with self._lock:
