@@ -200,9 +200,9 @@ def test_a_backup_is_reported_once_when_every_server_is_available(
     assert tracked_item(deployment, checkpoint_id)["state"]["S"] == "done"
     assert "queue" not in tracked_item(deployment, checkpoint_id)
     metrics = emf(capsys.readouterr().out)
-    assert ("BackupsStarted", {}) in metrics
-    assert ("BackupsCompleted", {}) in metrics
-    assert ("BackupDurationSeconds", {}) in metrics
+    for name in ("BackupsStarted", "BackupsCompleted", "BackupDurationSeconds"):
+        assert (name, {}) in metrics
+        assert (name, {"backend": "csbs"}) in metrics  # each service on its own too
 
 
 def test_a_server_in_error_fails_the_backup_and_says_which(
@@ -228,6 +228,7 @@ def test_a_server_in_error_fails_the_backup_and_says_which(
     metrics = emf(capsys.readouterr().out)
     assert ("BackupsFailed", {"error_category": "item_error"}) in metrics
     assert ("BackupsFailed", {}) in metrics  # what the alarm watches
+    assert ("BackupsFailed", {"backend": "csbs"}) in metrics
 
 
 def test_past_the_deadline_it_is_timed_out_with_the_last_state(
@@ -252,7 +253,9 @@ def test_past_the_deadline_it_is_timed_out_with_the_last_state(
     assert {item["status"] for item in message["items"]} == {"protecting"}
     assert completed.attributes["error_category"] == "timeout"
     assert "timed out" in (completed.subject or "")
-    assert ("BackupsTimedOut", {}) in emf(capsys.readouterr().out)
+    metrics = emf(capsys.readouterr().out)
+    assert ("BackupsTimedOut", {}) in metrics
+    assert ("BackupsTimedOut", {"backend": "csbs"}) in metrics
     assert deployment.track() == {"due": 0}
 
 
