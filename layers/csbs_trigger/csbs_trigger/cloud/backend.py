@@ -72,6 +72,7 @@ class BackupRequest:
     target_id: str
     resources: tuple[str, ...] | None = None
     options: tuple[tuple[str, Any], ...] = ()  # (name, value), only those the plan gave
+    project_id: str | None = None  # None: the credentials' own project
 
     def option(self, name: str) -> Any:
         return dict(self.options).get(name)
@@ -90,6 +91,8 @@ class BackupRequest:
         fields = self.backend.request_fields(self.target_id)
         if self.resources is not None:
             fields["resources"] = list(self.resources)
+        if self.project_id is not None:
+            fields["project_id"] = self.project_id
         return fields | dict(self.options)
 
     def identity(self) -> list[Any]:
@@ -97,7 +100,9 @@ class BackupRequest:
         order is the same request."""
         resources = None if self.resources is None else sorted(self.resources)
         given = dict(self.options)
-        return [self.target_id, resources, *(given.get(o.name) for o in self.backend.options)]
+        named = [self.target_id, resources, *(given.get(o.name) for o in self.backend.options)]
+        # Another project is another backup (keys of plans naming none stay as they were).
+        return named if self.project_id is None else [*named, {"project_id": self.project_id}]
 
 
 @dataclass(frozen=True)

@@ -122,7 +122,7 @@ class CbrClient(BackupService):
         failure (``BackupService.0002``: busy), and nothing was backed up."""
         body = {"checkpoint": {"vault_id": request.target_id, "parameters": request.parameters()}}
         call = Call("POST", "/checkpoints", parse=_restore_point, body=body, creates=True)
-        sent = self._api.call(call, deadline)
+        sent = self._api.call(call, deadline, request.project_id)
         point = sent.value
         if point.skipped and not point.resources:
             first = point.skipped[0]

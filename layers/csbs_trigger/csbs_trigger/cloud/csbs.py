@@ -62,7 +62,7 @@ class CsbsClient(BackupService):
             body=body,
             creates=True,
         )
-        sent = self._api.call(call, deadline)
+        sent = self._api.call(call, deadline, backup.project_id)
         return Execution(sent.value, sent.attempts, sent.project_id)
 
     def list_checkpoint_items(

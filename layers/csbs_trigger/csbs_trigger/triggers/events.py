@@ -4,8 +4,9 @@ Accepted shapes (all validated before any network call):
 
 * a plan: a CSBS policy ``{"plan_id": ..., "resources": [...], "auto_trigger": false}`` or a
   CBR vault ``{"vault_id": ..., "resources": [...], "incremental": false, ...}`` (everything but
-  the id optional; each backend names its options), optionally with ``schedule_arn`` and
-  ``scheduled_time`` (EventBridge Scheduler context attributes);
+  the id optional; each backend names its options; ``project_id`` runs it in another project
+  than the credentials' own), optionally with ``schedule_arn`` and ``scheduled_time``
+  (EventBridge Scheduler context attributes);
 * a batch: ``{"plans": [<plan>, ...]}`` with the same optional schedule keys;
 * an EventBridge event whose ``detail`` is either of the above.
 
@@ -47,6 +48,10 @@ _SCHEDULE_FORMATS = {
 
 # What names the backend of a plan: "plan_id" (CSBS), "vault_id" (CBR).
 _NAMING = " or ".join(BACKEND_BY_TARGET_KEY)
+# Where a plan runs, for any backend; never read from a webhook's body (a signed sender must
+# not pick another tenant's project).
+_SCOPE_FIELDS = ("project_id",)
+_PROJECT_ID = re.compile(r"[0-9a-f]{32}")
 _SCHEDULE_KEYS = frozenset({"schedule_arn", "scheduled_time"})
 _BATCH_KEYS = frozenset({"plans"}) | _SCHEDULE_KEYS
 _EVENTBRIDGE_KEYS = frozenset({"detail-type", "source", "detail"})
@@ -156,15 +161,24 @@ def _parse_plan(
     if len(named) > 1:
         raise InvalidEventError(f"{where} names {' and '.join(named)}: exactly one of them")
     if not named or plan[named[0]] is None:
-        unknown = _unknown_keys(plan, frozenset([*BACKEND_BY_TARGET_KEY, *PLAN_FIELDS]) | also)
+        known = frozenset([*BACKEND_BY_TARGET_KEY, *PLAN_FIELDS, *_SCOPE_FIELDS])
+        unknown = _unknown_keys(plan, known | also)
         raise InvalidEventError(
             f"{where}.{_NAMING} is missing" + (f" (unknown keys: {unknown})" if unknown else "")
         )
     target_key = named[0]
     backend = BACKEND_BY_TARGET_KEY[target_key]
-    allowed = frozenset({target_key, "resources", *(o.name for o in backend.options)}) | also
+    allowed = frozenset({target_key, "resources", *_SCOPE_FIELDS,
+                         *(o.name for o in backend.options)}) | also  # fmt: skip
     _reject_unknown_keys(plan, allowed, where)
     _check_id(plan[target_key], f"{where}.{target_key}")
+    project_id = plan.get("project_id")
+    if project_id is not None and not (
+        isinstance(project_id, str) and _PROJECT_ID.fullmatch(project_id)
+    ):
+        raise InvalidEventError(
+            f"{where}.project_id must be a project id of 32 hex digits, got {_kind(project_id)}"
+        )
 
     resources = plan.get("resources")
     if resources is not None:
@@ -199,6 +213,7 @@ def _parse_plan(
         target_id=plan[target_key],
         resources=None if resources is None else tuple(resources),
         options=tuple(options),
+        project_id=project_id,
     )
 
 
