@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -10,6 +11,9 @@ from conftest import Deployment
 from test_completion_tracking import completions, tracked_item
 from test_webhooks import generic_event
 
+from csbs_trigger.errors import ConfigError
+from csbs_trigger.triggers.webhook_sources import SHIPPED_SOURCES as SOURCES
+from csbs_trigger.triggers.webhook_sources import load_sources
 from support.standin import PROJECT_ID, PROVIDER_ID
 
 OTHER_PROJECT = "0123456789abcdef0123456789abcdef"
@@ -135,3 +139,160 @@ def test_a_webhook_body_never_picks_the_project(projects: Deployment) -> None:
 
     [call] = projects.standin.calls("csbs")
     assert call.path.split("/")[2] == PROJECT_ID
+
+
+# -- 2. many credentials ---------------------------------------------------------------------
+
+
+def named_secret(deployment: Deployment, name: str, value: dict[str, Any] | str) -> None:
+    deployment.aws.create_secret(f"csbs-trigger/clouds/{name}", value)
+
+
+def test_a_plan_acts_with_the_credentials_it_names(projects: Deployment) -> None:
+    standin = projects.standin
+    named_secret(projects, "team-a", standin.cloud_secret(project_id=OTHER_PROJECT))
+    named_secret(projects, "ops/keys", standin.access_key_secret(project_id=THIRD_PROJECT))
+    plans = [{"plan_id": PLAN_A, "credentials": "team-a"},
+             {"plan_id": PLAN_B, "credentials": "team-a"},
+             {"vault_id": VAULT, "credentials": "ops/keys"},
+             {"plan_id": PLAN_B}]  # fmt: skip
+
+    result = projects.invoke({"plans": plans})
+
+    assert [plan["outcome"] for plan in result["plans"]] == ["succeeded"] * 4
+    scopes = sorted(json.dumps(scope) for scope in logins(projects))  # one per account
+    assert scopes == sorted(json.dumps({"id": p}) for p in (OTHER_PROJECT, PROJECT_ID))
+    [cbr] = standin.calls("cbr")
+    assert cbr.path == f"/v3/{THIRD_PROJECT}/checkpoints"
+    assert cbr.headers["Authorization"].startswith("SDK-HMAC-SHA256 ")
+    told = {n.message["request"].get("credentials") for n in projects.notifications()}
+    assert told == {"team-a", "ops/keys", None}
+
+
+def test_a_backup_is_polled_with_the_credentials_it_was_started_with(
+    projects: Deployment,
+) -> None:
+    standin = projects.standin
+    named_secret(projects, "keys", standin.access_key_secret(project_id=OTHER_PROJECT))
+    standin.polls_to_finish = 0
+    result = projects.invoke({"plan_id": PLAN_A, "credentials": "keys"})
+    checkpoint_id = result["plans"][0]["checkpoint_id"]
+    projects.notifications()
+    assert tracked_item(projects, checkpoint_id)["credentials"]["S"] == "keys"
+
+    projects.track()
+    projects.track()
+
+    [completed] = completions(projects)
+    assert completed.message["outcome"] == "succeeded"
+    polls = [call for call in standin.calls("csbs") if call.method == "GET"]
+    assert polls
+    assert all(call.headers["X-Project-Id"] == OTHER_PROJECT for call in polls)
+    assert standin.calls("iam") == []  # never the stack's own password
+
+
+@pytest.mark.parametrize(
+    ("secret", "message"),
+    [
+        (None, "credentials team-b: the cloud secret could not be read "
+               "(ResourceNotFoundException)"),
+        ('{"username": "u", "password": "hunter2-secret"', "credentials team-b: the cloud secret"),
+        ({"username": "u", "password": "hunter2-secret"}, "credentials team-b: the cloud secret"),
+    ],
+)  # fmt: skip
+def test_a_named_secret_missing_or_malformed_fails_that_plan_only(
+    projects: Deployment, secret: Any, message: str
+) -> None:
+    if secret is not None:
+        named_secret(projects, "team-b", secret)
+
+    result = projects.invoke({"plans": [{"plan_id": PLAN_A, "credentials": "team-b"},
+                                        {"plan_id": PLAN_B}]})  # fmt: skip
+
+    assert [plan["outcome"] for plan in result["plans"]] == ["failed", "succeeded"]
+    failed = next(n for n in projects.notifications() if n.message["outcome"] == "failed")
+    assert failed.message["error"]["category"] == "config_error"
+    assert failed.message["error"]["message"].startswith(message)
+    assert "hunter2" not in json.dumps(failed.message)
+
+
+def test_a_refused_login_is_tried_once_per_credentials_not_once_per_plan(
+    projects: Deployment,
+) -> None:
+    standin = projects.standin
+    named_secret(projects, "team-a", standin.cloud_secret(password="not-the-password"))
+    plans = [{"plan_id": PLAN_A, "credentials": "team-a"},
+             {"plan_id": PLAN_B, "credentials": "team-a"},
+             {"vault_id": VAULT, "credentials": "team-a"},
+             {"plan_id": PLAN_B}]  # fmt: skip
+
+    result = projects.invoke({"plans": plans})
+    again = projects.invoke({"plans": plans})  # another firing, within the hour
+
+    outcomes = [plan["outcome"] for plan in result["plans"] + again["plans"]]
+    assert outcomes == ["failed", "failed", "failed", "succeeded"] * 2
+    sent = [call.json()["auth"]["identity"]["password"]["user"]["password"]
+            for call in standin.calls("iam")]  # fmt: skip
+    assert sent.count("not-the-password") == 1  # one failed login, never one per plan
+    categories = {n.message["error"]["category"] for n in projects.notifications()
+                  if n.message["outcome"] == "failed"}  # fmt: skip
+    assert categories == {"auth_failed"}
+
+
+@pytest.mark.parametrize("value", ["", "../other", "a" * 65, "team a", 5, ["x"]])
+def test_a_credentials_name_that_is_no_secret_name_is_an_invalid_event(
+    projects: Deployment, value: Any
+) -> None:
+    projects.invoke({"plan_id": PLAN_A, "credentials": value})
+
+    [failed] = projects.notifications()
+    assert failed.message["error"]["category"] == "invalid_event"
+    assert failed.message["error"]["message"].startswith(
+        "event.credentials must be a secret name of 1 to 64 letters, digits, '-', '_' or '/', got "
+    )
+
+
+# -- a webhook source's fixed account ----------------------------------------------------------
+
+
+def test_a_webhook_source_fixes_the_credentials_and_project(projects: Deployment) -> None:
+    named_secret(projects, "tenant-7", projects.standin.access_key_secret())
+    generic = json.loads(SOURCES.read_text())["generic"]
+    fixed = {"credentials": "tenant-7", "project_id": OTHER_PROJECT}
+    projects.set_env("WEBHOOK_SOURCES", json.dumps({"generic": {**generic, "fixed": fixed}}))
+    body = json.dumps({"plan_id": PLAN_A, "project_id": THIRD_PROJECT,
+                       "credentials": "other-tenant"}).encode()  # fmt: skip
+
+    projects.invoke_webhook(generic_event(body))
+
+    [call] = projects.standin.calls("csbs")
+    assert call.headers["X-Project-Id"] == OTHER_PROJECT  # the source's, not the body's
+    assert call.path.split("/")[2] == OTHER_PROJECT
+    [started] = projects.notifications()
+    assert started.message["request"]["credentials"] == "tenant-7"
+
+
+@pytest.mark.parametrize(
+    ("fixed", "message"),
+    [
+        ({"credentials": "a b"}, "webhook source generic: fixed.credentials must be"),
+        ({"project_id": "x"}, "webhook source generic: fixed.project_id must be"),
+        ({"plan_id": PLAN_A}, "webhook source generic: fixed must be an object of"),
+        ("tenant-7", "webhook source generic: fixed must be an object of"),
+    ],
+)
+def test_a_bad_fixed_account_is_a_config_error(
+    projects: Deployment, fixed: Any, message: str
+) -> None:
+    generic = json.loads(SOURCES.read_text())["generic"]
+    override = json.dumps({"generic": {**generic, "fixed": fixed}})
+    with pytest.raises(ConfigError) as refused:
+        load_sources(override)
+    assert refused.value.message.startswith(message)
+    projects.set_env("WEBHOOK_SOURCES", override)
+
+    answer = projects.invoke_webhook(generic_event(b'{"plan_id": "%s"}' % PLAN_A.encode()))
+
+    assert answer["statusCode"] == 500
+    assert json.loads(answer["body"])["error"] == "config_error"
+    assert projects.standin.requests == []

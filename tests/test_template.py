@@ -225,8 +225,31 @@ def test_tracking_permissions_are_least_privilege(resources: dict[str, Any]) -> 
         "FindDueBackups": ("dynamodb:Query", {"Fn::Sub": "${TrackingTable.Arn}/index/due"}),
         "RememberRefusedLogins": REMEMBER_REFUSED_LOGINS,
     }
-    assert tracker["ReadCloudSecret"]["Resource"] == {"Ref": "CloudSecretArn"}
+    assert tracker["ReadCloudSecrets"]["Resource"] == [{"Ref": "CloudSecretArn"}, NAMED_SECRETS]
     assert "webhook" not in json.dumps(tracker).lower()
+
+
+# The secrets a plan's "credentials" may name: exactly those below the prefix, in this account
+# and region (a secret's ARN ends in "-" and six random characters: hence the "*").
+NAMED_SECRETS = {"Fn::Sub": "arn:${AWS::Partition}:secretsmanager:${AWS::Region}:"
+                            "${AWS::AccountId}:secret:${CloudSecretPrefix}*"}  # fmt: skip
+
+
+def test_every_function_may_read_exactly_the_secrets_below_the_prefix(
+    resources: dict[str, Any],
+) -> None:
+    prefix = expand(ROOT / "template.yaml")["Parameters"]["CloudSecretPrefix"]
+    assert prefix["Default"] == "csbs-trigger/clouds/"
+    assert re.fullmatch(prefix["AllowedPattern"], prefix["Default"])
+    assert not re.fullmatch(prefix["AllowedPattern"], "clouds/*")  # no wildcard of one's own
+    for name in ("ScheduledBackupFunction", "WebhookFunction", "CompletionTrackerFunction"):
+        statements = _statements(resources, name)
+        readers = [s for s in statements.values() if "secretsmanager" in json.dumps(s["Action"])]
+        [reader] = readers
+        assert reader["Action"] == "secretsmanager:GetSecretValue"
+        assert NAMED_SECRETS in reader["Resource"]
+        env = resources[name]["Properties"]["Environment"]["Variables"]
+        assert env["CLOUD_SECRET_PREFIX"] == {"Ref": "CloudSecretPrefix"}
 
 
 def test_alarms_watch_failed_and_timed_out_backups_and_the_tracker(

@@ -239,7 +239,7 @@ def _execute(
         context, settings.connect_timeout_seconds, settings.read_timeout_seconds
     )
     try:
-        execution = runtime.service(item.backend).start(item, deadline)
+        execution = runtime.service(item.backend.name, item.credentials).start(item, deadline)
     except TriggerError as failure:
         return replace(planned, error=failure, attempts=failure.attempts,
                        duration_ms=_ms_since(began))  # fmt: skip
@@ -277,7 +277,8 @@ def register(
         plan_name=started.target_name,
         project_id=started.project_id or execution.project_id,
         expected_items=asked or None,
-        details=runtime.service(request.backend).tracking_details(started),
+        credentials=request.credentials,
+        details=runtime.service(request.backend.name).tracking_details(started),
         started={
             "trigger": trigger.to_dict(),
             "request": request.to_dict(),

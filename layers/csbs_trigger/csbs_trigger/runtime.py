@@ -1,7 +1,9 @@
 """What lives as long as the Lambda container: settings, clients, caches.
 
-``Runtime`` is also the backup services' ``AuthSource``: one auth (and so one token) per
-credential set, built again from a freshly read secret when IAM or CSBS refuses it.
+Each ``Account`` (the stack's own secret, or one a plan names by ``credentials``) is the
+``AuthSource`` of the clients acting with it: one auth (and so one token per project) per
+value of its secret, built again from a freshly read secret when IAM or the service refuses
+it.
 """
 
 from __future__ import annotations
@@ -25,8 +27,8 @@ from csbs_trigger.aws.sns import SnsPublisher
 from csbs_trigger.aws.tracking import TrackingTable
 from csbs_trigger.cloud.api import ApiClient, RetryPolicy
 from csbs_trigger.cloud.auth import CsbsAuth, LoginGuard, MemoryLoginGuard, auth_for
-from csbs_trigger.cloud.backend import Backend, BackupService
-from csbs_trigger.cloud.backends import ADAPTERS
+from csbs_trigger.cloud.backend import BackupService
+from csbs_trigger.cloud.backends import ADAPTERS_BY_NAME
 from csbs_trigger.cloud.credentials import CloudCredentials, parse_cloud_secret
 from csbs_trigger.errors import ConfigError
 from csbs_trigger.notify import Redactor
@@ -60,13 +62,6 @@ class Runtime:
         self.sns, self.dynamodb = sns, dynamodb
         self.publisher = SnsPublisher(sns, settings.topic_arn)
         self.metrics = Metrics(settings.metrics_namespace)
-        self._secrets = (
-            SecretStore(
-                secretsmanager, settings.secret_id, max_age_seconds=settings.secret_max_age_seconds
-            )
-            if settings.secret_id
-            else None
-        )
         self.webhook_secrets_store = (
             SecretStore(
                 secretsmanager,
@@ -86,20 +81,16 @@ class Runtime:
             if dynamodb is not None and settings.login_refusal_table
             else MemoryLoginGuard(clock)
         )
+        self._secretsmanager = secretsmanager
         self._session = session or _http_session(settings.max_concurrency)
-        retry = RetryPolicy(max_attempts=settings.max_attempts)
-        # One client per backend; all share the session, the secret and its auth.
-        self.services: dict[str, BackupService] = {}
-        for adapter in ADAPTERS:
-            api = ApiClient(adapter.backend.service, self, self._session, retry=retry,
-                            sleep=sleep, rng=rng)  # fmt: skip
-            self.services[adapter.backend.name] = adapter.build(api, settings)
+        self._retry = RetryPolicy(max_attempts=settings.max_attempts)
+        self._sleep, self._rng = sleep, rng
         self._lock = threading.Lock()
         self._webhook_sources: dict[str, Source] | None = None
-        self._credentials: CloudCredentials | None = None
-        self._auth: CsbsAuth | None = None
-        self._retired_secret_values: tuple[str, ...] = ()
-        self._parsed: tuple[str, CloudCredentials] | None = None
+        # By credentials name (None: the stack's own secret): each its own secret, token and
+        # clients, so that one account's trouble is never another's.
+        self._accounts: dict[str | None, Account] = {}
+        self._services: dict[tuple[str, str | None], BackupService] = {}
         self._redactor: tuple[tuple[str, ...], Redactor] | None = None
 
     @classmethod
@@ -129,9 +120,37 @@ class Runtime:
             **overrides,
         )
 
-    def service(self, backend: Backend) -> BackupService:
-        """The client of ``backend``."""
-        return self.services[backend.name]
+    def service(self, backend: str, credentials: str | None = None) -> BackupService:
+        """The client of ``backend`` ("csbs", "cbr") acting with ``credentials`` (None: the
+        stack's own secret)."""
+        with self._lock:
+            service = self._services.get((backend, credentials))
+        if service is None:
+            account = self.account(credentials)
+            adapter = ADAPTERS_BY_NAME[backend]
+            api = ApiClient(adapter.backend.service, account, self._session, retry=self._retry,
+                            sleep=self._sleep, rng=self._rng)  # fmt: skip
+            with self._lock:
+                service = self._services.setdefault(
+                    (backend, credentials), adapter.build(api, self.settings)
+                )
+        return service
+
+    @property
+    def services(self) -> dict[str, BackupService]:
+        """Every backend's client with the stack's own secret."""
+        return {name: self.service(name) for name in ADAPTERS_BY_NAME}
+
+    def account(self, credentials: str | None) -> Account:
+        """The account of ``credentials``: its secret (CSBS_SECRET_ID, or the prefix and the
+        name) and its auth."""
+        with self._lock:
+            account = self._accounts.get(credentials)
+            if account is None:
+                account = self._accounts[credentials] = Account(
+                    credentials, self._secret_store(credentials), self._session, self.login_guard
+                )
+            return account
 
     @cached_property
     def deduplicator(self) -> Deduplicator | None:
@@ -171,6 +190,56 @@ class Runtime:
                 raise ConfigError(f"the webhook secret of source {source.name}: {weakness}")
         return list(values)
 
+    def secret_values(self) -> tuple[str, ...]:
+        """Every secret this container holds now or held before the last rotation, of every
+        account."""
+        with self._lock:
+            accounts = list(self._accounts.values())
+        return tuple(value for account in accounts for value in account.secret_values())
+
+    def redactor(self) -> Redactor:
+        """A redactor of every secret held now or before the last rotation (built once each)."""
+        values = self.secret_values()
+        with self._lock:
+            if self._redactor is None or self._redactor[0] != values:
+                self._redactor = (values, Redactor(values))
+            return self._redactor[1]
+
+    def _secret_store(self, credentials: str | None) -> SecretStore | None:
+        settings = self.settings
+        secret_id = settings.secret_id
+        if credentials is not None:
+            prefix = settings.cloud_secret_prefix
+            secret_id = None if prefix is None else f"{prefix}{credentials}"
+        if secret_id is None:
+            return None
+        return SecretStore(self._secretsmanager, secret_id,
+                           max_age_seconds=settings.secret_max_age_seconds)  # fmt: skip
+
+
+class Account:
+    """One set of cloud credentials, read from its secret, and the auth built from them: the
+    ``AuthSource`` of the clients that act with it. One auth (and so one token per project)
+    per value of the secret, built again from a freshly read secret when IAM or the service
+    refuses it."""
+
+    def __init__(
+        self,
+        name: str | None,
+        secrets: SecretStore | None,
+        session: requests.Session,
+        login_guard: LoginGuard,
+    ) -> None:
+        self.name = name  # None: the stack's own secret (CSBS_SECRET_ID)
+        self._secrets = secrets
+        self._session = session
+        self._login_guard = login_guard
+        self._lock = threading.Lock()
+        self._credentials: CloudCredentials | None = None
+        self._auth: CsbsAuth | None = None
+        self._retired_secret_values: tuple[str, ...] = ()
+        self._parsed: tuple[str, CloudCredentials] | None = None
+
     def current(self) -> CsbsAuth:
         """The auth for the credentials in the (cached) secret."""
         return self._auth_for(self._parse(self._read_secret(refresh=False)), stale=None)
@@ -179,8 +248,8 @@ class Runtime:
         """What to try after ``stale`` was refused, or None when nothing changed.
 
         The secret is read afresh: new credentials get a new auth. The same credentials are
-        tried again only where ``stale`` held a token to drop (CSBS refused the token, not the
-        password): a refused password sent again counts towards IAM's lockout.
+        tried again only where ``stale`` held a token to drop (the service refused the token,
+        not the password): a refused password sent again counts towards IAM's lockout.
         """
         with self._lock:
             if self._auth is not None and self._auth is not stale:
@@ -192,37 +261,42 @@ class Runtime:
         return self._auth_for(credentials, stale=stale)
 
     def secret_values(self) -> tuple[str, ...]:
-        """Every secret this container holds now or held before the last rotation."""
+        """The secrets this account holds now or held before the last rotation."""
         with self._lock:
             current = self._auth.secret_values() if self._auth else ()
             return current + self._retired_secret_values
-
-    def redactor(self) -> Redactor:
-        """A redactor of every secret held now or before the last rotation (built once each)."""
-        values = self.secret_values()
-        with self._lock:
-            if self._redactor is None or self._redactor[0] != values:
-                self._redactor = (values, Redactor(values))
-            return self._redactor[1]
 
     def _parse(self, secret_string: str) -> CloudCredentials:
         """The secret's credentials, parsed once per value of the secret."""
         parsed = self._parsed
         if parsed is None or parsed[0] != secret_string:
-            parsed = self._parsed = (secret_string, parse_cloud_secret(secret_string))
+            try:
+                parsed = self._parsed = (secret_string, parse_cloud_secret(secret_string))
+            except ConfigError as error:
+                raise self._named(error) from None
         return parsed[1]
 
     def _read_secret(self, *, refresh: bool) -> str:
         if self._secrets is None:
-            raise ConfigError("environment variable CSBS_SECRET_ID is not set")
-        return self._secrets.get(refresh=refresh)
+            missing = "CSBS_SECRET_ID" if self.name is None else "CLOUD_SECRET_PREFIX"
+            raise self._named(ConfigError(f"environment variable {missing} is not set"))
+        try:
+            return self._secrets.get(refresh=refresh)
+        except ConfigError as error:
+            raise self._named(error) from None
+
+    def _named(self, error: ConfigError) -> ConfigError:
+        """The stack's own secret's errors as they were; a named one's say which it is."""
+        if self.name is None:
+            return error
+        return ConfigError(f"credentials {self.name}: {error.message}", code=error.code)
 
     def _auth_for(self, credentials: CloudCredentials, *, stale: CsbsAuth | None) -> CsbsAuth:
         with self._lock:
             if self._auth is None or self._auth is stale or credentials != self._credentials:
                 if self._auth is not None:
                     self._retired_secret_values = self._auth.secret_values()
-                self._auth = auth_for(credentials, self._session, self.login_guard)
+                self._auth = auth_for(credentials, self._session, self._login_guard)
                 self._credentials = credentials
             return self._auth
 

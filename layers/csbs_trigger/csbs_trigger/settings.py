@@ -25,6 +25,7 @@ class Settings:
     topic_arn: str
     secret_id: str | None
     provider_id: str = DEFAULT_PROVIDER_ID
+    cloud_secret_prefix: str | None = None  # a plan's ``credentials`` name a secret below it
     secret_max_age_seconds: float = 300.0
     connect_timeout_seconds: float = 3.05
     read_timeout_seconds: float = 20.0
@@ -50,6 +51,7 @@ class Settings:
             topic_arn=env["NOTIFICATION_TOPIC_ARN"],
             secret_id=env.get("CSBS_SECRET_ID") or None,
             provider_id=env.get("CSBS_PROVIDER_ID") or DEFAULT_PROVIDER_ID,
+            cloud_secret_prefix=env.get("CLOUD_SECRET_PREFIX") or None,
             secret_max_age_seconds=_number(env, "SECRET_MAX_AGE_SECONDS", 300.0, 0, 3600),
             connect_timeout_seconds=_number(env, "CSBS_CONNECT_TIMEOUT_SECONDS", 3.05, 0.1, 30),
             read_timeout_seconds=_number(env, "CSBS_READ_TIMEOUT_SECONDS", 20.0, 0.1, 300),

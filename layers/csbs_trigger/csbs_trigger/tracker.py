@@ -149,7 +149,9 @@ def _follow(tracked: Tracked, run: _Run) -> str:
 def _poll(tracked: Tracked, run: _Run) -> str:
     runtime, registration = run.runtime, tracked.registration
     try:
-        items = runtime.services[registration.backend].poll(registration, run.deadline)
+        items = runtime.service(registration.backend, registration.credentials).poll(
+            registration, run.deadline
+        )
     except TriggerError as error:
         logger.warning("checkpoint poll failed", extra={
             "checkpoint_id": registration.checkpoint_id, "category": error.category.value,

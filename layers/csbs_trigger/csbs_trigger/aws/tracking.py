@@ -51,6 +51,7 @@ class Registration:
     registered_at: float
     deadline_at: float
     details: dict[str, Any] = field(default_factory=dict)  # what its backend follows it by
+    credentials: str | None = None  # the named secret it was started with (None: the stack's)
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,8 @@ class TrackingTable:
             item["plan_name"] = _s(registration.plan_name)
         if registration.project_id is not None:
             item["project_id"] = _s(registration.project_id)
+        if registration.credentials is not None:
+            item["credentials"] = _s(registration.credentials)
         if registration.expected_items is not None:
             item["expected_items"] = _n(registration.expected_items)
         return self._write(
@@ -265,6 +268,7 @@ def _tracked(item: dict[str, Any]) -> Tracked:
         details={} if details is None else json.loads(details),
         plan_name=text("plan_name"),
         project_id=text("project_id"),
+        credentials=text("credentials"),
         expected_items=None if expected is None else int(expected),
         started=json.loads(item["started"]["S"]),
         registered_at=float(item["registered_at"]["N"]),

@@ -73,6 +73,7 @@ class BackupRequest:
     resources: tuple[str, ...] | None = None
     options: tuple[tuple[str, Any], ...] = ()  # (name, value), only those the plan gave
     project_id: str | None = None  # None: the credentials' own project
+    credentials: str | None = None  # a named secret's name; None: the stack's own secret
 
     def option(self, name: str) -> Any:
         return dict(self.options).get(name)
@@ -91,8 +92,7 @@ class BackupRequest:
         fields = self.backend.request_fields(self.target_id)
         if self.resources is not None:
             fields["resources"] = list(self.resources)
-        if self.project_id is not None:
-            fields["project_id"] = self.project_id
+        fields |= self.scope()
         return fields | dict(self.options)
 
     def identity(self) -> list[Any]:
@@ -101,8 +101,15 @@ class BackupRequest:
         resources = None if self.resources is None else sorted(self.resources)
         given = dict(self.options)
         named = [self.target_id, resources, *(given.get(o.name) for o in self.backend.options)]
-        # Another project is another backup (keys of plans naming none stay as they were).
-        return named if self.project_id is None else [*named, {"project_id": self.project_id}]
+        # Another project (or another account's own) is another backup; the keys of plans
+        # naming neither stay as they were.
+        scope = self.scope()
+        return [*named, scope] if scope else named
+
+    def scope(self) -> dict[str, str]:
+        """Where it runs, where the plan said: ``project_id`` and ``credentials``."""
+        named = {"project_id": self.project_id, "credentials": self.credentials}
+        return {key: value for key, value in named.items() if value is not None}
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,8 @@ class Adapter:
 
 
 ADAPTERS = (Adapter(csbs.BACKEND, csbs.build), Adapter(cbr.BACKEND, cbr.build))
-BACKENDS: dict[str, Backend] = {adapter.backend.name: adapter.backend for adapter in ADAPTERS}
+ADAPTERS_BY_NAME = {adapter.backend.name: adapter for adapter in ADAPTERS}
+BACKENDS: dict[str, Backend] = {name: adapter.backend for name, adapter in ADAPTERS_BY_NAME.items()}
 # What a plan may hold: exactly one backend's id (plan_id, vault_id), "resources", and that
 # backend's options (a name two backends share is one field).
 BACKEND_BY_TARGET_KEY = {backend.target_key: backend for backend in BACKENDS.values()}

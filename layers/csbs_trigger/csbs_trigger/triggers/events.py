@@ -4,9 +4,9 @@ Accepted shapes (all validated before any network call):
 
 * a plan: a CSBS policy ``{"plan_id": ..., "resources": [...], "auto_trigger": false}`` or a
   CBR vault ``{"vault_id": ..., "resources": [...], "incremental": false, ...}`` (everything but
-  the id optional; each backend names its options; ``project_id`` runs it in another project
-  than the credentials' own), optionally with ``schedule_arn`` and ``scheduled_time``
-  (EventBridge Scheduler context attributes);
+  the id optional; each backend names its options), optionally with ``project_id`` (another
+  project than the credentials' own), ``credentials`` (a named secret's), ``schedule_arn`` and
+  ``scheduled_time`` (EventBridge Scheduler context attributes);
 * a batch: ``{"plans": [<plan>, ...]}`` with the same optional schedule keys;
 * an EventBridge event whose ``detail`` is either of the above.
 
@@ -50,8 +50,14 @@ _SCHEDULE_FORMATS = {
 _NAMING = " or ".join(BACKEND_BY_TARGET_KEY)
 # Where a plan runs, for any backend; never read from a webhook's body (a signed sender must
 # not pick another tenant's project).
-_SCOPE_FIELDS = ("project_id",)
-_PROJECT_ID = re.compile(r"[0-9a-f]{32}")
+_SCOPE_FIELDS = ("project_id", "credentials")
+_SCOPE_FORMATS = {
+    "project_id": (re.compile(r"[0-9a-f]{32}"), "a project id of 32 hex digits"),
+    "credentials": (
+        re.compile(r"[A-Za-z0-9_/-]{1,64}"),
+        "a secret name of 1 to 64 letters, digits, '-', '_' or '/'",
+    ),
+}
 _SCHEDULE_KEYS = frozenset({"schedule_arn", "scheduled_time"})
 _BATCH_KEYS = frozenset({"plans"}) | _SCHEDULE_KEYS
 _EVENTBRIDGE_KEYS = frozenset({"detail-type", "source", "detail"})
@@ -172,13 +178,10 @@ def _parse_plan(
                          *(o.name for o in backend.options)}) | also  # fmt: skip
     _reject_unknown_keys(plan, allowed, where)
     _check_id(plan[target_key], f"{where}.{target_key}")
-    project_id = plan.get("project_id")
-    if project_id is not None and not (
-        isinstance(project_id, str) and _PROJECT_ID.fullmatch(project_id)
-    ):
-        raise InvalidEventError(
-            f"{where}.project_id must be a project id of 32 hex digits, got {_kind(project_id)}"
-        )
+    for key, (pattern, rule) in _SCOPE_FORMATS.items():
+        value = plan.get(key)
+        if value is not None and not (isinstance(value, str) and pattern.fullmatch(value)):
+            raise InvalidEventError(f"{where}.{key} must be {rule}, got {_kind(value)}")
 
     resources = plan.get("resources")
     if resources is not None:
@@ -213,7 +216,8 @@ def _parse_plan(
         target_id=plan[target_key],
         resources=None if resources is None else tuple(resources),
         options=tuple(options),
-        project_id=project_id,
+        project_id=plan.get("project_id"),
+        credentials=plan.get("credentials"),
     )
 
 

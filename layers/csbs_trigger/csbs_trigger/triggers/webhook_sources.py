@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -47,7 +47,10 @@ _SOURCE_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,31}")
 _TARGETS = tuple(BACKEND_BY_TARGET_KEY)  # plan_id, vault_id
 _FIELDS = (*_TARGETS, *PLAN_FIELDS, "reference", "delivery_id", "timestamp")
 _REQUIRED = ("scheme", "delivery_id")
-_OPTIONS = ("tolerance_seconds", "when", "token_header")
+_OPTIONS = ("tolerance_seconds", "when", "token_header", "fixed")
+# What a source may fix for every delivery, never read from a body: a signed sender must not
+# pick another tenant's account or project.
+_FIXED = ("credentials", "project_id")
 _MAX_ID_LENGTH = 200
 _HEADER_NAME = re.compile(r"[A-Za-z0-9-]{1,64}")
 
@@ -84,6 +87,7 @@ class Source:
     tolerance_seconds: float | None = None  # None: the function's default
     when: Field | None = None
     bearer_header: str = "authorization"
+    fixed: dict[str, str] = field(default_factory=dict)  # credentials, project_id
 
     def ignores(self, body: Any) -> str | None:
         """Why a delivery is not for this source to act on (its ``when`` is not true), or None."""
@@ -127,7 +131,7 @@ class Source:
         for name in OPTION_NAMES:  # where the payload gives them
             if values.get(name) is not None:
                 plan[name] = values[name]
-        plan_item = parse_plan(plan, where=f"{self.name} payload")
+        plan_item = parse_plan({**plan, **self.fixed}, where=f"{self.name} payload")
         return Mapped(plan_item, delivery_id, reference, timestamp)
 
 
@@ -167,7 +171,20 @@ def _source(name: str, entry: Any) -> Source:
         tolerance_seconds=_tolerance(name, entry.get("tolerance_seconds")),
         when=None if when is None else _field(name, "when", when),
         bearer_header=_bearer_header(name, entry),
+        fixed=_fixed(name, entry.get("fixed", {})),
     )
+
+
+def _fixed(source: str, fixed: Any) -> dict[str, str]:
+    """A source's fixed credentials and project, checked as a plan's are."""
+    if not isinstance(fixed, dict) or not set(fixed) <= set(_FIXED):
+        raise ConfigError(
+            f"webhook source {source}: fixed must be an object of {' and '.join(_FIXED)}"
+        )
+    checked = parse_plan({"plan_id": "checked", **fixed}, where=f"webhook source {source}: fixed")
+    if isinstance(checked, RejectedPlan):
+        raise ConfigError(checked.error.message)
+    return dict(fixed)
 
 
 def _tolerance(source: str, value: Any) -> float | None:
