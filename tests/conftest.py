@@ -23,6 +23,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import boto3
+import plan_worker
 import pytest
 from hypothesis import HealthCheck, settings
 
@@ -170,6 +171,8 @@ class Deployment:
     now: float | None = None  # the function's clock (Unix time); None: the real one
     reserved: list[socket.socket] = field(default_factory=list)  # closed after the test
     published: list[Delivered] = field(default_factory=list)  # every notification drained
+    plan_queue_url: str = ""
+    held: dict[str, str] = field(default_factory=dict)  # message id: its last receipt handle
 
     def cold_start(self) -> None:
         """A new container: the next invocation reads configuration and secret afresh."""
@@ -207,6 +210,52 @@ class Deployment:
 
     def invoke(self, event: Any, context: FakeLambdaContext | None = None) -> dict[str, Any]:
         return scheduled_backup.handler(event, context or FakeLambdaContext())  # type: ignore[no-any-return]
+
+    def work(self, *, max_batches: int = 200) -> list[dict[str, Any]]:
+        """The plan worker as Lambda's SQS event source runs it: batches of up to 10 visible
+        messages until none is left; a message the worker reports as an item failure stays in
+        the queue (``held``), the others are deleted. The worker's answers, in order."""
+        sqs = self.aws.client("sqs")
+        answers: list[dict[str, Any]] = []
+        for _ in range(max_batches):
+            messages = sqs.receive_message(
+                QueueUrl=self.plan_queue_url, MaxNumberOfMessages=10,
+                MessageSystemAttributeNames=["All"],
+            ).get("Messages", [])  # fmt: skip
+            if not messages:
+                return answers
+            event = {"Records": [{
+                "messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"],
+                "body": m["Body"], "attributes": m["Attributes"], "eventSource": "aws:sqs",
+            } for m in messages]}  # fmt: skip
+            context = FakeLambdaContext(function_name="csbs-trigger-plan-worker")
+            answer = plan_worker.handler(event, context)
+            answers.append(answer)
+            failed = {failure["itemIdentifier"] for failure in answer["batchItemFailures"]}
+            for message in messages:
+                if message["MessageId"] in failed:
+                    self.held[message["MessageId"]] = message["ReceiptHandle"]
+                else:
+                    self.held.pop(message["MessageId"], None)
+                    sqs.delete_message(
+                        QueueUrl=self.plan_queue_url, ReceiptHandle=message["ReceiptHandle"]
+                    )
+        raise AssertionError(f"the plan queue was not drained in {max_batches} batches")
+
+    def time_passes(self) -> None:
+        """Every message held back (by the worker, or by the visibility timeout) is due now."""
+        sqs = self.aws.client("sqs")
+        for receipt in self.held.values():
+            sqs.change_message_visibility(
+                QueueUrl=self.plan_queue_url, ReceiptHandle=receipt, VisibilityTimeout=0
+            )
+
+    def queued(self) -> int:
+        attributes = self.aws.client("sqs").get_queue_attributes(
+            QueueUrl=self.plan_queue_url,
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        )["Attributes"]
+        return sum(int(value) for value in attributes.values())
 
     def track(self, context: FakeLambdaContext | None = None) -> dict[str, Any]:
         """One run of the completion tracker, as its schedule starts it."""
@@ -277,9 +326,12 @@ def deployment(
     )
     monkeypatch.delenv("WEBHOOK_SOURCES", raising=False)
     for name in ("CSBS_PROVIDER_ID", "SECRET_MAX_AGE_SECONDS", "CSBS_READ_TIMEOUT_SECONDS",
-                 "TRACKING_DEADLINE_SECONDS"):  # fmt: skip
+                 "TRACKING_DEADLINE_SECONDS", "PLAN_MAX_DELIVERIES"):  # fmt: skip
         monkeypatch.delenv(name, raising=False)
-    deployment = Deployment(aws, standin, secret_arn, topic_arn, inbox, monkeypatch)
+    plan_queue_url = aws.plan_queue()
+    monkeypatch.setenv("PLAN_QUEUE_URL", plan_queue_url)
+    deployment = Deployment(aws, standin, secret_arn, topic_arn, inbox, monkeypatch,
+                            plan_queue_url=plan_queue_url)  # fmt: skip
     deployment.cold_start()
     yield deployment
     for reserved in deployment.reserved:

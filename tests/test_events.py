@@ -133,7 +133,7 @@ def test_eventbridge_detail_may_carry_a_batch() -> None:
             "must be an ISO 8601 time",
         ),
         ({"plans": []}, "event.plans must be a non-empty list"),
-        ({"plans": [{"plan_id": PLAN}] * (MAX_PLANS_PER_EVENT + 1)}, "at most 20 per event"),
+        ({"plans": [{"plan_id": PLAN}] * (MAX_PLANS_PER_EVENT + 1)}, "at most 1000 per event"),
         ({"plans": [{"plan_id": PLAN}], "extra": 1}, "unknown keys 'extra'"),
         ({"detail-type": "x", "source": "y", "detail": None}, "detail must be a JSON object"),
     ],

@@ -25,7 +25,7 @@ from test_webhooks import (
 
 from csbs_trigger import PublishError
 from csbs_trigger.notify import MAX_MESSAGE_BYTES
-from csbs_trigger.triggers.events import MAX_PLANS_PER_EVENT, BackupRequest, parse_event
+from csbs_trigger.triggers.events import MAX_INLINE_PLANS, BackupRequest, parse_event
 from support.standin import PASSWORD, Fault
 
 SERVER_A = "7a32a8b5-7977-4e24-b5da-e0eb457db75b"
@@ -558,9 +558,7 @@ def _request(item: Any) -> tuple[Any, ...]:
     suppress_health_check=[HealthCheck.function_scoped_fixture],
 )
 @given(
-    items=st.lists(
-        st.one_of(_VALID_ITEMS, _INVALID_ITEMS), min_size=1, max_size=MAX_PLANS_PER_EVENT
-    ),
+    items=st.lists(st.one_of(_VALID_ITEMS, _INVALID_ITEMS), min_size=1, max_size=MAX_INLINE_PLANS),
     first_invocation_fails=st.booleans(),
 )
 def test_any_batch_runs_each_distinct_request_once_and_tells_every_item(

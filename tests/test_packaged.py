@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 from conftest import ROOT, Deployment, read_event
+from test_scale_out import FIRING, many_plans
 from test_webhooks import PLAN_A, generic_event
 
 from support.artifacts import BUILD, Artifact, artifacts
@@ -122,6 +123,23 @@ def test_packaged_tracker_reports_a_completion(deployment: Deployment) -> None:
     assert completed.attributes["event"] == "completed"
 
 
+def test_packaged_plan_worker_runs_queued_plans(deployment: Deployment) -> None:
+    deployment.invoke({"plans": many_plans(deployment, 21), **FIRING})
+    messages = deployment.aws.client("sqs").receive_message(
+        QueueUrl=deployment.plan_queue_url, MaxNumberOfMessages=10,
+        MessageSystemAttributeNames=["All"],
+    )["Messages"]  # fmt: skip
+    event = {"Records": [{"messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"],
+                          "body": m["Body"], "attributes": m["Attributes"]}
+                         for m in messages]}  # fmt: skip
+
+    report = _invoke(_artifact("PlanWorkerFunction"), event)
+
+    assert report["result"] == {"batchItemFailures": []}
+    assert len(deployment.notifications()) == len(messages)
+    assert len(deployment.standin.calls("csbs")) == len(messages)
+
+
 def test_every_handler_of_the_template_is_packaged() -> None:
     _runtime_or_fail()
     handlers = [a for a in artifacts() if a.kind == "function"]
@@ -129,6 +147,7 @@ def test_every_handler_of_the_template_is_packaged() -> None:
         "ScheduledBackupFunction",
         "WebhookFunction",
         "CompletionTrackerFunction",
+        "PlanWorkerFunction",
     }
     for artifact in handlers:
         assert sorted(p.name for p in artifact.folder.iterdir()) == [

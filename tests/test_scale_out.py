@@ -4,17 +4,25 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 from typing import Any
 
+import plan_worker
 import pytest
 from conftest import Deployment
 from test_completion_tracking import completions, tracked_item
 from test_webhooks import generic_event
 
+from csbs_trigger.cloud.backend import BackupRequest
+from csbs_trigger.cloud.csbs import BACKEND as CSBS
 from csbs_trigger.errors import ConfigError
+from csbs_trigger.models import Trigger
+from csbs_trigger.runner import Unit
+from csbs_trigger.triggers.queued import PlansNotQueued, QueuedPlan
 from csbs_trigger.triggers.webhook_sources import SHIPPED_SOURCES as SOURCES
 from csbs_trigger.triggers.webhook_sources import load_sources
-from support.standin import PROJECT_ID, PROVIDER_ID
+from support.lambda_context import FakeLambdaContext
+from support.standin import PROJECT_ID, PROVIDER_ID, Fault
 
 OTHER_PROJECT = "0123456789abcdef0123456789abcdef"
 THIRD_PROJECT = "fedcba9876543210fedcba9876543210"
@@ -296,3 +304,270 @@ def test_a_bad_fixed_account_is_a_config_error(
     assert answer["statusCode"] == 500
     assert json.loads(answer["body"])["error"] == "config_error"
     assert projects.standin.requests == []
+
+
+# -- 3. fan-out --------------------------------------------------------------------------------
+
+FIRING = {"schedule_arn": "arn:aws:scheduler:eu-de-1:123456789012:schedule/default/estate",
+          "scheduled_time": "2026-12-03T02:00:00Z"}  # fmt: skip
+FIRING_ID = f"{FIRING['schedule_arn']}#{FIRING['scheduled_time']}"
+
+
+def many_plans(deployment: Deployment, count: int) -> list[dict[str, Any]]:
+    """``count`` distinct CSBS plans of one server each, known to the stand-in."""
+    plans = []
+    for index in range(count):
+        plan_id = f"estate-plan-{index:04d}"
+        deployment.standin.add_plan(plan_id, f"estate-{index}", {f"srv-{index:04d}": f"vm-{index}"})
+        plans.append({"plan_id": plan_id})
+    return plans
+
+
+def test_a_firing_of_twenty_runs_inline_and_of_twenty_one_is_queued(
+    deployment: Deployment,
+) -> None:
+    inline = deployment.invoke({"plans": many_plans(deployment, 20), **FIRING})
+    assert inline["outcome"] == "succeeded"
+    assert deployment.queued() == 0
+
+    plans = many_plans(deployment, 21)
+    firing = {"plans": plans, **FIRING, "scheduled_time": "2026-12-04T02:00:00Z"}
+    posts_before = len(deployment.standin.calls("csbs"))
+    deployment.notifications()
+
+    queued = deployment.invoke(firing)
+
+    assert queued["outcome"] == "queued"
+    assert queued["counts"] == {"plans": 21, "queued": 21, "rejected": 0}
+    assert len(deployment.standin.calls("csbs")) == posts_before  # nothing ran inline
+    assert deployment.notifications() == []
+    assert deployment.queued() == 21
+
+    answers = deployment.work()
+
+    assert [len(answer["batchItemFailures"]) for answer in answers] == [0, 0, 0]
+    assert len(deployment.standin.calls("csbs")) == posts_before + 21
+    told = deployment.notifications()
+    assert sorted(n.attributes["plan_id"] for n in told) == sorted(p["plan_id"] for p in plans)
+    assert {n.message["trigger"]["source"] for n in told} == {"schedule"}
+    assert {n.message["outcome"] for n in told} == {"succeeded"}
+    # each registered for tracking exactly as an inline plan
+    for notification in told:
+        item = tracked_item(deployment, notification.message["checkpoint"]["id"])
+        assert item["target_id"]["S"] == notification.attributes["plan_id"]
+
+
+def test_a_queued_plan_has_the_key_and_notification_of_an_inline_one(
+    deployment: Deployment,
+) -> None:
+    """The same firing small and large: each plan's idempotency key and message agree."""
+    plans = many_plans(deployment, 21)
+    deployment.invoke({"plans": plans, **FIRING})
+    deployment.work()
+    queued = {n.attributes["plan_id"]: n.message for n in deployment.notifications()}
+
+    inline = deployment.invoke({"plans": plans[:1], **FIRING})  # the first plan alone, inline
+
+    [first] = inline["plans"]
+    assert first["replayed"] is True  # the same key: the backup the worker started
+    assert first["checkpoint_id"] == queued[plans[0]["plan_id"]]["checkpoint"]["id"]
+    assert deployment.notifications() == []  # and the same notice, told once
+    assert len([c for c in deployment.standin.calls("csbs") if c.method == "POST"]) == 21
+
+
+def test_bad_plans_of_a_large_firing_are_told_at_once_and_the_rest_queued(
+    deployment: Deployment,
+) -> None:
+    plans = many_plans(deployment, 22)
+    plans[3] = {"plan_id": "not an id"}
+    plans[9] = {"vault_id": VAULT, "incremental": "no"}
+
+    result = deployment.invoke({"plans": plans, **FIRING})
+
+    assert result["counts"] == {"plans": 22, "queued": 20, "rejected": 2}
+    failed = deployment.notifications()
+    assert [n.message["error"]["category"] for n in failed] == ["invalid_event"] * 2
+    deployment.work()
+    assert len(deployment.notifications()) == 20
+
+
+def test_more_than_a_thousand_plans_is_an_invalid_firing(deployment: Deployment) -> None:
+    deployment.invoke({"plans": [{"plan_id": PLAN_A}] * 1001, **FIRING})
+
+    [failed] = deployment.notifications()
+    assert failed.message["error"]["category"] == "invalid_event"
+    assert "holds 1001 plans; at most 1000" in failed.message["error"]["message"]
+    assert deployment.queued() == 0
+
+
+def test_a_redelivered_message_and_a_firing_delivered_twice_run_each_plan_once(
+    deployment: Deployment,
+) -> None:
+    firing = {"plans": many_plans(deployment, 25), **FIRING}
+    deployment.invoke(firing)
+    deployment.invoke(firing)  # Scheduler's retry: every plan queued twice
+    assert deployment.queued() == 50
+    sqs = deployment.aws.client("sqs")
+    # one message received, run, and not deleted: SQS delivers it again
+    [message] = sqs.receive_message(QueueUrl=deployment.plan_queue_url,
+                                    MaxNumberOfMessages=1)["Messages"]  # fmt: skip
+    event = {"Records": [{"messageId": message["MessageId"], "body": message["Body"],
+                          "receiptHandle": message["ReceiptHandle"],
+                          "attributes": {"ApproximateReceiveCount": "1"}}]}  # fmt: skip
+    assert plan_worker.handler(event, FakeLambdaContext())["batchItemFailures"] == []
+    deployment.held[message["MessageId"]] = message["ReceiptHandle"]
+    deployment.time_passes()
+
+    deployment.work()
+
+    posts = [c for c in deployment.standin.calls("csbs") if c.method == "POST"]
+    assert len(posts) == 25
+    told = deployment.notifications()
+    assert len(told) == 25
+    assert len({n.attributes["plan_id"] for n in told}) == 25
+
+
+def test_a_firing_whose_send_fails_half_way_fails_for_a_retry_that_queues_the_rest_once(
+    deployment: Deployment,
+) -> None:
+    firing = {"plans": many_plans(deployment, 30), **FIRING}
+    deployment.cold_start()
+    queue = deployment.runtime.plan_queue
+    assert queue is not None
+    sent: list[int] = []
+
+    def second_batch_fails(**_: Any) -> Any:
+        sent.append(1)
+        if len(sent) >= 2:  # every try of the second batch
+            return SimpleNamespace(status_code=500), {"Error": {"Code": "InternalError"}}
+        return None
+
+    client = queue._client
+    client.meta.events.register("before-call.sqs.SendMessageBatch", second_batch_fails)
+    with pytest.raises(PlansNotQueued, match=r"^20 of 30 plans not queued$"):
+        deployment.invoke(firing)
+    client.meta.events.unregister("before-call.sqs.SendMessageBatch", second_batch_fails)
+    assert deployment.queued() == 10
+
+    assert deployment.invoke(firing)["outcome"] == "queued"  # Lambda's retry
+    deployment.work()
+
+    assert len([c for c in deployment.standin.calls("csbs") if c.method == "POST"]) == 30
+    assert len(deployment.notifications()) == 30
+
+
+# -- 4. the API budget -------------------------------------------------------------------------
+
+
+def throttled(retry_after: str | None = None) -> Fault:
+    headers = {"Retry-After": retry_after} if retry_after else {}
+    body = {"error_code": "APIGW.0308", "error_msg": "The throttling threshold has been reached:"
+            " policy user over ratelimit,limit:100,time:1 minute"}  # fmt: skip
+    return Fault(429, body, headers)
+
+
+def held_back(deployment: Deployment) -> list[int]:
+    """Record the visibility the worker gives the messages it holds back."""
+    queue = deployment.runtime.plan_queue
+    assert queue is not None
+    seconds: list[int] = []
+
+    def record(params: dict[str, Any], **_: Any) -> None:
+        seconds.append(params["VisibilityTimeout"])
+
+    queue._client.meta.events.register("provide-client-params.sqs.ChangeMessageVisibility", record)
+    return seconds
+
+
+def test_one_throttled_plan_among_ten_goes_back_as_the_gateway_asked(
+    deployment: Deployment,
+) -> None:
+    deployment.set_env("MAX_CONCURRENCY", "1")  # plans one after the other: whose 429 is known
+    plans = many_plans(deployment, 21)
+    deployment.invoke({"plans": plans, **FIRING})
+    visibility = held_back(deployment)
+    deployment.standin.fail_next("csbs", *[throttled("7")] * 3)  # the first plan's 3 tries
+
+    first = deployment.work()
+
+    assert [len(answer["batchItemFailures"]) for answer in first] == [1, 0, 0]
+    assert visibility == [7]
+    assert len(deployment.notifications()) == 20  # not told failed: it comes back
+    assert deployment.queued() == 1
+
+    deployment.time_passes()
+    deployment.work()
+
+    [late] = deployment.notifications()
+    assert late.message["outcome"] == "succeeded"
+    assert late.message["trigger"] == {"source": "schedule", "id": FIRING_ID, "sender": None,
+                                       "reference": None}  # fmt: skip
+    posts = [c for c in deployment.standin.calls("csbs") if c.method == "POST"]
+    assert len(posts) == 21 + 3  # 21 backups, and the 3 throttled tries
+    assert deployment.queued() == 0
+
+
+def test_a_plan_throttled_at_its_fifth_delivery_is_told_failed_and_leaves(
+    deployment: Deployment,
+) -> None:
+    deployment.set_env("MAX_CONCURRENCY", "1")
+    deployment.invoke({"plans": many_plans(deployment, 21), **FIRING})
+    deployment.work()
+    deployment.notifications()
+    unit = Unit(BackupRequest(CSBS, PLAN_A), "k-throttled", "k-throttled#0")
+    body = QueuedPlan(Trigger("schedule", FIRING_ID), unit).to_body()
+    deployment.aws.client("sqs").send_message(QueueUrl=deployment.plan_queue_url, MessageBody=body)
+    visibility = held_back(deployment)
+
+    for delivery in range(1, 6):
+        deployment.standin.fail_next("csbs", *[throttled()] * 3)
+        [answer] = deployment.work()
+        told = deployment.notifications()
+        if delivery < 5:
+            assert len(answer["batchItemFailures"]) == 1
+            assert told == []
+            deployment.time_passes()
+
+    [failed] = told
+    assert failed.message["error"]["category"] == "throttled"
+    assert answer["batchItemFailures"] == []
+    assert deployment.queued() == 0
+    assert len(visibility) == 4
+    assert all(15 <= seconds <= 900 for seconds in visibility)  # a backoff, without Retry-After
+    assert visibility[3] > visibility[0]
+
+
+def test_a_bad_message_among_ten_is_told_and_leaves_the_others_run(
+    deployment: Deployment,
+) -> None:
+    plans = many_plans(deployment, 21)
+    deployment.invoke({"plans": plans, **FIRING})
+    sqs = deployment.aws.client("sqs")
+    for bad in ('{"v": 1, "plan": {"plan_id": "x"}}', "not json", '{"v": 2}'):
+        sqs.send_message(QueueUrl=deployment.plan_queue_url, MessageBody=bad)
+
+    answers = deployment.work()
+
+    assert all(answer["batchItemFailures"] == [] for answer in answers)
+    told = deployment.notifications()
+    failed = [n for n in told if n.message["outcome"] == "failed"]
+    assert len(told) == 24
+    assert [n.message["error"]["category"] for n in failed] == ["invalid_event"] * 3
+    assert {n.message["trigger"]["source"] for n in failed} == {"queue"}
+    assert deployment.queued() == 0
+
+
+def test_a_throttle_slows_the_containers_other_calls_with_the_same_credentials(
+    deployment: Deployment,
+) -> None:
+    deployment.set_env("MAX_CONCURRENCY", "1")
+    deployment.standin.fail_next("csbs", throttled("30"))
+
+    result = deployment.invoke({"plans": [{"plan_id": PLAN_A}, {"plan_id": PLAN_B}]})
+
+    assert [plan["outcome"] for plan in result["plans"]] == ["succeeded", "succeeded"]
+    # the first plan waits 30 s for its own second try; the second plan waits what is left of
+    # them before its first (the same account), instead of meeting the limit again
+    assert len(deployment.sleeps) == 2
+    assert deployment.sleeps[0] == 30
+    assert 25 < deployment.sleeps[1] <= 30

@@ -206,7 +206,8 @@ def test_every_function_that_logs_in_shares_the_refused_logins(resources: dict[s
     table = resources["LoginRefusalTable"]["Properties"]
     assert [key["AttributeName"] for key in table["KeySchema"]] == ["login"]
     assert table["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
-    for name in ("ScheduledBackupFunction", "WebhookFunction", "CompletionTrackerFunction"):
+    for name in ("ScheduledBackupFunction", "WebhookFunction", "CompletionTrackerFunction",
+                 "PlanWorkerFunction"):  # fmt: skip
         remember = _statements(resources, name)["RememberRefusedLogins"]
         assert (remember["Action"], remember["Resource"]) == REMEMBER_REFUSED_LOGINS
         env = resources[name]["Properties"]["Environment"]["Variables"]
@@ -242,7 +243,8 @@ def test_every_function_may_read_exactly_the_secrets_below_the_prefix(
     assert prefix["Default"] == "csbs-trigger/clouds/"
     assert re.fullmatch(prefix["AllowedPattern"], prefix["Default"])
     assert not re.fullmatch(prefix["AllowedPattern"], "clouds/*")  # no wildcard of one's own
-    for name in ("ScheduledBackupFunction", "WebhookFunction", "CompletionTrackerFunction"):
+    for name in ("ScheduledBackupFunction", "WebhookFunction", "CompletionTrackerFunction",
+                 "PlanWorkerFunction"):  # fmt: skip
         statements = _statements(resources, name)
         readers = [s for s in statements.values() if "secretsmanager" in json.dumps(s["Action"])]
         [reader] = readers
@@ -271,3 +273,42 @@ def test_alarms_watch_failed_and_timed_out_backups_and_the_tracker(
     service = tracker["Environment"]["Variables"]["POWERTOOLS_SERVICE_NAME"]
     for name in ("BackupFailedAlarm", "BackupTimedOutAlarm"):
         assert alarms[name]["Dimensions"] == [{"Name": "service", "Value": service}]
+
+
+def test_large_firings_go_through_a_plan_queue_with_a_dead_letter_queue_and_an_alarm(
+    resources: dict[str, Any],
+) -> None:
+    template = expand(ROOT / "template.yaml")
+    worker = resources["PlanWorkerFunction"]["Properties"]
+    queue = resources["PlanQueue"]["Properties"]
+    assert worker["Handler"] == "plan_worker.handler"
+    assert queue["VisibilityTimeout"] >= 6 * worker["Timeout"]
+    assert queue["SqsManagedSseEnabled"] is True
+    redrive = queue["RedrivePolicy"]
+    assert redrive["deadLetterTargetArn"] == {"Fn::GetAtt": ["PlanDeadLetterQueue", "Arn"]}
+    env = worker["Environment"]["Variables"]
+    # a throttled plan is told at its last delivery, before the queue would give it up
+    assert redrive["maxReceiveCount"] > int(env["PLAN_MAX_DELIVERIES"]) == 5
+    [settings] = [r["Properties"] for r in resources.values()
+                  if r["Type"] == "AWS::Lambda::EventSourceMapping"]  # fmt: skip
+    assert settings["FunctionName"] == {"Ref": "PlanWorkerFunction"}
+    assert settings["EventSourceArn"] == {"Fn::GetAtt": ["PlanQueue", "Arn"]}
+    assert settings["BatchSize"] <= 10
+    assert settings["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert settings["ScalingConfig"] == {"MaximumConcurrency": {"Ref": "PlanWorkerConcurrency"}}
+    concurrency = template["Parameters"]["PlanWorkerConcurrency"]
+    assert (concurrency["Default"], concurrency["MinValue"]) == (5, 2)
+    alarms = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::CloudWatch::Alarm"]
+    watched = [a["Dimensions"][0]["Value"] for a in alarms if a["Namespace"] == "AWS/SQS"]
+    assert {"Fn::GetAtt": ["PlanDeadLetterQueue", "QueueName"]} in watched
+    for name in ("ScheduledBackupFunction", "PlanWorkerFunction"):
+        variables = resources[name]["Properties"]["Environment"]["Variables"]
+        assert variables["PLAN_QUEUE_URL"] == {"Ref": "PlanQueue"}
+    sender = _statements(resources, "ScheduledBackupFunction")["QueuePlans"]
+    assert (sender["Action"], sender["Resource"]) == (
+        "sqs:SendMessage", {"Fn::GetAtt": ["PlanQueue", "Arn"]},
+    )  # fmt: skip
+    holder = _statements(resources, "PlanWorkerFunction")["HoldBackThrottledPlans"]
+    assert (holder["Action"], holder["Resource"]) == (
+        "sqs:ChangeMessageVisibility", {"Fn::GetAtt": ["PlanQueue", "Arn"]},
+    )  # fmt: skip

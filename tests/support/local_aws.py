@@ -166,6 +166,13 @@ class LocalAws:
         )
         return name
 
+    def plan_queue(self, name: str = "csbs-trigger-plans") -> str:
+        """The plan queue as template.yaml defines it (its visibility timeout); its URL."""
+        properties = read_template()["Resources"]["PlanQueue"]["Properties"]
+        attributes = {"VisibilityTimeout": str(properties["VisibilityTimeout"])}
+        queue = self.client("sqs").create_queue(QueueName=name, Attributes=attributes)
+        return str(queue["QueueUrl"])
+
     def topic_with_inbox(self, name: str) -> tuple[str, Inbox]:
         sns, sqs = self.client("sns"), self.client("sqs")
         topic_arn = sns.create_topic(Name=name)["TopicArn"]

@@ -18,6 +18,7 @@ from csbs_trigger.models import Checkpoint, Trigger
 from csbs_trigger.runtime import Runtime, container_runtime
 from csbs_trigger.settings import Settings
 from csbs_trigger.tracker import track
+from csbs_trigger.triggers.queued import handle_plan_messages
 from csbs_trigger.triggers.scheduled import handle_event
 from csbs_trigger.triggers.webhooks import handle_webhook
 
@@ -35,6 +36,7 @@ __all__ = [
     "UpstreamError",
     "container_runtime",
     "handle_event",
+    "handle_plan_messages",
     "handle_webhook",
     "logger",
     "track",

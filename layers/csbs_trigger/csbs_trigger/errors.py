@@ -107,9 +107,10 @@ _CATEGORY_BY_CODE: dict[str, Category] = {
         ("BackupService.0001", "BackupService.6113", "BackupService.6114", "BackupService.6142",
          "BackupService.6124", "BackupService.6135", "BackupService.6215", "BackupService.6116",
          "BackupService.6137", "BackupService.6002", "BackupService.8300", "BackupService.9900",
-         # 7001-7113 (but 7100, not found): a disk or server that cannot be backed up as it is,
-         # even the 500 "disk backup being lazyloaded" (7009)
-         *(f"BackupService.{code}" for code in range(7001, 7114) if code != 7100)),
+         # 7001-7113, as documented (7100 is not_found): a disk or server that cannot be backed
+         # up as it is, even the 500 "disk backup being lazyloaded" (7009)
+         *(f"BackupService.{code}" for code in (7001, 7002, 7003, 7004, 7006, 7007, 7008, 7009)),
+         *(f"BackupService.{code}" for code in range(7101, 7112)), "BackupService.7113"),
         Category.INVALID_REQUEST,
     ),
     "BackupService.8600": Category.FORBIDDEN,

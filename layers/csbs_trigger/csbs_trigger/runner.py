@@ -84,11 +84,16 @@ def request_digest(request: BackupRequest) -> str:
     return hashlib.sha256(json.dumps(request.identity()).encode()).hexdigest()[:32]
 
 
-def batch_units(trigger: Trigger, items: tuple[PlanItem, ...]) -> list[Unit]:
+def batch_units(
+    trigger: Trigger, items: tuple[PlanItem, ...], *, queued: bool = False
+) -> list[Unit]:
     """Keys for the items of a scheduled or EventBridge event (a hand-made direct invoke names
-    nothing that a repeat would carry: it is not keyed). A request's key is its digest, so
-    the same request twice in a batch runs once; a rejected item's key is its position."""
-    if trigger.id is None or trigger.source not in ("schedule", "eventbridge"):
+    nothing that a repeat would carry: it is not keyed, unless its plans are ``queued``, where
+    its request id names them across Lambda's retries and the queue's redeliveries). A
+    request's key is its digest, so the same request twice in a batch runs once; a rejected
+    item's key is its position."""
+    keyed = ("schedule", "eventbridge", "direct") if queued else ("schedule", "eventbridge")
+    if trigger.id is None or trigger.source not in keyed:
         return [Unit(item) for item in items]
     units = []
     for index, item in enumerate(items):
@@ -107,7 +112,12 @@ def run_plans(
 ) -> list[PlanResult]:
     """Run each distinct request once (a batch with bounded concurrency), then tell every item
     its outcome in one notification each. One failing plan never hides another's result."""
-    units = batch_units(trigger, items)
+    return run_units(trigger, batch_units(trigger, items), context, runtime)
+
+
+def run_units(
+    trigger: Trigger, units: list[Unit], context: Any, runtime: Runtime
+) -> list[PlanResult]:
     first: dict[object, Unit] = {}
     for unit in units:
         first.setdefault(_identity(unit), unit)

@@ -22,10 +22,11 @@ from csbs_trigger import safe_json
 from csbs_trigger.aws.idempotency import Deduplicator
 from csbs_trigger.aws.login_refusals import TableLoginGuard
 from csbs_trigger.aws.metrics import Metrics
+from csbs_trigger.aws.plan_queue import PlanQueue
 from csbs_trigger.aws.secret_store import SecretStore
 from csbs_trigger.aws.sns import SnsPublisher
 from csbs_trigger.aws.tracking import TrackingTable
-from csbs_trigger.cloud.api import ApiClient, RetryPolicy
+from csbs_trigger.cloud.api import ApiClient, RetryPolicy, Throttle
 from csbs_trigger.cloud.auth import CsbsAuth, LoginGuard, MemoryLoginGuard, auth_for
 from csbs_trigger.cloud.backend import BackupService
 from csbs_trigger.cloud.backends import ADAPTERS_BY_NAME
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_secretsmanager import SecretsManagerClient
     from mypy_boto3_sns import SNSClient
+    from mypy_boto3_sqs import SQSClient
 
 
 class Runtime:
@@ -52,6 +54,7 @@ class Runtime:
         secretsmanager: SecretsManagerClient,
         sns: SNSClient,
         dynamodb: DynamoDBClient | None = None,
+        sqs: SQSClient | None = None,
         session: requests.Session | None = None,
         sleep: Callable[[float], None] = time.sleep,
         rng: Callable[[], float] = random.random,
@@ -69,6 +72,11 @@ class Runtime:
                 max_age_seconds=settings.secret_max_age_seconds,
             )
             if settings.webhook_secret_id
+            else None
+        )
+        self.plan_queue = (
+            PlanQueue(sqs, settings.plan_queue_url)
+            if sqs is not None and settings.plan_queue_url
             else None
         )
         self.tracking = (
@@ -117,6 +125,7 @@ class Runtime:
             dynamodb=session.client("dynamodb", config=config)
             if settings.idempotency_table or settings.tracking_table or settings.login_refusal_table
             else None,
+            sqs=session.client("sqs", config=config) if settings.plan_queue_url else None,
             **overrides,
         )
 
@@ -128,8 +137,10 @@ class Runtime:
         if service is None:
             account = self.account(credentials)
             adapter = ADAPTERS_BY_NAME[backend]
-            api = ApiClient(adapter.backend.service, account, self._session, retry=self._retry,
-                            sleep=self._sleep, rng=self._rng)  # fmt: skip
+            api = ApiClient(
+                adapter.backend.service, account, self._session, retry=self._retry,
+                sleep=self._sleep, rng=self._rng, throttle=account.throttle,
+            )  # fmt: skip
             with self._lock:
                 service = self._services.setdefault(
                     (backend, credentials), adapter.build(api, self.settings)
@@ -231,6 +242,7 @@ class Account:
         login_guard: LoginGuard,
     ) -> None:
         self.name = name  # None: the stack's own secret (CSBS_SECRET_ID)
+        self.throttle = Throttle()  # the gateway's rate limit counts per account
         self._secrets = secrets
         self._session = session
         self._login_guard = login_guard

@@ -41,6 +41,8 @@ class Settings:
     tracking_poll_interval_seconds: float = 300.0
     login_refusal_table: str | None = None  # None: a refused login is remembered per container
     metrics_namespace: str = DEFAULT_METRICS_NAMESPACE
+    plan_queue_url: str | None = None  # where a firing of more than 20 plans sends them
+    plan_max_deliveries: int = 5  # a throttled queued plan is told failed at this delivery
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -75,6 +77,8 @@ class Settings:
             ),
             login_refusal_table=env.get("LOGIN_REFUSAL_TABLE") or None,
             metrics_namespace=env.get("POWERTOOLS_METRICS_NAMESPACE") or DEFAULT_METRICS_NAMESPACE,
+            plan_queue_url=env.get("PLAN_QUEUE_URL") or None,
+            plan_max_deliveries=int(_number(env, "PLAN_MAX_DELIVERIES", 5, 1, 100)),
         )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -58,6 +59,24 @@ class RetryPolicy:
         return rng() * ceiling
 
 
+class Throttle:
+    """How long the gateway asked one account's calls to wait: the container's other calls
+    with the same credentials wait too (or give up in time), rather than hammer it."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._until = 0.0
+
+    def hold(self, seconds: float) -> None:
+        with self._lock:
+            self._until = max(self._until, self._clock() + seconds)
+
+    def remaining(self) -> float:
+        with self._lock:
+            return max(0.0, self._until - self._clock())
+
+
 class ApiClient:
     """One service's API (``service``: where, and how messages name it) over one session."""
 
@@ -70,8 +89,10 @@ class ApiClient:
         retry: RetryPolicy = RetryPolicy(),  # frozen: one default serves every client
         sleep: Callable[[float], None] = time.sleep,
         rng: Callable[[], float] = random.random,
+        throttle: Throttle | None = None,  # shared by the clients of one account
     ) -> None:
         self.service = service
+        self._throttle = throttle
         self._auth_source = auth_source
         self._session = session
         self._retry = retry
@@ -89,6 +110,7 @@ class ApiClient:
         attempts = tries = 0
         refreshed = False
         auth: CsbsAuth | None = None
+        self._wait_for_throttle(deadline)
         while True:
             tries += 1
             try:
@@ -107,12 +129,28 @@ class ApiClient:
                         raise
                     auth = fresh
                     continue
-                if not self._retry.should_retry(error, tries):
-                    raise
                 delay = self._retry.delay(error, tries, self._rng)
-                if not deadline.can_wait(delay):
+                if error.category is Category.THROTTLED and self._throttle is not None:
+                    self._throttle.hold(delay)
+                if not self._retry.should_retry(error, tries) or not deadline.can_wait(delay):
                     raise
                 self._sleep(delay)
+
+    def _wait_for_throttle(self, deadline: Deadline) -> None:
+        """Wait as long as the gateway asked this account's calls to (when the invocation has
+        the time; else fail ``throttled`` before sending: a worker's plan comes back later)."""
+        wait = self._throttle.remaining() if self._throttle is not None else 0.0
+        if wait <= 0:
+            return
+        if not deadline.can_wait(wait):
+            error = UpstreamError(
+                f"{self.service.label} calls with these credentials wait {wait:.0f} s more: "
+                "the API gateway throttled them",
+                category=Category.THROTTLED,
+            )
+            error.retry_after_seconds = wait
+            raise error
+        self._sleep(wait)
 
     def _prepare(
         self, auth: CsbsAuth, scope: Scope, call: Call[Any], deadline: Deadline

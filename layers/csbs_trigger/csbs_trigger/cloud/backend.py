@@ -95,6 +95,13 @@ class BackupRequest:
         fields |= self.scope()
         return fields | dict(self.options)
 
+    def as_plan(self) -> dict[str, Any]:
+        """The plan that asks for exactly this request (what a queued plan carries)."""
+        plan: dict[str, Any] = {self.backend.target_key: self.target_id}
+        if self.resources is not None:
+            plan["resources"] = list(self.resources)
+        return plan | dict(self.options) | self.scope()
+
     def identity(self) -> list[Any]:
         """What names the request (for its idempotency key): the same set of resources in any
         order is the same request."""

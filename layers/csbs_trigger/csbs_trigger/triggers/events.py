@@ -26,7 +26,9 @@ from csbs_trigger.errors import InvalidEventError, TriggerError
 from csbs_trigger.models import Trigger
 from csbs_trigger.text import printable
 
-MAX_PLANS_PER_EVENT = 20
+# A firing holds at most this many plans; more than MAX_INLINE_PLANS go through the plan queue.
+MAX_PLANS_PER_EVENT = 1000
+MAX_INLINE_PLANS = 20
 MAX_TRACE_ID_LENGTH = 256
 # CSBS ids are UUIDs; accept any short id of that alphabet so other clouds' ids still pass.
 _ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")

@@ -6,20 +6,24 @@ from typing import TYPE_CHECKING, Any
 
 from csbs_trigger.runner import overall, raise_for_publish_failures, run_plans
 from csbs_trigger.runtime import Runtime
-from csbs_trigger.triggers.events import parse_event
+from csbs_trigger.triggers.events import MAX_INLINE_PLANS, parse_event
+from csbs_trigger.triggers.queued import enqueue_firing
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
 
 
 def handle_event(event: Any, context: LambdaContext, runtime: Runtime) -> dict[str, Any]:
-    """Run every plan of the event and publish one notification each.
+    """Run every plan of the event and publish one notification each (a firing of more than
+    ``MAX_INLINE_PLANS``: tell its bad plans and queue the others for the plan worker).
 
     Returns normally once the notifications are out, even when backups failed: raising would
     make Lambda's asynchronous retries repeat the backups. Only a failed publish raises (and
     then the retry replays what already ran, thanks to the idempotency records).
     """
     parsed = parse_event(event, request_id=context.aws_request_id)
+    if len(parsed.items) > MAX_INLINE_PLANS:
+        return enqueue_firing(parsed.trigger, parsed.items, context, runtime)
     results = run_plans(parsed.trigger, parsed.items, context, runtime)
     raise_for_publish_failures(results)
     return {
