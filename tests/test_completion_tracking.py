@@ -19,7 +19,7 @@ from conftest import Deployment, read_event
 import csbs_trigger.tracker
 from csbs_trigger.aws.sns import PublishError
 from csbs_trigger.aws.tracking import TrackingTable
-from csbs_trigger.errors import TriggerError
+from csbs_trigger.errors import ConfigError, TriggerError
 from csbs_trigger.tracker import TrackerStopped
 from support.lambda_context import FakeLambdaContext
 from support.standin import PROJECT_ID, Fault
@@ -146,6 +146,17 @@ def test_without_a_table_nothing_is_registered(deployment: Deployment) -> None:
 
     [started] = deployment.notifications()
     assert started.message["tracking"] is None
+
+
+def test_a_tracker_without_its_table_fails_its_run_saying_which_setting_is_missing(
+    deployment: Deployment,
+) -> None:
+    deployment.set_env("TRACKING_TABLE", None)
+
+    with pytest.raises(ConfigError) as missing:
+        deployment.track()
+
+    assert missing.value.message == "environment variable TRACKING_TABLE is not set"
 
 
 def test_a_table_that_refuses_the_registration_loses_only_the_completion(
