@@ -211,36 +211,13 @@ class Deployment:
     def invoke(self, event: Any, context: FakeLambdaContext | None = None) -> dict[str, Any]:
         return scheduled_backup.handler(event, context or FakeLambdaContext())  # type: ignore[no-any-return]
 
-    def work(self, *, max_batches: int = 200) -> list[dict[str, Any]]:
-        """The plan worker as Lambda's SQS event source runs it: batches of up to 10 visible
-        messages until none is left; a message the worker reports as an item failure stays in
-        the queue (``held``), the others are deleted. The worker's answers, in order."""
-        sqs = self.aws.client("sqs")
-        answers: list[dict[str, Any]] = []
-        for _ in range(max_batches):
-            messages = sqs.receive_message(
-                QueueUrl=self.plan_queue_url, MaxNumberOfMessages=10,
-                MessageSystemAttributeNames=["All"],
-            ).get("Messages", [])  # fmt: skip
-            if not messages:
-                return answers
-            event = {"Records": [{
-                "messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"],
-                "body": m["Body"], "attributes": m["Attributes"], "eventSource": "aws:sqs",
-            } for m in messages]}  # fmt: skip
-            context = FakeLambdaContext(function_name="csbs-trigger-plan-worker")
-            answer = plan_worker.handler(event, context)
-            answers.append(answer)
-            failed = {failure["itemIdentifier"] for failure in answer["batchItemFailures"]}
-            for message in messages:
-                if message["MessageId"] in failed:
-                    self.held[message["MessageId"]] = message["ReceiptHandle"]
-                else:
-                    self.held.pop(message["MessageId"], None)
-                    sqs.delete_message(
-                        QueueUrl=self.plan_queue_url, ReceiptHandle=message["ReceiptHandle"]
-                    )
-        raise AssertionError(f"the plan queue was not drained in {max_batches} batches")
+    def work(self) -> list[dict[str, Any]]:
+        """The plan worker drains the plan queue as Lambda's SQS event source runs it (a
+        message it reports as an item failure stays, in ``held``)."""
+        return self.aws.run_plan_queue(
+            self.plan_queue_url, plan_worker.handler,
+            lambda: FakeLambdaContext(function_name="csbs-trigger-plan-worker"), self.held,
+        )  # fmt: skip
 
     def time_passes(self) -> None:
         """Every message held back (by the worker, or by the visibility timeout) is due now."""

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -172,6 +173,37 @@ class LocalAws:
         attributes = {"VisibilityTimeout": str(properties["VisibilityTimeout"])}
         queue = self.client("sqs").create_queue(QueueName=name, Attributes=attributes)
         return str(queue["QueueUrl"])
+
+    def run_plan_queue(
+        self, queue_url: str, handler: Callable[[dict[str, Any], Any], dict[str, Any]],
+        context: Callable[[], Any], held: dict[str, str], *, max_batches: int = 200,
+    ) -> list[dict[str, Any]]:  # fmt: skip
+        """Lambda's SQS event source, here: batches of up to 10 visible messages to
+        ``handler`` until none is left; a message it reports as an item failure stays in the
+        queue (in ``held``: its id and last receipt handle), the others are deleted. The
+        handler's answers, in order."""
+        sqs = self.client("sqs")
+        answers: list[dict[str, Any]] = []
+        for _ in range(max_batches):
+            messages = sqs.receive_message(
+                QueueUrl=queue_url, MaxNumberOfMessages=10, MessageSystemAttributeNames=["All"]
+            ).get("Messages", [])
+            if not messages:
+                return answers
+            event = {"Records": [{
+                "messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"],
+                "body": m["Body"], "attributes": m["Attributes"], "eventSource": "aws:sqs",
+            } for m in messages]}  # fmt: skip
+            answer = handler(event, context())
+            answers.append(answer)
+            failed = {failure["itemIdentifier"] for failure in answer["batchItemFailures"]}
+            for message in messages:
+                if message["MessageId"] in failed:
+                    held[message["MessageId"]] = message["ReceiptHandle"]
+                else:
+                    held.pop(message["MessageId"], None)
+                    sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+        raise AssertionError(f"the plan queue was not drained in {max_batches} batches")
 
     def topic_with_inbox(self, name: str) -> tuple[str, Inbox]:
         sns, sqs = self.client("sns"), self.client("sqs")

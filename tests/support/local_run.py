@@ -7,8 +7,9 @@ samples to the handler as Lambda would (event + context) and prints what was pub
 Then the completion tracker follows every started backup to its end (in AWS it runs every
 5 minutes; here back to back): the stand-in's servers go from no items to ``protecting`` to
 ``available``, except plan "backup"'s server and vault "vault-db"'s, which end in ``error``
-(CBR names the reason in its task list). Last, one backup with a
-1-second tracking deadline is reported ``timed_out``.
+(CBR names the reason in its task list). Then one backup with a 1-second tracking deadline is
+reported ``timed_out``. Last, a firing of 25 plans is queued and the plan worker drains the
+queue, as Lambda's SQS event source would run it.
 
     make run                      # every sample
     make run EVENTS=events/batch.json
@@ -51,6 +52,9 @@ SAMPLE_PLANS = {
         {"1c960fe4-e679-421a-97cd-4f7463d2344b": "server0"},
     ),
 }
+# A firing of more plans than one invocation runs: queued, drained by the plan worker.
+LARGE_FIRING = 25
+LARGE_FIRING_SCHEDULE = "arn:aws:scheduler:eu-central-1:123456789012:schedule/default/estate"
 # The CBR vaults the sample events name (a project created since 2025 backs up with CBR).
 SAMPLE_VAULTS = {
     "3b5816b5-f29c-4172-9d9a-76c719a659ce": (
@@ -137,13 +141,16 @@ def main(argv: list[str] | None = None) -> int:
             plan.busy_code = None
         invoke(ROOT / "events" / "direct.json")
 
-        def track(note: str) -> dict[str, Any]:
+        def track(note: str, *, brief: bool = False) -> dict[str, Any]:
             print(f"\n=== completion tracker run{note}")
             sys.stdout.flush()
             result: dict[str, Any] = tracker.handler({}, FakeLambdaContext("csbs-trigger-tracker"))
             print(f"handler returned: {json.dumps(result)}")
             for delivered in inbox.drain():
-                print_notification(delivered, full=args.full)
+                if brief:
+                    print_subject(delivered)
+                else:
+                    print_notification(delivered, full=args.full)
             return result
 
         print("\n--- completion tracker (every 5 minutes in AWS; here back to back)")
@@ -162,6 +169,40 @@ def main(argv: list[str] | None = None) -> int:
         time.sleep(max(0.0, began + 1.1 - time.time()))  # a demo of a deadline: its one wait
         track(" after the deadline")
 
+        print(
+            f"\n--- a firing of {LARGE_FIRING} plans: more than 20, so queued for the plan worker"
+            " (in AWS: SQS and its event source; here the moto queue, polled by this runner)"
+        )
+        os.environ.pop("TRACKING_DEADLINE_SECONDS")
+        os.environ["PLAN_QUEUE_URL"] = aws.plan_queue()
+        runtime_module._container_runtime = None  # a redeploy with the queue
+        standin.polls_to_finish = 0
+        plans = []
+        for index in range(1, LARGE_FIRING + 1):
+            plan_id = f"estate-{index:02d}"
+            standin.add_plan(
+                plan_id, f"estate-app-{index:02d}", {f"vm-{index:02d}": f"app-{index:02d}"}
+            )
+            plans.append({"plan_id": plan_id})
+        firing = {"plans": plans, "schedule_arn": LARGE_FIRING_SCHEDULE,
+                  "scheduled_time": "2026-11-30T02:00:00Z"}  # fmt: skip
+        print("\n=== a scheduled firing of 25 plans")
+        result = function.handler(firing, FakeLambdaContext())
+        print(f"handler returned: {json.dumps(result)}")
+        worker = importlib.import_module("plan_worker")
+        answers = aws.run_plan_queue(
+            os.environ["PLAN_QUEUE_URL"], worker.handler,
+            lambda: FakeLambdaContext("csbs-trigger-plan-worker"), {},
+        )  # fmt: skip
+        for number, answer in enumerate(answers, 1):
+            print(f"plan worker batch {number}: {json.dumps(answer)}")
+        told = inbox.drain()
+        for delivered in told:
+            print_subject(delivered)
+        print(f"{len(told)} notifications for {LARGE_FIRING} plans")
+        track(" (the queued plans' backups)", brief=True)
+        track(" (the queued plans' backups)", brief=True)
+
         posts = [call for call in standin.calls("csbs") if call.method == "POST"]
         print(
             f"\nIAM token requests: {len(standin.calls('iam'))}, "
@@ -177,6 +218,11 @@ def quiet_function_logs() -> None:
     handler = logger.registered_handler
     if isinstance(handler, logging.StreamHandler):
         handler.setStream(io.StringIO())
+
+
+def print_subject(delivered: Delivered) -> None:
+    attributes = delivered.attributes
+    print(f"  SNS [{attributes['event']}: {attributes['outcome']}] {delivered.subject}")
 
 
 def print_notification(delivered: Delivered, *, full: bool) -> None:
