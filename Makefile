@@ -2,7 +2,8 @@
 # make webhook - serve the webhook endpoint on 127.0.0.1:8080 (PORT=, ARGS=--demo, ARGS=--logs)
 # make samples - re-sign events/webhook-*.json after editing a payload or a sample secret
 # make test  - ruff, mypy strict, the SAM template check and pytest (what .ci/run runs)
-# make bench - cold and warm CPU, wall time and memory of the packaged artifact on 3.13
+# make bench - cold and warm CPU, wall time and memory of the packaged artifact on 3.13, and
+#              1,000 plans fanned out through the plan queue
 # make package - sam build the deployable artifact (python3.13 arm64) and print its sizes
 # make mutation - mutmut over the core modules: killed / survived per module (slow; not in CI)
 # make audit - the layer's pins, their latest releases and known vulnerabilities (needs the index)
@@ -87,6 +88,7 @@ pytest: dev
 
 bench: artifact $(RUN_VENV)/.installed
 	$(RUN_PY) -m support.bench $(ARGS)
+	$(RUN_PY) -m support.bench_fanout
 
 package: $(SAM_VENV)/.installed $(RUN_VENV)/.installed
 	@test -n "$(RUNTIME_PYTHON)" || { echo "python3.13 not found: see README, Deploy"; exit 1; }

@@ -115,12 +115,8 @@ def fresh_event(number):
 """
     + _REPORT
 )
-BARE = (
-    _PRELUDE
-    + """
-import hashlib, hmac, base64
-import boto3, requests
-cpu1, wall1 = time.process_time(), time.perf_counter()
+# The bare functions' clients and once-per-key records.
+_BARE_CALLS = """
 clients = (boto3.client(name) for name in ("secretsmanager", "sns", "dynamodb"))
 secretsmanager, sns, dynamodb = clients
 table, http = os.environ["IDEMPOTENCY_TABLE"], requests.Session()
@@ -157,6 +153,14 @@ def once(key, step):
     return result
 
 """
+BARE = (
+    _PRELUDE
+    + """
+import hashlib, hmac, base64
+import boto3, requests
+cpu1, wall1 = time.process_time(), time.perf_counter()
+"""
+    + _BARE_CALLS
     + _BARE_LOGIN
     + """
 def invoke(current):

@@ -19,6 +19,7 @@ import socket
 import struct
 import sys
 import threading
+import time
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
@@ -118,6 +119,10 @@ class CsbsStandIn:
         self.token_lifetime = token_lifetime
         self.password = PASSWORD  # change it to play a password rotation
         self.answer_delay_seconds = 0.0  # how long each checkpoint takes to be answered
+        # The API gateway's limit on checkpoint POSTs (a token bucket of this many a second,
+        # answered 429 APIGW.0308 above it); None: no limit.
+        self.rate_limit_per_second: float | None = None
+        self._bucket = (0.0, 0.0)  # tokens, when last filled (monotonic)
         self.error_request_ids: list[str] = []  # the ids its error answers carried, in order
         # Checkpoints it created, and how their items progress: empty at the first poll, then
         # protecting with rising progress, then available (or error for ``failing_servers``).
@@ -303,6 +308,21 @@ class CsbsStandIn:
             self.requests.append(request)
             return self._faults[route].popleft() if self._faults[route] else None
 
+    def _over_rate(self) -> bool:
+        """Whether a checkpoint POST now is above the gateway's limit (else it takes a token)."""
+        rate = self.rate_limit_per_second
+        if rate is None:
+            return False
+        with self._lock:
+            tokens, filled = self._bucket
+            now = time.monotonic()
+            tokens = min(rate, tokens + (now - filled) * rate) if filled else rate
+            if tokens < 1:
+                self._bucket = (tokens, now)
+                return True
+            self._bucket = (tokens - 1, now)
+            return False
+
     def _issue_token(self, project_id: str) -> tuple[str, datetime]:
         token = "MIIT" + secrets.token_urlsafe(48)
         expires_at = datetime.now(UTC) + self.token_lifetime
@@ -392,6 +412,11 @@ class _Handler(BaseHTTPRequestHandler):
             answer = self._tokens(recorded)
         elif parts.path.startswith("/v1/") and parts.path.endswith("/checkpoint_items"):
             answer = self._checkpoint_items(recorded)
+        elif parts.path.startswith("/v1/") and self.standin._over_rate():
+            limit = self.standin.rate_limit_per_second
+            answer = 429, {"error_code": "APIGW.0308", "error_msg": "The throttling threshold "
+                           f"has been reached: policy user over ratelimit,limit:{limit},time:1 "
+                           "second"}, {"Retry-After": "1"}  # fmt: skip
         elif parts.path.startswith("/v1/"):
             self.standin._stopping.wait(self.standin.answer_delay_seconds)
             answer = self._checkpoints(recorded)
