@@ -707,3 +707,41 @@ def test_a_completion_names_the_tracker_invocation_that_reported_it(
 
     [completed] = completions(deployment)
     assert completed.message["invocation_id"] == "run-42"
+
+
+class StoppedClockContext(FakeLambdaContext):
+    """A context whose remaining time stands still: a run that has exactly this much time."""
+
+    def get_remaining_time_in_millis(self) -> int:
+        return int(self.timeout_seconds * 1000)
+
+
+@pytest.mark.parametrize(("remaining", "polled"), [(12.999, False), (13.0, True)])
+def test_a_run_polls_only_while_a_poll_and_the_publish_still_fit(
+    deployment: Deployment, remaining: float, polled: bool
+) -> None:
+    """A checkpoint takes up to 10 s to poll and report, and 3 s stay for the publish."""
+    start(deployment)
+    before = len(deployment.standin.calls("csbs"))
+
+    result = deployment.track(
+        StoppedClockContext("csbs-trigger-tracker", timeout_seconds=remaining)
+    )
+
+    assert (len(deployment.standin.calls("csbs")) > before) is polled
+    assert result["due"] == (1 if polled else 0)
+
+
+def test_one_run_pages_through_every_due_backup(deployment: Deployment) -> None:
+    """More backups than one page of the due index (50): each polled once, none left over."""
+    plans = [{"plan_id": PLAN_A, "resources": [server]} for server in (SERVER_A, SERVER_B)]
+    for _ in range(26):
+        deployment.invoke({"plans": plans})  # 52 backups, two a firing
+    deployment.notifications()
+    polls_before = len(deployment.standin.calls("csbs"))
+
+    result = deployment.track()
+
+    assert result["due"] == 52
+    assert "more_due" not in result
+    assert len(deployment.standin.calls("csbs")) - polls_before == 52

@@ -9,9 +9,11 @@ from typing import Any
 
 import pytest
 from conftest import Deployment, read_event
+from test_completion_tracking import SERVER_A, SERVER_B
 from test_operational_trouble import PLAN_A, PLAN_B
 
 from csbs_trigger import PublishError
+from support.lambda_context import FakeLambdaContext
 from support.standin import Fault
 
 SCHEDULE = read_event("schedule.json")
@@ -226,6 +228,28 @@ def test_a_failed_poll_and_a_stopped_run_log_why(deployment: Deployment, logs: i
     }  # fmt: skip
     [finished] = lines(logs, "tracker run finished")
     assert fields(finished, "due", "stopped") == {"level": "INFO", "due": 1, "stopped": 1}
+
+
+def test_a_stopped_run_reads_every_page_of_due_backups_to_count_them(
+    deployment: Deployment, logs: io.StringIO
+) -> None:
+    """Backups a stopped run leaves stay due: it still pages past them (50 a page), never
+    reading the first page again and again until its time is up."""
+    deployment.set_env("MAX_CONCURRENCY", "1")
+    plans = [{"plan_id": PLAN_A, "resources": [server]} for server in (SERVER_A, SERVER_B)]
+    for _ in range(26):
+        deployment.invoke({"plans": plans})  # 52 backups
+    deployment.notifications()
+    denied = {"error_code": "APIGW.0302", "error_msg": "no rights"}
+    deployment.standin.fail_next("csbs", Fault(403, denied))
+
+    with pytest.raises(Exception, match=r"^forbidden: "):
+        deployment.track(FakeLambdaContext("csbs-trigger-tracker", timeout_seconds=30))
+
+    [finished] = lines(logs, "tracker run finished")
+    assert fields(finished, "due", "stopped", "deferred", "more_due") == {
+        "level": "INFO", "due": 52, "stopped": 1, "deferred": 51, "more_due": "<missing>",
+    }  # fmt: skip
 
 
 @pytest.mark.parametrize(
