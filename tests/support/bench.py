@@ -48,19 +48,27 @@ WARM_BUDGET = 1.1
 RSS_BUDGET_MIB = 128
 WARM_CALLS = 50
 
-# Every script: the artifact's folders on the path, a Lambda-like context, CPU read at points.
-_PRELUDE = """
-import json, os, sys, time
-sys.path[:0] = sys.argv[3].split(os.pathsep)
-cpu0, wall0 = time.process_time(), time.perf_counter()
+# A Lambda-like context, for every script the benchmarks run.
+CONTEXT = """
 class Context:
     function_name, memory_limit_in_mb = "bench", 256
     invoked_function_arn = "arn:aws:lambda:eu-central-1:123456789012:function:bench"
     aws_request_id = "bench"
     def get_remaining_time_in_millis(self):
         return 60_000
+"""
+# Every script: the artifact's folders on the path, the context, CPU read at points.
+_PRELUDE = (
+    """
+import json, os, sys, time
+sys.path[:0] = sys.argv[3].split(os.pathsep)
+cpu0, wall0 = time.process_time(), time.perf_counter()
+"""
+    + CONTEXT
+    + """
 event, calls = json.loads(sys.argv[1]), int(sys.argv[2])
 """
+)
 _REPORT = """
 def warm(invoke, fresh_event):
     import gc

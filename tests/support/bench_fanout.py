@@ -26,7 +26,7 @@ import time
 from typing import Any
 
 from support.artifacts import BUILD
-from support.bench import _BARE_CALLS, _BARE_LOGIN, LAYER, RUNTIME_PYTHON
+from support.bench import _BARE_CALLS, _BARE_LOGIN, CONTEXT, LAYER, RUNTIME_PYTHON
 from support.local_aws import LocalAws
 from support.standin import CsbsStandIn
 
@@ -34,16 +34,18 @@ CPU_BUDGET = 1.1
 ANSWER_SECONDS = 0.1
 MAX_CONCURRENCY = 4  # the functions' default: plans at once in one invocation
 
-_LOOP = """
+# The artifact's folders on the path (argv[1]), the context.
+_START = (
+    """
 import json, os, sys, time
 sys.path[:0] = sys.argv[1].split(os.pathsep)
+"""
+    + CONTEXT
+)
+_LOOP = (
+    _START
+    + """
 import boto3
-class Context:
-    function_name, memory_limit_in_mb = "bench-plan-worker", 256
-    invoked_function_arn = "arn:aws:lambda:eu-central-1:123456789012:function:bench"
-    aws_request_id = "bench"
-    def get_remaining_time_in_millis(self):
-        return 60_000
 sqs = boto3.client("sqs")
 url = os.environ["PLAN_QUEUE_URL"]
 def drain(run):
@@ -72,6 +74,7 @@ def drain(run):
     used = time.process_time() - cpu if cpu is not None else 0.0
     print(json.dumps({"plans": done, "warm_plans": done - warm, "warm_cpu": used}))
 """
+)
 WORKER = (
     _LOOP
     + """
@@ -129,18 +132,13 @@ def run(event):
 drain(run)
 """
 )
-ENQUEUE = """
-import json, os, sys
-sys.path[:0] = sys.argv[1].split(os.pathsep)
-class Context:
-    function_name, memory_limit_in_mb = "bench-firing", 256
-    invoked_function_arn = "arn:aws:lambda:eu-central-1:123456789012:function:bench"
-    aws_request_id = "bench-firing"
-    def get_remaining_time_in_millis(self):
-        return 60_000
+ENQUEUE = (
+    _START
+    + """
 result = __import__("scheduled_backup").handler(json.loads(sys.argv[2]), Context())
 print(json.dumps(result["counts"]))
 """
+)
 
 
 def _python(script: str, folder: str, env: dict[str, str], *args: str) -> subprocess.Popen[str]:
