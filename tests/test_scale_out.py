@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
 from typing import Any
 
@@ -13,6 +14,7 @@ from conftest import Deployment
 from test_completion_tracking import completions, tracked_item
 from test_webhooks import generic_event
 
+import csbs_trigger.runner
 from csbs_trigger.cloud.backend import BackupRequest
 from csbs_trigger.cloud.csbs import BACKEND as CSBS
 from csbs_trigger.errors import ConfigError
@@ -389,6 +391,28 @@ def test_bad_plans_of_a_large_firing_are_told_at_once_and_the_rest_queued(
     assert [n.message["error"]["category"] for n in failed] == ["invalid_event"] * 2
     deployment.work()
     assert len(deployment.notifications()) == 20
+
+
+def test_the_bad_plans_of_a_large_firing_are_told_side_by_side(
+    deployment: Deployment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Up to 1,000 bad plans are told within the firing's invocation: MAX_CONCURRENCY at once,
+    not one after the other past the function's timeout."""
+    pools: list[int | None] = []
+
+    class Recorded(ThreadPoolExecutor):
+        def __init__(self, max_workers: int | None = None) -> None:
+            pools.append(max_workers)
+            super().__init__(max_workers=max_workers)
+
+    monkeypatch.setattr(csbs_trigger.runner, "ThreadPoolExecutor", Recorded)
+    deployment.set_env("MAX_CONCURRENCY", "3")
+
+    result = deployment.invoke({"plans": [{"plan_id": "not an id"}] * 25, **FIRING})
+
+    assert result["counts"] == {"plans": 25, "queued": 0, "rejected": 25}
+    assert pools == [3, 3]  # the failures recorded, then published
+    assert len(deployment.notifications()) == 25
 
 
 def test_more_than_a_thousand_plans_is_an_invalid_firing(deployment: Deployment) -> None:

@@ -116,14 +116,18 @@ def run_plans(
 
 
 def run_units(
-    trigger: Trigger, units: list[Unit], context: Any, runtime: Runtime
-) -> list[PlanResult]:
+    trigger: Trigger, units: list[Unit], context: Any, runtime: Runtime,
+    *, workers: int | None = None,
+) -> list[PlanResult]:  # fmt: skip
+    """``run_plans`` for units keyed already; ``workers``: how many at once (default: one per
+    backup to start, up to MAX_CONCURRENCY; a batch of bad plans only is told one by one)."""
     first: dict[object, Unit] = {}
     for unit in units:
         first.setdefault(_identity(unit), unit)
     distinct = list(first.values())
     backups = sum(isinstance(unit.item, BackupRequest) for unit in distinct)
-    workers = min(backups, runtime.settings.max_concurrency)
+    if workers is None:
+        workers = min(backups, runtime.settings.max_concurrency)
     executions = bounded_map(
         lambda unit: execute_once(trigger, unit, context, runtime), distinct, workers
     )
