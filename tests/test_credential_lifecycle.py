@@ -15,6 +15,7 @@ from conftest import Deployment, read_event
 from csbs_trigger.cloud.api import ApiClient
 from csbs_trigger.cloud.auth import CsbsAuth, KeystonePasswordAuth, MemoryLoginGuard, Scope
 from csbs_trigger.cloud.backend import BackupRequest, Execution
+from csbs_trigger.cloud.cbr import SERVICE as CBR
 from csbs_trigger.cloud.credentials import (
     PasswordCredentials,
     parse_cloud_secret,
@@ -100,6 +101,8 @@ def test_rotated_access_keys_are_picked_up_when_the_old_ones_are_refused(
 )
 def test_region_names_the_endpoint_of_known_clouds(region: str, endpoint: str) -> None:
     assert endpoint_for_region(CSBS, region) == endpoint
+    cbr = endpoint.replace("https://csbs.", "https://cbr.")  # CBR: the same hosts' cbr. names
+    assert endpoint_for_region(CBR, region) == cbr
 
 
 @pytest.mark.parametrize("region", ["EU-DE", "eu de", "mars", "eu-de.evil.example"])
