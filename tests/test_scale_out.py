@@ -20,6 +20,7 @@ from csbs_trigger.cloud.csbs import BACKEND as CSBS
 from csbs_trigger.errors import ConfigError
 from csbs_trigger.models import Trigger
 from csbs_trigger.runner import Unit
+from csbs_trigger.tracker import TrackerStopped
 from csbs_trigger.triggers.queued import PlansNotQueued, QueuedPlan
 from csbs_trigger.triggers.webhook_sources import SHIPPED_SOURCES as SOURCES
 from csbs_trigger.triggers.webhook_sources import load_sources
@@ -595,3 +596,30 @@ def test_a_throttle_slows_the_containers_other_calls_with_the_same_credentials(
     assert len(deployment.sleeps) == 2
     assert deployment.sleeps[0] == 30
     assert 25 < deployment.sleeps[1] <= 30
+
+
+def test_one_accounts_broken_secret_holds_back_only_its_own_backups(
+    projects: Deployment,
+) -> None:
+    """A deployment failure stops the tracker for that account: the others' backups are still
+    polled and reported, and the run still fails, for its alarm."""
+    projects.set_env("MAX_CONCURRENCY", "1")
+    named_secret(projects, "team-x", projects.standin.cloud_secret(project_id=OTHER_PROJECT))
+    projects.standin.polls_to_finish = 0
+    broken = projects.invoke({"plan_id": PLAN_A, "credentials": "team-x"})  # polled first
+    healthy = projects.invoke({"plan_id": PLAN_B})
+    projects.notifications()
+    projects.aws.client("secretsmanager").delete_secret(
+        SecretId="csbs-trigger/clouds/team-x", ForceDeleteWithoutRecovery=True
+    )
+    projects.cold_start()
+
+    for _ in range(2):
+        with pytest.raises(TrackerStopped, match=r"^config_error: credentials team-x: "):
+            projects.track()
+
+    [completed] = completions(projects)
+    assert completed.message["checkpoint"]["id"] == healthy["plans"][0]["checkpoint_id"]
+    assert completed.message["outcome"] == "succeeded"
+    waiting = tracked_item(projects, broken["plans"][0]["checkpoint_id"])
+    assert waiting["state"]["S"] == "pending"  # it waits until the secret is back

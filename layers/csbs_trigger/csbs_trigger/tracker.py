@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import uuid
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from csbs_trigger.aws.sns import PublishError
-from csbs_trigger.aws.tracking import COMPLETING, Tracked, TrackingTable
+from csbs_trigger.aws.tracking import COMPLETING, Registration, Tracked, TrackingTable
 from csbs_trigger.cloud.checkpoint_items import CheckpointItem
 from csbs_trigger.completion import (
     DEPLOYMENT_FAILURES,
@@ -60,8 +60,17 @@ class _Run:
     deadline: Deadline
     claim: str
     lease_until: float
-    stop: TriggerError | None = None
+    stop: TriggerError | None = None  # the first trouble that stopped the run (or an account)
     unpublished: str | None = None  # why SNS did not take the first completion that failed
+    # A deployment failure (credentials refused, a secret missing) stops its account only.
+    stopped_accounts: dict[str | None, TriggerError] = field(default_factory=dict)
+
+    def stop_for(self, registration: Registration) -> TriggerError | None:
+        """What keeps this backup from being polled: the table's failure, or its own account's
+        trouble; the other accounts' backups go on."""
+        if self.stop is not None and self.stop.category not in DEPLOYMENT_FAILURES:
+            return self.stop
+        return self.stopped_accounts.get(registration.credentials)
 
 
 def track(context: LambdaContext, runtime: Runtime) -> dict[str, Any]:
@@ -128,7 +137,8 @@ def _follow(tracked: Tracked, run: _Run) -> str:
     runtime = run.runtime
     if not _can_go_on(run) or not _has_time(run.deadline):
         return "deferred"
-    if run.stop is not None and runtime.clock() < tracked.registration.deadline_at:
+    stop = run.stop_for(tracked.registration)
+    if stop is not None and runtime.clock() < tracked.registration.deadline_at:
         return "deferred"  # it waits until the deployment is mended
     try:
         if not run.table.claim(
@@ -138,8 +148,8 @@ def _follow(tracked: Tracked, run: _Run) -> str:
         if tracked.state == COMPLETING:  # a completion computed before, but not published
             assert tracked.notification is not None
             return _publish(tracked, Notification.from_record(tracked.notification), run)
-        if run.stop is not None:  # past its deadline, and no poll can be made
-            return _conclude(tracked, run, None, run.stop)
+        if stop is not None:  # past its deadline, and no poll can be made
+            return _conclude(tracked, run, None, stop)
         return _poll(tracked, run)
     except TriggerError as error:  # the table failed: nothing was published for it
         run.stop = error
@@ -157,7 +167,8 @@ def _poll(tracked: Tracked, run: _Run) -> str:
             "checkpoint_id": registration.checkpoint_id, "category": error.category.value,
             "reason": runtime.redactor()(error.message)})  # fmt: skip
         if error.category in DEPLOYMENT_FAILURES:
-            run.stop = error
+            run.stopped_accounts.setdefault(registration.credentials, error)
+            run.stop = run.stop or error
             if runtime.clock() < registration.deadline_at:
                 _release(tracked, run, None, error, misses=0)  # not a poll that found it gone
                 return "stopped"
