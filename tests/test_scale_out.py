@@ -416,6 +416,21 @@ def test_the_bad_plans_of_a_large_firing_are_told_side_by_side(
     assert len(deployment.notifications()) == 25
 
 
+def test_a_large_firing_without_its_queue_tells_every_plan_why(deployment: Deployment) -> None:
+    deployment.set_env("PLAN_QUEUE_URL", None)
+
+    result = deployment.invoke({"plans": many_plans(deployment, 21), **FIRING})
+
+    assert result["counts"] == {"plans": 21, "queued": 0, "rejected": 21}
+    told = deployment.notifications()
+    assert len(told) == 21
+    assert {n.message["error"]["message"] for n in told} == {
+        "environment variable PLAN_QUEUE_URL is not set: a firing of more than 20 plans goes "
+        "through the plan queue"
+    }
+    assert deployment.standin.calls("csbs") == []
+
+
 def test_more_than_a_thousand_plans_is_an_invalid_firing(deployment: Deployment) -> None:
     deployment.invoke({"plans": [{"plan_id": PLAN_A}] * 1001, **FIRING})
 
