@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
@@ -15,6 +16,7 @@ from test_completion_tracking import completions, tracked_item
 from test_webhooks import generic_event
 
 import csbs_trigger.runner
+import csbs_trigger.triggers.queued
 from csbs_trigger.cloud.backend import BackupRequest
 from csbs_trigger.cloud.csbs import BACKEND as CSBS
 from csbs_trigger.errors import ConfigError
@@ -638,3 +640,30 @@ def test_one_accounts_broken_secret_holds_back_only_its_own_backups(
     assert completed.message["outcome"] == "succeeded"
     waiting = tracked_item(projects, broken["plans"][0]["checkpoint_id"])
     assert waiting["state"]["S"] == "pending"  # it waits until the secret is back
+
+
+def test_a_plan_whose_worker_breaks_comes_back_alone_and_its_error_text_is_not_logged(
+    deployment: Deployment, monkeypatch: pytest.MonkeyPatch, logs: io.StringIO
+) -> None:
+    deployment.invoke({"plans": many_plans(deployment, 21), **FIRING})
+    original = csbs_trigger.triggers.queued.execute_once
+    broke: list[str] = []
+
+    def breaking_once(trigger: Any, unit: Unit, *args: Any) -> Any:
+        if not broke:
+            broke.append(unit.key or "")
+            raise RuntimeError("sk=SECRETKEY0123456789 in an unforeseen error")
+        return original(trigger, unit, *args)
+
+    monkeypatch.setattr(csbs_trigger.triggers.queued, "execute_once", breaking_once)
+
+    answers = deployment.work()
+
+    assert sum(len(answer["batchItemFailures"]) for answer in answers) == 1
+    assert len(deployment.notifications()) == 20
+    assert "SECRETKEY0123456789" not in logs.getvalue()
+    assert '"reason":"RuntimeError"' in logs.getvalue().replace(" ", "")
+    deployment.time_passes()
+    deployment.work()
+    [late] = deployment.notifications()
+    assert late.message["idempotency_key"] == broke[0]

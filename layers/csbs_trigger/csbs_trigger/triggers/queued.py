@@ -168,8 +168,9 @@ def _run_message(record: Any, context: Any, runtime: Runtime) -> str | None:
     except AlreadyInProgressError:
         return message_id  # another worker runs it now: its outcome is told from there
     except Exception as exc:  # never the whole batch for one plan
-        logger.exception("queued plan failed: it comes back", extra={"message_id": message_id,
-                         "reason": type(exc).__name__})  # fmt: skip
+        # Its type only: an unforeseen exception's text or traceback may hold anything.
+        logger.error("queued plan failed: it comes back", extra={"message_id": message_id,
+                     "reason": type(exc).__name__})  # fmt: skip
         return message_id
     return message_id if result.publish_error else None
 
