@@ -574,6 +574,13 @@ def test_a_plan_throttled_at_its_fifth_delivery_is_told_failed_and_leaves(
     assert failed.message["error"]["category"] == "throttled"
     assert answer["batchItemFailures"] == []
     assert deployment.queued() == 0
+    # Its delete lost: SQS delivers it a 6th time. The outcome was kept: told once, no POST.
+    posts = len(deployment.standin.calls("csbs"))
+    event = {"Records": [{"messageId": "m-6", "receiptHandle": "r-6", "body": body,
+                          "attributes": {"ApproximateReceiveCount": "6"}}]}  # fmt: skip
+    assert plan_worker.handler(event, FakeLambdaContext())["batchItemFailures"] == []
+    assert deployment.notifications() == []
+    assert len(deployment.standin.calls("csbs")) == posts
     assert len(visibility) == 4
     assert all(15 <= seconds <= 900 for seconds in visibility)  # a backoff, without Retry-After
     assert visibility[3] > visibility[0]
@@ -649,11 +656,11 @@ def test_a_plan_whose_worker_breaks_comes_back_alone_and_its_error_text_is_not_l
     original = csbs_trigger.triggers.queued.execute_once
     broke: list[str] = []
 
-    def breaking_once(trigger: Any, unit: Unit, *args: Any) -> Any:
+    def breaking_once(trigger: Any, unit: Unit, *args: Any, **options: Any) -> Any:
         if not broke:
             broke.append(unit.key or "")
             raise RuntimeError("sk=SECRETKEY0123456789 in an unforeseen error")
-        return original(trigger, unit, *args)
+        return original(trigger, unit, *args, **options)
 
     monkeypatch.setattr(csbs_trigger.triggers.queued, "execute_once", breaking_once)
 

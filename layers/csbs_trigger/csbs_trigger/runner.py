@@ -167,9 +167,12 @@ class Executed:
     recorded: bool
 
 
-def execute_once(trigger: Trigger, unit: Unit, context: Any, runtime: Runtime) -> Executed:
+def execute_once(
+    trigger: Trigger, unit: Unit, context: Any, runtime: Runtime, *, final: bool = False
+) -> Executed:
     """Call CSBS once per ``unit.key`` (a repeat gets the stored record); without a key (or a
-    table), run unprotected.
+    table), run unprotected. A failure a later try may mend is not kept, unless this try is
+    the ``final`` one (a queued plan's last delivery): then it is the outcome, told once.
 
     If the result cannot be recorded after CSBS was called, it is reported all the same and the
     invocation does not fail: a retry must never start a second backup.
@@ -184,7 +187,7 @@ def execute_once(trigger: Trigger, unit: Unit, context: Any, runtime: Runtime) -
         _log(notification)
         record = notification.to_record()
         error = outcome.error
-        if deduplicator and error and error.retryable and not error.maybe_created:
+        if deduplicator and error and error.retryable and not error.maybe_created and not final:
             raise _NotKept(record)
         ran.append(record)
         return record

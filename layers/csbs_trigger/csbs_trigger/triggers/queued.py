@@ -149,14 +149,11 @@ def _run_message(record: Any, context: Any, runtime: Runtime) -> str | None:
         [result] = run_units(trigger, [Unit(RejectedPlan(error))], context, runtime)
         return message_id if result.publish_error else None
     try:
-        executed = execute_once(queued.trigger, queued.unit, context, runtime)
-        failure = Notification.from_record(executed.record).content["error"]
         deliveries = _deliveries(record)
-        if (
-            failure
-            and failure["category"] == Category.THROTTLED.value
-            and (deliveries < runtime.settings.plan_max_deliveries)
-        ):
+        final = deliveries >= runtime.settings.plan_max_deliveries
+        executed = execute_once(queued.trigger, queued.unit, context, runtime, final=final)
+        failure = Notification.from_record(executed.record).content["error"]
+        if failure and failure["category"] == Category.THROTTLED.value and not final:
             delay = failure["retry_after_seconds"] or _backoff(deliveries)
             logger.info("plan throttled: back to the queue", extra={
                 "idempotency_key": queued.unit.key, "deliveries": deliveries,
