@@ -169,14 +169,17 @@ def fan_out(
     began = time.perf_counter()
     running = [_python(script, "PlanWorkerFunction", env) for _ in range(workers)]
     reports = [_report(process) for process in running]
-    return time.perf_counter() - began, reports
+    wall = time.perf_counter() - began
+    print(f"  (firing {firing}: {sum(r['plans'] for r in reports)} plans in {wall:.1f} s)",
+          flush=True)  # fmt: skip
+    return wall, reports
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--plans", type=int, default=1000)
     parser.add_argument("--workers", type=int, default=5, help="PlanWorkerConcurrency")
-    parser.add_argument("--rate", type=float, default=8.0,
+    parser.add_argument("--rate", type=float, default=6.0,
                         help="POSTs a second the stand-in takes")  # fmt: skip
     args = parser.parse_args(argv)
     if not RUNTIME_PYTHON.exists() or not (BUILD / "PlanWorkerFunction").is_dir():
