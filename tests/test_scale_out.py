@@ -623,14 +623,16 @@ def test_a_throttle_slows_the_containers_other_calls_with_the_same_credentials(
 
 
 def test_one_accounts_broken_secret_holds_back_only_its_own_backups(
-    projects: Deployment,
+    projects: Deployment, logs: io.StringIO
 ) -> None:
-    """A deployment failure stops the tracker for that account: the others' backups are still
-    polled and reported, and the run still fails, for its alarm."""
+    """A deployment failure stops the tracker for that account: its other backups wait
+    without a try, the others' backups are still polled and reported, and the run still
+    fails, for its alarm."""
     projects.set_env("MAX_CONCURRENCY", "1")
     named_secret(projects, "team-x", projects.standin.cloud_secret(project_id=OTHER_PROJECT))
     projects.standin.polls_to_finish = 0
     broken = projects.invoke({"plan_id": PLAN_A, "credentials": "team-x"})  # polled first
+    projects.invoke({"plan_id": PLAN_B, "credentials": "team-x"})
     healthy = projects.invoke({"plan_id": PLAN_B})
     projects.notifications()
     projects.aws.client("secretsmanager").delete_secret(
@@ -647,6 +649,11 @@ def test_one_accounts_broken_secret_holds_back_only_its_own_backups(
     assert completed.message["outcome"] == "succeeded"
     waiting = tracked_item(projects, broken["plans"][0]["checkpoint_id"])
     assert waiting["state"]["S"] == "pending"  # it waits until the secret is back
+    finished = [json.loads(line) for line in logs.getvalue().splitlines()
+                if '"tracker run finished"' in line]  # fmt: skip
+    assert {key: finished[0].get(key) for key in ("due", "stopped", "deferred", "running")} == {
+        "due": 3, "stopped": 1, "deferred": 1, "running": 1,
+    }  # fmt: skip
 
 
 def test_a_plan_whose_worker_breaks_comes_back_alone_and_its_error_text_is_not_logged(
