@@ -91,6 +91,12 @@ BARE_WORKER = (
     + _BARE_LOGIN
     + """
 tracking = os.environ["TRACKING_TABLE"]
+_once = once
+def once(key, step):
+    try:
+        return _once(key, step)
+    except dynamodb.exceptions.ConditionalCheckFailedException:
+        return None  # SQS delivered it twice: the other delivery does it
 def run(event):
     for record in event["Records"]:
         message = json.loads(record["body"])
