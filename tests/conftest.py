@@ -295,6 +295,7 @@ def deployment(
     monkeypatch.setenv("IDEMPOTENCY_TABLE", aws.idempotency_table())
     monkeypatch.setenv("TRACKING_TABLE", aws.tracking_table())
     monkeypatch.setenv("LOGIN_REFUSAL_TABLE", aws.login_refusal_table())
+    monkeypatch.setenv("HISTORY_TABLE", aws.history_table())
     monkeypatch.setenv("CLOUD_SECRET_PREFIX", "csbs-trigger/clouds/")  # the template's default
     monkeypatch.setenv("TRACKING_POLL_INTERVAL_SECONDS", "0")  # every run polls every backup
     webhook_secrets = json.loads((ROOT / "events" / "secrets" / "webhooks.json").read_text())

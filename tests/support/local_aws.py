@@ -150,6 +150,9 @@ class LocalAws:
     def login_refusal_table(self, name: str = "csbs-trigger-login-refusals") -> str:
         return self.table("LoginRefusalTable", name)
 
+    def history_table(self, name: str = "csbs-trigger-history") -> str:
+        return self.table("HistoryTable", name)
+
     def table(self, logical_id: str, name: str) -> str:
         """A DynamoDB table as template.yaml defines it (keys, indexes, billing, TTL)."""
         properties = read_template()["Resources"][logical_id]["Properties"]

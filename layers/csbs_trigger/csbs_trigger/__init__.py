@@ -1,11 +1,12 @@
 """csbs-trigger core: start CSBS and CBR backups from AWS events, follow each backup to its end,
-and report both to SNS.
+and report both to SNS; a daily digest tells whether every plan is protected.
 
 The public API is what handlers need; everything else is importable from its module.
 """
 
 from csbs_trigger.aws.sns import PublishError
 from csbs_trigger.cloud.backend import BackupRequest
+from csbs_trigger.digest import run_digest
 from csbs_trigger.errors import (
     Category,
     ConfigError,
@@ -39,5 +40,6 @@ __all__ = [
     "handle_plan_messages",
     "handle_webhook",
     "logger",
+    "run_digest",
     "track",
 ]

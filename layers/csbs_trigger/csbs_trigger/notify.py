@@ -205,6 +205,7 @@ def build_notification(outcome: Outcome, redact: Redactor) -> Notification:
         "idempotency_key": outcome.idempotency_key,
         "request": request,
         "checkpoint": outcome.checkpoint.to_dict() if outcome.checkpoint else None,
+        "plan_name": outcome.checkpoint.target_name if outcome.checkpoint else None,
         "error": outcome.error.to_dict() if outcome.error else None,
         "attempts": outcome.attempts,
         "duration_ms": outcome.duration_ms,
@@ -240,8 +241,9 @@ def fit(
     *,
     entries: int = 0,
     keeping: Callable[[int], dict[str, Any]] | None = None,
+    limit: int = MAX_MESSAGE_BYTES,
 ) -> str:
-    """The message as redacted JSON of at most ``MAX_MESSAGE_BYTES``.
+    """The message as redacted JSON of at most ``limit`` bytes (``MAX_MESSAGE_BYTES``).
 
     A message too large keeps as many of its ``entries`` as fit (``keeping(n)``: the message
     with the first n); what still does not fit is cut to its essentials.
@@ -249,7 +251,7 @@ def fit(
 
     def render(candidate: dict[str, Any]) -> str | None:
         text = redact(json.dumps(candidate, ensure_ascii=False, allow_nan=False))
-        return text if len(text.encode()) <= MAX_MESSAGE_BYTES else None
+        return text if len(text.encode()) <= limit else None
 
     text = render(message)
     if text is None and entries and keeping is not None:
@@ -263,7 +265,7 @@ def fit(
         text = render(keeping(low))
     if text is not None:
         return text
-    note = f"the message exceeded {MAX_MESSAGE_BYTES // 1024} KiB: only its essentials are kept"
+    note = f"the message exceeded {limit // 1024} KiB: only its essentials are kept"
     return redact(json.dumps(essentials_of(message, note), ensure_ascii=False, allow_nan=False))
 
 

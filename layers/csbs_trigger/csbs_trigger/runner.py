@@ -19,9 +19,10 @@ from typing import Any, TypeVar
 from csbs_trigger.aws.idempotency import AlreadyInProgressError, PayloadConflictError
 from csbs_trigger.aws.sns import PublishError, PublishRefused
 from csbs_trigger.aws.tracking import Registration
-from csbs_trigger.cloud.backend import BackupRequest, Execution
+from csbs_trigger.cloud.backend import Backend, BackupRequest, Execution
 from csbs_trigger.deadline import Deadline
 from csbs_trigger.errors import TriggerError
+from csbs_trigger.history import entry_of
 from csbs_trigger.log import logger
 from csbs_trigger.models import Trigger
 from csbs_trigger.notify import Notification, Outcome, build_notification, iso_time
@@ -222,12 +223,13 @@ def publish_once(unit: Unit, executed: Executed, context: Any, runtime: Runtime)
     deduplicator = runtime.deduplicator if executed.recorded and unit.notice_key else None
     try:
         if deduplicator is None or unit.notice_key is None:
-            publish_record(notification, runtime)
+            publish_and_record(notification, None, runtime)
         else:
+            notice_key = unit.notice_key
             deduplicator.once(
-                unit.notice_key,
+                notice_key,
                 "publish",
-                lambda: publish_record(notification, runtime),
+                lambda: publish_and_record(notification, notice_key, runtime),
                 context,
                 payload=unit.payload,
             )
@@ -250,6 +252,7 @@ def _execute(
         idempotency_key=key,
     )
     if isinstance(item, RejectedPlan):
+        _count_not_started(item.backend, item.error, runtime)
         return replace(planned, error=item.error)
     settings = runtime.settings
     deadline = Deadline.from_context(
@@ -258,12 +261,18 @@ def _execute(
     try:
         execution = runtime.service(item.backend.name, item.credentials).start(item, deadline)
     except TriggerError as failure:
+        _count_not_started(item.backend, failure, runtime)
         return replace(planned, error=failure, attempts=failure.attempts,
                        duration_ms=_ms_since(began))  # fmt: skip
     tracking = register(trigger, item, execution, key, planned.invocation_id, runtime)
     runtime.metrics.count("BackupsStarted", backend=item.backend.name)
     return replace(planned, checkpoint=execution.started, attempts=execution.attempts,
                    tracking=tracking, duration_ms=_ms_since(began))  # fmt: skip
+
+
+def _count_not_started(backend: Backend | None, error: TriggerError, runtime: Runtime) -> None:
+    named = {"backend": backend.name} if backend is not None else {}
+    runtime.metrics.count("BackupsNotStarted", **named, error_category=error.category.value)
 
 
 def _ms_since(began: float) -> int:
@@ -312,6 +321,32 @@ def register(
                      extra={"checkpoint_id": started.id, "reason": error.message})  # fmt: skip
         return {"deadline": None, "error": error.message}
     return {"deadline": iso_time(deadline_at)}
+
+
+def publish_and_record(
+    notification: Notification, recorded_as: str | None, runtime: Runtime
+) -> dict[str, Any]:
+    """Publish, then keep the notification in the history as ``recorded_as`` (what it is told
+    once per: its notice key, its checkpoint; None: its own message id)."""
+    published = publish_record(notification, runtime)
+    record_history(notification, recorded_as or published["message_id"], runtime)
+    return published
+
+
+def record_history(notification: Notification, recorded_as: str, runtime: Runtime) -> None:
+    """The digest's record of a published notification; a table that fails loses the entry,
+    never the notification (it is published already)."""
+    if runtime.history is None:
+        return
+    entry = entry_of(notification, recorded_as)
+    if entry is None:
+        return
+    try:
+        runtime.history.record(entry)
+    except TriggerError as error:
+        logger.error("outcome not recorded in the history: the digest will miss it", extra={
+            "event": entry.event, "outcome": entry.outcome, "reason": error.message})  # fmt: skip
+        runtime.metrics.count("HistoryNotRecorded")
 
 
 def publish_record(notification: Notification, runtime: Runtime) -> dict[str, Any]:

@@ -19,6 +19,7 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from csbs_trigger import safe_json
+from csbs_trigger.aws.history import HistoryTable
 from csbs_trigger.aws.idempotency import Deduplicator
 from csbs_trigger.aws.login_refusals import TableLoginGuard
 from csbs_trigger.aws.metrics import Metrics
@@ -84,6 +85,11 @@ class Runtime:
             if dynamodb is not None and settings.tracking_table
             else None
         )
+        self.history = (
+            HistoryTable(dynamodb, settings.history_table)
+            if dynamodb is not None and settings.history_table
+            else None
+        )
         self.login_guard: LoginGuard = (
             TableLoginGuard(dynamodb, settings.login_refusal_table, clock)
             if dynamodb is not None and settings.login_refusal_table
@@ -123,7 +129,10 @@ class Runtime:
             secretsmanager=session.client("secretsmanager", config=config),
             sns=session.client("sns", config=config),
             dynamodb=session.client("dynamodb", config=config)
-            if settings.idempotency_table or settings.tracking_table or settings.login_refusal_table
+            if settings.idempotency_table
+            or settings.tracking_table
+            or settings.login_refusal_table
+            or settings.history_table
             else None,
             sqs=session.client("sqs", config=config) if settings.plan_queue_url else None,
             **overrides,

@@ -43,6 +43,8 @@ class Settings:
     metrics_namespace: str = DEFAULT_METRICS_NAMESPACE
     plan_queue_url: str | None = None  # where a firing of more than 20 plans sends them
     plan_max_deliveries: int = 5  # a throttled queued plan is told failed at this delivery
+    history_table: str | None = None  # None: outcomes are not kept for the digest
+    digest_rpo_seconds: float = 26 * 3600.0  # a plan's last success older than this: a breach
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -79,6 +81,8 @@ class Settings:
             metrics_namespace=env.get("POWERTOOLS_METRICS_NAMESPACE") or DEFAULT_METRICS_NAMESPACE,
             plan_queue_url=env.get("PLAN_QUEUE_URL") or None,
             plan_max_deliveries=int(_number(env, "PLAN_MAX_DELIVERIES", 5, 1, 100)),
+            history_table=env.get("HISTORY_TABLE") or None,
+            digest_rpo_seconds=_number(env, "DIGEST_RPO_SECONDS", 26 * 3600, 1, 35 * 24 * 3600),
         )
 
 

@@ -36,7 +36,7 @@ from csbs_trigger.deadline import Deadline
 from csbs_trigger.errors import Category, ConfigError, TriggerError
 from csbs_trigger.log import logger
 from csbs_trigger.notify import Notification
-from csbs_trigger.runner import bounded_map, publish_record
+from csbs_trigger.runner import bounded_map, publish_and_record
 from csbs_trigger.runtime import Runtime
 
 if TYPE_CHECKING:
@@ -95,6 +95,7 @@ def track(context: LambdaContext, runtime: Runtime) -> dict[str, Any]:
     counts: Counter[str] = Counter()
     seen: set[str] = set()
     start: dict[str, Any] | None = None
+    oldest = began  # when the oldest backup this run read began to be followed
     while _can_go_on(run) and _has_time(deadline):
         try:
             page, start = table.due(cutoff, limit=PAGE_SIZE, start=start)
@@ -103,10 +104,12 @@ def track(context: LambdaContext, runtime: Runtime) -> dict[str, Any]:
             break
         fresh = [tracked for tracked in page if tracked.checkpoint_id not in seen]
         seen.update(tracked.checkpoint_id for tracked in fresh)
+        oldest = min([oldest, *(tracked.registration.registered_at for tracked in fresh)])
         workers = min(len(fresh), settings.max_concurrency)
         counts.update(bounded_map(lambda tracked: _follow(tracked, run), fresh, workers))
         if start is None:
             break
+    runtime.metrics.seconds("OldestTrackedBackupSeconds", began - oldest)
     result: dict[str, Any] = {"due": len(seen), **counts}
     if start is not None and run.stop is None:
         result["more_due"] = True  # this run ran out of time: the next one goes on
@@ -228,7 +231,8 @@ def _release(
 
 def _publish(tracked: Tracked, notification: Notification, run: _Run) -> str:
     try:
-        published = publish_record(notification, run.runtime)
+        published = publish_and_record(notification, f"completed:{tracked.checkpoint_id}",
+                                       run.runtime)  # fmt: skip
     except PublishError as error:
         run.unpublished = run.unpublished or str(error)
         return "publish_failed"  # kept as completing: the next run publishes it

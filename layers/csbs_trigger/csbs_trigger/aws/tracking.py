@@ -21,12 +21,9 @@ import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import BotoCoreError, ClientError
-
-from csbs_trigger.errors import Category, TriggerError
+from csbs_trigger.aws.table import Table
 
 if TYPE_CHECKING:
-    from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
 
 DUE_INDEX = "due"
@@ -71,10 +68,8 @@ class Tracked:
         return self.registration.checkpoint_id
 
 
-class TrackingTable:
-    def __init__(self, client: DynamoDBClient, table_name: str) -> None:
-        self._client = client
-        self._table = table_name
+class TrackingTable(Table):
+    what = "tracking table"
 
     def register(self, registration: Registration) -> bool:
         """Start following a checkpoint; False when it is followed already (a replay)."""
@@ -209,35 +204,6 @@ class TrackingTable:
                 ":completing": _s(COMPLETING),
             },
         )
-
-    def _write(self, operation: str, **arguments: Any) -> bool:
-        """A conditional write: False when its condition did not hold."""
-        try:
-            self._call(operation, **arguments)
-        except _ConditionFailed:
-            return False
-        return True
-
-    def _call(self, operation: str, **arguments: Any) -> dict[str, Any]:
-        try:
-            method = getattr(self._client, operation)
-            return method(TableName=self._table, **arguments)  # type: ignore[no-any-return]
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "Unknown")
-            if code == "ConditionalCheckFailedException":
-                raise _ConditionFailed from None
-            raise TriggerError(
-                f"the tracking table could not be used ({code})", category=Category.UNAVAILABLE
-            ) from None
-        except BotoCoreError as exc:
-            raise TriggerError(
-                f"the tracking table could not be reached ({type(exc).__name__})",
-                category=Category.UNAVAILABLE,
-            ) from None
-
-
-class _ConditionFailed(Exception):
-    pass
 
 
 def _s(value: str) -> AttributeValueTypeDef:

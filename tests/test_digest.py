@@ -1,0 +1,370 @@
+"""The history and the daily digest: every plan outcome and completion is kept; one digest per
+firing says whether every plan is protected.
+
+The history tests run the functions over the wire (the stand-in, moto's tables and topic); the
+digest's arithmetic is tested over histories built entry by entry, then end to end through the
+digest function.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import digest as digest_function
+import pytest
+from conftest import Deployment, read_event
+from test_completion_tracking import PLAN_A, PLAN_B, SERVER_A, emf
+
+from csbs_trigger.aws.history import HistoryTable
+from csbs_trigger.digest import MAX_DIGEST_BYTES, Period, build_digest
+from csbs_trigger.history import KEPT_SECONDS, Entry
+from csbs_trigger.notify import iso_time
+from support.lambda_context import FakeLambdaContext
+from support.standin import PROJECT_ID
+
+VAULT = "3b5816b5-f29c-4172-9d9a-76c719a659ce"  # weekly_full (events/vaults.json)
+DAY = 24 * 3600
+RPO = 26 * 3600
+NOW = 1_800_000_000.0  # 2027-01-15T08:00:00Z
+LAST_24_H = Period(NOW - DAY, NOW)
+
+
+def history(deployment: Deployment) -> list[Entry]:
+    table = HistoryTable(deployment.aws.client("dynamodb"), "csbs-trigger-history")
+    return table.entries(time.time() - DAY, time.time() + DAY)
+
+
+def run_digest(deployment: Deployment, event: Any = None) -> dict[str, Any]:
+    context = FakeLambdaContext(function_name="csbs-trigger-digest")
+    return digest_function.handler({} if event is None else event, context)  # type: ignore[no-any-return]
+
+
+# -- the history -------------------------------------------------------------------------------
+
+
+def test_every_outcome_and_every_completion_is_recorded_with_its_plan(
+    deployment: Deployment,
+) -> None:
+    """Started, failed to start (busy, a plan that cannot run), completed and failed: each once,
+    with the time, backend, project, plan, name, trigger and category."""
+    deployment.standin.plans[PLAN_B].busy_code = "CSBS.1001"
+    deployment.standin.failing_servers.add(SERVER_A)
+    deployment.invoke({"plans": [{"plan_id": PLAN_A}, {"plan_id": PLAN_B},
+                                 {"plan_id": "not a plan id"}]})  # fmt: skip
+    deployment.invoke(read_event("vaults.json"))
+    for _ in range(6):
+        deployment.track()
+
+    entries = history(deployment)
+
+    by_event = sorted((e.event, e.backend, str(e.target_id), e.outcome, str(e.category))
+                      for e in entries)  # fmt: skip
+    assert by_event == sorted([
+        ("started", "csbs", PLAN_A, "succeeded", "None"),
+        ("started", "csbs", PLAN_B, "failed", "busy"),
+        ("started", "csbs", "None", "failed", "invalid_event"),
+        ("started", "cbr", VAULT, "succeeded", "None"),
+        ("started", "cbr", "ea7b8717-2543-478a-a92d-3ca7ee448f67", "succeeded", "None"),
+        ("completed", "csbs", PLAN_A, "failed", "item_error"),
+        ("completed", "cbr", VAULT, "succeeded", "None"),
+        ("completed", "cbr", "ea7b8717-2543-478a-a92d-3ca7ee448f67", "succeeded", "None"),
+    ])  # fmt: skip
+    started_a = next(e for e in entries if e.event == "started" and e.target_id == PLAN_A)
+    assert (started_a.project_id, started_a.name, started_a.trigger) == (
+        PROJECT_ID,
+        "nightly-app-servers",
+        "direct",
+    )
+    assert started_a.checkpoint_id is not None
+    busy = next(e for e in entries if e.target_id == PLAN_B)
+    assert busy.message
+    assert "CSBS.1001" in busy.message
+    vault = [e for e in entries if e.target_id == VAULT]
+    assert {e.name for e in vault} == {deployment.standin.vaults[VAULT].name}
+    completed = next(e for e in vault if e.event == "completed")
+    assert completed.servers
+    assert completed.finished_at
+    assert completed.duration_s is not None
+
+
+def test_a_replayed_trigger_and_a_republished_completion_are_recorded_once(
+    deployment: Deployment,
+) -> None:
+    event = read_event("schedule.json")
+    deployment.invoke(event)
+    deployment.invoke(event)  # Scheduler delivers the firing again
+    for _ in range(6):
+        deployment.track()
+
+    assert sorted(e.event for e in history(deployment)) == ["completed", "started"]
+
+
+def test_a_history_table_that_fails_loses_the_entry_never_the_notification(
+    deployment: Deployment, logs: Any
+) -> None:
+    deployment.refuse(deployment.runtime.dynamodb, "PutItem", "InternalServerError", times=99)
+
+    result = deployment.invoke({"plan_id": PLAN_B})
+
+    [started] = deployment.notifications()
+    assert started.message["outcome"] == "succeeded"
+    assert result["outcome"] == "succeeded"
+    assert "outcome not recorded in the history" in logs.getvalue()
+    assert history(deployment) == []
+
+
+# -- the digest over a history -----------------------------------------------------------------
+
+
+def entry(at: float, event: str, outcome: str, *, plan: str = "p-1", backend: str = "csbs",
+          checkpoint: str | None = None, category: str | None = None, name: str | None = None,
+          scope: str = "", finished: float | None = None) -> Entry:  # fmt: skip
+    return Entry(
+        id=f"{event}:{at}:{plan}", at=at, event=event, outcome=outcome, backend=backend,
+        target_id=plan, scope=scope, project_id=PROJECT_ID, name=name, checkpoint_id=checkpoint,
+        category=category, message=f"{category} happened" if category else None,
+        finished_at=finished,
+    )  # fmt: skip
+
+
+def backup(at: float, outcome: str = "succeeded", *, plan: str = "p-1", takes: float = 600,
+           **more: Any) -> list[Entry]:  # fmt: skip
+    """A run of a plan that started a backup, and the backup's completion (None: running)."""
+    checkpoint = f"cp-{plan}-{at}"
+    runs = [entry(at, "started", "succeeded", plan=plan, checkpoint=checkpoint, **more)]
+    if outcome != "running":
+        category = {"failed": "item_error", "timed_out": "timed_out"}.get(outcome)
+        runs.append(entry(at + takes, "completed", outcome, plan=plan, checkpoint=checkpoint,
+                          category=category, finished=at + takes, **more))  # fmt: skip
+    return runs
+
+
+def digest_of(entries: list[Entry], period: Period = LAST_24_H, rpo: float = RPO) -> dict[str, Any]:
+    notification = build_digest(
+        entries, period, rpo_seconds=rpo, running_since=period.end - 9 * 3600, invocation_id="i-1"
+    )
+    message = json.loads(notification.message)
+    message["_subject"], message["_attributes"] = notification.subject, notification.attributes
+    return message
+
+
+def test_totals_count_the_periods_runs_by_what_became_of_them() -> None:
+    entries = [
+        *backup(NOW - 3 * DAY, plan="old"),  # before the period: seen, not counted
+        *backup(NOW - 20 * 3600, plan="ok"),
+        *backup(NOW - 19 * 3600, "failed", plan="bad"),
+        *backup(NOW - 18 * 3600, "timed_out", plan="slow"),
+        *backup(NOW - 3600, "running", plan="busy-now"),
+        entry(NOW - 17 * 3600, "started", "failed", plan="locked", category="auth_failed"),
+    ]
+
+    digest = digest_of(entries)
+
+    assert digest["totals"] == {"started": 4, "succeeded": 1, "failed": 1, "timed_out": 1,
+                                "failed_to_start": 1, "running": 1}  # fmt: skip
+    assert digest["period"] == {"from": "2027-01-14T08:00:00+00:00",
+                                "to": "2027-01-15T08:00:00+00:00"}  # fmt: skip
+    assert digest["event"] == "digest"
+    assert digest["schema_version"] == 1
+    assert digest["_attributes"] == {"event": "digest", "outcome": "attention"}
+    lines = {line["plan_id"]: line for line in digest["plans"]}
+    assert {key: line["last_outcome"] for key, line in lines.items()} == {
+        "old": "succeeded", "ok": "succeeded", "bad": "failed", "slow": "timed_out",
+        "busy-now": "running", "locked": "failed"}  # fmt: skip
+    assert lines["old"]["runs"] == 0
+    assert lines["ok"]["runs"] == 1
+    assert lines["locked"]["failures"] == [{"at": "2027-01-14T15:00:00+00:00",
+                                            "category": "auth_failed",
+                                            "message": "auth_failed happened"}]  # fmt: skip
+    assert lines["slow"]["failures"][0]["category"] == "timed_out"
+
+
+def test_a_plan_that_failed_then_succeeded_is_protected_with_its_failures_listed() -> None:
+    entries = [
+        entry(NOW - 10 * 3600, "started", "failed", category="busy"),
+        *backup(NOW - 9 * 3600, "failed"),
+        *backup(NOW - 8 * 3600),  # the rerun
+    ]
+
+    digest = digest_of(entries)
+
+    [line] = digest["plans"]
+    assert line["runs"] == 3
+    assert line["last_outcome"] == "succeeded"
+    assert line["last_success_at"] == "2027-01-15T00:10:00+00:00"
+    assert [f["category"] for f in line["failures"]] == ["item_error", "busy"]  # latest first
+    assert digest["rpo_breaches"] == []
+    assert digest["plans_protected"] == 1
+    assert digest["_subject"] == "CSBS/CBR digest: 1 of 1 plans protected, 1 needs attention"
+    assert digest["outcome"] == "attention"  # something failed in the period
+
+
+def test_a_plan_that_never_succeeded_breaches_and_a_quiet_healthy_one_does_not() -> None:
+    entries = [
+        *backup(NOW - 20 * 3600, "failed", plan="never", name="db-servers"),
+        *backup(NOW - 2 * DAY, "running", plan="never"),  # started, and no completion since
+        *backup(NOW - 5 * 3600, plan="fine"),
+    ]
+
+    digest = digest_of(entries)
+
+    [breach] = digest["rpo_breaches"]
+    assert breach == {"backend": "csbs", "plan_id": "never", "project_id": PROJECT_ID,
+                      "name": "db-servers", "last_success_at": None, "age_s": None,
+                      "reason": "no successful backup in the last 35 days"}  # fmt: skip
+    assert digest["plans"][0]["plan_id"] == "never"  # what needs attention comes first
+    assert digest["_subject"] == "CSBS/CBR digest: 1 of 2 plans protected, 1 needs attention"
+
+
+@pytest.mark.parametrize(("age", "breached"), [(RPO - 1, False), (RPO, False), (RPO + 1, True)])
+def test_a_breach_is_a_last_success_older_than_the_rpo(age: float, breached: bool) -> None:
+    entries = backup(NOW - age - 600)  # it finished ``age`` seconds before the digest
+
+    digest = digest_of(entries, Period(NOW - 2 * DAY, NOW))
+
+    assert (len(digest["rpo_breaches"]) == 1) is breached
+    assert digest["plans_breaching_rpo"] == int(breached)
+    if breached:
+        assert digest["rpo_breaches"][0]["age_s"] == RPO + 1
+        assert digest["rpo_breaches"][0]["reason"] == "the last successful backup is 26.0 h old"
+
+
+def test_an_rpo_of_one_second_breaches_every_plan_not_finishing_now() -> None:
+    digest = digest_of(backup(NOW - 3600), rpo=1)
+    assert digest["plans_breaching_rpo"] == 1
+    assert digest["outcome"] == "attention"
+
+
+def test_csbs_plans_and_cbr_vaults_are_told_apart_and_so_are_projects() -> None:
+    entries = [
+        *backup(NOW - 3600, plan="same-id"),
+        *backup(NOW - 3600, plan="same-id", backend="cbr"),
+        *backup(NOW - 3600, plan="same-id", scope="0123456789abcdef0123456789abcdef"),
+    ]
+
+    digest = digest_of(entries)
+
+    assert sorted((line["backend"], "plan_id" in line, "vault_id" in line)
+                  for line in digest["plans"]) == [("cbr", False, True), ("csbs", True, False),
+                                                   ("csbs", True, False)]  # fmt: skip
+    assert digest["totals"]["succeeded"] == 3
+    assert digest["outcome"] == "ok"
+    assert digest["_subject"] == "CSBS/CBR digest: 3 of 3 plans protected, 0 need attention"
+
+
+def test_an_empty_period_is_still_a_digest() -> None:
+    quiet = digest_of(backup(NOW - 3 * DAY))
+    nothing = digest_of([])
+
+    assert quiet["totals"] == dict.fromkeys(quiet["totals"], 0)
+    assert quiet["_subject"] == ("CSBS/CBR digest: no backups ran; 0 of 1 plans protected, "
+                                 "1 needs attention")  # fmt: skip
+    assert nothing["_subject"] == "CSBS/CBR digest: no backups ran; no plans seen in 35 days"
+    assert nothing["plans"] == []
+    assert nothing["outcome"] == "ok"
+
+
+def test_thousands_of_plans_are_cut_to_fit_sns_with_the_counts_of_what_was_left_out() -> None:
+    entries = []
+    for number in range(6000):
+        plan = f"{number:08d}-3df1-42f7-9513-6f9b1bea4744"
+        if number % 2:
+            entries += backup(NOW - 3600, plan=plan, name=f"plan-{number}")
+        else:
+            entries.append(entry(NOW - 3600, "started", "failed", plan=plan, category="busy",
+                                 name=f"plan-{number}"))  # fmt: skip
+
+    notification = build_digest(entries, LAST_24_H, rpo_seconds=RPO, running_since=0,
+                                invocation_id="i-1")  # fmt: skip
+
+    size = len(notification.message.encode())
+    digest = json.loads(notification.message)
+    assert MAX_DIGEST_BYTES - 2048 < size <= MAX_DIGEST_BYTES < 256 * 1024
+    assert digest["plans_seen"] == 6000
+    assert digest["plans_breaching_rpo"] == 3000
+    assert len(digest["plans"]) + digest["plans_omitted"] == 6000
+    assert len(digest["rpo_breaches"]) + digest["rpo_breaches_omitted"] == 3000
+    assert digest["plans_omitted"] > 0
+    assert digest["totals"]["failed_to_start"] == 3000
+    assert digest["totals"]["succeeded"] == 3000
+
+
+def test_a_plans_failures_are_capped_with_the_count_of_the_rest() -> None:
+    entries = [entry(NOW - hour * 3600, "started", "failed", category="busy")
+               for hour in range(1, 9)]  # fmt: skip
+    [line] = digest_of(entries)["plans"]
+    assert len(line["failures"]) == 5
+    assert line["failures_omitted"] == 3
+
+
+# -- the digest function -----------------------------------------------------------------------
+
+
+def test_the_digest_function_reports_what_the_functions_recorded_once_per_firing(
+    deployment: Deployment, capsys: pytest.CaptureFixture[str]
+) -> None:
+    deployment.standin.plans[PLAN_B].busy_code = "CSBS.1001"
+    deployment.invoke({"plans": [{"plan_id": PLAN_A}, {"plan_id": PLAN_B}]})
+    for _ in range(6):
+        deployment.track()
+    deployment.notifications()
+    firing = {"scheduled_time": iso_time(time.time() + 60)}
+    deployment.set_env("DIGEST_RPO_SECONDS", "3024000")  # 35 days: nothing is too old
+
+    first = run_digest(deployment, firing)
+    replay = run_digest(deployment, firing)  # Scheduler or Lambda delivers it again
+
+    [published] = deployment.notifications()
+    assert published.attributes == {"event": "digest", "outcome": "attention"}
+    digest = published.message
+    assert digest["totals"] == {"started": 1, "succeeded": 1, "failed": 0, "timed_out": 0,
+                                "failed_to_start": 1, "running": 0}  # fmt: skip
+    assert {line["plan_id"]: line["last_outcome"] for line in digest["plans"]} == {
+        PLAN_A: "succeeded", PLAN_B: "failed"}  # fmt: skip
+    assert digest["rpo_breaches"][0]["plan_id"] == PLAN_B  # it never succeeded
+    assert published.subject == "CSBS/CBR digest: 1 of 2 plans protected, 1 needs attention"
+    assert first["message_id"] == replay["message_id"]
+    assert emf(capsys.readouterr().out).count(("PlansBreachingRpo", {})) == 2  # one per run
+
+
+def test_a_digest_covers_the_time_since_the_last_one_when_that_is_longer(
+    deployment: Deployment,
+) -> None:
+    run_digest(deployment, {"scheduled_time": "2030-01-01T07:00:00Z"})
+    run_digest(deployment, {"scheduled_time": "2030-01-04T07:00:00Z"})  # two firings missed
+    run_digest(deployment, {"scheduled_time": "2030-01-05T07:00:00Z"})
+
+    periods = [d.message["period"] for d in deployment.notifications()]
+    assert periods == [
+        {"from": "2029-12-31T07:00:00+00:00", "to": "2030-01-01T07:00:00+00:00"},
+        {"from": "2030-01-01T07:00:00+00:00", "to": "2030-01-04T07:00:00+00:00"},
+        {"from": "2030-01-04T07:00:00+00:00", "to": "2030-01-05T07:00:00+00:00"},
+    ]
+
+
+@pytest.mark.parametrize("event", [[], {"scheduled_time": "yesterday"},
+                                   {"scheduled_time": 1700000000}])  # fmt: skip
+def test_a_digest_event_that_names_no_time_is_an_invalid_event(
+    deployment: Deployment, event: Any
+) -> None:
+    from csbs_trigger import InvalidEventError
+
+    with pytest.raises(InvalidEventError):
+        run_digest(deployment, event)
+    assert deployment.notifications() == []
+
+
+def test_history_older_than_35_days_is_not_read(deployment: Deployment) -> None:
+    table = HistoryTable(deployment.aws.client("dynamodb"), "csbs-trigger-history")
+    fired = 1_900_000_000.0
+    for age in (KEPT_SECONDS + 60, KEPT_SECONDS - 60):
+        for one in backup(fired - age, plan=f"plan-{age}", takes=30):
+            table.record(one)
+
+    run_digest(deployment, {"scheduled_time": "2030-03-17T17:46:40Z"})
+
+    [published] = deployment.notifications()
+    assert [line["plan_id"] for line in published.message["plans"]] == [
+        f"plan-{KEPT_SECONDS - 60}"]  # fmt: skip
