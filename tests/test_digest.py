@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from types import SimpleNamespace
 from typing import Any
 
 import digest as digest_function
@@ -101,12 +102,32 @@ def test_a_replayed_trigger_and_a_republished_completion_are_recorded_once(
     assert sorted(e.event for e in history(deployment)) == ["completed", "started"]
 
 
+@pytest.mark.parametrize("trouble", ["refused", "unexpected"])
 def test_a_history_table_that_fails_loses_the_entry_never_the_notification(
-    deployment: Deployment, logs: Any
+    deployment: Deployment, logs: Any, monkeypatch: pytest.MonkeyPatch, trouble: str
 ) -> None:
-    deployment.refuse(deployment.runtime.dynamodb, "PutItem", "InternalServerError", times=99)
+    """Whatever the history's write meets, the notification is published once and the
+    invocation succeeds (an exception would fail the publish step: its retry would tell it
+    twice)."""
+    if trouble == "refused":
 
-    result = deployment.invoke({"plan_id": PLAN_B})
+        def refuse(params: dict[str, Any], **_: Any) -> Any:
+            if params["TableName"] != "csbs-trigger-history":
+                return None
+            return SimpleNamespace(status_code=400), {"Error": {"Code": "InternalServerError"}}
+
+        events = deployment.runtime.dynamodb.meta.events
+        events.register("before-call.dynamodb.PutItem", refuse)
+    else:
+
+        def unwritable(self: HistoryTable, entry: Entry) -> None:
+            raise UnicodeEncodeError("utf-8", "\ud800", 0, 1, "surrogates not allowed")
+
+        monkeypatch.setattr(HistoryTable, "record", unwritable)
+
+    event = read_event("schedule.json")
+    result = deployment.invoke(event)
+    deployment.invoke(event)  # delivered again: its publish step was done, it is not redone
 
     [started] = deployment.notifications()
     assert started.message["outcome"] == "succeeded"

@@ -225,6 +225,7 @@ def test_tracking_permissions_are_least_privilege(resources: dict[str, Any]) -> 
         "FollowStartedBackups": ("dynamodb:UpdateItem", table),
         "FindDueBackups": ("dynamodb:Query", {"Fn::Sub": "${TrackingTable.Arn}/index/due"}),
         "RememberRefusedLogins": REMEMBER_REFUSED_LOGINS,
+        "RecordHistory": ("dynamodb:PutItem", {"Fn::GetAtt": ["HistoryTable", "Arn"]}),
     }
     assert tracker["ReadCloudSecrets"]["Resource"] == [{"Ref": "CloudSecretArn"}, NAMED_SECRETS]
     assert "webhook" not in json.dumps(tracker).lower()
@@ -312,3 +313,125 @@ def test_large_firings_go_through_a_plan_queue_with_a_dead_letter_queue_and_an_a
     assert (holder["Action"], holder["Resource"]) == (
         "sqs:ChangeMessageVisibility", {"Fn::GetAtt": ["PlanQueue", "Arn"]},
     )  # fmt: skip
+
+
+# -- the history, the digest, its alarm and the dashboard ------------------------------------
+
+LAYER_SOURCE = "\n".join(
+    path.read_text() for path in (ROOT / "layers/csbs_trigger/csbs_trigger").rglob("*.py")
+)
+EMITTED = set(re.findall(r'metrics\.(?:count|seconds|value)\(\s*"(\w+)"', LAYER_SOURCE))
+
+
+def test_every_function_that_publishes_records_its_outcomes_in_the_history(
+    resources: dict[str, Any],
+) -> None:
+    table = resources["HistoryTable"]["Properties"]
+    assert [key["AttributeName"] for key in table["KeySchema"]] == ["pk", "sk"]
+    assert table["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
+    history = {"Fn::GetAtt": ["HistoryTable", "Arn"]}
+    for name in ("ScheduledBackupFunction", "WebhookFunction", "CompletionTrackerFunction",
+                 "PlanWorkerFunction"):  # fmt: skip
+        record = _statements(resources, name)["RecordHistory"]
+        assert (record["Action"], record["Resource"]) == ("dynamodb:PutItem", history)
+        env = resources[name]["Properties"]["Environment"]["Variables"]
+        assert env["HISTORY_TABLE"] == {"Ref": "HistoryTable"}
+
+
+def test_the_digest_runs_on_its_cron_in_the_backups_time_zone_once_per_firing(
+    resources: dict[str, Any],
+) -> None:
+    template = expand(ROOT / "template.yaml")
+    digest = resources["DigestFunction"]["Properties"]
+    assert digest["Handler"] == "digest.handler"
+    assert digest["Environment"]["Variables"]["DIGEST_RPO_SECONDS"] == {"Ref": "DigestRpoSeconds"}
+    rpo = template["Parameters"]["DigestRpoSeconds"]
+    assert (rpo["Default"], rpo["MinValue"]) == (93600, 1)
+    assert template["Parameters"]["DigestSchedule"]["Default"] == "cron(0 7 * * ? *)"
+    schedule = resources["DigestFunctionSchedule"]["Properties"]
+    assert schedule["ScheduleExpression"] == {"Ref": "DigestSchedule"}
+    assert schedule["ScheduleExpressionTimezone"] == {"Ref": "ScheduleTimezone"}
+    assert schedule["Target"]["Arn"] == {"Fn::GetAtt": ["DigestFunction", "Arn"]}
+    assert schedule["Target"]["DeadLetterConfig"]["Arn"]
+    # What Scheduler sends: the firing's time, which the digest's period ends at and its key
+    fired = schedule["Target"]["Input"].replace(
+        "<aws.scheduler.scheduled-time>", "2026-12-03T07:00:00Z"
+    )
+    from csbs_trigger.digest import _scheduled_time
+
+    assert _scheduled_time(json.loads(fired)) == 1796281200.0
+    statements = _statements(resources, "DigestFunction")
+    assert statements["ReadHistory"]["Resource"] == {"Fn::GetAtt": ["HistoryTable", "Arn"]}
+    assert statements["PublishOncePerFiring"]["Resource"] == {
+        "Fn::GetAtt": ["IdempotencyTable", "Arn"]
+    }
+    assert "secretsmanager" not in json.dumps(statements)  # the digest holds no credentials
+
+
+def test_an_alarm_fires_on_plans_breaching_their_rpo(resources: dict[str, Any]) -> None:
+    alarm = resources["PlansBreachingRpoAlarm"]["Properties"]
+    assert (alarm["Namespace"], alarm["MetricName"]) == ({"Ref": "MetricsNamespace"},
+                                                         "PlansBreachingRpo")  # fmt: skip
+    assert (alarm["ComparisonOperator"], alarm["Threshold"]) == ("GreaterThanThreshold", 0)
+    assert alarm["Period"] >= 86400  # one digest a day: its value holds until the next
+    assert alarm["AlarmActions"]
+    assert "PlansBreachingRpo" in EMITTED
+
+
+def test_the_dashboard_is_built_from_the_templates_own_names(resources: dict[str, Any]) -> None:
+    """Its body, rendered as CloudFormation would, is JSON whose metrics are the ones the code
+    emits in the stack's namespace, whose queues are the stack's, and whose Logs Insights
+    query reads the stack's log groups."""
+    body, variables = resources["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+    names = {"AWS::Region": "eu-de", "MetricsNamespace": "Ns", "WebhookSource": ""}
+    for name in ("FailedInvocationQueue", "TrackerFailureQueue", "PlanDeadLetterQueue"):
+        assert name in resources
+        names[f"{name}.QueueName"] = f"queue-{name}"
+    for name in ("ScheduledBackupLogGroup", "PlanWorkerLogGroup", "TrackerLogGroup"):
+        assert resources[name]["Type"] == "AWS::Logs::LogGroup"
+        names[name] = f"group-{name}"
+    rendered = re.sub(r"\$\{([^}]+)\}", lambda m: names[m.group(1)], body)
+    widgets = json.loads(rendered)["widgets"]
+    titles = [widget["properties"]["title"] for widget in widgets]
+    assert titles == ["Backups per day", "Failed backups per day, by category",
+                      "Backup duration (s)", "Waiting in failure queues",
+                      "Oldest backup still tracked (s), plans breaching their RPO",
+                      "Last failures"]  # fmt: skip
+    shown, namespace = set(), None
+    for widget in widgets:
+        for row in widget["properties"].get("metrics", []):
+            if isinstance(row[0], str) and row[0] != "...":  # "." repeats the row above
+                namespace = namespace if row[0] == "." else row[0]
+                if namespace == "Ns":
+                    shown.add(row[1])
+    rows = [json.dumps(row) for w in widgets if w["type"] == "metric"
+            for row in w["properties"]["metrics"]]  # fmt: skip
+    assert shown <= EMITTED, shown - EMITTED
+    assert {
+        "BackupsStarted",
+        "BackupsCompleted",
+        "BackupsFailed",
+        "BackupsTimedOut",
+        "BackupDurationSeconds",
+        "OldestTrackedBackupSeconds",
+        "PlansBreachingRpo",
+    } <= shown
+    searched = set(re.findall(r'MetricName=\\"(\w+)\\"', "".join(rows)))
+    assert searched == {"BackupsFailed", "BackupsNotStarted"} <= EMITTED
+    assert all(f"queue-{name}" in "".join(rows) for name in
+               ("FailedInvocationQueue", "TrackerFailureQueue", "PlanDeadLetterQueue"))  # fmt: skip
+    [logs] = [w for w in widgets if w["type"] == "log"]
+    query = logs["properties"]["query"]
+    assert re.findall(r"SOURCE '([^']+)'", query) == [
+        "group-ScheduledBackupLogGroup",
+        "group-PlanWorkerLogGroup",
+        "group-TrackerLogGroup",
+    ]
+    assert "'backup trigger failed'" in query
+    assert "'backup completion reported'" in query
+    # the log lines it filters on are the ones the code writes, with the fields it shows
+    assert 'logger.warning("backup trigger failed"' in LAYER_SOURCE
+    assert '"backup completion reported"' in LAYER_SOURCE
+    webhook = variables["WebhookSource"]["Fn::If"]
+    assert webhook[0] == "EnableWebhooks"
+    assert webhook[1] == {"Fn::Sub": " | SOURCE '${WebhookLogGroup}'"}

@@ -8,8 +8,9 @@ Then the completion tracker follows every started backup to its end (in AWS it r
 5 minutes; here back to back): the stand-in's servers go from no items to ``protecting`` to
 ``available``, except plan "backup"'s server and vault "vault-db"'s, which end in ``error``
 (CBR names the reason in its task list). Then one backup with a 1-second tracking deadline is
-reported ``timed_out``. Last, a firing of 25 plans is queued and the plan worker drains the
-queue, as Lambda's SQS event source would run it.
+reported ``timed_out``. Then a firing of 25 plans is queued and the plan worker drains the
+queue, as Lambda's SQS event source would run it. Last, the daily digest of all of it, with a
+recovery point objective short enough that the backups of the start breach it.
 
     make run                      # every sample
     make run EVENTS=events/batch.json
@@ -23,6 +24,7 @@ import importlib
 import io
 import json
 import logging
+import math
 import os
 import sys
 import time
@@ -69,6 +71,7 @@ SAMPLE_VAULTS = {
         {"d6bf7592-ca52-43a2-9979-e418d64b29bb": "db-server-1"},
     ),
 }
+DIGEST_SCHEDULE = "cron(0 7 * * ? *)"  # the template's DigestSchedule default
 # The direct sample runs while a backup of its plan is still executing, to show a failure.
 BUSY_FOR_DIRECT_SAMPLE = "CSBS.1001"
 # The servers whose backups end in error, to show a failed completion (CSBS, CBR).
@@ -106,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
                 "IDEMPOTENCY_TABLE": aws.idempotency_table(),
                 "TRACKING_TABLE": aws.tracking_table(),
                 "LOGIN_REFUSAL_TABLE": aws.login_refusal_table(),
+                "HISTORY_TABLE": aws.history_table(),
                 "TRACKING_POLL_INTERVAL_SECONDS": "0",  # every run polls every started backup
                 "POWERTOOLS_LOG_LEVEL": "INFO",
                 "POWERTOOLS_METRICS_DISABLED": "true",  # the EMF lines are for CloudWatch
@@ -174,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
             " (in AWS: SQS and its event source; here the moto queue, polled by this runner)"
         )
         os.environ.pop("TRACKING_DEADLINE_SECONDS")
+        fresh_since = time.time()  # the digest's demo RPO: what succeeded before this is too old
         os.environ["PLAN_QUEUE_URL"] = aws.plan_queue()
         runtime_module._container_runtime = None  # a redeploy with the queue
         standin.polls_to_finish = 0
@@ -202,6 +207,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{len(told)} notifications for {LARGE_FIRING} plans")
         track(" (the queued plans' backups)", brief=True)
         track(" (the queued plans' backups)", brief=True)
+
+        rpo = max(1, math.ceil(time.time() - fresh_since))
+        print(
+            f"\n--- the daily digest (in AWS: {DIGEST_SCHEDULE}), with a demo RPO of {rpo} s:"
+            " every backup that succeeded before the 25-plan firing is too old"
+        )
+        os.environ["DIGEST_RPO_SECONDS"] = str(rpo)
+        runtime_module._container_runtime = None  # a redeploy with the setting
+        digest = importlib.import_module("digest")
+        result = digest.handler({}, FakeLambdaContext("csbs-trigger-digest"))
+        print(f"handler returned: {json.dumps(result)}")
+        for delivered in inbox.drain():
+            print_digest(delivered, full=args.full)
 
         posts = [call for call in standin.calls("csbs") if call.method == "POST"]
         print(
@@ -273,3 +291,29 @@ def print_completion(message: dict[str, Any]) -> None:
 
 if __name__ == "__main__":
     raise SystemExit(main())
+
+
+def print_digest(delivered: Delivered, *, full: bool) -> None:
+    """The digest as an operator reads it: totals, a line per plan, the breaches."""
+    message = delivered.message
+    print(f"  SNS [{message['event']}: {message['outcome']}] {delivered.subject}")
+    print(f"      attributes {json.dumps(delivered.attributes, sort_keys=True)}")
+    if full:
+        for line in json.dumps(message, indent=2).splitlines():
+            print(f"      {line}")
+        return
+    period = message["period"]
+    print(f"      period {period['from']} .. {period['to']}")
+    print("      totals " + ", ".join(f"{k} {v}" for k, v in message["totals"].items()))
+    for plan in message["plans"]:
+        target = plan.get("plan_id") or plan.get("vault_id")
+        success = plan["last_success_at"] or "never"
+        print(f"      {plan['backend']:4} {plan['name'] or target:22} runs {plan['runs']}"
+              f"  last {plan['last_outcome']:9}  last success {success}")  # fmt: skip
+        for failure in plan["failures"]:
+            print(f"           {failure['at']} {failure['category']}: {failure['message']}")
+    if message["plans_omitted"]:
+        print(f"      ... and {message['plans_omitted']} more plans")
+    for breach in message["rpo_breaches"]:
+        name = breach["name"] or breach.get("plan_id") or breach.get("vault_id")
+        print(f"      RPO breach: {breach['backend']} {name}: {breach['reason']}")

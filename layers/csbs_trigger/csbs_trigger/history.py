@@ -57,7 +57,8 @@ class Entry:
     @classmethod
     def from_dict(cls, stored: dict[str, Any]) -> Entry:
         """An entry as ``to_dict`` kept it (what it left out was None)."""
-        return cls(**{name.name: stored.get(name.name) for name in fields(cls)})
+        given: dict[str, Any] = {field.name: stored.get(field.name) for field in fields(cls)}
+        return cls(**given)
 
 
 def entry_of(notification: Notification, recorded_as: str) -> Entry | None:
@@ -110,4 +111,4 @@ def _coded(error: dict[str, Any]) -> str | None:
     message, code = error.get("message"), error.get("code")
     if code and message and code not in message:
         return f"{code}: {message}"
-    return message  # type: ignore[no-any-return]
+    return message

@@ -338,14 +338,18 @@ def record_history(notification: Notification, recorded_as: str, runtime: Runtim
     never the notification (it is published already)."""
     if runtime.history is None:
         return
-    entry = entry_of(notification, recorded_as)
-    if entry is None:
-        return
     try:
-        runtime.history.record(entry)
-    except TriggerError as error:
+        entry = entry_of(notification, recorded_as)
+        if entry is not None:
+            runtime.history.record(entry)
+    except Exception as error:  # whatever fails here must not fail the publish
+        # The notification is out: an exception here would count its publish as failed, and
+        # the retry would tell it twice.
+        reason = error.message if isinstance(error, TriggerError) else type(error).__name__
+        attributes = notification.attributes
         logger.error("outcome not recorded in the history: the digest will miss it", extra={
-            "event": entry.event, "outcome": entry.outcome, "reason": error.message})  # fmt: skip
+            "event": attributes.get("event"), "outcome": attributes.get("outcome"),
+            "reason": reason})  # fmt: skip
         runtime.metrics.count("HistoryNotRecorded")
 
 
