@@ -111,8 +111,8 @@ def test_a_history_table_that_fails_loses_the_entry_never_the_notification(
     twice)."""
     if trouble == "refused":
 
-        def refuse(params: dict[str, Any], **_: Any) -> Any:
-            if params["TableName"] != "csbs-trigger-history":
+        def refuse(params: dict[str, Any], **_: Any) -> Any:  # the request, as it is sent
+            if b'"TableName": "csbs-trigger-history"' not in params["body"]:
                 return None
             return SimpleNamespace(status_code=400), {"Error": {"Code": "InternalServerError"}}
 
