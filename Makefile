@@ -1,4 +1,4 @@
-# make run   - both functions end to end on loopback stand-ins (no AWS, no cloud, no Docker)
+# make run   - every function end to end on loopback stand-ins (no AWS, no cloud, no Docker)
 # make webhook - serve the webhook endpoint on 127.0.0.1:8080 (PORT=, ARGS=--demo, ARGS=--logs)
 # make samples - re-sign events/webhook-*.json after editing a payload or a sample secret
 # make test  - ruff, mypy strict, the SAM template check and pytest (what .ci/run runs)
@@ -63,7 +63,6 @@ dev: $(VENV)/.installed
 
 run: $(RUN_VENV)/.installed
 	$(RUN_PY) -m support.local_run $(ARGS) $(EVENTS)
-	$(RUN_PY) -m support.local_webhook --demo --port 0 $(filter --logs,$(ARGS))
 
 webhook: $(RUN_VENV)/.installed
 	$(RUN_PY) -m support.local_webhook --port $(PORT) $(ARGS)

@@ -9,8 +9,9 @@ Then the completion tracker follows every started backup to its end (in AWS it r
 ``available``, except plan "backup"'s server and vault "vault-db"'s, which end in ``error``
 (CBR names the reason in its task list). Then one backup with a 1-second tracking deadline is
 reported ``timed_out``. Then a firing of 25 plans is queued and the plan worker drains the
-queue, as Lambda's SQS event source would run it. Last, the daily digest of all of it, with a
-recovery point objective short enough that the backups of the start breach it.
+queue, as Lambda's SQS event source would run it, and the signed webhook samples are sent to
+the webhook function on a local endpoint. Last, the daily digest of all of it, with a recovery
+point objective short enough that the backups of the start breach it.
 
     make run                      # every sample
     make run EVENTS=events/batch.json
@@ -208,6 +209,19 @@ def main(argv: list[str] | None = None) -> int:
         track(" (the queued plans' backups)", brief=True)
         track(" (the queued plans' backups)", brief=True)
 
+        print("\n--- webhooks: the signed samples on a local endpoint (make webhook serves it)")
+        from support.local_webhook import demo  # it reuses this module's printers
+        from support.webhook_server import WebhookServer
+
+        secrets = json.loads((ROOT / "events" / "secrets" / "webhooks.json").read_text())
+        os.environ["WEBHOOK_SECRET_ID"] = aws.create_secret("csbs-trigger/webhooks", secrets)
+        runtime_module._container_runtime = None  # a redeploy with the webhook secret
+        with WebhookServer(importlib.import_module("webhook").handler, 0) as server:
+            print(f"webhook endpoint: {server.url}/webhooks/{{source}}")
+            demo(server.url, inbox)
+        track(" (the webhooks' backups)", brief=True)
+        track(" (the webhooks' backups)", brief=True)
+
         rpo = max(1, math.ceil(time.time() - fresh_since))
         print(
             f"\n--- the daily digest (in AWS: {DIGEST_SCHEDULE}), with a demo RPO of {rpo} s:"
@@ -289,10 +303,6 @@ def print_completion(message: dict[str, Any]) -> None:
         print(f"      error {error['category']}: {error['message']}")
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
-
-
 def print_digest(delivered: Delivered, *, full: bool) -> None:
     """The digest as an operator reads it: totals, a line per plan, the breaches."""
     message = delivered.message
@@ -317,3 +327,7 @@ def print_digest(delivered: Delivered, *, full: bool) -> None:
     for breach in message["rpo_breaches"]:
         name = breach["name"] or breach.get("plan_id") or breach.get("vault_id")
         print(f"      RPO breach: {breach['backend']} {name}: {breach['reason']}")
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -22,6 +22,7 @@ from csbs_trigger.notify import (
     SCHEMA_VERSION,
     Notification,
     Redactor,
+    duration_text,
     fit,
     iso_time,
     target_attributes,
@@ -158,7 +159,7 @@ def _subject(tracked: Tracked, verdict: Verdict, counts: dict[str, int], duratio
     plan = f"{backend.target_word} {registration.plan_name or registration.target_id}"
     servers = _servers(counts["servers"])
     if verdict.outcome == SUCCEEDED:
-        return f"{label} backup completed for {plan} ({servers}, {_duration(duration)})"
+        return f"{label} backup completed for {plan} ({servers}, {duration_text(duration)})"
     if verdict.outcome == TIMED_OUT:
         done = counts["available"] + counts["failed"]
         finished = f"{done} of {servers} finished" if counts["servers"] else "no servers listed"
@@ -171,14 +172,6 @@ def _subject(tracked: Tracked, verdict: Verdict, counts: dict[str, int], duratio
 
 def _servers(count: int) -> str:
     return f"{count} server" if count == 1 else f"{count} servers"
-
-
-def _duration(seconds: int) -> str:
-    if seconds < 120:
-        return f"{seconds} s"
-    if seconds < 2 * 3600:
-        return f"{round(seconds / 60)} min"
-    return f"{seconds / 3600:.1f} h"
 
 
 def _latest_finish(items: Sequence[CheckpointItem] | None) -> float | None:

@@ -24,7 +24,14 @@ from csbs_trigger.history import (
     Entry,
 )
 from csbs_trigger.log import logger
-from csbs_trigger.notify import SCHEMA_VERSION, Notification, Redactor, fit, iso_time
+from csbs_trigger.notify import (
+    SCHEMA_VERSION,
+    Notification,
+    Redactor,
+    duration_text,
+    fit,
+    iso_time,
+)
 from csbs_trigger.runner import publish_record
 from csbs_trigger.runtime import Runtime
 from csbs_trigger.text import plausible_time
@@ -299,12 +306,8 @@ def _breach(plan: _Plan, now: float, rpo_seconds: float) -> dict[str, Any] | Non
     if last_success is not None:
         age = round(now - last_success)
         breach.update(last_success_at=iso_time(last_success), age_s=age,
-                      reason=f"the last successful backup is {_hours(age)} old")  # fmt: skip
+                      reason=f"the last successful backup is {duration_text(age)} old")  # fmt: skip
     return breach
-
-
-def _hours(seconds: int) -> str:
-    return f"{seconds / 3600:.1f} h"
 
 
 def _subject(seen: int, breaching: int, attention: int, *, ran: bool) -> str:

@@ -174,6 +174,15 @@ def iso_time(unix_time: float | None = None) -> str:
     return moment.isoformat(timespec="seconds")
 
 
+def duration_text(seconds: int) -> str:
+    """A duration as an operator says it: 59 s, 41 min, 8.5 h."""
+    if seconds < 120:
+        return f"{seconds} s"
+    if seconds < 2 * 3600:
+        return f"{round(seconds / 60)} min"
+    return f"{seconds / 3600:.1f} h"
+
+
 def backend_of(content: dict[str, Any]) -> Backend:
     """The backend a message is about (messages of older releases, and of plans that could not
     be read, are CSBS's)."""
