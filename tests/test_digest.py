@@ -389,3 +389,31 @@ def test_history_older_than_35_days_is_not_read(deployment: Deployment) -> None:
     [published] = deployment.notifications()
     assert [line["plan_id"] for line in published.message["plans"]] == [
         f"plan-{KEPT_SECONDS - 60}"]  # fmt: skip
+
+
+@pytest.mark.parametrize(("value", "valid"), [("0", False), ("0.5", False), ("-1", False),
+                                              ("nan", False), ("1", True), ("93600", True),
+                                              ("3153600000", True)])  # fmt: skip
+def test_the_rpo_is_any_number_of_seconds_from_one(value: str, valid: bool) -> None:
+    from csbs_trigger import ConfigError, Settings
+
+    env = {"NOTIFICATION_TOPIC_ARN": "arn:aws:sns:eu-de:1:t", "DIGEST_RPO_SECONDS": value}
+    if valid:
+        assert Settings.from_env(env).digest_rpo_seconds == float(value)
+    else:
+        with pytest.raises(ConfigError, match="DIGEST_RPO_SECONDS"):
+            Settings.from_env(env)
+
+
+def test_a_backup_that_timed_out_is_recorded_so(deployment: Deployment) -> None:
+    deployment.set_env("TRACKING_DEADLINE_SECONDS", "60")
+    deployment.standin.polls_to_finish = 99
+    deployment.invoke({"plan_id": PLAN_B})
+    deployment.now = time.time() + 61  # the tracker runs after the deadline
+
+    deployment.track()
+
+    [completed] = [e for e in history(deployment) if e.event == "completed"]
+    assert (completed.outcome, completed.category) == ("timed_out", "timed_out")
+    assert completed.message is not None
+    assert "tracking deadline" in completed.message

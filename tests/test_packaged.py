@@ -140,6 +140,21 @@ def test_packaged_plan_worker_runs_queued_plans(deployment: Deployment) -> None:
     assert len(deployment.standin.calls("csbs")) == len(messages)
 
 
+def test_packaged_digest_reports_what_the_functions_recorded(deployment: Deployment) -> None:
+    deployment.standin.polls_to_finish = 0
+    deployment.invoke(read_event("schedule.json"))
+    deployment.track()
+    deployment.track()
+    deployment.notifications()
+
+    report = _invoke(_artifact("DigestFunction"), {})
+
+    assert report["result"]["plans"] == report["result"]["protected"] == 1
+    [digest] = deployment.notifications()
+    assert digest.attributes == {"event": "digest", "outcome": "ok"}
+    assert digest.message["totals"]["succeeded"] == 1
+
+
 def test_every_handler_of_the_template_is_packaged() -> None:
     _runtime_or_fail()
     handlers = [a for a in artifacts() if a.kind == "function"]
@@ -148,6 +163,7 @@ def test_every_handler_of_the_template_is_packaged() -> None:
         "WebhookFunction",
         "CompletionTrackerFunction",
         "PlanWorkerFunction",
+        "DigestFunction",
     }
     for artifact in handlers:
         assert sorted(p.name for p in artifact.folder.iterdir()) == [

@@ -393,9 +393,11 @@ def test_notification_schema_and_attributes(deployment: Deployment) -> None:
     expected_keys = {
         "schema_version", "event", "outcome", "backend", "trigger", "invocation_id",
         "idempotency_key", "request",
-        "checkpoint", "error", "attempts", "duration_ms", "tracking", "published_at",
+        "checkpoint", "plan_name", "error", "attempts", "duration_ms", "tracking",
+        "published_at",
     }  # fmt: skip
     assert set(failed.message) == set(succeeded.message) == expected_keys
+    assert (succeeded.message["plan_name"], failed.message["plan_name"]) == ("backup", None)
     assert succeeded.message["schema_version"] == 1
     assert succeeded.message["error"] is None
     assert set(succeeded.message["checkpoint"]) == {

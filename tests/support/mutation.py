@@ -54,6 +54,8 @@ MODULES: dict[str, list[str]] = {
     "cloud/api": ["test_fault_matrix", "test_pinned_behaviour", "test_credential_lifecycle",
                   "test_auth", "test_log_lines", "test_cbr"],
     "cloud/cbr": ["test_cbr", "test_cbr_drift", "test_fault_matrix"],
+    "digest": ["test_digest"],
+    "history": ["test_digest"],
 }  # fmt: skip
 # What the tests read besides the package and themselves.
 ALSO_COPY = ["functions", "events", "template.yaml"]

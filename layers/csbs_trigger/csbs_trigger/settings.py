@@ -12,6 +12,8 @@ from csbs_trigger.errors import ConfigError
 from csbs_trigger.models import DEFAULT_PROVIDER_ID
 
 DEFAULT_METRICS_NAMESPACE = "CsbsTrigger"
+# Any recovery point objective of a second or more (a century: no bound anyone would reach).
+MAX_RPO_SECONDS = 100 * 365 * 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -82,7 +84,7 @@ class Settings:
             plan_queue_url=env.get("PLAN_QUEUE_URL") or None,
             plan_max_deliveries=int(_number(env, "PLAN_MAX_DELIVERIES", 5, 1, 100)),
             history_table=env.get("HISTORY_TABLE") or None,
-            digest_rpo_seconds=_number(env, "DIGEST_RPO_SECONDS", 26 * 3600, 1, 35 * 24 * 3600),
+            digest_rpo_seconds=_number(env, "DIGEST_RPO_SECONDS", 26 * 3600, 1, MAX_RPO_SECONDS),
         )
 
 
