@@ -233,7 +233,7 @@ def main(argv: list[str] | None = None) -> int:
         result = digest.handler({}, FakeLambdaContext("csbs-trigger-digest"))
         print(f"handler returned: {json.dumps(result)}")
         for delivered in inbox.drain():
-            print_digest(delivered, full=args.full)
+            print_notification(delivered, full=args.full)
 
         posts = [call for call in standin.calls("csbs") if call.method == "POST"]
         print(
@@ -267,6 +267,9 @@ def print_notification(delivered: Delivered, *, full: bool) -> None:
         return
     if message["event"] == "completed":
         print_completion(message)
+        return
+    if message["event"] == "digest":
+        print_digest(message)
         return
     trigger = message["trigger"]
     print(f"      trigger {trigger['source']} {trigger['id']}")
@@ -303,15 +306,8 @@ def print_completion(message: dict[str, Any]) -> None:
         print(f"      error {error['category']}: {error['message']}")
 
 
-def print_digest(delivered: Delivered, *, full: bool) -> None:
+def print_digest(message: dict[str, Any]) -> None:
     """The digest as an operator reads it: totals, a line per plan, the breaches."""
-    message = delivered.message
-    print(f"  SNS [{message['event']}: {message['outcome']}] {delivered.subject}")
-    print(f"      attributes {json.dumps(delivered.attributes, sort_keys=True)}")
-    if full:
-        for line in json.dumps(message, indent=2).splitlines():
-            print(f"      {line}")
-        return
     period = message["period"]
     print(f"      period {period['from']} .. {period['to']}")
     print("      totals " + ", ".join(f"{k} {v}" for k, v in message["totals"].items()))
