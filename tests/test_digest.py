@@ -347,7 +347,10 @@ def test_the_digest_function_reports_what_the_functions_recorded_once_per_firing
     assert digest["rpo_breaches"][0]["plan_id"] == PLAN_B  # it never succeeded
     assert published.subject == "CSBS/CBR digest: 1 of 2 plans protected, 1 needs attention"
     assert first["message_id"] == replay["message_id"]
-    assert emf(capsys.readouterr().out).count(("PlansBreachingRpo", {})) == 2  # one per run
+    metrics = emf(capsys.readouterr().out)
+    assert metrics.count(("PlansBreachingRpo", {})) == 2  # one per run
+    assert ("BackupsNotStarted", {"error_category": "busy"}) in metrics
+    assert digest["rpo_seconds"] == 3024000
 
 
 def test_a_digest_covers_the_time_since_the_last_one_when_that_is_longer(
@@ -417,3 +420,22 @@ def test_a_backup_that_timed_out_is_recorded_so(deployment: Deployment) -> None:
     assert (completed.outcome, completed.category) == ("timed_out", "timed_out")
     assert completed.message is not None
     assert "tracking deadline" in completed.message
+
+
+def test_each_tracker_run_tells_how_long_the_oldest_backup_has_been_followed(
+    deployment: Deployment, capsys: pytest.CaptureFixture[str]
+) -> None:
+    deployment.standin.polls_to_finish = 99
+    deployment.now = NOW
+    deployment.invoke({"plan_id": PLAN_A})
+    deployment.now = NOW + 300
+    deployment.invoke({"plan_id": PLAN_B})
+    deployment.now = NOW + 900
+    capsys.readouterr()
+
+    deployment.track()
+
+    lines = capsys.readouterr().out.splitlines()
+    values = [json.loads(line)["OldestTrackedBackupSeconds"] for line in lines
+              if "OldestTrackedBackupSeconds" in line]  # fmt: skip
+    assert values == [[900.0]]

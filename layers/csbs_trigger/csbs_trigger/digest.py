@@ -206,7 +206,7 @@ def build_digest(
         "event": EVENT_DIGEST,
         "outcome": outcome,
         "period": period.to_dict(),
-        "rpo_seconds": rpo_seconds,
+        "rpo_seconds": int(rpo_seconds) if float(rpo_seconds).is_integer() else rpo_seconds,
         "totals": totals,
         "plans_seen": len(lines),
         "plans_protected": len(lines) - len(breaches),
