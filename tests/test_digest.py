@@ -196,7 +196,7 @@ def test_totals_count_the_periods_runs_by_what_became_of_them() -> None:
         "busy-now": "running", "locked": "failed"}  # fmt: skip
     assert lines["old"]["runs"] == 0
     assert lines["ok"]["runs"] == 1
-    assert lines["locked"]["failures"] == [{"at": "2027-01-14T15:00:00+00:00",
+    assert lines["locked"]["failures"] == [{"time": "2027-01-14T15:00:00+00:00",
                                             "category": "auth_failed",
                                             "message": "auth_failed happened"}]  # fmt: skip
     assert lines["slow"]["failures"][0]["category"] == "timed_out"

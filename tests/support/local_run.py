@@ -317,7 +317,7 @@ def print_digest(message: dict[str, Any]) -> None:
         print(f"      {plan['backend']:4} {plan['name'] or target:22} runs {plan['runs']}"
               f"  last {plan['last_outcome']:9}  last success {success}")  # fmt: skip
         for failure in plan["failures"]:
-            print(f"           {failure['at']} {failure['category']}: {failure['message']}")
+            print(f"           {failure['time']} {failure['category']}: {failure['message']}")
     if message["plans_omitted"]:
         print(f"      ... and {message['plans_omitted']} more plans")
     for breach in message["rpo_breaches"]:

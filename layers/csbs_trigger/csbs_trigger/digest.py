@@ -274,7 +274,7 @@ def _plan_line(plan: _Plan, period: Period) -> dict[str, Any]:
         "last_outcome": max(plan.runs, key=lambda run: run.at).outcome,
         "last_success_at": iso_time(last_success) if last_success is not None else None,
         "failures": [
-            {"at": iso_time(entry.at), "category": entry.category, "message": entry.message}
+            {"time": iso_time(entry.at), "category": entry.category, "message": entry.message}
             for entry in failures[:MAX_FAILURES_PER_PLAN]
         ],
     }
