@@ -439,3 +439,112 @@ def test_each_tracker_run_tells_how_long_the_oldest_backup_has_been_followed(
     values = [json.loads(line)["OldestTrackedBackupSeconds"] for line in lines
               if "OldestTrackedBackupSeconds" in line]  # fmt: skip
     assert values == [[900.0]]
+
+
+# -- what each field holds, to the letter ------------------------------------------------------
+
+
+def test_a_plans_line_and_breach_hold_exactly_the_documented_fields() -> None:
+    """A backup that finished at 02:10 and was reported at 02:20 last succeeded at 02:10."""
+    started = NOW - 30 * 3600
+    entries = [
+        entry(started, "started", "succeeded", checkpoint="cp-1", name="nightly"),
+        entry(started + 1200, "completed", "succeeded", checkpoint="cp-1", finished=started + 600),
+        entry(NOW - 3600, "started", "failed", category="busy"),
+    ]
+
+    digest = digest_of(entries)
+
+    assert digest["plans"] == [{
+        "backend": "csbs", "plan_id": "p-1", "project_id": PROJECT_ID, "name": "nightly",
+        "runs": 1, "last_outcome": "failed", "last_success_at": "2027-01-14T02:10:00+00:00",
+        "failures": [{"time": "2027-01-15T07:00:00+00:00", "category": "busy",
+                      "message": "busy happened"}],
+    }]  # fmt: skip
+    assert digest["rpo_breaches"] == [{
+        "backend": "csbs", "plan_id": "p-1", "project_id": PROJECT_ID, "name": "nightly",
+        "last_success_at": "2027-01-14T02:10:00+00:00", "age_s": 107400,
+        "reason": "the last successful backup is 29.8 h old",
+    }]  # fmt: skip
+
+
+def test_a_plan_that_never_succeeded_has_no_last_success() -> None:
+    [line] = digest_of(backup(NOW - 3600, "failed"))["plans"]
+    assert line["last_success_at"] is None
+
+
+@pytest.mark.parametrize(("failures", "omitted"), [(5, None), (6, 1)])
+def test_failures_beyond_five_are_counted(failures: int, omitted: int | None) -> None:
+    entries = [entry(NOW - hour * 600, "started", "failed", category="busy")
+               for hour in range(1, failures + 1)]  # fmt: skip
+    [line] = digest_of(entries)["plans"]
+    assert line.get("failures_omitted") == omitted
+
+
+def test_the_period_holds_its_start_and_not_its_end() -> None:
+    entries = [
+        entry(LAST_24_H.start, "started", "failed", plan="at-start", category="busy"),
+        entry(LAST_24_H.end, "started", "failed", plan="at-end", category="busy"),
+    ]
+
+    digest = digest_of(entries)
+
+    assert digest["totals"]["failed_to_start"] == 1
+    assert {line["plan_id"]: line["runs"] for line in digest["plans"]} == {
+        "at-start": 1, "at-end": 0}  # fmt: skip
+
+
+def test_a_digest_sooner_than_a_day_after_the_last_still_covers_a_day(
+    deployment: Deployment,
+) -> None:
+    run_digest(deployment, {"scheduled_time": "2030-01-01T07:00:00Z"})
+    run_digest(deployment, {"scheduled_time": "2030-01-01T08:00:00Z"})  # a second schedule
+
+    periods = [d.message["period"]["from"] for d in deployment.notifications()]
+    assert periods == ["2029-12-31T07:00:00+00:00", "2029-12-31T08:00:00+00:00"]
+
+
+def test_a_direct_digest_reports_up_to_now_each_time_it_is_asked(
+    deployment: Deployment, logs: Any
+) -> None:
+    deployment.now = NOW
+
+    first = run_digest(deployment, {})
+    again = run_digest(deployment, {})  # not a firing: no key, told again
+
+    told = deployment.notifications()
+    assert len(told) == 2
+    assert first == {"outcome": "ok", "plans": 0, "protected": 0, "attention": 0,
+                     "period": {"from": "2027-01-14T08:00:00+00:00",
+                                "to": "2027-01-15T08:00:00+00:00"},
+                     "message_id": told[0].message_id}  # fmt: skip
+    assert again["message_id"] == told[1].message_id != first["message_id"]
+    assert told[0].message["invocation_id"] != told[1].message["invocation_id"]  # each its own
+    line = json.loads(next(li for li in logs.getvalue().splitlines() if "digest published" in li))
+    assert line["message_id"] == first["message_id"]
+    assert line["plans"] == 0
+
+
+def test_a_digest_without_its_history_table_names_the_setting(deployment: Deployment) -> None:
+    from csbs_trigger import ConfigError
+
+    deployment.set_env("HISTORY_TABLE", None)
+    with pytest.raises(ConfigError, match=r"^environment variable HISTORY_TABLE is not set$"):
+        run_digest(deployment, {})
+
+
+def test_running_backups_are_those_started_within_the_tracking_deadline(
+    deployment: Deployment,
+) -> None:
+    """The tracker ends every backup within its deadline (8 h) and an hour of grace: one
+    started earlier that has no completion is lost to the history, not running."""
+    table = HistoryTable(deployment.aws.client("dynamodb"), "csbs-trigger-history")
+    fired = 1_900_000_000.0
+    for age in (9 * 3600 - 60, 9 * 3600 + 60):
+        for one in backup(fired - age, "running", plan=f"plan-{age}"):
+            table.record(one)
+
+    run_digest(deployment, {"scheduled_time": "2030-03-17T17:46:40Z"})
+
+    [published] = deployment.notifications()
+    assert published.message["totals"]["running"] == 1
