@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import replace
 from types import SimpleNamespace
 from typing import Any
 
@@ -368,15 +369,19 @@ def test_a_digest_covers_the_time_since_the_last_one_when_that_is_longer(
     ]
 
 
-@pytest.mark.parametrize("event", [[], {"scheduled_time": "yesterday"},
-                                   {"scheduled_time": 1700000000}])  # fmt: skip
+@pytest.mark.parametrize(("event", "said"), [
+    ([], "a digest event must be a JSON object"),
+    ({"scheduled_time": "yesterday"}, "scheduled_time must be an ISO 8601 time"),
+    ({"scheduled_time": 1700000000}, "scheduled_time must be an ISO 8601 time"),
+])  # fmt: skip
 def test_a_digest_event_that_names_no_time_is_an_invalid_event(
-    deployment: Deployment, event: Any
+    deployment: Deployment, event: Any, said: str
 ) -> None:
     from csbs_trigger import InvalidEventError
 
-    with pytest.raises(InvalidEventError):
+    with pytest.raises(InvalidEventError) as raised:
         run_digest(deployment, event)
+    assert raised.value.message == said
     assert deployment.notifications() == []
 
 
@@ -548,3 +553,84 @@ def test_running_backups_are_those_started_within_the_tracking_deadline(
 
     [published] = deployment.notifications()
     assert published.message["totals"]["running"] == 1
+
+
+def test_the_digest_holds_exactly_its_documented_fields() -> None:
+    digest = digest_of(backup(NOW - 3600))
+    assert set(digest) - {"_subject", "_attributes"} == {
+        "schema_version", "event", "outcome", "period", "rpo_seconds", "totals", "plans_seen",
+        "plans_protected", "plans_needing_attention", "plans_breaching_rpo",
+        "failed_unread_plans", "plans", "plans_omitted", "rpo_breaches", "rpo_breaches_omitted",
+        "invocation_id", "published_at",
+    }  # fmt: skip
+    assert (digest["plans_omitted"], digest["rpo_breaches_omitted"]) == (0, 0)
+    assert digest["published_at"].endswith("+00:00")
+
+
+@pytest.mark.parametrize(("rpo", "written"), [(93600, '"rpo_seconds": 93600,'),
+                                              (1.5, '"rpo_seconds": 1.5,')])  # fmt: skip
+def test_the_rpo_is_written_as_it_was_set(rpo: float, written: str) -> None:
+    notification = build_digest([], LAST_24_H, rpo_seconds=float(rpo), running_since=0,
+                                invocation_id=None)  # fmt: skip
+    assert written in notification.message
+
+
+def test_plans_are_listed_needing_attention_first_then_by_name() -> None:
+    entries = [
+        *backup(NOW - 3600, plan="target-a", name="beta"),
+        *backup(NOW - 3600, plan="target-b", name="Alpha"),
+        *backup(NOW - 3600, plan="target-c"),  # no name known: by its id, first
+        entry(NOW - 600, "started", "failed", plan="target-d", name="zulu", category="busy"),
+    ]
+    order = [line["plan_id"] for line in digest_of(entries)["plans"]]
+    assert order == ["target-d", "target-c", "target-b", "target-a"]
+
+
+def test_failures_without_a_plan_are_counted_apart() -> None:
+    entries = [
+        entry(NOW - 3600, "started", "failed", plan="p-1", category="invalid_event"),
+        replace(entry(NOW - 3000, "started", "failed", category="invalid_event"), target_id=None),
+        *backup(NOW - 2000, plan="p-2"),
+    ]
+    digest = digest_of(entries)
+    assert digest["failed_unread_plans"] == 1
+    assert digest["totals"]["failed_to_start"] == 2
+    assert [line["plan_id"] for line in digest["plans"]] == ["p-1", "p-2"]  # the rest is read
+
+
+def test_failures_mended_by_a_rerun_still_need_attention() -> None:
+    entries = [
+        *backup(NOW - 5 * 3600, "failed", plan="a"),
+        *backup(NOW - 4 * 3600, plan="a"),
+        *backup(NOW - 5 * 3600, "timed_out", plan="b"),
+        *backup(NOW - 4 * 3600, plan="b"),
+    ]
+    digest = digest_of(entries)
+    assert digest["rpo_breaches"] == []
+    assert digest["outcome"] == "attention"
+
+
+def test_protected_plans_are_those_not_breaching() -> None:
+    digest = digest_of([*backup(NOW - 3600, plan="fine"), *backup(NOW - 3600, "failed")])
+    assert (digest["plans_seen"], digest["plans_protected"]) == (2, 1)
+
+
+def test_a_backup_that_ends_the_moment_it_starts_is_one_run() -> None:
+    [line] = digest_of(backup(NOW - 3600, takes=0))["plans"]
+    assert (line["runs"], line["last_outcome"]) == (1, "succeeded")
+
+
+def test_the_latest_run_is_the_latest_started_whenever_the_others_ended() -> None:
+    entries = [
+        entry(NOW - 3000, "started", "succeeded", checkpoint="cp-1"),
+        entry(NOW - 2000, "started", "succeeded", checkpoint="cp-2"),  # still running
+        entry(NOW - 1000, "completed", "failed", checkpoint="cp-1", category="item_error"),
+    ]
+    [line] = digest_of(entries)["plans"]
+    assert (line["runs"], line["last_outcome"]) == (2, "running")
+
+
+def test_a_backup_started_exactly_at_the_running_bound_is_running() -> None:
+    bound = LAST_24_H.end - 9 * 3600  # digest_of's running_since
+    digest = digest_of([*backup(bound, "running"), *backup(bound - 1, "running", plan="p-2")])
+    assert digest["totals"]["running"] == 1

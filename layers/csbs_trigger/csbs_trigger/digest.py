@@ -240,7 +240,7 @@ def _plans(entries: list[Entry]) -> list[_Plan]:
     """The plans the entries name, each with its runs oldest first (a completion joins the
     start of its checkpoint)."""
     plans: dict[tuple[str, str, str], _Plan] = {}
-    runs: dict[tuple[tuple[str, str, str], str], _Run] = {}
+    runs: dict[tuple[tuple[str, str, str], str | None], _Run] = {}
     for entry in sorted(entries, key=lambda entry: (entry.at, entry.event != STARTED)):
         if entry.target_id is None:
             continue
@@ -249,7 +249,7 @@ def _plans(entries: list[Entry]) -> list[_Plan]:
             plan = plans[entry.plan] = _Plan(entry.backend, entry.target_id)
         plan.project_id = entry.project_id or plan.project_id
         plan.name = entry.name or plan.name
-        run = runs.get((entry.plan, entry.checkpoint_id or "")) if entry.checkpoint_id else None
+        run = runs.get((entry.plan, entry.checkpoint_id))  # only a checkpoint's start is kept
         if entry.event == COMPLETED and run is not None:
             run.completed = entry
             continue
