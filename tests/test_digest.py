@@ -18,6 +18,7 @@ import digest as digest_function
 import pytest
 from conftest import Deployment, read_event
 from test_completion_tracking import PLAN_A, PLAN_B, SERVER_A, emf
+from test_scale_out import named_secret
 
 from csbs_trigger.aws.history import HistoryTable
 from csbs_trigger.digest import MAX_DIGEST_BYTES, Period, build_digest
@@ -634,3 +635,34 @@ def test_a_backup_started_exactly_at_the_running_bound_is_running() -> None:
     bound = LAST_24_H.end - 9 * 3600  # digest_of's running_since
     digest = digest_of([*backup(bound, "running"), *backup(bound - 1, "running", plan="p-2")])
     assert digest["totals"]["running"] == 1
+
+
+def test_a_plan_is_its_backend_project_or_credentials_and_id(deployment: Deployment) -> None:
+    """The same plan id in another project, or with other credentials, is another plan."""
+    other, third = "0123456789abcdef0123456789abcdef", "fedcba9876543210fedcba9876543210"
+    deployment.standin.projects.update({other: "eu-de_other", third: "eu-de_third"})
+    named_secret(deployment, "team-a", deployment.standin.cloud_secret(project_id=third))
+    deployment.invoke({"plans": [{"plan_id": PLAN_B, "project_id": other},
+                                 {"plan_id": PLAN_B, "credentials": "team-a"},
+                                 {"plan_id": PLAN_B}]})  # fmt: skip
+
+    entries = history(deployment)
+
+    assert sorted((e.scope, str(e.project_id)) for e in entries) == sorted([
+        (other, other), ("credentials:team-a", third), ("", PROJECT_ID)])  # fmt: skip
+    digest = digest_of(entries, Period(time.time() - DAY, time.time() + 60))
+    assert sorted(line["project_id"] for line in digest["plans"]) == sorted(
+        [other, third, PROJECT_ID])  # fmt: skip
+
+
+def test_only_started_and_completed_notifications_with_a_time_are_kept() -> None:
+    from csbs_trigger.history import entry_of
+    from csbs_trigger.notify import Notification
+
+    def notification(**content: Any) -> Notification:
+        message = {"outcome": "ok", "published_at": "2026-12-03T07:00:00+00:00", **content}
+        return Notification("subject", json.dumps(message), {})
+
+    assert entry_of(notification(event="digest"), "d") is None
+    assert entry_of(notification(event="started", published_at=None), "s") is None
+    assert entry_of(notification(event="started", outcome="succeeded"), "s") is not None
