@@ -666,3 +666,27 @@ def test_only_started_and_completed_notifications_with_a_time_are_kept() -> None
     assert entry_of(notification(event="digest"), "d") is None
     assert entry_of(notification(event="started", published_at=None), "s") is None
     assert entry_of(notification(event="started", outcome="succeeded"), "s") is not None
+
+
+def test_an_entry_names_the_ticket_else_the_trigger_and_keeps_texts_short() -> None:
+    from csbs_trigger.history import MAX_MESSAGE_LENGTH, entry_of
+    from csbs_trigger.notify import Notification
+
+    def entry_for(trigger: dict[str, Any], error: dict[str, Any] | None = None) -> Entry:
+        message = {"event": "started", "outcome": "failed" if error else "succeeded",
+                   "published_at": "2026-12-03T07:00:00+00:00", "trigger": trigger,
+                   "request": {"plan_id": "p-1"}, "error": error}  # fmt: skip
+        made = entry_of(Notification("subject", json.dumps(message), {}), "key")
+        assert made is not None
+        return made
+
+    ticket = entry_for({"source": "webhook", "id": "delivery-1", "reference": "CHG-42"})
+    schedule = entry_for({"source": "schedule", "id": "arn:nightly#2026-12-03T02:00:00Z"})
+    long = entry_for({"source": "direct", "id": "r" * 400},
+                     {"category": "bad_response", "code": None, "message": "m" * 1000})  # fmt: skip
+
+    assert (ticket.trigger, ticket.reference) == ("webhook", "CHG-42")
+    assert schedule.reference == "arn:nightly#2026-12-03T02:00:00Z"
+    assert schedule.target_id == "p-1"
+    assert len(long.reference or "") == len(long.message or "") == MAX_MESSAGE_LENGTH == 300
+    assert (long.message or "").endswith("…")

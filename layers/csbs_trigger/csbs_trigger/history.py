@@ -75,7 +75,7 @@ def entry_of(notification: Notification, recorded_as: str) -> Entry | None:
     checkpoint = content.get("checkpoint") or {}
     error = content.get("error") or {}
     trigger = content.get("trigger") or {}
-    target_id = request.get(backend.target_key)
+    target_id = request.get(backend.target_key)  # a str, or None where the plan was unread
     credentials = request.get("credentials")
     project_id = request.get("project_id")
     finished = plausible_time(content.get("finished_at"))
@@ -87,7 +87,7 @@ def entry_of(notification: Notification, recorded_as: str) -> Entry | None:
         event=event,
         outcome=content["outcome"],
         backend=backend.name,
-        target_id=target_id if isinstance(target_id, str) else None,
+        target_id=target_id,
         scope=project_id or (f"credentials:{credentials}" if credentials else ""),
         project_id=project_id or checkpoint.get("project_id"),
         name=content.get("plan_name"),
