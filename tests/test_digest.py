@@ -526,7 +526,8 @@ def test_a_direct_digest_reports_up_to_now_each_time_it_is_asked(
                      "message_id": told[0].message_id}  # fmt: skip
     assert again["message_id"] == told[1].message_id != first["message_id"]
     assert told[0].message["invocation_id"] != told[1].message["invocation_id"]  # each its own
-    line = json.loads(next(li for li in logs.getvalue().splitlines() if "digest published" in li))
+    line, _ = [json.loads(li) for li in logs.getvalue().splitlines()
+               if json.loads(li)["message"] == "digest published"]  # fmt: skip
     assert line["message_id"] == first["message_id"]
     assert line["plans"] == 0
 
@@ -590,13 +591,14 @@ def test_plans_are_listed_needing_attention_first_then_by_name() -> None:
 def test_failures_without_a_plan_are_counted_apart() -> None:
     entries = [
         entry(NOW - 3600, "started", "failed", plan="p-1", category="invalid_event"),
+        entry(NOW - 3500, "started", "failed", plan="p-3", category="busy"),
         replace(entry(NOW - 3000, "started", "failed", category="invalid_event"), target_id=None),
         *backup(NOW - 2000, plan="p-2"),
     ]
     digest = digest_of(entries)
     assert digest["failed_unread_plans"] == 1
-    assert digest["totals"]["failed_to_start"] == 2
-    assert [line["plan_id"] for line in digest["plans"]] == ["p-1", "p-2"]  # the rest is read
+    assert digest["totals"]["failed_to_start"] == 3
+    assert [line["plan_id"] for line in digest["plans"]] == ["p-1", "p-3", "p-2"]  # all read
 
 
 def test_failures_mended_by_a_rerun_still_need_attention() -> None:
@@ -690,3 +692,22 @@ def test_an_entry_names_the_ticket_else_the_trigger_and_keeps_texts_short() -> N
     assert schedule.target_id == "p-1"
     assert len(long.reference or "") == len(long.message or "") == MAX_MESSAGE_LENGTH == 300
     assert (long.message or "").endswith("…")
+
+
+def test_a_backup_told_twice_is_one_run_and_one_start() -> None:
+    """One batch naming a request twice starts one backup and tells each item."""
+    told_twice = [
+        entry(NOW - 3600, "started", "succeeded", checkpoint="cp-1"),
+        replace(entry(NOW - 3600, "started", "succeeded", checkpoint="cp-1"), id="2"),
+    ]
+    digest = digest_of(told_twice)
+    [line] = digest["plans"]
+    assert (line["runs"], line["last_outcome"]) == (1, "running")
+    assert digest["totals"]["started"] == 1
+
+
+def test_a_completion_whose_start_was_not_kept_still_counts() -> None:
+    [completed] = [e for e in backup(NOW - 3600) if e.event == "completed"]
+    [line] = digest_of([completed])["plans"]
+    assert (line["runs"], line["last_outcome"]) == (0, "succeeded")
+    assert line["last_success_at"] == "2027-01-15T07:10:00+00:00"

@@ -178,7 +178,7 @@ def build_digest(
     completed = [entry for entry in in_period if entry.event == COMPLETED]
     ended = {entry.checkpoint_id for entry in entries if entry.event == COMPLETED}
     totals = {
-        "started": sum(entry.outcome == SUCCEEDED for entry in started),
+        "started": len({entry.checkpoint_id for entry in started if entry.outcome == SUCCEEDED}),
         "succeeded": sum(entry.outcome == SUCCEEDED for entry in completed),
         "failed": sum(entry.outcome == FAILED for entry in completed),
         "timed_out": sum(entry.outcome == TIMED_OUT for entry in completed),
@@ -237,8 +237,8 @@ def build_digest(
 
 
 def _plans(entries: list[Entry]) -> list[_Plan]:
-    """The plans the entries name, each with its runs oldest first (a completion joins the
-    start of its checkpoint)."""
+    """The plans the entries name, each with its runs oldest first: one run per checkpoint
+    (its completion joins it) and one per plan that failed to start."""
     plans: dict[tuple[str, str, str], _Plan] = {}
     runs: dict[tuple[tuple[str, str, str], str | None], _Run] = {}
     for entry in sorted(entries, key=lambda entry: (entry.at, entry.event != STARTED)):
@@ -249,9 +249,10 @@ def _plans(entries: list[Entry]) -> list[_Plan]:
             plan = plans[entry.plan] = _Plan(entry.backend, entry.target_id)
         plan.project_id = entry.project_id or plan.project_id
         plan.name = entry.name or plan.name
-        run = runs.get((entry.plan, entry.checkpoint_id))  # only a checkpoint's start is kept
-        if entry.event == COMPLETED and run is not None:
-            run.completed = entry
+        run = runs.get((entry.plan, entry.checkpoint_id))  # only checkpoints' runs are kept
+        if run is not None:  # its completion; or its start told again (one batch naming it twice)
+            if entry.event == COMPLETED:
+                run.completed = entry
             continue
         run = _Run(entry) if entry.event == STARTED else _Run(None, entry)
         plan.runs.append(run)
