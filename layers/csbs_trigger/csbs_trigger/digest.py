@@ -131,9 +131,10 @@ def run_digest(event: Any, context: LambdaContext, runtime: Runtime) -> dict[str
     runtime.metrics.value("PlansBreachingRpo", content["plans_breaching_rpo"])
     deduplicator = runtime.deduplicator
     if fired is not None and deduplicator is not None:
+        firing = f"digest:{iso_time(fired)}"  # the whole of what the firing asks
         published = deduplicator.once(
-            f"digest:{iso_time(fired)}", "digest",
-            lambda: publish_record(notification, runtime), context, payload=iso_time(fired),
+            firing, "publish", lambda: publish_record(notification, runtime), context,
+            payload=firing,
         )  # fmt: skip
     else:
         published = publish_record(notification, runtime)
