@@ -520,6 +520,8 @@ def test_a_direct_digest_reports_up_to_now_each_time_it_is_asked(
 
     told = deployment.notifications()
     assert len(told) == 2
+    records = deployment.aws.client("dynamodb").scan(TableName="csbs-trigger-idempotency")
+    assert records["Items"] == []  # nothing keyed: no firing to be told once
     assert first == {"outcome": "ok", "plans": 0, "protected": 0, "attention": 0,
                      "period": {"from": "2027-01-14T08:00:00+00:00",
                                 "to": "2027-01-15T08:00:00+00:00"},
