@@ -189,16 +189,17 @@ def build_digest(
             and entry.checkpoint_id not in ended for entry in entries
         ),
     }  # fmt: skip
-    lines, breaches = [], []
+    judged = []
     for plan in plans:
-        line = _plan_line(plan, period)
-        breach = _breach(plan, period.end, rpo_seconds)
-        if breach is not None:
-            breaches.append(breach)
-        line["attention"] = breach is not None or bool(line["failures"])
-        lines.append(line)
-    lines.sort(key=lambda line: (not line["attention"], line["name"] or "", line["target"]))
-    attention = sum(line["attention"] for line in lines)
+        last_success = plan.last_success_at()
+        line = _plan_line(plan, period, last_success)
+        breach = _breach(plan, period.end, rpo_seconds, last_success)
+        needs_attention = breach is not None or bool(line["failures"])
+        judged.append((not needs_attention, plan.name or "", plan.target_id, line, breach))
+    breaches = [breach for *_, breach in judged if breach is not None]
+    judged.sort(key=lambda judgement: judgement[:3])  # what needs attention first, then by name
+    lines = [line for *_, line, _ in judged]
+    attention = sum(not calm for calm, *_ in judged)
     unread = sum(entry.target_id is None for entry in started if entry.outcome != SUCCEEDED)
     failed = totals["failed"] + totals["timed_out"] + totals["failed_to_start"]
     outcome = OK if not failed and not breaches else ATTENTION
@@ -214,7 +215,7 @@ def build_digest(
         "plans_needing_attention": attention,
         "plans_breaching_rpo": len(breaches),
         "failed_unread_plans": unread,  # plans that failed before naming a plan or vault
-        "plans": [_public(line) for line in lines],
+        "plans": lines,
         "plans_omitted": 0,
         "rpo_breaches": breaches,
         "rpo_breaches_omitted": 0,
@@ -223,7 +224,7 @@ def build_digest(
     }
 
     def keeping(count: int) -> dict[str, Any]:
-        kept_plans, kept_breaches = message["plans"][:count], breaches[:count]
+        kept_plans, kept_breaches = lines[:count], breaches[:count]
         return {**message, "plans": kept_plans, "plans_omitted": len(lines) - len(kept_plans),
                 "rpo_breaches": kept_breaches,
                 "rpo_breaches_omitted": len(breaches) - len(kept_breaches)}  # fmt: skip
@@ -262,16 +263,10 @@ def _plans(entries: list[Entry]) -> list[_Plan]:
     return list(plans.values())
 
 
-def _plan_line(plan: _Plan, period: Period) -> dict[str, Any]:
-    backend = BACKENDS[plan.backend]
+def _plan_line(plan: _Plan, period: Period, last_success: float | None) -> dict[str, Any]:
     failures = plan.failures(period)
-    last_success = plan.last_success_at()
     line: dict[str, Any] = {
-        "backend": plan.backend,
-        backend.target_key: plan.target_id,
-        "target": plan.target_id,
-        "project_id": plan.project_id,
-        "name": plan.name,
+        **_named(plan),
         "runs": sum(run.started is not None and period.holds(run.at) for run in plan.runs),
         "last_outcome": max(plan.runs, key=lambda run: run.at).outcome,
         "last_success_at": iso_time(last_success) if last_success is not None else None,
@@ -285,22 +280,14 @@ def _plan_line(plan: _Plan, period: Period) -> dict[str, Any]:
     return line
 
 
-def _public(line: dict[str, Any]) -> dict[str, Any]:
-    """A plan's line as the message carries it (without what only sorted it)."""
-    return {key: value for key, value in line.items() if key not in ("target", "attention")}
-
-
-def _breach(plan: _Plan, now: float, rpo_seconds: float) -> dict[str, Any] | None:
+def _breach(
+    plan: _Plan, now: float, rpo_seconds: float, last_success: float | None
+) -> dict[str, Any] | None:
     """The plan's recovery-point breach, if its last success is older than the RPO."""
-    last_success = plan.last_success_at()
     if last_success is not None and now - last_success <= rpo_seconds:
         return None
-    backend = BACKENDS[plan.backend]
     breach: dict[str, Any] = {
-        "backend": plan.backend,
-        backend.target_key: plan.target_id,
-        "project_id": plan.project_id,
-        "name": plan.name,
+        **_named(plan),
         "last_success_at": None,
         "age_s": None,
         "reason": "no successful backup in the last 35 days",
@@ -310,6 +297,13 @@ def _breach(plan: _Plan, now: float, rpo_seconds: float) -> dict[str, Any] | Non
         breach.update(last_success_at=iso_time(last_success), age_s=age,
                       reason=f"the last successful backup is {duration_text(age)} old")  # fmt: skip
     return breach
+
+
+def _named(plan: _Plan) -> dict[str, Any]:
+    """How the digest names a plan: its backend, plan or vault id, project and name."""
+    backend = BACKENDS[plan.backend]
+    return {"backend": plan.backend, backend.target_key: plan.target_id,
+            "project_id": plan.project_id, "name": plan.name}  # fmt: skip
 
 
 def _subject(seen: int, breaching: int, attention: int, *, ran: bool) -> str:
