@@ -50,7 +50,10 @@ class WebhookServer:
         self._server: BaseWSGIServer = make_server(
             "127.0.0.1", port, wsgi_app(handler), threaded=True, fd=self._socket.fileno()
         )
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        # Polled every 10 ms for its shutdown, not every 500: a test's teardown waits for it.
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
+        )
 
     @property
     def url(self) -> str:
