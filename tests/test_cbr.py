@@ -102,10 +102,18 @@ def test_a_cbr_plan_is_checked_before_any_call(
     assert deployment.standin.requests == []
 
 
+# CBR's create answer may or may not list a skipped resource among the vault's resources too.
+SKIPPED_SHAPES = pytest.mark.parametrize(
+    "also_listed", [False, True], ids=["skipped apart", "skipped also listed"]
+)
+
+
+@SKIPPED_SHAPES
 def test_every_resource_skipped_is_a_busy_failure_and_nothing_is_tracked(
-    deployment: Deployment,
+    deployment: Deployment, also_listed: bool
 ) -> None:
     deployment.standin.vaults[VAULT].busy = {SERVER_1, SERVER_2}
+    deployment.standin.skipped_also_listed = also_listed
 
     result = deployment.invoke({"vault_id": VAULT})
 
@@ -118,8 +126,12 @@ def test_every_resource_skipped_is_a_busy_failure_and_nothing_is_tracked(
     assert deployment.track() == {"due": 0}
 
 
-def test_a_skipped_resource_is_listed_and_fails_the_completion(deployment: Deployment) -> None:
+@SKIPPED_SHAPES
+def test_a_skipped_resource_is_listed_and_fails_the_completion(
+    deployment: Deployment, also_listed: bool
+) -> None:
     deployment.standin.vaults[VAULT].busy = {SERVER_1}
+    deployment.standin.skipped_also_listed = also_listed
     deployment.standin.polls_to_finish = 1
 
     deployment.invoke({"vault_id": VAULT})
@@ -134,12 +146,38 @@ def test_a_skipped_resource_is_listed_and_fails_the_completion(deployment: Deplo
     [completed] = completions(deployment)
     assert completed.message["outcome"] == "failed"
     assert completed.message["error"]["category"] == "item_error"
+    assert completed.message["summary"] == {"servers": 2, "available": 1, "failed": 1,
+                                            "running": 0}  # fmt: skip
     statuses = {item["resource_id"]: item["status"] for item in completed.message["items"]}
     assert statuses == {SERVER_1: "skipped", SERVER_2: "available"}
     [item] = [i for i in completed.message["items"] if i["status"] == "skipped"]
     assert (item["fail_code"], item["fail_reason"]) == (
         "BackupService.0002", "Resources are being backed up.",
     )  # fmt: skip
+
+
+@pytest.mark.parametrize(("plan", "resources_of"), [
+    ({"vault_id": VAULT}, lambda checkpoint: checkpoint["vault"]["resources"]),
+    ({"plan_id": PLAN_A}, lambda checkpoint: checkpoint["protection_plan"]["resources"]),
+], ids=["cbr", "csbs"])  # fmt: skip
+def test_a_resource_the_answer_lists_twice_is_one_backup_to_wait_for(
+    deployment: Deployment, plan: dict[str, Any], resources_of: Any
+) -> None:
+    deployment.standin.polls_to_finish = 1
+    deployment.standin.edit_created = lambda checkpoint: resources_of(checkpoint).append(
+        dict(resources_of(checkpoint)[0])
+    )
+    deployment.invoke(plan)
+    [started] = deployment.notifications()
+    assert started.message["outcome"] == "succeeded"
+
+    for _ in range(3):
+        deployment.track()
+
+    [completed] = completions(deployment)
+    assert completed.message["outcome"] == "succeeded"
+    assert completed.message["summary"] == {"servers": 2, "available": 2, "failed": 0,
+                                            "running": 0}  # fmt: skip
 
 
 def test_a_vault_backup_is_followed_to_its_end(deployment: Deployment) -> None:

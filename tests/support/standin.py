@@ -22,6 +22,7 @@ import threading
 import time
 import uuid
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -136,6 +137,12 @@ class CsbsStandIn:
         self.vaults: dict[str, Vault] = {}
         self.restore_points: dict[str, CreatedRestorePoint] = {}
         self.cbr_page_limit = 100
+        # Whether the create answer's vault.resources also lists the resources it skipped (the
+        # documentation says neither way).
+        self.skipped_also_listed = False
+        # Changes a test makes to the checkpoint object of every created answer (CSBS's and
+        # CBR's), as a server might word it.
+        self.edit_created: Callable[[dict[str, Any]], None] | None = None
         self.disks_per_server = 1  # disk backups (with a parent_id) listed beside each server's
         self._tokens: dict[str, tuple[datetime, str]] = {}  # token: expiry, its project
         # The projects the user has the backup role in (id: name); add one to play a second.
@@ -424,6 +431,10 @@ class _Handler(BaseHTTPRequestHandler):
             answer = self._cbr(recorded)
         else:
             answer = 404, {"error_code": "APIGW.0101", "error_msg": "API not found"}, {}
+        created = answer[1].get("checkpoint") if isinstance(answer[1], dict) else None
+        edit = self.standin.edit_created
+        if edit is not None and self.command == "POST" and answer[0] == 200 and created:
+            edit(created)
         self._send(*answer)
 
     # -- IAM --------------------------------------------------------------------------------
@@ -690,7 +701,7 @@ class _Handler(BaseHTTPRequestHandler):
                 "resources": [{"id": r, "type": "OS::Nova::Server", "name": vault.resources[r],
                                "extra_info": "{}", "resource_size": "40", "backup_size": "0",
                                "backup_count": "0", "protect_status": "available"}
-                              for r in backed],
+                              for r in (asked if self.standin.skipped_also_listed else backed)],
                 "skipped_resources": [{"id": r, "type": "OS::Nova::Server",
                                        "name": vault.resources[r], "code": "BackupService.0002",
                                        "reason": "Resources are being backed up."}

@@ -181,16 +181,18 @@ def objects(value: Any) -> list[dict[str, Any]]:
 
 
 def parse_resources(resources: Any) -> tuple[ProtectedResource, ...]:
-    """The resources an answer lists."""
-    return tuple(
-        ProtectedResource(
-            id=field_text(item.get("id")) or "",
+    """The resources an answer lists, each once (the first listing): a resource listed twice
+    is one server to back up, never a second backup to wait for."""
+    listed: dict[str, ProtectedResource] = {}
+    for item in objects(resources):
+        resource_id = field_text(item.get("id")) or ""
+        listed.setdefault(resource_id, ProtectedResource(
+            id=resource_id,
             type=field_text(item.get("type")),
             name=field_text(item.get("name")),
             extra_info=decode_extra_info(item.get("extra_info")),
-        )
-        for item in objects(resources)
-    )
+        ))  # fmt: skip
+    return tuple(listed.values())
 
 
 def decode_extra_info(value: Any) -> Any:

@@ -148,10 +148,12 @@ class CbrClient(BackupService):
                 deadline,
                 backup.project_id,
             )
-        items = of_checkpoint(rows, backup.checkpoint_id)
+        skipped = [_skipped(entry).as_item() for entry in backup.details.get("skipped") or ()]
+        skipped_ids = {item.resource_id for item in skipped}
+        items = [item for item in of_checkpoint(rows, backup.checkpoint_id)
+                 if item.resource_id not in skipped_ids]  # fmt: skip
         if any(item.status == "error" and not item.fail_reason for item in items):
             items = self._with_reasons(items, backup, deadline)
-        skipped = [_skipped(entry).as_item() for entry in backup.details.get("skipped") or ()]
         return [*items, *skipped] if items else items
 
     def _backups(self, backup: Followed, deadline: Deadline) -> list[CheckpointItem]:
@@ -215,9 +217,13 @@ def build(api: ApiClient, settings: Settings) -> CbrClient:
 
 
 def _restore_point(answer: Answer) -> RestorePoint:
+    """The created restore point. A resource counts once: a skipped one is skipped, whether or
+    not ``vault.resources`` lists it too (the documentation says neither way)."""
     checkpoint, point_id = checkpoint_object(answer.json(), "CBR")
     vault = checkpoint.get("vault")
     vault = vault if isinstance(vault, dict) else {}
+    skipped = {entry.id: entry for entry in map(_skipped, objects(vault.get("skipped_resources")))}
+    resources = parse_resources(vault.get("resources"))
     return RestorePoint(
         id=point_id,
         status=field_text(checkpoint.get("status")),
@@ -225,8 +231,8 @@ def _restore_point(answer: Answer) -> RestorePoint:
         project_id=field_text(checkpoint.get("project_id")),
         vault_id=field_text(vault.get("id")),
         vault_name=field_text(vault.get("name")),
-        resources=parse_resources(vault.get("resources")),
-        skipped=tuple(_skipped(entry) for entry in objects(vault.get("skipped_resources"))),
+        resources=tuple(resource for resource in resources if resource.id not in skipped),
+        skipped=tuple(skipped.values()),
         extra_info=decode_extra_info(checkpoint.get("extra_info")),
     )
 
