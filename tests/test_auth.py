@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import requests
 
-from csbs_trigger.cloud.auth import KeystonePasswordAuth, MemoryLoginGuard
+from csbs_trigger.cloud.auth import KeystonePasswordAuth, Logins, MemoryLoginGuard
 from csbs_trigger.cloud.credentials import parse_cloud_secret
 from csbs_trigger.cloud.csbs import SERVICE as CSBS
 from csbs_trigger.deadline import Deadline
@@ -36,7 +36,7 @@ def make_auth(standin: CsbsStandIn, clock: Clock, **secret: str | None) -> Keyst
 
     credentials = parse_cloud_secret(json.dumps(standin.cloud_secret(**secret)))
     guard = MemoryLoginGuard(lambda: clock().timestamp())
-    return KeystonePasswordAuth(credentials, requests.Session(), guard=guard, now=clock)
+    return KeystonePasswordAuth(credentials, requests.Session(), logins=Logins(guard), now=clock)
 
 
 DEADLINE = Deadline(lambda: 60.0, connect_seconds=2, read_seconds=5)

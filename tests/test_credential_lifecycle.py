@@ -13,7 +13,7 @@ import requests
 from conftest import Deployment, read_event
 
 from csbs_trigger.cloud.api import ApiClient
-from csbs_trigger.cloud.auth import CsbsAuth, KeystonePasswordAuth, MemoryLoginGuard, Scope
+from csbs_trigger.cloud.auth import CsbsAuth, KeystonePasswordAuth, Logins, MemoryLoginGuard, Scope
 from csbs_trigger.cloud.backend import BackupRequest, Execution
 from csbs_trigger.cloud.cbr import SERVICE as CBR
 from csbs_trigger.cloud.credentials import (
@@ -121,7 +121,7 @@ def _password_auth(
     secret = deployment.standin.cloud_secret(**overrides)
     credentials = parse_cloud_secret(json.dumps(secret))
     assert isinstance(credentials, PasswordCredentials)
-    return auth_type(credentials, session, guard=MemoryLoginGuard(time.time))
+    return auth_type(credentials, session, logins=Logins(MemoryLoginGuard(time.time)))
 
 
 def _start_backup(

@@ -165,6 +165,9 @@ class TriggerError(Exception):
         self.retry_after_seconds: float | None = None  # when to try again, where known
         # The POST may have reached CSBS before the failure: a checkpoint may exist.
         self.maybe_created = False
+        # False: the same call within this invocation would only be told this again (a login
+        # that failed is not sent twice in one invocation).
+        self.retry_now = True
         super().__init__(self.message)
 
     @property

@@ -28,7 +28,7 @@ from csbs_trigger.aws.secret_store import SecretStore
 from csbs_trigger.aws.sns import SnsPublisher
 from csbs_trigger.aws.tracking import TrackingTable
 from csbs_trigger.cloud.api import ApiClient, RetryPolicy, Throttle
-from csbs_trigger.cloud.auth import CsbsAuth, LoginGuard, MemoryLoginGuard, auth_for
+from csbs_trigger.cloud.auth import CsbsAuth, LoginGuard, Logins, MemoryLoginGuard, auth_for
 from csbs_trigger.cloud.backend import BackupService
 from csbs_trigger.cloud.backends import ADAPTERS_BY_NAME
 from csbs_trigger.cloud.credentials import CloudCredentials, parse_cloud_secret
@@ -90,11 +90,13 @@ class Runtime:
             if dynamodb is not None and settings.history_table
             else None
         )
-        self.login_guard: LoginGuard = (
+        login_guard: LoginGuard = (
             TableLoginGuard(dynamodb, settings.login_refusal_table, clock)
             if dynamodb is not None and settings.login_refusal_table
             else MemoryLoginGuard(clock)
         )
+        # Every account's token requests, by login: one user named in several secrets is one.
+        self.logins = Logins(login_guard)
         self._secretsmanager = secretsmanager
         self._session = session or _http_session(settings.max_concurrency)
         self._retry = RetryPolicy(max_attempts=settings.max_attempts)
@@ -168,7 +170,7 @@ class Runtime:
             account = self._accounts.get(credentials)
             if account is None:
                 account = self._accounts[credentials] = Account(
-                    credentials, self._secret_store(credentials), self._session, self.login_guard
+                    credentials, self._secret_store(credentials), self._session, self.logins
                 )
             return account
 
@@ -248,13 +250,13 @@ class Account:
         name: str | None,
         secrets: SecretStore | None,
         session: requests.Session,
-        login_guard: LoginGuard,
+        logins: Logins,
     ) -> None:
         self.name = name  # None: the stack's own secret (CSBS_SECRET_ID)
         self.throttle = Throttle()  # the gateway's rate limit counts per account
         self._secrets = secrets
         self._session = session
-        self._login_guard = login_guard
+        self._logins = logins
         self._lock = threading.Lock()
         self._credentials: CloudCredentials | None = None
         self._auth: CsbsAuth | None = None
@@ -317,7 +319,7 @@ class Account:
             if self._auth is None or self._auth is stale or credentials != self._credentials:
                 if self._auth is not None:
                     self._retired_secret_values = self._auth.secret_values()
-                self._auth = auth_for(credentials, self._session, self._login_guard)
+                self._auth = auth_for(credentials, self._session, self._logins)
                 self._credentials = credentials
             return self._auth
 
@@ -336,8 +338,10 @@ _container_runtime: Runtime | None = None
 
 def container_runtime() -> Runtime:
     """This Lambda container's Runtime, built on the first invocation rather than at import
-    (import-time reads slow cold starts and tests); every handler of the container shares it."""
+    (import-time reads slow cold starts and tests); every handler of the container shares it,
+    and calls this once at the start of each invocation."""
     global _container_runtime
     if _container_runtime is None:
         _container_runtime = Runtime.from_env()
+    _container_runtime.logins.new_invocation()  # every handler calls this once per invocation
     return _container_runtime

@@ -5,7 +5,8 @@ container, and each trigger may start one, so a changed password would be sent a
 until IAM locks the account (and every other system using it). One item per refused login,
 keyed by the login's digest (``cloud.auth``), never the login itself::
 
-    {"login": <digest>, "refused_at": <unix>, "retry_at": <unix>, "expires_at": <unix, TTL>}
+    {"login": <digest>, "refused_at": <unix>, "retry_at": <unix>, "expires_at": <unix, TTL>,
+     "http_status": <IAM's status>, "request_id": <IAM's request id, where it gave one>}
 
 Until ``retry_at`` nobody sends that login. After it, exactly one caller wins the conditional
 update that moves ``retry_at`` an hour on, and tries once. A table that cannot be read leaves
@@ -15,15 +16,13 @@ the decision to this container's memory: a DynamoDB failure must not stop every 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
-from csbs_trigger.cloud.auth import (
-    REFUSAL_REMEMBERED_SECONDS,
-    MemoryLoginGuard,
-    remembered_refusal,
-)
+from csbs_trigger.cloud.auth import REFUSAL_REMEMBERED_SECONDS, MemoryLoginGuard, Refusal
+from csbs_trigger.errors import UpstreamError
 from csbs_trigger.log import logger
 
 if TYPE_CHECKING:
@@ -53,29 +52,31 @@ class TableLoginGuard:
         if item is None:
             return
         self._marked.add(login)
-        refused_at, retry_at = float(item["refused_at"]["N"]), float(item["retry_at"]["N"])
+        refusal = _refusal(item)
         now = self._clock()
-        if now >= retry_at:
+        if now >= refusal.retry_at:
             if self._take_the_retry(login, item["retry_at"]["N"], now):
                 return
-            retry_at = now + REFUSAL_REMEMBERED_SECONDS  # another caller took this hour's try
-        self._memory.remember(login, refused_at, retry_at)
-        raise remembered_refusal(refused_at, retry_at)
+            # another caller took this hour's try
+            refusal = replace(refusal, retry_at=now + REFUSAL_REMEMBERED_SECONDS)
+        self._memory.remember(login, refusal)
+        raise refusal.error()
 
-    def refused(self, login: str) -> None:
-        self._memory.refused(login)
-        now = self._clock()
-        retry_at = now + REFUSAL_REMEMBERED_SECONDS
+    def refused(self, login: str, error: UpstreamError) -> None:
+        refusal = Refusal.of(error, self._clock())
+        self._memory.remember(login, refusal)
+        item = {
+            "login": {"S": login},
+            "refused_at": {"N": repr(refusal.refused_at)},
+            "retry_at": {"N": repr(refusal.retry_at)},
+            "expires_at": {"N": str(int(refusal.retry_at) + KEPT_AFTER_RETRY_SECONDS)},
+        }
+        if refusal.http_status is not None:
+            item["http_status"] = {"N": str(refusal.http_status)}
+        if refusal.request_id is not None:
+            item["request_id"] = {"S": refusal.request_id}
         try:
-            self._client.put_item(
-                TableName=self._table,
-                Item={
-                    "login": {"S": login},
-                    "refused_at": {"N": repr(now)},
-                    "retry_at": {"N": repr(retry_at)},
-                    "expires_at": {"N": str(int(retry_at) + KEPT_AFTER_RETRY_SECONDS)},
-                },
-            )
+            self._client.put_item(TableName=self._table, Item=item)
         except (BotoCoreError, ClientError) as exc:
             _unusable(exc)
 
@@ -109,6 +110,16 @@ class TableLoginGuard:
         except BotoCoreError as exc:
             _unusable(exc)
         return True
+
+
+def _refusal(item: dict[str, Any]) -> Refusal:
+    status, request_id = item.get("http_status", {}).get("N"), item.get("request_id", {}).get("S")
+    return Refusal(
+        refused_at=float(item["refused_at"]["N"]),
+        retry_at=float(item["retry_at"]["N"]),
+        http_status=int(status) if status is not None else None,
+        request_id=request_id,
+    )
 
 
 def _unusable(exc: BaseException) -> None:

@@ -48,6 +48,7 @@ class RetryPolicy:
         return (
             tries < self.max_attempts
             and error.retryable
+            and error.retry_now
             and error.category is not Category.BUSY
             and not error.maybe_created
         )

@@ -6,9 +6,12 @@ authenticates a prepared request, and forgets what it cached when the service sa
 ``AccessKeyAuth`` signs each request with an AK/SK pair. ``auth_for`` picks the one the
 credentials call for.
 
-A login IAM refused is remembered by a ``LoginGuard``, keyed by a digest of what was sent: the
-same login is not sent again until the secret changes, and at most once an hour, because every
-refused login counts towards the account's lockout (Open Telekom Cloud: 5 in 15 minutes).
+Every token request goes through the container's ``Logins``. A login (domain, user, password:
+never the project it is scoped to, nor the secret that holds it) is sent by one caller at a
+time; one that failed is not sent again in the same invocation (the plans that share it share
+its answer); one IAM refused is remembered by a ``LoginGuard``, keyed by a digest of the login,
+and not sent again until the secret changes, and at most once an hour, because every refused
+login counts towards the account's lockout (Open Telekom Cloud: 5 in 15 minutes).
 """
 
 from __future__ import annotations
@@ -70,6 +73,31 @@ class CsbsAuth(Protocol):
     def secret_values(self) -> tuple[str, ...]: ...
 
 
+@dataclass(frozen=True)
+class Refusal:
+    """IAM's refusal of a login as remembered: when, when it may be tried again, and what IAM
+    said (so that every plan it answers names the same request)."""
+
+    refused_at: float
+    retry_at: float
+    http_status: int | None = None
+    request_id: str | None = None
+
+    @classmethod
+    def of(cls, error: UpstreamError, now: float) -> Refusal:
+        return cls(now, now + REFUSAL_REMEMBERED_SECONDS, error.http_status, error.request_id)
+
+    def error(self) -> UpstreamError:
+        moment = datetime.fromtimestamp(self.refused_at, UTC).isoformat(timespec="seconds")
+        again = datetime.fromtimestamp(self.retry_at, UTC).isoformat(timespec="seconds")
+        return UpstreamError(
+            f"{REFUSED_NOTE} (refused at {moment}; tried once more after {again} if it never does)",
+            category=Category.AUTH_FAILED,
+            http_status=self.http_status,
+            request_id=self.request_id,
+        )
+
+
 class LoginGuard(Protocol):
     """Remembers logins IAM refused, by a digest of the login (never the login itself)."""
 
@@ -77,7 +105,7 @@ class LoginGuard(Protocol):
         """Raise the remembered refusal (``auth_failed``) if ``login`` may not be sent now."""
         ...
 
-    def refused(self, login: str) -> None: ...
+    def refused(self, login: str, error: UpstreamError) -> None: ...
 
     def accepted(self, login: str) -> None: ...
 
@@ -88,34 +116,70 @@ class MemoryLoginGuard:
     def __init__(self, clock: Callable[[], float]) -> None:
         self._clock = clock
         self._lock = threading.Lock()
-        self._refused: dict[str, tuple[float, float]] = {}  # login: refused at, retry at
+        self._refused: dict[str, Refusal] = {}
 
     def check(self, login: str) -> None:
         with self._lock:
-            mark = self._refused.get(login)
-        if mark is not None and self._clock() < mark[1]:
-            raise remembered_refusal(*mark)
+            refusal = self._refused.get(login)
+        if refusal is not None and self._clock() < refusal.retry_at:
+            raise refusal.error()
 
-    def remember(self, login: str, refused_at: float, retry_at: float) -> None:
+    def remember(self, login: str, refusal: Refusal) -> None:
         with self._lock:
-            self._refused[login] = (refused_at, retry_at)
+            self._refused[login] = refusal
 
-    def refused(self, login: str) -> None:
-        now = self._clock()
-        self.remember(login, now, now + REFUSAL_REMEMBERED_SECONDS)
+    def refused(self, login: str, error: UpstreamError) -> None:
+        self.remember(login, Refusal.of(error, self._clock()))
 
     def accepted(self, login: str) -> None:
         with self._lock:
             self._refused.pop(login, None)
 
 
-def remembered_refusal(refused_at: float, retry_at: float) -> UpstreamError:
-    moment = datetime.fromtimestamp(refused_at, UTC).isoformat(timespec="seconds")
-    again = datetime.fromtimestamp(retry_at, UTC).isoformat(timespec="seconds")
-    return UpstreamError(
-        f"{REFUSED_NOTE} (refused at {moment}; tried once more after {again} if it never does)",
-        category=Category.AUTH_FAILED,
-    )
+class Logins:
+    """The container's token requests, by login: one caller at a time sends a login; one that
+    failed is answered from memory for the rest of the invocation (the next may try once more);
+    one IAM refused is left to the guard."""
+
+    def __init__(self, guard: LoginGuard) -> None:
+        self.guard = guard
+        self._lock = threading.Lock()
+        self._locks: dict[str, threading.Lock] = {}
+        self._failed: dict[str, UpstreamError] = {}  # this invocation's failed logins
+
+    def new_invocation(self) -> None:
+        with self._lock:
+            self._failed.clear()
+
+    def send(self, login: str, request: Callable[[], Token]) -> Token:
+        """``request``'s token, unless ``login`` failed in this invocation or is refused."""
+        with self._lock:
+            lock = self._locks.setdefault(login, threading.Lock())
+        with lock:
+            failed = self._failed.get(login)
+            if failed is not None:
+                raise _again(failed)
+            self.guard.check(login)
+            try:
+                token = request()
+            except UpstreamError as error:
+                if error.category is Category.AUTH_FAILED:
+                    self.guard.refused(login, error)
+                    error = _refused(error)
+                error.retry_now = False
+                self._failed[login] = error
+                raise error from None
+            self.guard.accepted(login)
+            return token
+
+
+def _again(error: UpstreamError) -> UpstreamError:
+    """A login's failure told again to a plan that shares it: nothing was sent for this one."""
+    again = UpstreamError(error.message, category=error.category, http_status=error.http_status,
+                          code=error.code, request_id=error.request_id)  # fmt: skip
+    again.retry_after_seconds = error.retry_after_seconds
+    again.retry_now = False
+    return again
 
 
 @dataclass(frozen=True)
@@ -127,12 +191,10 @@ class Token:
     renew_at: datetime
 
 
-def auth_for(
-    credentials: CloudCredentials, session: requests.Session, guard: LoginGuard
-) -> CsbsAuth:
+def auth_for(credentials: CloudCredentials, session: requests.Session, logins: Logins) -> CsbsAuth:
     if isinstance(credentials, AccessKeyCredentials):
         return AccessKeyAuth(credentials)
-    return KeystonePasswordAuth(credentials, session, guard=guard)
+    return KeystonePasswordAuth(credentials, session, logins=logins)
 
 
 class AccessKeyAuth:
@@ -181,12 +243,12 @@ class KeystonePasswordAuth:
         credentials: PasswordCredentials,
         session: requests.Session,
         *,
-        guard: LoginGuard,
+        logins: Logins,
         now: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self._credentials = credentials
         self._session = session
-        self._guard = guard
+        self._logins = logins
         self._now = now
         self._lock = threading.Lock()
         # By the project asked for ("": the secret's own, by name) and by the project it names.
@@ -219,33 +281,26 @@ class KeystonePasswordAuth:
     def _current_token(
         self, deadline: Deadline, project_id: str | None, *, catalog: bool = False
     ) -> Token:
-        """The lock makes concurrent plans share one token request per project; a refused login
-        is asked of the guard before it is sent again. A token asked for without its catalog
-        (the secret named every endpoint needed so far) is fetched again where one is needed."""
+        """The lock makes concurrent plans share one token request per project; ``Logins``
+        decides whether the login may be sent. A token asked for without its catalog (the
+        secret named every endpoint needed so far) is fetched again where one is needed."""
         key = project_id or self._credentials.project_id or ""
         with self._lock:
             token = self._tokens.get(key)
             lacking = token is not None and catalog and token.catalog is None
             if token is None or lacking or self._now() >= token.renew_at:
-                login = self._login_digest(key)
-                self._guard.check(login)
-                try:
-                    token = self._request_token(deadline, key, catalog=catalog)
-                except UpstreamError as error:
-                    if error.category is not Category.AUTH_FAILED:
-                        raise
-                    self._guard.refused(login)
-                    raise _refused(error) from None
-                self._guard.accepted(login)
+                token = self._logins.send(
+                    self._login_digest(),
+                    lambda: self._request_token(deadline, key, catalog=catalog),
+                )
                 self._tokens[key] = self._tokens[token.project_id] = token
             return token
 
-    def _login_digest(self, project_id: str) -> str:
-        """Names one login (these credentials, scoped to ``project_id``) without revealing it."""
+    def _login_digest(self) -> str:
+        """Names one login (domain, user, password: whatever project it is scoped to and
+        whichever secret holds it) without revealing it."""
         credentials = self._credentials
-        named = [credentials.auth_url, credentials.user_domain_name, credentials.username,
-                 project_id or credentials.project_name]  # fmt: skip
-        salt = json.dumps(named).encode()
+        salt = json.dumps([credentials.user_domain_name, credentials.username]).encode()
         password = credentials.password.encode("utf-8", "surrogatepass")
         digest = hashlib.pbkdf2_hmac("sha256", password, salt, _DIGEST_ITERATIONS)
         return hashlib.sha256(salt + digest).hexdigest()
