@@ -64,9 +64,19 @@ class Field:
     expression: ParsedResult | None = None
 
     def read(self, body: Any, headers: dict[str, str]) -> Any:
+        """The value, or ``Unreadable`` where the expression cannot take the body's types
+        (``join`` over numbers, ``sort`` over mixed types, ``>`` between a string and a
+        number): a signed sender's body, never a crash."""
         if self.expression is None:
             return headers.get(self.header or "")
-        return self.expression.search(body)
+        try:
+            return self.expression.search(body)
+        except (JMESPathError, TypeError, ValueError, ArithmeticError, RecursionError) as exc:
+            raise Unreadable(type(exc).__name__) from None
+
+
+class Unreadable(Exception):
+    """A field's expression raised on this body (its exception's type, nothing of the body)."""
 
 
 @dataclass(frozen=True)
@@ -95,7 +105,7 @@ class Source:
             return None
         try:
             met = self.when.read(body, {})
-        except JMESPathError:  # a type the expression cannot take: not met
+        except Unreadable:  # a type the expression cannot take: not met
             met = None
         if met is True:
             return None
@@ -104,10 +114,22 @@ class Source:
         )
 
     def map(self, body: Any, headers: dict[str, str]) -> Mapped:
-        values = {name: field.read(body, headers) for name, field in self.fields.items()}
+        values: dict[str, Any] = {}
+        unreadable: list[str] = []
+        for name, field in self.fields.items():
+            try:
+                values[name] = field.read(body, headers)
+            except Unreadable:
+                unreadable.append(f"{name} at {field.description}")
         reference = _short_text(values.get("reference"))
         delivery_id = _short_text(values.get("delivery_id"))
         timestamp = values.get("timestamp")
+        if unreadable:
+            error = InvalidEventError(
+                f"the {self.name} payload does not fit its mapping: {', '.join(unreadable)} "
+                "cannot be read from it"
+            )
+            return Mapped(RejectedPlan(error), delivery_id, reference, timestamp)
         targets = {key: values[key] for key in _TARGETS if values.get(key) is not None}
         if not targets:
             places = " or ".join(
