@@ -75,8 +75,10 @@ def test_a_condition_is_met_by_true_only(met: Any) -> None:
 
 _JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
-    lambda children: st.lists(children, max_size=4)
-    | st.dictionaries(st.sampled_from(["ids", "a", "b", "plan", "c"]), children, max_size=4),
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.dictionaries(st.sampled_from(["ids", "a", "b", "plan", "c"]), children, max_size=4)
+    ),
     max_leaves=16,
 )
 

@@ -116,11 +116,11 @@ class Source:
     def map(self, body: Any, headers: dict[str, str]) -> Mapped:
         values: dict[str, Any] = {}
         unreadable: list[str] = []
-        for name, field in self.fields.items():
+        for name, where in self.fields.items():
             try:
-                values[name] = field.read(body, headers)
+                values[name] = where.read(body, headers)
             except Unreadable:
-                unreadable.append(f"{name} at {field.description}")
+                unreadable.append(f"{name} at {where.description}")
         reference = _short_text(values.get("reference"))
         delivery_id = _short_text(values.get("delivery_id"))
         timestamp = values.get("timestamp")
