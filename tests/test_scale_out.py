@@ -606,6 +606,23 @@ def test_a_bad_message_among_ten_is_told_and_leaves_the_others_run(
     assert deployment.queued() == 0
 
 
+def test_an_unreadable_message_delivered_three_times_is_told_once(deployment: Deployment) -> None:
+    """SQS delivers at least once: a poison message is keyed by its body's digest."""
+    record = {"messageId": "m-1", "receiptHandle": "r-1", "body": '{"v": 1, "plan": 7}',
+              "attributes": {"ApproximateReceiveCount": "1"}, "eventSource": "aws:sqs"}  # fmt: skip
+
+    for delivery in (1, 2, 3):
+        record["attributes"] = {"ApproximateReceiveCount": str(delivery)}
+        context = FakeLambdaContext(function_name="csbs-trigger-plan-worker")
+        answer = plan_worker.handler({"Records": [record]}, context)
+        assert answer == {"batchItemFailures": []}  # it leaves the queue
+
+    [told] = deployment.notifications()
+    assert told.message["error"]["category"] == "invalid_event"
+    assert told.message["trigger"] == {"source": "queue", "id": "m-1", "sender": None,
+                                       "reference": None}  # fmt: skip
+
+
 def test_a_throttle_slows_the_containers_other_calls_with_the_same_credentials(
     deployment: Deployment,
 ) -> None:

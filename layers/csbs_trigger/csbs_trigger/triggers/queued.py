@@ -8,6 +8,7 @@ redelivered message, a retried firing and a firing delivered twice run each plan
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 from dataclasses import dataclass, replace
@@ -145,8 +146,13 @@ def _run_message(record: Any, context: Any, runtime: Runtime) -> str | None:
     except InvalidEventError as error:
         logger.error("queued plan unreadable", extra={"message_id": message_id,
                                                       "reason": error.message})  # fmt: skip
+        # Told once however often SQS delivers it: keyed by what it holds.
+        body = record.get("body")
+        digest = hashlib.sha256(repr(body).encode("utf-8", "surrogatepass")).hexdigest()
+        key = f"queue:unreadable:{digest}"
         trigger = Trigger(source="queue", id=message_id)
-        [result] = run_units(trigger, [Unit(RejectedPlan(error))], context, runtime)
+        unit = Unit(RejectedPlan(error), key, key, payload=digest)
+        [result] = run_units(trigger, [unit], context, runtime)
         return message_id if result.publish_error else None
     try:
         deliveries = _deliveries(record)
