@@ -138,9 +138,9 @@ ROWS = [
     Row("connection reset mid-body", "network", 1, Fault(200, {"checkpoint": {"id": "x" * 99}},
         reset=True), maybe_created=True),
     # IAM
+    # a token request that reached IAM is not sent again within the invocation
     Row("IAM token endpoint 503", "unavailable", 0,
-        setup=lambda d: d.standin.fail_next("iam", *[Fault(503, b"maintenance")] * 3),
-        sleeps=BACKOFF),
+        setup=lambda d: d.standin.fail_next("iam", *[Fault(503, b"maintenance")] * 3)),
     Row("IAM refuses the password", "auth_failed", 0,
         setup=secret(lambda d: d.standin.cloud_secret(password="wrong-password"))),
     Row("AK/SK signature refused", "auth_failed", 1,

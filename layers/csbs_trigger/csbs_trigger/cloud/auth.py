@@ -163,6 +163,8 @@ class Logins:
             try:
                 token = request()
             except UpstreamError as error:
+                if _never_reached_iam(error):
+                    raise  # a connection never made: it may be tried again at once
                 if error.category is Category.AUTH_FAILED:
                     self.guard.refused(login, error)
                     error = _refused(error)
@@ -171,6 +173,13 @@ class Logins:
                 raise error from None
             self.guard.accepted(login)
             return token
+
+
+def _never_reached_iam(error: UpstreamError) -> bool:
+    """Whether the login cannot have reached IAM (the connection was refused or never made):
+    only such a try may be repeated within the invocation."""
+    transport = error.category in (Category.TIMEOUT, Category.NETWORK)
+    return transport and not error.request_sent
 
 
 def _again(error: UpstreamError) -> UpstreamError:
