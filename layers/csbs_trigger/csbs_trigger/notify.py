@@ -21,6 +21,7 @@ from csbs_trigger.cloud.backend import Backend, BackupRequest, Started
 from csbs_trigger.cloud.backends import BACKENDS
 from csbs_trigger.errors import TRUNCATION_MARK, TriggerError
 from csbs_trigger.models import Trigger
+from csbs_trigger.text import shown
 
 SCHEMA_VERSION = 1
 # What a notification reports: a trigger's run (the backup started, or why not); subscribers
@@ -125,7 +126,7 @@ class Redactor:
         forms: set[str] = set()
         for value in secret_values:
             if len(value) >= _MIN_REDACTED_LENGTH:
-                forms.update(_echoed_forms(value))
+                forms.update(f for f in _echoed_forms(value) if len(f) >= _MIN_REDACTED_LENGTH)
         # Longest first, so a secret that contains another is removed whole.
         self._forms = sorted(forms, key=len, reverse=True)
 
@@ -149,7 +150,8 @@ class Redactor:
 def _echoed_forms(value: str) -> set[str]:
     collapsed = " ".join(value.split())
     forms = {value, collapsed, quote(value, safe=""), quote(value), quote_plus(value)}
-    return forms | {json.dumps(form, ensure_ascii=False)[1:-1] for form in forms}
+    forms |= {json.dumps(form, ensure_ascii=False)[1:-1] for form in forms}
+    return forms | {shown(form) for form in forms}  # as a message shows it
 
 
 def sns_subject(text: str) -> str:
@@ -259,7 +261,7 @@ def fit(
     """
 
     def render(candidate: dict[str, Any]) -> str | None:
-        text = redact(json.dumps(candidate, ensure_ascii=False, allow_nan=False))
+        text = redact(json.dumps(shown(candidate), ensure_ascii=False, allow_nan=False))
         return text if len(text.encode()) <= limit else None
 
     text = render(message)
@@ -275,7 +277,8 @@ def fit(
     if text is not None:
         return text
     note = f"the message exceeded {limit // 1024} KiB: only its essentials are kept"
-    return redact(json.dumps(essentials_of(message, note), ensure_ascii=False, allow_nan=False))
+    essentials = shown(essentials_of(message, note))
+    return redact(json.dumps(essentials, ensure_ascii=False, allow_nan=False))
 
 
 def essentials_of(content: dict[str, Any], note: str) -> dict[str, Any]:

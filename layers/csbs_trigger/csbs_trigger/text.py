@@ -12,6 +12,8 @@ from typing import Any
 
 _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 _CONTROL = re.compile("[\x00-\x1f\x7f]")
+# What a terminal or a mail client may act on: C0 controls but tab and newline, DEL, C1.
+_UNSHOWN = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 REPLACEMENT = "\ufffd"
 # Times a server may plausibly name: anything else is a placeholder or garbage.
 _EARLIEST, _LATEST = datetime(2000, 1, 1, tzinfo=UTC), datetime(2200, 1, 1, tzinfo=UTC)
@@ -35,6 +37,19 @@ def scrub(value: Any) -> Any:
         return [scrub(item) for item in value]
     if isinstance(value, dict):
         return {scrub(key): scrub(item) for key, item in value.items()}
+    return value
+
+
+def shown(value: Any) -> Any:
+    """``value`` (decoded JSON) as it may be shown to a person: without control characters (a
+    service's NUL or terminal escape sequence) and with every lone surrogate replaced by
+    U+FFFD, so that it always encodes."""
+    if isinstance(value, str):
+        return _UNSHOWN.sub("", _LONE_SURROGATE.sub(REPLACEMENT, value))
+    if isinstance(value, list):
+        return [shown(item) for item in value]
+    if isinstance(value, dict):
+        return {shown(key): shown(item) for key, item in value.items()}
     return value
 
 

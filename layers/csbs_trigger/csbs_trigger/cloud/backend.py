@@ -18,6 +18,11 @@ from typing import Any, Protocol
 from csbs_trigger.cloud.checkpoint_items import CheckpointItem
 from csbs_trigger.cloud.endpoints import Service
 from csbs_trigger.deadline import Deadline
+from csbs_trigger.errors import truncate
+
+# A skipped resource's name and reason as the tracking record keeps them: 256 of them at four
+# bytes a character stay far below DynamoDB's 400 KB an item.
+STORED_TEXT_LENGTH = 80
 
 
 @dataclass(frozen=True)
@@ -128,8 +133,14 @@ class Skipped:
     code: str | None
     reason: str | None
 
-    def to_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "name": self.name, "code": self.code, "reason": self.reason}
+    def to_dict(self, text_limit: int | None = None) -> dict[str, Any]:
+        """As notifications carry it; ``text_limit``: name and reason cut to that length (the
+        id and the code are kept whole)."""
+        name, reason = self.name, self.reason
+        if text_limit is not None:
+            name = name and truncate(name, text_limit)
+            reason = reason and truncate(reason, text_limit)
+        return {"id": self.id, "name": name, "code": self.code, "reason": reason}
 
     def as_item(self) -> CheckpointItem:
         """As the completion lists it: an item that failed with its code and reason."""
@@ -211,7 +222,8 @@ class BackupService(ABC):
 
     def tracking_details(self, started: Started) -> dict[str, Any]:
         """What the tracker needs besides the ids to follow this backup (JSON): the resources
-        the service skipped, which it will never list, where there are any."""
+        the service skipped, which it will never list, where there are any; their texts cut so
+        that a vault's every resource fits a DynamoDB item."""
         if not started.skipped:
             return {}
-        return {"skipped": [skipped.to_dict() for skipped in started.skipped]}
+        return {"skipped": [s.to_dict(text_limit=STORED_TEXT_LENGTH) for s in started.skipped]}
