@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import replace
+from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
 
@@ -713,3 +714,38 @@ def test_a_completion_whose_start_was_not_kept_still_counts() -> None:
     [line] = digest_of([completed])["plans"]
     assert (line["runs"], line["last_outcome"]) == (0, "succeeded")
     assert line["last_success_at"] == "2027-01-15T07:10:00+00:00"
+
+
+def test_a_digest_survives_any_text_the_history_holds(deployment: Deployment) -> None:
+    """A stored entry's JSON may escape a lone surrogate (or a control character) in a plan
+    name: the digest still tells, every later one too (issue 25.5)."""
+    now = time.time()
+    for index, named in enumerate(("Sicherung\ud800", "plan\x1b[31m red")):
+        [started, _] = backup(now - 3600, plan=f"p-{index}", name=named)
+        raw = json.dumps(started.to_dict())  # escapes the surrogate as \ud800
+        moment = datetime.fromtimestamp(started.at, UTC).isoformat(timespec="milliseconds")
+        deployment.aws.client("dynamodb").put_item(TableName="csbs-trigger-history", Item={
+            "pk": {"S": f"day#{moment[:10]}"}, "sk": {"S": f"{moment}#{started.id}"},
+            "entry": {"S": raw}, "expires_at": {"N": str(int(now) + 3600)}})  # fmt: skip
+
+    run_digest(deployment, {})
+    run_digest(deployment, {})
+
+    told = deployment.notifications()
+    assert len(told) == 2
+    names = {line["name"] for line in told[0].message["plans"]}
+    assert "Sicherung\ufffd" in names
+    assert "plan[31m red" in names
+
+
+def test_a_history_table_that_refuses_queries_fails_the_digest_run_for_its_alarm(
+    deployment: Deployment,
+) -> None:
+    from csbs_trigger import TriggerError
+
+    deployment.cold_start()
+    deployment.refuse(deployment.runtime.dynamodb, "Query", "AccessDeniedException")
+
+    with pytest.raises(TriggerError, match=r"history table.*AccessDeniedException"):
+        run_digest(deployment, {})
+    assert deployment.notifications() == []
