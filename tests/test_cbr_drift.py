@@ -102,12 +102,13 @@ def poll(deployment: Deployment, backups: list[Any], tasks: list[Any]) -> list[C
 
 
 def text(value: Any) -> str | None:
-    """A field as the test reads it: a string or number, stripped; nothing else."""
+    """A field as the test reads it: a string or number, its whitespace folded as every text
+    shown is; nothing else."""
     if isinstance(value, bool) or not isinstance(value, str | int | float):
         return None
     if isinstance(value, float) and value.is_integer():
         value = int(value)
-    return str(value).strip() or None
+    return " ".join(str(value).split()) or None
 
 
 def decoded(value: Any) -> dict[str, Any]:
