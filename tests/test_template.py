@@ -435,3 +435,32 @@ def test_the_dashboard_is_built_from_the_templates_own_names(resources: dict[str
     webhook = variables["WebhookSource"]["Fn::If"]
     assert webhook[0] == "EnableWebhooks"
     assert webhook[1] == {"Fn::Sub": " | SOURCE '${WebhookLogGroup}'"}
+
+
+def test_the_history_is_recoverable_and_the_other_tables_say_why_not(
+    resources: dict[str, Any],
+) -> None:
+    """35 days of audit can be restored from any second of the last 35 days; the idempotency
+    and login-refusal tables hold nothing that cannot be made again (README, Security)."""
+    history = resources["HistoryTable"]["Properties"]
+    assert history["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    readme = " ".join((ROOT / "README.md").read_text().split())
+    for table in ("IdempotencyTable", "LoginRefusalTable"):
+        assert "PointInTimeRecoverySpecification" not in resources[table]["Properties"]
+        assert f"`{table}` has no point-in-time recovery" in readme
+
+
+def test_the_webhook_api_logs_each_request_without_its_credentials(
+    resources: dict[str, Any],
+) -> None:
+    [stage] = [r["Properties"] for r in resources.values()
+               if r["Type"] == "AWS::ApiGatewayV2::Stage"]  # fmt: skip
+    settings = stage["AccessLogSettings"]
+    group = settings["DestinationArn"]["Fn::GetAtt"][0]
+    assert resources[group]["Type"] == "AWS::Logs::LogGroup"
+    assert resources[group]["Properties"]["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+    fields = json.loads(settings["Format"])  # one JSON object a request
+    assert {"requestId", "status", "routeKey", "path", "ip"} <= set(fields)
+    text = settings["Format"].lower()
+    for never in ("authorization", "querystring", "header", "$context.authorizer"):
+        assert never not in text
