@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import base64
 import json
+import re
+import time
 from typing import Any
 
 import pytest
@@ -689,9 +691,47 @@ def test_a_jira_automation_rule_starts_the_backup_its_smart_values_name(
     [call] = deployment.standin.calls("csbs")
     assert call.json()["checkpoint"]["parameters"] == {"resources": [SERVER_A, SERVER_B]}
     [delivered] = deployment.notifications()
-    assert delivered.message["trigger"]["id"] == "CHG-43 2026-11-27 01:40"
+    assert delivered.message["trigger"]["id"] == "CHG-43 1795743612345"
     again = deployment.invoke_webhook(read_event("webhook-jira-automation.json"))
     assert again["headers"]["Idempotent-Replayed"] == "true"
+
+
+def rendered_rule_body(issue_key: str, updated: float) -> bytes:
+    """The README's rule body as Jira automation renders it (its smart values, for an issue
+    last updated at ``updated``, Unix time)."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("**Jira Service Management automation**") :]
+    start = section.index("```json") + len("```json")
+    template = section[start : section.index("```", start)]
+    values = {
+        "issue.key": issue_key,
+        "issue.customfield_10050": "62171999-3df1-42f7-9513-6f9b1bea4744",
+        "issue.customfield_10051": f"{SERVER_A}, {SERVER_B}",
+        "issue.updated.toMillis": str(int(updated * 1000)),
+        "issue.updated.jqlDateTime": time.strftime("%Y-%m-%d %H:%M", time.gmtime(updated)),
+    }
+    body = re.sub(r"\{\{([^}]+)\}\}", lambda match: values[match.group(1)], template)
+    return body.encode()
+
+
+def test_two_transitions_a_second_apart_are_two_deliveries_and_a_resend_is_one(
+    deployment: Deployment,
+) -> None:
+    """The README's delivery id for automation rules: a transition, then another one second
+    later in the same minute (the change went back and forth), then the second resent."""
+    first = 1_795_743_600.250  # 2026-11-27T01:40:00.250Z
+    headers = {"Content-Type": "application/json",
+               AUTOMATION_HEADER: SECRETS["jira-automation"][0]}  # fmt: skip
+
+    answers = [
+        deployment.invoke_webhook(http_api_event(
+            "POST", "/webhooks/jira-automation", headers, rendered_rule_body("CHG-43", updated)))
+        for updated in (first, first + 1, first + 1)
+    ]  # fmt: skip
+
+    assert [answer["statusCode"] for answer in answers] == [201, 201, 201]
+    assert [a["headers"].get("Idempotent-Replayed") for a in answers] == [None, None, "true"]
+    assert len([c for c in deployment.standin.calls("csbs") if c.method == "POST"]) == 2
 
 
 @pytest.mark.parametrize(
