@@ -2,9 +2,10 @@
 
 It serves Keystone's ``POST /v3/auth/tokens``, CSBS's
 ``POST /v1/{project_id}/providers/{provider_id}/checkpoints`` and checkpoint items, and CBR's
-restore points, backups and tasks under ``/v3/{project_id}/`` (with the drift real CBR answers
-show: sizes as strings, ``extra_info`` as a JSON string, ``vault: null`` on a GET, disk backups
-with a ``parent_id``, pages capped below the ``limit`` asked for), checks what a real server checks
+restore points, backups and tasks under ``/v3/{project_id}/`` (as the official CBR SDK's response
+models read them, which a test checks, with what real CBR answers show besides: ``vault: null``
+on a GET, disk backups with a ``parent_id``, pages capped below the ``limit`` asked for), checks
+what a real server checks
 (token, project, provider, content type, body shape, plan and resources), answers as real servers
 do (``extra_info`` as a JSON string, microsecond timestamps without a zone), records every request,
 and can be told to fail the next requests in any way the client must survive.
@@ -132,6 +133,9 @@ class CsbsStandIn:
         self.polls_to_finish = 3
         self.plans: dict[str, Plan] = {}
         self.requests: list[Recorded] = []
+        # Every JSON answer sent (method, path, status, body), for checks against official
+        # models.
+        self.answers: list[tuple[str, str, int, Any]] = []
         self._faults: dict[str, deque[Fault]] = {"iam": deque(), "csbs": deque(), "cbr": deque()}
         # CBR: vaults by id, the restore points created, the rows a list page holds at most.
         self.vaults: dict[str, Vault] = {}
@@ -269,20 +273,26 @@ class CsbsStandIn:
         rows = []
         now = datetime.now(UTC).replace(tzinfo=None).isoformat()
         for (server_id, name), backup_id in zip(point.servers, point.backup_ids, strict=True):
-            status, progress = self._backup_status(point, server_id)
+            status, _ = self._backup_status(point, server_id)
             row = {
                 "id": backup_id,
                 "checkpoint_id": point.id,
                 "parent_id": None,
                 "resource_id": server_id,
                 "resource_name": name,
-                "resource_size": "40",
+                "resource_size": 40,
                 "resource_type": "OS::Nova::Server",
                 "status": status,
                 "vault_id": point.vault_id,
                 "updated_at": now,
                 "protected_at": now,
-                "extend_info": json.dumps({"progress": progress, "auto_trigger": False}),
+                "extend_info": {
+                    "auto_trigger": False,
+                    "supported_restore_mode": "backup",
+                    "contain_system_disk": True,
+                    "support_lld": True,
+                    "system_disk": False,
+                },
             }
             disks = [{**row, "id": f"{backup_id}-disk-{index}", "parent_id": backup_id,
                       "resource_type": "OS::Cinder::Volume", "resource_name": f"{name}-disk"}
@@ -762,6 +772,9 @@ class _Handler(BaseHTTPRequestHandler):
     # -- writing ----------------------------------------------------------------------------
     def _send(self, status: int, body: dict[str, Any] | bytes, headers: dict[str, str]) -> None:
         data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        if not isinstance(body, bytes):
+            with self.standin._lock:
+                self.standin.answers.append((self.command, urlsplit(self.path).path, status, body))
         self.send_response(status)
         if not any(name.lower() == "content-type" for name in headers):
             self.send_header("Content-Type", "application/json")
