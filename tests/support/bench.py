@@ -44,6 +44,7 @@ from support.webhook_samples import SECRETS, signed_headers
 RUNTIME_PYTHON = ROOT / ".venv-runtime" / "bin" / "python"
 LAYER = BUILD / "CoreLayer" / "python"
 COLD_IMPORT_BUDGET = 1.2
+FIRST_BUDGET = 1.1  # import and the first invocation: what a cold start costs
 WARM_BUDGET = 1.1
 RSS_BUDGET_MIB = 128
 WARM_CALLS = 50
@@ -99,6 +100,13 @@ cache = {}
 def login():
     answer = secretsmanager.get_secret_value(SecretId=os.environ["CSBS_SECRET_ID"])
     secret = cache["secret"] = json.loads(answer["SecretString"])
+    # Never a refused login again (the lockout rule): its mark is read first, by a stretched
+    # digest of the login.
+    import hashlib
+    salt = json.dumps([secret["user_domain_name"], secret["username"]]).encode()
+    digest = hashlib.pbkdf2_hmac("sha256", secret["password"].encode(), salt, 20_000)
+    dynamodb.get_item(TableName=os.environ["LOGIN_REFUSAL_TABLE"], ConsistentRead=True,
+                      Key={"login": {"S": hashlib.sha256(salt + digest).hexdigest()}})
     auth = {"auth": {"identity": {"methods": ["password"], "password": {"user": {
         "name": secret["username"], "password": secret["password"],
         "domain": {"name": secret["user_domain_name"]}}}},
@@ -210,9 +218,19 @@ def invoke(current):
     message = once(f"bare:{key_id}#execute", execute)
     attributes = {"outcome": {"DataType": "String", "StringValue": "succeeded"},
                   "plan_id": {"DataType": "String", "StringValue": current["plan_id"]}}
-    once(f"bare:{key_id}#publish", lambda: sns.publish(
-        TopicArn=os.environ["NOTIFICATION_TOPIC_ARN"], Subject="CSBS backup started",
-        Message=json.dumps(message), MessageAttributes=attributes)["MessageId"])
+    def publish():
+        message_id = sns.publish(
+            TopicArn=os.environ["NOTIFICATION_TOPIC_ARN"], Subject="CSBS backup started",
+            Message=json.dumps(message), MessageAttributes=attributes)["MessageId"]
+        # Kept in the history the digest reads, as the function keeps it.
+        now = time.time()
+        dynamodb.put_item(TableName=os.environ["HISTORY_TABLE"], Item={
+            "pk": {"S": "day#" + time.strftime("%Y-%m-%d", time.gmtime(now))},
+            "sk": {"S": f"{now}#{key_id}"}, "expires_at": {"N": str(int(now) + 35 * 86400)},
+            "entry": {"S": json.dumps({"id": key_id, "at": now, "outcome": "succeeded",
+                                       "plan": current["plan_id"]})}})
+        return message_id
+    once(f"bare:{key_id}#publish", publish)
 
 invoke(event)
 cpu2, wall2 = time.process_time(), time.perf_counter()
@@ -351,6 +369,7 @@ def main(argv: list[str] | None = None) -> int:
             "IDEMPOTENCY_TABLE": aws.idempotency_table(),
             "TRACKING_TABLE": aws.tracking_table("csbs-trigger-bench-started"),
             "LOGIN_REFUSAL_TABLE": aws.login_refusal_table(),
+            "HISTORY_TABLE": aws.history_table(),
             "TRACKING_POLL_INTERVAL_SECONDS": "0",
             "BENCH_PENDING": str(PENDING_BACKUPS),
             "POWERTOOLS_LOG_LEVEL": "WARNING",
@@ -389,6 +408,9 @@ def main(argv: list[str] | None = None) -> int:
         import_ratio = statistics.median(s["import_cpu"] for s in function) / statistics.median(
             s["import_cpu"] for s in bare
         )
+        first_ratio = statistics.median(s["first_cpu"] for s in function) / statistics.median(
+            s["first_cpu"] for s in bare
+        )
         rss = max(s["max_rss_mib"] for s in function)
         warm_f = [v for s in result["warm_function"] for v in s["warm_cpu"]]
         warm_b = [v for s in result["warm_bare"] for v in s["warm_cpu"]]
@@ -415,8 +437,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  peak RSS: function {rss:.1f} MiB, bare {bare_rss:.1f} MiB "
               f"(budget {RSS_BUDGET_MIB})")  # fmt: skip
         print(f"  cold import CPU ratio {import_ratio:.2f} (budget {COLD_IMPORT_BUDGET}), "
+              f"import + 1st invocation CPU ratio {first_ratio:.2f} (budget {FIRST_BUDGET}), "
               f"warm CPU ratio {warm_ratio:.2f} (budget {WARM_BUDGET})")  # fmt: skip
         ok = ok and import_ratio <= COLD_IMPORT_BUDGET and warm_ratio <= WARM_BUDGET
+        ok = ok and first_ratio <= FIRST_BUDGET
         ok = ok and rss < RSS_BUDGET_MIB
     print("\nbudgets met" if ok else "\nBUDGET EXCEEDED")
     return 0 if ok else 1

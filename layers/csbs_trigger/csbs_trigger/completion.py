@@ -39,6 +39,8 @@ GONE_AFTER_POLLS = 2
 
 @dataclass(frozen=True)
 class Verdict:
+    """How a backup ended, and why where it did not succeed."""
+
     outcome: str  # succeeded | failed | timed_out
     error: TriggerError | None = None
 

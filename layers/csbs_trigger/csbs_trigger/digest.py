@@ -54,6 +54,8 @@ RUNNING_GRACE_SECONDS = 3600
 
 @dataclass(frozen=True)
 class Period:
+    """The time a digest covers: from ``start`` up to, not including, ``end``."""
+
     start: float
     end: float
 
@@ -87,6 +89,8 @@ class _Run:
 
 @dataclass
 class _Plan:
+    """What names a plan in the digest: its backend, id and where it runs."""
+
     backend: str
     target_id: str
     project_id: str | None = None

@@ -54,6 +54,8 @@ class ProtectedResource:
 
 @dataclass(frozen=True)
 class ProtectionPlan:
+    """The CSBS policy a checkpoint was made of, as the answer names it."""
+
     id: str | None
     name: str | None
     resources: tuple[ProtectedResource, ...]

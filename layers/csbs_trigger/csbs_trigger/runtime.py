@@ -35,14 +35,14 @@ from csbs_trigger.cloud.credentials import CloudCredentials, parse_cloud_secret
 from csbs_trigger.errors import ConfigError
 from csbs_trigger.notify import Redactor
 from csbs_trigger.settings import Settings
-from csbs_trigger.triggers.webhook_auth import secret_weakness
-from csbs_trigger.triggers.webhook_sources import Source, load_sources
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
     from mypy_boto3_secretsmanager import SecretsManagerClient
     from mypy_boto3_sns import SNSClient
     from mypy_boto3_sqs import SQSClient
+
+    from csbs_trigger.triggers.webhook_sources import Source
 
 
 class Runtime:
@@ -183,7 +183,10 @@ class Runtime:
         return Deduplicator(self.dynamodb, self.settings.idempotency_table)
 
     def webhook_sources(self) -> dict[str, Source]:
-        """The configured webhook senders, loaded and checked once per container."""
+        """The configured webhook senders, loaded and checked once per container (only the
+        webhook function reads them: their module and its JMESPath load here)."""
+        from csbs_trigger.triggers.webhook_sources import load_sources
+
         if self._webhook_sources is None:
             self._webhook_sources = load_sources(self.settings.webhook_sources)
         return self._webhook_sources
@@ -194,6 +197,8 @@ class Runtime:
         A weak one (blank, short, undecodable) would let anybody sign: the source is then a
         ``config_error`` until the secret is fixed, named in the log without its value.
         """
+        from csbs_trigger.triggers.webhook_auth import secret_weakness
+
         if self.webhook_secrets_store is None:
             raise ConfigError("environment variable WEBHOOK_SECRET_ID is not set")
         try:

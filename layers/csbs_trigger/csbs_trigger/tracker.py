@@ -54,6 +54,8 @@ class TrackerStopped(Exception):
 
 @dataclass
 class _Run:
+    """One tracker run: its claim, its time, and what stopped it or an account."""
+
     table: TrackingTable
     runtime: Runtime
     context: LambdaContext

@@ -200,6 +200,8 @@ class Call(Generic[_T]):
 
 @dataclass(frozen=True)
 class Sent(Generic[_T]):
+    """A call's parsed answer, how many requests it took, and the project it went to."""
+
     value: _T
     attempts: int
     project_id: str

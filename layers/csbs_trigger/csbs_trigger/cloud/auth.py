@@ -22,6 +22,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from typing import Any, Protocol
 
 import requests
@@ -193,6 +194,8 @@ def _again(error: UpstreamError) -> UpstreamError:
 
 @dataclass(frozen=True)
 class Token:
+    """A Keystone token, the project it is scoped to, and when to renew it."""
+
     value: str = field(repr=False)
     expires_at: datetime
     project_id: str
@@ -299,15 +302,16 @@ class KeystonePasswordAuth:
             lacking = token is not None and catalog and token.catalog is None
             if token is None or lacking or self._now() >= token.renew_at:
                 token = self._logins.send(
-                    self._login_digest(),
+                    self._login,
                     lambda: self._request_token(deadline, key, catalog=catalog),
                 )
                 self._tokens[key] = self._tokens[token.project_id] = token
             return token
 
-    def _login_digest(self) -> str:
+    @cached_property
+    def _login(self) -> str:
         """Names one login (domain, user, password: whatever project it is scoped to and
-        whichever secret holds it) without revealing it."""
+        whichever secret holds it) without revealing it; stretched once per credentials."""
         credentials = self._credentials
         salt = json.dumps([credentials.user_domain_name, credentials.username]).encode()
         password = credentials.password.encode("utf-8", "surrogatepass")

@@ -179,6 +179,8 @@ class Started(Protocol):
 
 @dataclass(frozen=True)
 class Execution:
+    """A started backup as the service answered it, and what starting it took."""
+
     started: Started
     attempts: int  # requests sent
     project_id: str  # the project it was created in

@@ -15,6 +15,8 @@ from csbs_trigger.settings import Settings
 
 @dataclass(frozen=True)
 class Adapter:
+    """One backend and how its client is built."""
+
     backend: Backend
     build: Callable[[ApiClient, Settings], BackupService]
 

@@ -28,6 +28,8 @@ _MAX_TEXT = 300  # names and failure reasons: enough for an operator, bounded fo
 
 @dataclass(frozen=True)
 class CheckpointItem:
+    """What one resource's backup became (a CSBS checkpoint item, a CBR backup)."""
+
     id: str
     checkpoint_id: str | None
     resource_id: str | None

@@ -80,6 +80,8 @@ PlanItem = BackupRequest | RejectedPlan
 
 @dataclass(frozen=True)
 class ParsedEvent:
+    """An event read: who fired it and the plans it asks for."""
+
     trigger: Trigger
     items: tuple[PlanItem, ...]
 

@@ -91,6 +91,8 @@ class Mapped:
 
 @dataclass(frozen=True)
 class Source:
+    """One webhook sender: how it signs, and where its payload keeps each field."""
+
     name: str
     scheme: str
     fields: dict[str, Field]

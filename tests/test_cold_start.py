@@ -1,0 +1,48 @@
+"""What a cold start loads (issue 25.10): each function imports its own path of the package,
+not the others' (``make bench`` measures what that costs)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from conftest import ROOT
+
+import csbs_trigger
+
+FUNCTIONS = ["scheduled_backup", "webhook", "completion_tracker", "plan_worker", "digest"]
+# What only some functions need: (module, the functions that load it).
+OWN_PATHS = {
+    "csbs_trigger.digest": {"digest"},
+    "csbs_trigger.tracker": {"completion_tracker"},
+    "csbs_trigger.triggers.webhooks": {"webhook"},
+    "csbs_trigger.triggers.webhook_sources": {"webhook"},
+}
+
+
+def test_every_public_name_resolves_from_its_module() -> None:
+    assert sorted(csbs_trigger.__all__) == sorted(csbs_trigger._MODULE_OF)
+    for name in csbs_trigger.__all__:
+        assert getattr(csbs_trigger, name) is not None
+    with pytest.raises(AttributeError, match="no attribute 'nothing'"):
+        _ = csbs_trigger.nothing
+
+
+def test_each_function_loads_its_own_path_only() -> None:
+    script = (
+        "import importlib, json, sys\n"
+        "importlib.import_module(sys.argv[1])\n"
+        "print(json.dumps(sorted(sys.modules)))\n"
+    )
+    for function in FUNCTIONS:
+        path = os.pathsep.join([str(ROOT / "functions" / function),
+                                str(ROOT / "layers" / "csbs_trigger")])  # fmt: skip
+        env = {**os.environ, "PYTHONPATH": path}
+        answer = subprocess.run([sys.executable, "-c", script, function], check=True, text=True,
+                                capture_output=True, env=env)  # fmt: skip
+        loaded = set(json.loads(answer.stdout))
+        for module, users in OWN_PATHS.items():
+            assert (module in loaded) == (function in users), (function, module)
