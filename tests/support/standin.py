@@ -748,7 +748,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _tasks(self, query: dict[str, str], project_id: str) -> Answer:
         """``GET /operation-logs?vault_id=&operation_type=backup&start_time=``: one task per
-        backup of the vault's restore points created since ``start_time``."""
+        backup of the vault's restore points whose tasks began since ``start_time`` (CBR
+        stamps a task with the minute it began)."""
         start_time = query.get("start_time")  # optional: without it, every task
         since = (datetime.strptime(start_time, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
                  if start_time else datetime.min.replace(tzinfo=UTC))  # fmt: skip
@@ -756,7 +757,8 @@ class _Handler(BaseHTTPRequestHandler):
             task
             for point in self.standin.restore_points.values()
             if point.vault_id == query.get("vault_id") and point.project_id == project_id
-            and point.created_at >= since and query.get("operation_type") == "backup"
+            and point.created_at.replace(second=0, microsecond=0) >= since
+            and query.get("operation_type") == "backup"
             for task in self.standin._tasks(point)
         ]  # fmt: skip
         offset, limit = int(query.get("offset") or 0), int(query.get("limit") or 1000)
