@@ -1,6 +1,9 @@
 """Local AWS: moto in server mode on loopback, reached by boto3 through ``AWS_ENDPOINT_URL``.
 
-Nothing is patched: the code under test builds its clients as it does in Lambda.
+Nothing is patched: the code under test builds its clients as it does in Lambda. The server
+runs in this process, so the resources a test starts from (tables from the template, the topic
+and its inbox, queues, secrets) are made in moto's own models directly: the same state the
+API would make, without the ~5 ms an HTTP round trip costs each (about 16 a test).
 """
 
 from __future__ import annotations
@@ -141,9 +144,23 @@ class LocalAws:
     def reset(self) -> None:
         requests.post(f"{self.endpoint_url}/moto-api/reset", timeout=5).raise_for_status()
 
+    @staticmethod
+    def _model(service: str) -> Any:
+        """moto's model of ``service`` in this account and region: what the server answers
+        from."""
+        from moto.backends import get_backend
+        from moto.core import DEFAULT_ACCOUNT_ID
+
+        return get_backend(service)[DEFAULT_ACCOUNT_ID][REGION]  # type: ignore[call-overload]
+
     def create_secret(self, name: str, value: dict[str, Any] | str) -> str:
         text = value if isinstance(value, str) else json.dumps(value)
-        return str(self.client("secretsmanager").create_secret(Name=name, SecretString=text)["ARN"])
+        created = self._model("secretsmanager").create_secret(
+            name=name, secret_string=text, secret_binary=None, description=None, tags=None,
+            kms_key_id=None, client_request_token=None, replica_regions=[],
+            force_overwrite=False,
+        )  # fmt: skip
+        return str(json.loads(created)["ARN"])
 
     def update_secret(self, secret_id: str, value: dict[str, Any] | str) -> None:
         text = value if isinstance(value, str) else json.dumps(value)
@@ -164,26 +181,26 @@ class LocalAws:
     def table(self, logical_id: str, name: str) -> str:
         """A DynamoDB table as template.yaml defines it (keys, indexes, billing, TTL)."""
         properties = read_template()["Resources"][logical_id]["Properties"]
-        dynamodb = self.client("dynamodb")
-        indexes = properties.get("GlobalSecondaryIndexes")
+        dynamodb = self._model("dynamodb")
         dynamodb.create_table(
-            TableName=name,
-            KeySchema=properties["KeySchema"],
-            AttributeDefinitions=properties["AttributeDefinitions"],
-            BillingMode=properties["BillingMode"],
-            **({"GlobalSecondaryIndexes": indexes} if indexes else {}),
-        )
-        dynamodb.update_time_to_live(
-            TableName=name, TimeToLiveSpecification=properties["TimeToLiveSpecification"]
-        )
+            name, schema=properties["KeySchema"], throughput=None,
+            attr=properties["AttributeDefinitions"],
+            global_indexes=properties.get("GlobalSecondaryIndexes") or [], indexes=[],
+            streams=None, billing_mode=properties["BillingMode"], sse_specification=None,
+            tags=[], deletion_protection_enabled=None, warm_throughput=None,
+        )  # fmt: skip
+        dynamodb.update_time_to_live(name, properties["TimeToLiveSpecification"])
         return name
 
     def plan_queue(self, name: str = "csbs-trigger-plans") -> str:
         """The plan queue as template.yaml defines it (its visibility timeout); its URL."""
         properties = read_template()["Resources"]["PlanQueue"]["Properties"]
-        attributes = {"VisibilityTimeout": str(properties["VisibilityTimeout"])}
-        queue = self.client("sqs").create_queue(QueueName=name, Attributes=attributes)
-        return str(queue["QueueUrl"])
+        return self._queue(name, VisibilityTimeout=str(properties["VisibilityTimeout"]))[0]
+
+    def _queue(self, name: str, **attributes: str) -> tuple[str, str]:
+        """A queue made as CreateQueue makes it: its URL and ARN."""
+        queue = self._model("sqs").create_queue(name, **attributes)
+        return f"{self.endpoint_url}/{queue.account_id}/{name}", str(queue.queue_arn)
 
     def run_plan_queue(
         self, queue_url: str, handler: Callable[[dict[str, Any], Any], dict[str, Any]],
@@ -217,11 +234,8 @@ class LocalAws:
         raise AssertionError(f"the plan queue was not drained in {max_batches} batches")
 
     def topic_with_inbox(self, name: str) -> tuple[str, Inbox]:
-        sns, sqs = self.client("sns"), self.client("sqs")
-        topic_arn = sns.create_topic(Name=name)["TopicArn"]
-        queue_url = sqs.create_queue(QueueName=f"{name}-inbox")["QueueUrl"]
-        queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
-            "Attributes"
-        ]["QueueArn"]
-        sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=queue_arn)
-        return str(topic_arn), Inbox(sqs, queue_url)
+        sns = self._model("sns")
+        topic_arn = sns.create_topic(name).arn
+        queue_url, queue_arn = self._queue(f"{name}-inbox")
+        sns.subscribe(topic_arn, queue_arn, "sqs")
+        return str(topic_arn), Inbox(self.client("sqs"), queue_url)
