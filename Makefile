@@ -80,8 +80,10 @@ samples: $(RUN_VENV)/.installed
 # The checks run beside the artifact's build (each one's output kept together), then pytest,
 # which tests that artifact too.
 test: | $(UV)
-	$(MAKE) --no-print-directory --jobs=4 --output-sync=target lint typecheck template artifact
-	$(MAKE) --no-print-directory pytest
+	@began=$$(date +%s); \
+	$(MAKE) --no-print-directory --jobs=4 --output-sync=target lint typecheck template artifact \
+		&& $(MAKE) --no-print-directory pytest; status=$$?; \
+	echo "make test: $$(( $$(date +%s) - began )) s"; exit $$status
 
 lint: dev
 	$(VENV)/bin/ruff check .

@@ -21,8 +21,9 @@ from csbs_trigger.aws.history import HistoryTable
 from csbs_trigger.aws.plan_queue import MAX_VISIBILITY_SECONDS, PlanQueue
 from csbs_trigger.aws.tracking import TrackingTable
 from csbs_trigger.history import entry_of
-from csbs_trigger.notify import Notification, sns_subject
+from csbs_trigger.notify import Notification
 from csbs_trigger.settings import Settings
+from csbs_trigger.text import sns_subject
 from support.lambda_context import FakeLambdaContext
 from support.standin import Fault
 

@@ -66,9 +66,10 @@ class Inbox:
                         message_id=envelope["MessageId"],
                     )
                 )
-                self._sqs.delete_message(
-                    QueueUrl=self._queue_url, ReceiptHandle=message["ReceiptHandle"]
-                )
+            self._sqs.delete_message_batch(QueueUrl=self._queue_url, Entries=[
+                {"Id": str(index), "ReceiptHandle": message["ReceiptHandle"]}
+                for index, message in enumerate(messages)
+            ])  # fmt: skip
 
 
 class _TemplateLoader(yaml.SafeLoader):

@@ -53,9 +53,14 @@ MODULES: dict[str, list[str]] = {
     "cloud/checkpoint_items": ["test_checkpoint_items"],
     "cloud/api": ["test_fault_matrix", "test_pinned_behaviour", "test_credential_lifecycle",
                   "test_auth", "test_log_lines", "test_cbr"],
-    "cloud/cbr": ["test_cbr", "test_cbr_drift", "test_fault_matrix"],
+    "cloud/cbr": ["test_cbr", "test_cbr_drift", "test_fault_matrix", "test_bounds",
+                  "test_standin_wire", "test_audited_promises"],
     "digest": ["test_digest"],
     "history": ["test_digest"],
+    "triggers/queued": ["test_scale_out", "test_audited_promises"],
+    "aws/login_refusals": ["test_lockout", "test_operational_trouble"],
+    "text": ["test_audited_promises", "test_operational_trouble", "test_bounds",
+             "test_hostile_input", "test_checkpoint_items", "test_events", "test_digest"],
 }  # fmt: skip
 # What the tests read besides the package and themselves.
 ALSO_COPY = ["functions", "events", "template.yaml"]

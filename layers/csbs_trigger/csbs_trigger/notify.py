@@ -9,7 +9,6 @@ message attributes.
 from __future__ import annotations
 
 import json
-import unicodedata
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -21,19 +20,12 @@ from csbs_trigger.cloud.backend import Backend, BackupRequest, Started
 from csbs_trigger.cloud.backends import BACKENDS
 from csbs_trigger.errors import TRUNCATION_MARK, TriggerError
 from csbs_trigger.models import Trigger
-from csbs_trigger.text import shown
+from csbs_trigger.text import shown, sns_subject
 
 SCHEMA_VERSION = 1
 # What a notification reports: a trigger's run (the backup started, or why not); subscribers
 # filter on the ``event`` attribute.
 EVENT_STARTED = "started"
-# SNS takes a subject of ASCII letters, digits, punctuation and spaces, under 100 characters.
-MAX_SUBJECT_LENGTH = 99
-_SUBJECT_CUT_MARK = "..."
-# German spells its umlauts out where they cannot be written; other accents are dropped.
-_TRANSLITERATION = str.maketrans(
-    {"ä": "ae", "ö": "oe", "ü": "ue", "Ä": "Ae", "Ö": "Oe", "Ü": "Ue", "ß": "ss", "ẞ": "SS"}
-)
 # SNS takes 256 KiB, and the idempotency record (DynamoDB: 400 KB an item) holds the message
 # escaped once more, which at worst triples it (an emoji becomes a 12-byte surrogate pair).
 MAX_MESSAGE_BYTES = 96 * 1024
@@ -152,22 +144,6 @@ def _echoed_forms(value: str) -> set[str]:
     forms = {value, collapsed, quote(value, safe=""), quote(value), quote_plus(value)}
     forms |= {json.dumps(form, ensure_ascii=False)[1:-1] for form in forms}
     return forms | {shown(form) for form in forms}  # as a message shows it
-
-
-def sns_subject(text: str) -> str:
-    """``text`` as a subject SNS accepts: umlauts spelled out (Täglich: Taeglich), accents
-    dropped (café: cafe), whitespace folded into single spaces, any other character that is not
-    printable ASCII a ``?``, and cut below 100 characters."""
-    decomposed = unicodedata.normalize("NFKD", text.translate(_TRANSLITERATION))
-    kept = (
-        " " if char.isspace() else char if " " <= char <= "~" else "?"
-        for char in decomposed
-        if not unicodedata.combining(char)
-    )
-    subject = " ".join("".join(kept).split())
-    if len(subject) > MAX_SUBJECT_LENGTH:
-        subject = subject[: MAX_SUBJECT_LENGTH - len(_SUBJECT_CUT_MARK)] + _SUBJECT_CUT_MARK
-    return subject
 
 
 def iso_time(unix_time: float | None = None) -> str:

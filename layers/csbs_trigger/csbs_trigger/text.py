@@ -1,4 +1,5 @@
-"""Text from outside: what may be carried on, and how it is made safe to encode.
+"""Text from outside: what may be carried on, how it is made safe to encode, and how it is
+shown (without control characters; as a subject SNS accepts).
 
 Python strings can hold lone surrogates (JSON and Lambda's event decoder let them through);
 UTF-8 cannot encode them, so SNS, DynamoDB and the log would all refuse a value holding one.
@@ -7,6 +8,7 @@ UTF-8 cannot encode them, so SNS, DynamoDB and the log would all refuse a value 
 from __future__ import annotations
 
 import re
+import unicodedata
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,6 +17,13 @@ _CONTROL = re.compile("[\x00-\x1f\x7f]")
 # What a terminal or a mail client may act on: C0 controls but tab and newline, DEL, C1.
 _UNSHOWN = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 REPLACEMENT = "\ufffd"
+# SNS takes a subject of ASCII letters, digits, punctuation and spaces, under 100 characters.
+MAX_SUBJECT_LENGTH = 99
+_SUBJECT_CUT_MARK = "..."
+# German spells its umlauts out where they cannot be written; other accents are dropped.
+_TRANSLITERATION = str.maketrans(
+    {"ä": "ae", "ö": "oe", "ü": "ue", "Ä": "Ae", "Ö": "Oe", "Ü": "Ue", "ß": "ss", "ẞ": "SS"}
+)
 # Times a server may plausibly name: anything else is a placeholder or garbage.
 _EARLIEST, _LATEST = datetime(2000, 1, 1, tzinfo=UTC), datetime(2200, 1, 1, tzinfo=UTC)
 
@@ -51,6 +60,22 @@ def shown(value: Any) -> Any:
     if isinstance(value, dict):
         return {shown(key): shown(item) for key, item in value.items()}
     return value
+
+
+def sns_subject(text: str) -> str:
+    """``text`` as a subject SNS accepts: umlauts spelled out (Täglich: Taeglich), accents
+    dropped (café: cafe), whitespace folded into single spaces, any other character that is not
+    printable ASCII a ``?``, and cut below 100 characters."""
+    decomposed = unicodedata.normalize("NFKD", text.translate(_TRANSLITERATION))
+    kept = (
+        " " if char.isspace() else char if " " <= char <= "~" else "?"
+        for char in decomposed
+        if not unicodedata.combining(char)
+    )
+    subject = " ".join("".join(kept).split())
+    if len(subject) > MAX_SUBJECT_LENGTH:
+        subject = subject[: MAX_SUBJECT_LENGTH - len(_SUBJECT_CUT_MARK)] + _SUBJECT_CUT_MARK
+    return subject
 
 
 def plausible_time(text: str | None) -> datetime | None:
