@@ -63,7 +63,7 @@ MODULES: dict[str, list[str]] = {
              "test_hostile_input", "test_checkpoint_items", "test_events", "test_digest"],
 }  # fmt: skip
 # What the tests read besides the package and themselves.
-ALSO_COPY = ["functions", "events", "template.yaml"]
+ALSO_COPY = ["functions", "events", "template.yaml", "README.md"]
 KILLED = {1, 3}
 SURVIVED = {0}
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -40,25 +41,24 @@ def printable(text: str) -> bool:
 
 def scrub(value: Any) -> Any:
     """``value`` (decoded JSON) with every lone surrogate replaced by U+FFFD."""
-    if isinstance(value, str):
-        return _LONE_SURROGATE.sub(REPLACEMENT, value)
-    if isinstance(value, list):
-        return [scrub(item) for item in value]
-    if isinstance(value, dict):
-        return {scrub(key): scrub(item) for key, item in value.items()}
-    return value
+    return _each_text(value, lambda text: _LONE_SURROGATE.sub(REPLACEMENT, text))
 
 
 def shown(value: Any) -> Any:
     """``value`` (decoded JSON) as it may be shown to a person: without control characters (a
     service's NUL or terminal escape sequence) and with every lone surrogate replaced by
     U+FFFD, so that it always encodes."""
+    return _each_text(value, lambda text: _UNSHOWN.sub("", _LONE_SURROGATE.sub(REPLACEMENT, text)))
+
+
+def _each_text(value: Any, change: Callable[[str], str]) -> Any:
+    """``value`` (decoded JSON) with ``change`` made to every string in it, keys included."""
     if isinstance(value, str):
-        return _UNSHOWN.sub("", _LONE_SURROGATE.sub(REPLACEMENT, value))
+        return change(value)
     if isinstance(value, list):
-        return [shown(item) for item in value]
+        return [_each_text(item, change) for item in value]
     if isinstance(value, dict):
-        return {shown(key): shown(item) for key, item in value.items()}
+        return {_each_text(key, change): _each_text(item, change) for key, item in value.items()}
     return value
 
 
