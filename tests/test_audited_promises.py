@@ -280,6 +280,8 @@ def test_a_hold_beyond_sqs_twelve_hours_is_clamped() -> None:
     ("plan\x7fname", "plan?name"),
     ("plan  \t\n name", "plan name"),
     ("~ok", "~ok"),
+    ("n" * 99, "n" * 99),  # as long as SNS takes: whole
+    ("n" * 100, "n" * 96 + "..."),
 ])  # fmt: skip
 def test_a_subject_has_no_del_and_folds_its_whitespace(text: str, subject: str) -> None:
     assert sns_subject(text) == subject

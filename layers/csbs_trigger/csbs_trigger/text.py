@@ -84,7 +84,7 @@ def plausible_time(text: str | None) -> datetime | None:
     if not text:
         return None
     try:
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        moment = datetime.fromisoformat(text)  # "Z" included, since Python 3.11
         moment = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
         return moment if _EARLIEST <= moment < _LATEST else None
     except (ValueError, OverflowError):  # year 1 at +01:00 lies before year 1 in UTC
