@@ -5,6 +5,7 @@ or container uses it; a token request is never sent twice in one invocation."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -150,3 +151,139 @@ def test_after_the_hour_exactly_one_container_tries_the_login_again(deployment: 
     [mark] = dynamodb.scan(TableName="csbs-trigger-login-refusals")["Items"]
     assert float(mark["retry_at"]["N"]) == now[0] + 3600
     assert "req-1" in json.dumps(mark)
+
+
+MARKS = "csbs-trigger-login-refusals"
+
+
+def guards(deployment: Deployment, now: list[float], count: int = 2) -> list[TableLoginGuard]:
+    """``count`` containers' guards on the one table, on a clock the test moves."""
+    dynamodb = deployment.aws.client("dynamodb")
+    return [TableLoginGuard(dynamodb, MARKS, lambda: now[0]) for _ in range(count)]
+
+
+def test_a_container_that_loses_the_hourly_retry_to_another_does_not_try(
+    deployment: Deployment,
+) -> None:
+    """Both read the mark as due; the other wins the conditional update first: this one must
+    not send the login, and waits another hour."""
+    now = [1_800_000_000.0]
+    first, second = guards(deployment, now)
+    first.refused("login", refused())
+    now[0] += 3601
+    dynamodb = deployment.aws.client("dynamodb")
+    raced: list[bool] = []
+
+    def meanwhile(**_: Any) -> None:
+        if not raced:
+            raced.append(True)
+            first.check("login")  # takes the hour's try between the other's read and update
+
+    dynamodb.meta.events.register("after-call.dynamodb.GetItem", meanwhile)
+    try:
+        with pytest.raises(UpstreamError) as lost:
+            second.check("login")
+    finally:
+        dynamodb.meta.events.unregister("after-call.dynamodb.GetItem", meanwhile)
+
+    assert raced
+    again = datetime.fromtimestamp(now[0] + 3600, UTC).isoformat(timespec="seconds")
+    assert f"tried once more after {again}" in lost.value.message
+    assert (lost.value.http_status, lost.value.request_id) == (401, "req-1")
+
+
+def test_the_hourly_retry_is_due_at_the_hour_exactly(deployment: Deployment) -> None:
+    now = [1_800_000_000.0]
+    first, second = guards(deployment, now)
+    first.refused("login", refused())
+    now[0] += 3600
+
+    second.check("login")  # due: this one may try
+
+
+def test_a_container_keeps_what_it_knows_when_the_table_fails(deployment: Deployment) -> None:
+    """The table is shared memory, the container's own is the fallback: a refusal this
+    container made or read stays refused when the table can no longer be read."""
+    now = [1_800_000_000.0]
+    maker, reader = guards(deployment, now)
+    maker.refused("login", refused())
+    with pytest.raises(UpstreamError):
+        reader.check("login")  # read from the table
+    deployment.aws.client("dynamodb").delete_table(TableName=MARKS)
+
+    for guard in (maker, reader):
+        with pytest.raises(UpstreamError, match="IAM refused the password"):
+            guard.check("login")
+
+
+def test_an_accepted_login_is_forgotten_by_the_container_and_the_table(
+    deployment: Deployment,
+) -> None:
+    now = [1_800_000_000.0]
+    [guard] = guards(deployment, now, 1)
+    guard.refused("login", refused())
+    now[0] += 3601
+    guard.check("login")  # the hour's try, IAM takes it this time
+
+    guard.accepted("login")
+
+    assert deployment.aws.client("dynamodb").scan(TableName=MARKS)["Items"] == []
+    deployment.aws.client("dynamodb").delete_table(TableName=MARKS)
+    guard.check("login")  # nothing remembered here either
+
+
+def test_a_mark_is_read_consistently_and_expires_a_week_after_its_retry(
+    deployment: Deployment,
+) -> None:
+    """A refusal another container wrote a moment ago must be seen (an eventually consistent
+    read may miss it); DynamoDB's TTL removes the mark a week after its retry time."""
+    now = [1_800_000_000.0]
+    [guard] = guards(deployment, now, 1)
+    dynamodb = deployment.aws.client("dynamodb")
+    reads: list[dict[str, Any]] = []
+    dynamodb.meta.events.register("provide-client-params.dynamodb.GetItem",
+                                  lambda params, **_: reads.append(dict(params)))  # fmt: skip
+    guard.refused("login", refused())
+    guard.check("another login")
+
+    assert [read["ConsistentRead"] for read in reads] == [True]
+    [mark] = dynamodb.scan(TableName=MARKS)["Items"]
+    assert int(mark["expires_at"]["N"]) == int(now[0] + 3600) + 7 * 24 * 3600
+
+
+def test_a_mark_without_status_or_request_id_is_still_a_refusal(deployment: Deployment) -> None:
+    """A mark an earlier release wrote holds neither."""
+    now = [1_800_000_000.0]
+    [guard] = guards(deployment, now, 1)
+    deployment.aws.client("dynamodb").put_item(TableName=MARKS, Item={
+        "login": {"S": "login"}, "refused_at": {"N": str(now[0])},
+        "retry_at": {"N": str(now[0] + 3600)}})  # fmt: skip
+
+    with pytest.raises(UpstreamError) as remembered:
+        guard.check("login")
+
+    assert (remembered.value.http_status, remembered.value.request_id) == (None, None)
+
+
+def test_an_unusable_table_is_logged_by_its_error_type(deployment: Deployment, logs: Any) -> None:
+    """Each of the guard's four calls to the table, failing, says why in one log line; the
+    container's memory decides meanwhile."""
+    now = [1_800_000_000.0]
+    [guard] = guards(deployment, now, 1)
+    dynamodb = deployment.aws.client("dynamodb")
+    guard.refused("login", refused())
+    now[0] += 3601
+
+    def drop_the_table(**_: Any) -> None:
+        dynamodb.meta.events.unregister("after-call.dynamodb.GetItem", drop_the_table)
+        dynamodb.delete_table(TableName=MARKS)
+
+    dynamodb.meta.events.register("after-call.dynamodb.GetItem", drop_the_table)
+    guard.check("login")  # read the due mark, then the update for the hour's try failed
+    guard.accepted("login")  # the delete of the mark fails
+    guard.check("login")  # the read fails
+    guard.refused("login", refused())  # the write fails
+
+    lines = [json.loads(line) for line in logs.getvalue().splitlines() if line.startswith("{")]
+    unusable = [line for line in lines if line.get("message", "").startswith("login refusal")]
+    assert [line["reason"] for line in unusable] == ["ResourceNotFoundException"] * 4
