@@ -57,7 +57,7 @@ MODULES: dict[str, list[str]] = {
                   "test_standin_wire", "test_audited_promises"],
     "digest": ["test_digest"],
     "history": ["test_digest"],
-    "triggers/queued": ["test_scale_out", "test_audited_promises"],
+    "triggers/queued": ["test_scale_out", "test_audited_promises", "test_plan_worker"],
     "aws/login_refusals": ["test_lockout", "test_operational_trouble"],
     "text": ["test_audited_promises", "test_operational_trouble", "test_bounds",
              "test_hostile_input", "test_checkpoint_items", "test_events", "test_digest"],
