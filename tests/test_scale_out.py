@@ -515,6 +515,7 @@ def held_back(deployment: Deployment) -> list[int]:
     seconds: list[int] = []
 
     def record(params: dict[str, Any], **_: Any) -> None:
+        assert isinstance(params["ReceiptHandle"], str)  # the message's, as SQS gave it
         seconds.append(params["VisibilityTimeout"])
 
     queue._client.meta.events.register("provide-client-params.sqs.ChangeMessageVisibility", record)
@@ -522,7 +523,7 @@ def held_back(deployment: Deployment) -> list[int]:
 
 
 def test_one_throttled_plan_among_ten_goes_back_as_the_gateway_asked(
-    deployment: Deployment,
+    deployment: Deployment, logs: io.StringIO
 ) -> None:
     deployment.set_env("MAX_CONCURRENCY", "1")  # plans one after the other: whose 429 is known
     plans = many_plans(deployment, 21)
@@ -534,6 +535,10 @@ def test_one_throttled_plan_among_ten_goes_back_as_the_gateway_asked(
 
     assert [len(answer["batchItemFailures"]) for answer in first] == [1, 0, 0]
     assert visibility == [7]
+    [back] = [json.loads(line) for line in logs.getvalue().splitlines()
+              if '"plan throttled: back to the queue"' in line]  # fmt: skip
+    assert (back["deliveries"], back["delay_seconds"]) == (1, 7)
+    assert back["idempotency_key"].startswith(f"schedule:{FIRING_ID}:")
     assert len(deployment.notifications()) == 20  # not told failed: it comes back
     assert deployment.queued() == 1
 
