@@ -285,3 +285,74 @@ def test_a_hold_beyond_sqs_twelve_hours_is_clamped() -> None:
 ])  # fmt: skip
 def test_a_subject_has_no_del_and_folds_its_whitespace(text: str, subject: str) -> None:
     assert sns_subject(text) == subject
+
+
+# -- CBR, as its mutation run found -------------------------------------------------------------
+
+
+def test_a_restore_point_shown_in_part_says_how_many_resources_were_left_out() -> None:
+    from csbs_trigger.cloud.cbr import RestorePoint
+    from csbs_trigger.models import ProtectedResource
+
+    servers = tuple(ProtectedResource(f"s-{n}", "OS::Nova::Server", f"app-{n}", {})
+                    for n in range(3))  # fmt: skip
+    point = RestorePoint("p-1", "protecting", None, None, "v-1", "vault", servers, (), None)
+
+    whole, cut = point.to_dict()["vault"], point.to_dict(keep=1)["vault"]
+
+    assert [r["id"] for r in whole["resources"]] == ["s-0", "s-1", "s-2"]
+    assert "resources_omitted" not in whole
+    assert (whole["id"], whole["name"]) == ("v-1", "vault")
+    assert [r["id"] for r in cut["resources"]] == ["s-0"]
+    assert cut["resources_omitted"] == 2
+
+
+def test_a_skipped_resource_keeps_its_name_and_a_finished_backup_its_time(
+    deployment: Deployment,
+) -> None:
+    deployment.standin.vaults[VAULT].busy = {SERVER_1}
+    deployment.standin.polls_to_finish = 1
+    deployment.invoke({"vault_id": VAULT})
+    deployment.notifications()
+    for _ in range(3):
+        deployment.track()
+
+    [completed] = completions(deployment)
+    items = {item["status"]: item for item in completed.message["items"]}
+    assert items["skipped"]["resource_name"] == "ecs-1f0f-0002"
+    assert items["available"]["finished_at"] is not None
+
+
+def test_a_servers_disk_backups_never_stand_for_a_server_not_yet_listed(
+    deployment: Deployment,
+) -> None:
+    """Two rows a page, each server followed by its three disks (each a volume of its own):
+    paging stops at the page with the last server, never earlier because of the disks, nor
+    later (three GETs)."""
+    deployment.standin.polls_to_finish = 1
+    deployment.standin.disks_per_server = 3
+    deployment.standin.cbr_page_limit = 2
+    deployment.invoke({"vault_id": VAULT})
+    deployment.notifications()
+    deployment.track()  # nothing listed yet
+    since = len(deployment.standin.calls("cbr"))
+
+    assert deployment.track()["succeeded"] == 1
+
+    lists = [call for call in deployment.standin.calls("cbr")[since:]
+             if call.path.endswith("/backups")]  # fmt: skip
+    assert len(lists) == 3
+
+
+def test_a_vault_in_another_project_is_polled_there(deployment: Deployment) -> None:
+    other = "0123456789abcdef0123456789abcdef"
+    deployment.standin.projects[other] = "eu-de_other"
+    deployment.standin.polls_to_finish = 1
+    deployment.invoke({"vault_id": VAULT, "project_id": other})
+    deployment.notifications()
+    for _ in range(3):
+        deployment.track()
+
+    [completed] = completions(deployment)
+    assert completed.message["outcome"] == "succeeded"
+    assert {call.path.split("/")[2] for call in deployment.standin.calls("cbr")} == {other}

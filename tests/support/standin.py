@@ -295,6 +295,7 @@ class CsbsStandIn:
                 },
             }
             disks = [{**row, "id": f"{backup_id}-disk-{index}", "parent_id": backup_id,
+                      "resource_id": f"{server_id}-volume-{index}",
                       "resource_type": "OS::Cinder::Volume", "resource_name": f"{name}-disk"}
                      for index in range(self.disks_per_server)]  # fmt: skip
             rows += [row, *disks]

@@ -274,8 +274,6 @@ def _backup(row: Mapping[str, Any]) -> CheckpointItem:
     backup_id = short_text(row.get("id"))
     if backup_id is None:
         raise UpstreamError.bad_response("CBR listed a backup without an id")
-    extend = decode_extra_info(row.get("extend_info"))
-    extend = extend if isinstance(extend, dict) else {}
     status = short_text(row.get("status"))
     terminal = status in ("available", "error")
     finished_at = short_text(row.get("updated_at")) if terminal else None
@@ -286,7 +284,7 @@ def _backup(row: Mapping[str, Any]) -> CheckpointItem:
         resource_id=short_text(row.get("resource_id")),
         resource_name=short_text(row.get("resource_name")),
         status=status,
-        progress=number_within(extend.get("progress"), low=0, high=100),
+        progress=None,  # a backup row carries none (the SDK's BackupExtendInfo has no progress)
         size_mb=None,  # CBR lists the resource's size, not the backup's
         finished_at=finished_at if moment is not None else None,
         fail_code=None,
