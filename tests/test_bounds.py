@@ -5,13 +5,21 @@ from __future__ import annotations
 
 import json
 import unicodedata
+from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from conftest import Deployment
 from test_cbr import SERVER_1, VAULT
+from test_cbr_drift import CHECKPOINT, OTHER_CHECKPOINT, RESOURCES
 from test_completion_tracking import completions
 from test_operational_trouble import tracked_state
 
+from csbs_trigger.aws.tracking import Registration
+from csbs_trigger.cloud.checkpoint_items import CheckpointItem
+from csbs_trigger.deadline import Deadline
+from csbs_trigger.errors import UpstreamError
+from support.lambda_context import FakeLambdaContext
 from support.standin import Fault
 
 
@@ -53,7 +61,75 @@ def test_a_cbr_list_that_pages_on_forever_is_bounded_by_the_restore_points_resou
 
     assert len(backup_lists(deployment, since)) <= 3
     state = tracked_state(deployment, checkpoint_id)
-    assert json.loads(state["last_error"])["category"] == "bad_response"
+    assert json.loads(state["last_error"]) == {
+        "category": "bad_response",
+        "message": "CBR listed more pages in /backups than 128 rows fill",
+    }
+
+
+def poll_pages(
+    deployment: Deployment, *pages: list[dict[str, Any]], count: int | None = None
+) -> list[CheckpointItem]:
+    """One poll of a restore point of two servers, CBR listing its backups in these pages."""
+    count = sum(len(page) for page in pages) if count is None else count
+    deployment.standin.fail_next(
+        "cbr", *(Fault(200, {"backups": page, "count": count}) for page in pages)
+    )
+    backup = Registration(checkpoint_id=CHECKPOINT, backend="cbr", target_id=VAULT,
+                          plan_name="vault-be94", project_id=None, expected_items=2,
+                          started={}, registered_at=1_796_000_000.0,
+                          deadline_at=1_796_003_600.0)  # fmt: skip
+    deadline = Deadline.from_context(FakeLambdaContext(), 3.05, 20)
+    try:
+        return deployment.runtime.services["cbr"].poll(backup, deadline)
+    finally:
+        deployment.standin.clear_faults("cbr")
+
+
+def row(resource: str, checkpoint: str = CHECKPOINT, backup_id: str = "") -> dict[str, Any]:
+    return {"id": backup_id or f"{checkpoint[:4]}-{resource}", "resource_id": resource,
+            "checkpoint_id": checkpoint, "status": "available"}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "pages",
+    [
+        [[row(RESOURCES[0], OTHER_CHECKPOINT), row(RESOURCES[1], OTHER_CHECKPOINT)],
+         [row(RESOURCES[0]), row(RESOURCES[1])]],
+        [[row(RESOURCES[0])], [row(RESOURCES[0], backup_id="again")], [row(RESOURCES[1])]],
+    ],
+    ids=["another restore point's rows first", "a row read twice"],
+)  # fmt: skip
+def test_paging_stops_only_when_each_server_of_this_restore_point_has_its_row(
+    deployment: Deployment, pages: list[list[dict[str, Any]]]
+) -> None:
+    """CBR filters by ``checkpoint_id`` and pages by offset: where a page holds another restore
+    point's rows, or a row again (the list moved between pages), the list is read on."""
+    items = poll_pages(deployment, *pages)
+
+    assert sorted(item.resource_id or "" for item in items) == sorted(RESOURCES[:2])
+    assert len(backup_lists(deployment)) == len(pages)
+
+
+@pytest.mark.parametrize("answer", [{"count": 0}, [], {"backups": {"b": 1}}])
+def test_a_backup_list_answer_without_its_list_is_a_bad_response(
+    deployment: Deployment, answer: Any
+) -> None:
+    deployment.standin.fail_next("cbr", Fault(200, answer))
+    with pytest.raises(UpstreamError) as raised:
+        poll_pages(deployment)
+
+    error = raised.value
+    assert (error.category.value, error.http_status) == ("bad_response", 200)
+    assert str(error) == "CBR answered without a backups list"
+
+
+def test_a_list_past_its_bound_is_a_bad_response_to_a_200(deployment: Deployment) -> None:
+    disk = {**row(RESOURCES[0]), "parent_id": "b-1"}
+    with pytest.raises(UpstreamError) as raised:
+        poll_pages(deployment, *[[disk]] * 3, count=10**6)
+
+    assert (raised.value.category.value, raised.value.http_status) == ("bad_response", 200)
 
 
 def test_a_task_list_that_pages_on_forever_is_bounded_and_the_completion_still_told(
@@ -134,3 +210,36 @@ def strings(value: Any) -> list[str]:
     if isinstance(value, dict):
         return [text for key, item in value.items() for text in [key, *strings(item)]]
     return []
+
+
+def test_a_backup_tells_when_it_finished_only_when_it_did_at_a_real_time(
+    deployment: Deployment,
+) -> None:
+    running = {**row(RESOURCES[0]), "status": "protecting", "updated_at": "2026-12-06T01:00:00"}
+    done = {**row(RESOURCES[1]), "updated_at": "2026-12-06T01:02:03"}
+    placeholder = {**row(RESOURCES[1]), "updated_at": "0001-01-01T00:00:00"}
+
+    first, second = poll_pages(deployment, [running, done])
+    [_, third] = poll_pages(deployment, [running, placeholder])
+
+    assert (first.finished_at, first.finished) == (None, None)
+    assert (second.finished_at, second.finished) == (
+        "2026-12-06T01:02:03", datetime(2026, 12, 6, 1, 2, 3, tzinfo=UTC).timestamp(),
+    )  # fmt: skip
+    assert (third.finished_at, third.finished) == (None, None)
+
+
+def test_a_list_without_a_count_is_the_rows_it_holds(deployment: Deployment) -> None:
+    deployment.standin.fail_next("cbr", Fault(200, {"backups": [row(r) for r in RESOURCES[:2]]}))
+
+    items = poll_pages(deployment)
+
+    assert len(items) == 2
+    assert len(backup_lists(deployment)) == 1
+
+
+def test_a_backup_row_without_an_id_is_a_bad_response(deployment: Deployment) -> None:
+    with pytest.raises(UpstreamError) as raised:
+        poll_pages(deployment, [{**row(RESOURCES[0]), "id": None}, row(RESOURCES[1])])
+
+    assert str(raised.value) == "CBR listed a backup without an id"

@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import itertools
 import json
+import time
 import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -13,7 +16,8 @@ from conftest import Deployment
 from huaweicloudsdkcore.auth.credentials import BasicCredentials
 from huaweicloudsdkcore.sdk_request import SdkRequest
 from huaweicloudsdkcore.signer.signer import Signer
-from test_completion_tracking import completions, tracked_item
+from test_completion_tracking import OTHER_PROJECT, completions, tracked_item
+from test_operational_trouble import tracked_state
 from test_webhooks import generic_event
 
 from support.standin import ACCESS_KEY, PROJECT_ID, SECRET_KEY, Fault, Recorded
@@ -68,6 +72,14 @@ def test_a_started_vault_backup_is_told_as_cbr(deployment: Deployment) -> None:
         "name": None, "description": None,
     }  # fmt: skip
     checkpoint = message["checkpoint"]
+    [answered] = [body for method, path, _, body in deployment.standin.answers
+                  if method == "POST" and path.endswith("/checkpoints")]  # fmt: skip
+    point = answered["checkpoint"]
+    assert (checkpoint["id"], checkpoint["created_at"], checkpoint["project_id"]) == (
+        point["id"], point["created_at"], point["project_id"],
+    )  # fmt: skip
+    assert checkpoint["vault"]["id"] == VAULT
+    assert checkpoint["extra_info"] == point["extra_info"]
     assert checkpoint["status"] == "protecting"
     assert checkpoint["vault"]["name"] == "vault-be94"
     assert [r["id"] for r in checkpoint["vault"]["resources"]] == [SERVER_1, SERVER_2]
@@ -122,8 +134,31 @@ def test_every_resource_skipped_is_a_busy_failure_and_nothing_is_tracked(
     assert (result["outcome"], error["category"], error["code"]) == (
         "failed", "busy", "BackupService.0002",
     )  # fmt: skip
-    assert "Resources are being backed up." in error["message"]
+    name = deployment.standin.vaults[VAULT].resources[SERVER_1]
+    assert error["message"] == (
+        f"CBR skipped every resource of the vault ({name}: Resources are being backed up.)"
+    )
+    assert error["http_status"] == 200
     assert deployment.track() == {"due": 0}
+
+
+def test_a_vault_skipped_without_name_or_reason_says_which_and_that_none_was_given(
+    deployment: Deployment,
+) -> None:
+    deployment.standin.vaults[VAULT].busy = {SERVER_1, SERVER_2}
+
+    def unnamed(checkpoint: dict[str, Any]) -> None:
+        for skipped in checkpoint["vault"]["skipped_resources"]:
+            del skipped["name"], skipped["reason"]
+
+    deployment.standin.edit_created = unnamed
+
+    deployment.invoke({"vault_id": VAULT})
+
+    [failed] = deployment.notifications()
+    assert failed.message["error"]["message"] == (
+        f"CBR skipped every resource of the vault ({SERVER_1}: no reason given)"
+    )
 
 
 @SKIPPED_SHAPES
@@ -140,7 +175,10 @@ def test_a_skipped_resource_is_listed_and_fails_the_completion(
     assert (started.message["outcome"], skipped["id"], skipped["code"]) == (
         "succeeded", SERVER_1, "BackupService.0002",
     )  # fmt: skip
-    for _ in range(3):
+    deployment.track()  # CBR lists no backup yet: nothing is known of the restore point
+    progress = tracked_state(deployment, started.message["checkpoint"]["id"])["progress"]
+    assert json.loads(progress) == {"servers": 2, "available": 0, "failed": 0, "running": 2}
+    for _ in range(2):
         deployment.track()
 
     [completed] = completions(deployment)
@@ -222,6 +260,36 @@ def test_a_failed_backup_names_the_reason_its_task_gives(deployment: Deployment)
     tasks = [c for c in deployment.standin.calls("cbr") if c.path.endswith("/operation-logs")]
     assert tasks
     assert all(c.query["vault_id"] == [FAILING_VAULT] for c in tasks)
+
+
+@pytest.fixture
+def local_time_elsewhere(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The machine's clock in Newfoundland (UTC-3:30): what is sent as UTC must be UTC."""
+    monkeypatch.setenv("TZ", "America/St_Johns")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+@pytest.mark.usefixtures("local_time_elsewhere")
+def test_the_task_list_asks_for_tasks_since_the_backup_began_in_utc(
+    deployment: Deployment,
+) -> None:
+    """Tasks are stamped with the minute they began: the list starts five minutes before the
+    backup was registered, so that it holds this backup's tasks and few others."""
+    deployment.standin.failing_servers = {"d6bf7592-ca52-43a2-9979-e418d64b29bb"}
+    deployment.standin.polls_to_finish = 1
+    checkpoint_id = deployment.invoke({"vault_id": FAILING_VAULT})["plans"][0]["checkpoint_id"]
+    deployment.notifications()
+    for _ in range(2):
+        deployment.track()
+
+    [task_list] = [c for c in deployment.standin.calls("cbr") if c.path.endswith("/operation-logs")]
+    [since] = task_list.query["start_time"]
+    began = datetime.strptime(since, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    created = deployment.standin.restore_points[checkpoint_id].created_at
+    assert timedelta(seconds=299) <= created - began <= timedelta(seconds=310)
 
 
 def test_the_backups_of_a_large_vault_are_read_page_by_page(deployment: Deployment) -> None:
@@ -340,3 +408,38 @@ def test_csbs_closed_to_a_new_project_says_to_use_cbr(deployment: Deployment) ->
     [failed] = deployment.notifications()
     assert failed.message["error"]["category"] == "forbidden"
     assert "must use CBR: name its vault with vault_id" in failed.message["error"]["message"]
+
+
+def test_a_restore_point_answered_without_its_project_is_polled_where_it_was_started(
+    deployment: Deployment,
+) -> None:
+    standin = deployment.standin
+    standin.projects[OTHER_PROJECT] = "eu-de_other"
+    standin.polls_to_finish = 1
+    standin.edit_created = lambda checkpoint: checkpoint.pop("project_id")
+    deployment.invoke({"vault_id": VAULT})
+    deployment.notifications()
+    deployment.set_secret(standin.cloud_secret(project_id=OTHER_PROJECT))  # now another
+    deployment.cold_start()
+
+    runs = [deployment.track() for _ in range(3)]
+
+    assert [run.get("succeeded", 0) for run in runs] == [0, 1, 0]
+    lists = [call.path for call in standin.calls("cbr") if call.path.endswith("/backups")]
+    assert set(lists) == {f"/v3/{PROJECT_ID}/backups"}
+
+
+def test_a_restore_point_answered_with_vault_null_is_started_and_followed(
+    deployment: Deployment,
+) -> None:
+    """The vault is not named: the backup is told, and followed to what its rows show."""
+    deployment.standin.polls_to_finish = 1
+    deployment.standin.edit_created = lambda checkpoint: checkpoint.update(vault=None)
+
+    deployment.invoke({"vault_id": VAULT})
+
+    [started] = deployment.notifications()
+    assert started.message["outcome"] == "succeeded"
+    assert started.message["checkpoint"]["vault"]["resources"] == []
+    runs = [deployment.track() for _ in range(3)]
+    assert [run.get("succeeded", 0) for run in runs] == [0, 1, 0]

@@ -191,18 +191,14 @@ class CbrClient(BackupService):
         entries = self._pages(
             "/operation-logs", "operation_logs", query, MAX_TASKS, backup, deadline, strict=False
         )
-        tasks = [_task(entry) for entry in entries]
-        reasons = {
-            task.resource_id: task
-            for task in tasks
-            if task.checkpoint_id == backup.checkpoint_id and task.fail_reason
-        }
+        failures = _failures(entries, backup.checkpoint_id)
         return [
-            _with_reason(item, reasons[item.resource_id])
-            if item.status == "error" and item.resource_id in reasons
+            replace(item, fail_code=failures[item.resource_id][0],
+                    fail_reason=failures[item.resource_id][1])
+            if item.status == "error" and item.resource_id in failures
             else item
             for item in items
-        ]
+        ]  # fmt: skip
 
     def _pages(
         self,
@@ -293,29 +289,22 @@ def _backup(row: Mapping[str, Any]) -> CheckpointItem:
     )
 
 
-def _task(entry: Mapping[str, Any]) -> CheckpointItem:
-    """A task, in the shape of the item it explains: its resource, its error."""
-    extra = decode_extra_info(entry.get("extra_info"))
-    extra = extra if isinstance(extra, dict) else {}
-    resource = extra.get("resource")
-    error = entry.get("error_info")
-    error = error if isinstance(error, dict) else {}
-    return CheckpointItem(
-        id=short_text(entry.get("id")) or "",
-        checkpoint_id=short_text(entry.get("checkpoint_id")),
-        resource_id=short_text(resource.get("id")) if isinstance(resource, dict) else None,
-        resource_name=None,
-        status=short_text(entry.get("status")),
-        progress=None,
-        size_mb=None,
-        finished_at=None,
-        fail_code=short_text(error.get("code")),
-        fail_reason=short_text(error.get("message")),
-    )
-
-
-def _with_reason(item: CheckpointItem, task: CheckpointItem) -> CheckpointItem:
-    return replace(item, fail_code=task.fail_code, fail_reason=task.fail_reason)
+def _failures(
+    entries: list[dict[str, Any]], checkpoint_id: str
+) -> dict[str | None, tuple[str | None, str]]:
+    """The error code and message of each resource whose task in this restore point failed
+    with a message (a task names its resource in ``extra_info.resource``)."""
+    failures: dict[str | None, tuple[str | None, str]] = {}
+    for entry in entries:
+        extra = decode_extra_info(entry.get("extra_info"))
+        resource = extra.get("resource") if isinstance(extra, dict) else None
+        error = entry.get("error_info")
+        if not isinstance(resource, dict) or not isinstance(error, dict):
+            continue
+        reason = short_text(error.get("message"))
+        if reason and short_text(entry.get("checkpoint_id")) == checkpoint_id:
+            failures[short_text(resource.get("id"))] = (short_text(error.get("code")), reason)
+    return failures
 
 
 def _list_page(document: Any, key: str) -> tuple[list[dict[str, Any]], int]:
