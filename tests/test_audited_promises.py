@@ -18,7 +18,7 @@ from test_scale_out import FIRING, many_plans
 
 import csbs_trigger.tracker
 from csbs_trigger.aws.history import HistoryTable
-from csbs_trigger.aws.plan_queue import MAX_VISIBILITY_SECONDS, PlanQueue
+from csbs_trigger.aws.sqs import MAX_VISIBILITY_SECONDS, Queue
 from csbs_trigger.aws.tracking import TrackingTable
 from csbs_trigger.history import entry_of
 from csbs_trigger.notify import Notification
@@ -253,20 +253,20 @@ class FakeSqs:
 
 def test_a_partly_failed_batch_resends_only_the_entries_that_failed() -> None:
     sqs = FakeSqs([["b"]])
-    assert PlanQueue(sqs, "url").send(["a", "b", "c"]) == 0  # type: ignore[arg-type]
+    assert Queue(sqs, "url").send(["a", "b", "c"]) == 0  # type: ignore[arg-type]
     assert sqs.sent == [["a", "b", "c"], ["b"]]
 
 
 def test_a_transient_sqs_failure_is_tried_again_each_round() -> None:
     sqs = FakeSqs(["throttled", "throttled"])
-    assert PlanQueue(sqs, "url").send(["a"]) == 0  # type: ignore[arg-type]
+    assert Queue(sqs, "url").send(["a"]) == 0  # type: ignore[arg-type]
     assert sqs.sent == [["a"]] * 3
-    assert PlanQueue(FakeSqs(["throttled"] * 3), "url").send(["a"]) == 1  # type: ignore[arg-type]
+    assert Queue(FakeSqs(["throttled"] * 3), "url").send(["a"]) == 1  # type: ignore[arg-type]
 
 
 def test_a_hold_beyond_sqs_twelve_hours_is_clamped() -> None:
     sqs = FakeSqs([])
-    queue = PlanQueue(sqs, "url")  # type: ignore[arg-type]
+    queue = Queue(sqs, "url")  # type: ignore[arg-type]
     queue.hold_back("r", 2 * 86_400)
     queue.hold_back("r", -5)
     assert sqs.visibility == [MAX_VISIBILITY_SECONDS, 0]

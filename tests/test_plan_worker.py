@@ -11,6 +11,7 @@ from conftest import Deployment
 from test_scale_out import FIRING, many_plans
 
 import csbs_trigger.triggers.queued as queued
+from csbs_trigger.aws import sqs
 from csbs_trigger.cloud.backend import BackupRequest
 from csbs_trigger.cloud.csbs import BACKEND as CSBS
 from csbs_trigger.errors import ConfigError, InvalidEventError
@@ -68,7 +69,7 @@ def test_keys_are_one_to_1024_printable_characters() -> None:
 
 
 def test_a_message_counts_its_deliveries_from_sqs_attributes() -> None:
-    assert [queued._deliveries(record) for record in (
+    assert [sqs.deliveries(record) for record in (
         {"attributes": {"ApproximateReceiveCount": "3"}}, {"attributes": {}},
         {"attributes": "3"}, {"attributes": {"ApproximateReceiveCount": "x"}}, {},
     )] == [3, 1, 1, 1, 1]  # fmt: skip
@@ -78,8 +79,8 @@ def test_a_throttled_plan_waits_between_half_and_all_of_a_doubling_ceiling(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     for jitter, expected in ((0.0, [15.0, 30.0, 60.0, 450.0]), (1.0, [30.0, 60.0, 120.0, 900.0])):
-        monkeypatch.setattr(queued.random, "random", lambda jitter=jitter: jitter)
-        assert [queued._backoff(n) for n in (1, 2, 3, 10)] == expected
+        monkeypatch.setattr(sqs.random, "random", lambda jitter=jitter: jitter)
+        assert [sqs.backoff(n) for n in (1, 2, 3, 10)] == expected
 
 
 def test_a_plan_that_cannot_be_queued_names_its_plan() -> None:

@@ -362,6 +362,23 @@ def test_a_firing_of_twenty_runs_inline_and_of_twenty_one_is_queued(
         assert item["target_id"]["S"] == notification.attributes["plan_id"]
 
 
+def test_a_large_direct_invoke_is_queued_keyed_by_its_request_and_run_by_the_worker(
+    deployment: Deployment,
+) -> None:
+    plans = many_plans(deployment, 21)
+
+    assert deployment.invoke({"plans": plans})["outcome"] == "queued"
+    answers = deployment.work()
+
+    assert all(answer["batchItemFailures"] == [] for answer in answers)
+    told = deployment.notifications()
+    assert len(told) == 21
+    assert {(n.message["trigger"]["source"], n.message["outcome"]) for n in told} == {
+        ("direct", "succeeded")
+    }
+    assert all(n.message["idempotency_key"].startswith("direct:") for n in told)
+
+
 def test_a_queued_plan_has_the_key_and_notification_of_an_inline_one(
     deployment: Deployment,
 ) -> None:

@@ -23,9 +23,9 @@ from csbs_trigger.aws.history import HistoryTable
 from csbs_trigger.aws.idempotency import Deduplicator
 from csbs_trigger.aws.login_refusals import TableLoginGuard
 from csbs_trigger.aws.metrics import Metrics
-from csbs_trigger.aws.plan_queue import PlanQueue
 from csbs_trigger.aws.secret_store import SecretStore
 from csbs_trigger.aws.sns import SnsPublisher
+from csbs_trigger.aws.sqs import Queue
 from csbs_trigger.aws.tracking import TrackingTable
 from csbs_trigger.cloud.api import ApiClient, RetryPolicy, Throttle
 from csbs_trigger.cloud.auth import CsbsAuth, LoginGuard, Logins, MemoryLoginGuard, auth_for
@@ -76,7 +76,7 @@ class Runtime:
             else None
         )
         self.plan_queue = (
-            PlanQueue(sqs, settings.plan_queue_url)
+            Queue(sqs, settings.plan_queue_url)
             if sqs is not None and settings.plan_queue_url
             else None
         )

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-import random
 from dataclasses import dataclass, replace
 from typing import Any
 
+from csbs_trigger.aws import sqs
 from csbs_trigger.aws.idempotency import AlreadyInProgressError
 from csbs_trigger.cloud.backend import BackupRequest
 from csbs_trigger.errors import Category, ConfigError, InvalidEventError, TriggerError
@@ -36,8 +36,6 @@ from csbs_trigger.triggers.events import MAX_INLINE_PLANS, PlanItem, RejectedPla
 MESSAGE_VERSION = 1
 _TRIGGER_SOURCES = ("schedule", "eventbridge", "direct")
 _MAX_KEY_LENGTH = 1024
-# A throttled plan without Retry-After comes back after this (doubled per delivery, capped).
-_BACKOFF_SECONDS, _MAX_BACKOFF_SECONDS = 30.0, 900.0
 
 
 class PlansNotQueued(TriggerError):
@@ -155,12 +153,12 @@ def _run_message(record: Any, context: Any, runtime: Runtime) -> str | None:
         [result] = run_units(trigger, [unit], context, runtime)
         return message_id if result.publish_error else None
     try:
-        deliveries = _deliveries(record)
+        deliveries = sqs.deliveries(record)
         final = deliveries >= runtime.settings.plan_max_deliveries
         executed = execute_once(queued.trigger, queued.unit, context, runtime, final=final)
         failure = Notification.from_record(executed.record).content["error"]
         if failure and failure["category"] == Category.THROTTLED.value and not final:
-            delay = failure["retry_after_seconds"] or _backoff(deliveries)
+            delay = failure["retry_after_seconds"] or sqs.backoff(deliveries)
             logger.info("plan throttled: back to the queue", extra={
                 "idempotency_key": queued.unit.key, "deliveries": deliveries,
                 "delay_seconds": delay})  # fmt: skip
@@ -176,17 +174,6 @@ def _run_message(record: Any, context: Any, runtime: Runtime) -> str | None:
                      "reason": type(exc).__name__})  # fmt: skip
         return message_id
     return message_id if result.publish_error else None
-
-
-def _deliveries(record: dict[str, Any]) -> int:
-    attributes = record.get("attributes")
-    count = attributes.get("ApproximateReceiveCount") if isinstance(attributes, dict) else None
-    return int(count) if isinstance(count, str) and count.isdigit() else 1
-
-
-def _backoff(deliveries: int) -> float:
-    ceiling = min(_MAX_BACKOFF_SECONDS, _BACKOFF_SECONDS * 2.0 ** (deliveries - 1))
-    return ceiling / 2 + random.random() * ceiling / 2  # noqa: S311 (jitter, no secret)
 
 
 def _rejected(item: PlanItem, error: TriggerError) -> PlanItem:

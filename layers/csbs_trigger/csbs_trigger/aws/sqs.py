@@ -1,9 +1,10 @@
-"""SQS adapter: the queue a large firing hands its plans to, one message per plan, and the
-worker's way to hold a plan back."""
+"""SQS adapter: a queue of ours (the plan queue a large firing hands its plans to, the ticket
+update queue), and a worker's way to hold a message back."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import random
+from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -16,9 +17,11 @@ BATCH_ENTRIES = 10  # SendMessageBatch takes at most 10 entries
 BATCH_BYTES = 256 * 1024  # and at most 256 KiB in all
 SEND_ROUNDS = 3  # tries per entry before it is reported unsent
 MAX_VISIBILITY_SECONDS = 12 * 3600
+# A message to try again without a time given comes back after this (doubled per delivery).
+BACKOFF_SECONDS, MAX_BACKOFF_SECONDS = 30.0, 900.0
 
 
-class PlanQueue:
+class Queue:
     def __init__(self, client: SQSClient, url: str) -> None:
         self._client = client
         self._url = url
@@ -29,15 +32,16 @@ class PlanQueue:
         return sum(self._send_batch(batch) for batch in _batches(bodies))
 
     def hold_back(self, receipt_handle: str, seconds: float) -> None:
-        """Let a received message come back only after ``seconds`` (a throttled plan waits as
-        the gateway asked). Best effort: without it, the queue's own visibility timeout holds."""
+        """Let a received message come back only after ``seconds`` (a throttled plan or ticket
+        write waits as it was asked). Best effort: without it, the queue's own visibility
+        timeout holds."""
         seconds = max(0, min(int(seconds), MAX_VISIBILITY_SECONDS))
         try:
             self._client.change_message_visibility(
                 QueueUrl=self._url, ReceiptHandle=receipt_handle, VisibilityTimeout=seconds
             )
         except (BotoCoreError, ClientError) as exc:
-            logger.warning("plan not held back", extra={"reason": type(exc).__name__})
+            logger.warning("message not held back", extra={"reason": type(exc).__name__})
 
     def _send_batch(self, bodies: list[str]) -> int:
         pending = {str(index): body for index, body in enumerate(bodies)}
@@ -74,3 +78,16 @@ def _batches(bodies: list[str]) -> list[list[str]]:
         batches[-1].append(body)
         size += length
     return batches
+
+
+def deliveries(record: dict[str, Any]) -> int:
+    """How often SQS has delivered this message, this time included."""
+    attributes = record.get("attributes")
+    count = attributes.get("ApproximateReceiveCount") if isinstance(attributes, dict) else None
+    return int(count) if isinstance(count, str) and count.isdigit() else 1
+
+
+def backoff(delivery: int) -> float:
+    """Seconds until the next try, after ``delivery`` tries: doubled each, capped, jittered."""
+    ceiling = min(MAX_BACKOFF_SECONDS, BACKOFF_SECONDS * 2.0 ** (delivery - 1))
+    return ceiling / 2 + random.random() * ceiling / 2  # noqa: S311 (jitter, no secret)
