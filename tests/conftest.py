@@ -25,6 +25,7 @@ from typing import Any
 import boto3
 import plan_worker
 import pytest
+import ticket_update
 from hypothesis import HealthCheck, settings
 
 import completion_tracker
@@ -36,6 +37,7 @@ from support.lambda_context import FakeLambdaContext
 from support.local_aws import Delivered, Inbox, LocalAws
 from support.local_run import SAMPLE_PLANS, SAMPLE_VAULTS
 from support.standin import CsbsStandIn, Fault
+from support.ticket_standin import TicketStandIn
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -314,3 +316,70 @@ def deployment(
     yield deployment
     for reserved in deployment.reserved:
         reserved.close()
+
+
+# The ticket write-back's set-up (issue 26): a webhook asks for a backup of PLAN_A's SERVER for
+# a Jira issue or a ServiceNow change.
+PLAN_A = "62171999-3df1-42f7-9513-6f9b1bea4744"
+SERVER = "7a32a8b5-7977-4e24-b5da-e0eb457db75b"
+ISSUE, CHANGE = "OPS-7", "CHG0031337"
+
+
+@dataclass
+class WriteBack:
+    deployment: Deployment
+    tickets: TicketStandIn
+    secret_arn: str
+    queue_url: str
+    held: dict[str, str] = field(default_factory=dict)
+
+    def update(self) -> list[dict[str, Any]]:
+        """The ticket update function drains its queue as Lambda's SQS event source runs it."""
+        return self.deployment.aws.run_plan_queue(
+            self.queue_url, ticket_update.handler,
+            lambda: FakeLambdaContext(function_name="csbs-trigger-ticket-update"), self.held,
+        )  # fmt: skip
+
+    def time_passes(self) -> None:
+        sqs = self.deployment.aws.client("sqs")
+        for receipt in self.held.values():
+            sqs.change_message_visibility(
+                QueueUrl=self.queue_url, ReceiptHandle=receipt, VisibilityTimeout=0
+            )
+
+    def set_secret(self, value: dict[str, Any]) -> None:
+        self.deployment.aws.update_secret(self.secret_arn, value)
+
+    def sender(self, kind: str) -> None:
+        """The generic webhook source writes back to ``kind``'s stand-in."""
+        systems = self.tickets.secrets()
+        entry = systems["jira" if kind == "jira-cloud" else kind]
+        self.set_secret({**systems, "generic": entry})
+
+    def backup(self, reference: str, *, delivery: str = "msg_1", finish: bool = True) -> None:
+        """A webhook asks for a backup; with ``finish``, it is followed to its completion."""
+        from test_webhooks import generic_event
+
+        body = {"plan_id": PLAN_A, "resources": [SERVER], "reference": reference}
+        answer = self.deployment.invoke_webhook(generic_event(body, delivery=delivery))
+        assert answer["statusCode"] in (201, 422, 502, 503), answer
+        if finish:
+            self.deployment.standin.polls_to_finish = 1
+            for _ in range(3):
+                self.deployment.track()
+
+
+@pytest.fixture
+def writeback(deployment: Deployment, monkeypatch: pytest.MonkeyPatch) -> Iterator[WriteBack]:
+    with TicketStandIn() as tickets:
+        tickets.add_issue(ISSUE)
+        tickets.add_record(CHANGE)
+        aws = deployment.aws
+        secret_arn = aws.create_secret("csbs-trigger/tickets", tickets.secrets())
+        queue_url = aws.ticket_queue(deployment.topic_arn)
+        monkeypatch.setenv("TICKET_SECRET_ID", secret_arn)
+        monkeypatch.setenv("TICKET_LEDGER_TABLE", aws.ticket_ledger_table())
+        monkeypatch.setenv("TICKET_QUEUE_URL", queue_url)
+        monkeypatch.delenv("TICKET_MAX_DELIVERIES", raising=False)
+        deployment.cold_start()
+        yield WriteBack(deployment, tickets, secret_arn, queue_url)

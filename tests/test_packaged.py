@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import ROOT, Deployment, read_event
+from conftest import ISSUE, ROOT, Deployment, WriteBack, read_event
 from test_scale_out import FIRING, many_plans
 from test_webhooks import PLAN_A, generic_event
 
@@ -155,6 +155,23 @@ def test_packaged_digest_reports_what_the_functions_recorded(deployment: Deploym
     assert digest.message["totals"]["succeeded"] == 1
 
 
+def test_packaged_ticket_update_writes_a_comment(writeback: WriteBack) -> None:
+    writeback.sender("jira-cloud")
+    writeback.backup(ISSUE)
+    messages = writeback.deployment.aws.client("sqs").receive_message(
+        QueueUrl=writeback.queue_url, MaxNumberOfMessages=10, MessageSystemAttributeNames=["All"]
+    )["Messages"]
+    event = {"Records": [{"messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"],
+                          "body": m["Body"], "attributes": m["Attributes"]}
+                         for m in messages]}  # fmt: skip
+
+    report = _invoke(_artifact("TicketUpdateFunction"), event)
+
+    assert report["result"] == {"batchItemFailures": []}
+    [comment] = writeback.tickets.issues[ISSUE]
+    assert "[csbs-trigger checkpoint " in json.dumps(comment["body"])
+
+
 def test_every_handler_of_the_template_is_packaged() -> None:
     _runtime_or_fail()
     handlers = [a for a in artifacts() if a.kind == "function"]
@@ -163,6 +180,7 @@ def test_every_handler_of_the_template_is_packaged() -> None:
         "WebhookFunction",
         "CompletionTrackerFunction",
         "PlanWorkerFunction",
+        "TicketUpdateFunction",
         "DigestFunction",
     }
     for artifact in handlers:

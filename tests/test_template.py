@@ -291,8 +291,8 @@ def test_large_firings_go_through_a_plan_queue_with_a_dead_letter_queue_and_an_a
     # a throttled plan is told at its last delivery, before the queue would give it up
     assert redrive["maxReceiveCount"] > int(env["PLAN_MAX_DELIVERIES"]) == 5
     [settings] = [r["Properties"] for r in resources.values()
-                  if r["Type"] == "AWS::Lambda::EventSourceMapping"]  # fmt: skip
-    assert settings["FunctionName"] == {"Ref": "PlanWorkerFunction"}
+                  if r["Type"] == "AWS::Lambda::EventSourceMapping"
+                  and r["Properties"]["FunctionName"] == {"Ref": "PlanWorkerFunction"}]  # fmt: skip
     assert settings["EventSourceArn"] == {"Fn::GetAtt": ["PlanQueue", "Arn"]}
     assert settings["BatchSize"] <= 10
     assert settings["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
@@ -313,6 +313,59 @@ def test_large_firings_go_through_a_plan_queue_with_a_dead_letter_queue_and_an_a
     assert (holder["Action"], holder["Resource"]) == (
         "sqs:ChangeMessageVisibility", {"Fn::GetAtt": ["PlanQueue", "Arn"]},
     )  # fmt: skip
+
+
+def test_ticket_updates_come_from_the_topic_filtered_to_results_of_senders(
+    resources: dict[str, Any],
+) -> None:
+    """Issue 26.1: the queue takes the topic's started and completed results of triggers that
+    name a sender (never a write-back's own report), and the function drains it."""
+    template = expand(ROOT / "template.yaml")
+    function = resources["TicketUpdateFunction"]["Properties"]
+    queue = resources["TicketUpdateQueue"]["Properties"]
+    assert function["Handler"] == "ticket_update.handler"
+    assert queue["VisibilityTimeout"] >= 6 * function["Timeout"]
+    redrive = queue["RedrivePolicy"]
+    assert redrive["deadLetterTargetArn"] == {"Fn::GetAtt": ["TicketUpdateDeadLetterQueue", "Arn"]}
+    env = function["Environment"]["Variables"]
+    assert redrive["maxReceiveCount"] > int(env["TICKET_MAX_DELIVERIES"]) == 8
+    assert env["TICKET_SECRET_ID"] == {"Ref": "TicketSecretArn"}
+    subscription = resources["TicketUpdateSubscription"]
+    assert subscription["Condition"] == "EnableTicketUpdates"
+    properties = subscription["Properties"]
+    assert (properties["Protocol"], properties["RawMessageDelivery"]) == ("sqs", True)
+    assert properties["Endpoint"] == {"Fn::GetAtt": ["TicketUpdateQueue", "Arn"]}
+    assert properties["FilterPolicy"] == {
+        "trigger_sender": [{"exists": True}], "event": ["started", "completed"],
+    }  # fmt: skip
+    [statement] = resources["TicketUpdateQueuePolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    assert (statement["Principal"], statement["Action"]) == (
+        {"Service": "sns.amazonaws.com"}, "sqs:SendMessage",
+    )  # fmt: skip
+    assert statement["Condition"]["ArnEquals"]["aws:SourceArn"] == properties["TopicArn"]
+    [settings] = [r["Properties"] for r in resources.values()
+                  if r["Type"] == "AWS::Lambda::EventSourceMapping"
+                  and r["Properties"]["FunctionName"]["Ref"] == "TicketUpdateFunction"]  # fmt: skip
+    assert settings["EventSourceArn"] == {"Fn::GetAtt": ["TicketUpdateQueue", "Arn"]}
+    assert settings["BatchSize"] <= 10
+    assert settings["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert settings["ScalingConfig"] == {"MaximumConcurrency": {"Ref": "TicketUpdateConcurrency"}}
+    concurrency = template["Parameters"]["TicketUpdateConcurrency"]
+    assert concurrency["Default"] == 2
+    assert template["Parameters"]["TicketSecretArn"]["Default"] == ""
+    # Write-back off: no statement names the (empty) secret.
+    role = resources["TicketUpdateFunction"]["Properties"]["Role"]["Fn::GetAtt"][0]
+    [reader] = [statement for policy in resources[role]["Properties"]["Policies"]
+                for statement in policy["PolicyDocument"]["Statement"]
+                if statement.get("Fn::If", [""])[0] == "EnableTicketUpdates"]  # fmt: skip
+    assert reader["Fn::If"][0] == "EnableTicketUpdates"
+    assert reader["Fn::If"][2] == {"Ref": "AWS::NoValue"}
+    assert reader["Fn::If"][1]["Resource"] == {"Ref": "TicketSecretArn"}
+    holder = _statements(resources, "TicketUpdateFunction")["HoldBackThrottledWrites"]
+    assert holder["Resource"] == {"Fn::GetAtt": ["TicketUpdateQueue", "Arn"]}
+    alarms = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::CloudWatch::Alarm"]
+    watched = [a["Dimensions"][0]["Value"] for a in alarms if a["Namespace"] == "AWS/SQS"]
+    assert {"Fn::GetAtt": ["TicketUpdateDeadLetterQueue", "QueueName"]} in watched
 
 
 # -- the history, the digest, its alarm and the dashboard ------------------------------------

@@ -179,6 +179,24 @@ class LocalAws:
     def history_table(self, name: str = "csbs-trigger-history") -> str:
         return self.table("HistoryTable", name)
 
+    def ticket_ledger_table(self, name: str = "csbs-trigger-ticket-ledger") -> str:
+        return self.table("TicketLedgerTable", name)
+
+    def ticket_queue(self, topic_arn: str, name: str = "csbs-trigger-ticket-updates") -> str:
+        """The ticket update queue, subscribed to the topic as template.yaml subscribes it (raw
+        delivery, its filter policy); its URL."""
+        resources = read_template()["Resources"]
+        properties = resources["TicketUpdateQueue"]["Properties"]
+        url, arn = self._queue(name, VisibilityTimeout=str(properties["VisibilityTimeout"]))
+        subscription = resources["TicketUpdateSubscription"]["Properties"]
+        self.client("sns").subscribe(
+            TopicArn=topic_arn, Protocol="sqs", Endpoint=arn,
+            Attributes={"RawMessageDelivery": str(subscription["RawMessageDelivery"]).lower(),
+                        "FilterPolicyScope": subscription["FilterPolicyScope"],
+                        "FilterPolicy": json.dumps(subscription["FilterPolicy"])},
+        )  # fmt: skip
+        return url
+
     def table(self, logical_id: str, name: str) -> str:
         """A DynamoDB table as template.yaml defines it (keys, indexes, billing, TTL)."""
         properties = read_template()["Resources"][logical_id]["Properties"]

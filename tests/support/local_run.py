@@ -10,8 +10,10 @@ Then the completion tracker follows every started backup to its end (in AWS it r
 (CBR names the reason in its task list). Then one backup with a 1-second tracking deadline is
 reported ``timed_out``. Then a firing of 25 plans is queued and the plan worker drains the
 queue, as Lambda's SQS event source would run it, and the signed webhook samples are sent to
-the webhook function on a local endpoint. Last, the daily digest of all of it, with a recovery
-point objective short enough that the backups of the start breach it.
+the webhook function on a local endpoint; the ticket update function writes their results into
+the Jira issues and the ServiceNow change that asked (local stand-ins). Last, the daily digest
+of all of it, with a recovery point objective short enough that the backups of the start
+breach it.
 
     make run                      # every sample
     make run EVENTS=events/batch.json
@@ -36,6 +38,7 @@ from csbs_trigger import logger
 from support.lambda_context import FakeLambdaContext
 from support.local_aws import Delivered, LocalAws
 from support.standin import CsbsStandIn
+from support.ticket_standin import TicketStandIn
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_EVENTS = ["schedule.json", "eventbridge.json", "batch.json", "vaults.json", "direct.json",
@@ -95,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
         ROOT / "events" / name for name in DEFAULT_EVENTS
     ]
 
-    with CsbsStandIn() as standin, LocalAws() as aws:
+    with CsbsStandIn() as standin, LocalAws() as aws, TicketStandIn() as tickets:
         for plan_id, (name, servers) in SAMPLE_PLANS.items():
             standin.add_plan(plan_id, name, servers)
         for vault_id, (name, servers) in SAMPLE_VAULTS.items():
@@ -209,6 +212,19 @@ def main(argv: list[str] | None = None) -> int:
         track(" (the queued plans' backups)", brief=True)
         track(" (the queued plans' backups)", brief=True)
 
+        # Ticket write-back: the sample ticket secret, pointed at the local Jira and ServiceNow.
+        ticket_secret = json.loads((ROOT / "events" / "secrets" / "tickets.json").read_text())
+        local_systems = tickets.secrets()
+        ticket_secret["jira"] = local_systems["jira"]
+        ticket_secret["jira-automation"] = local_systems["jira-dc"]
+        ticket_secret["servicenow"] = local_systems["servicenow"]
+        tickets.add_issue("CHG-42")
+        tickets.add_issue("CHG-43")
+        tickets.add_record("CHG0040007")
+        os.environ["TICKET_SECRET_ID"] = aws.create_secret("csbs-trigger/tickets", ticket_secret)
+        os.environ["TICKET_LEDGER_TABLE"] = aws.ticket_ledger_table()
+        os.environ["TICKET_QUEUE_URL"] = aws.ticket_queue(topic_arn)
+
         print("\n--- webhooks: the signed samples on a local endpoint (make webhook serves it)")
         from support.local_webhook import demo  # it reuses this module's printers
         from support.webhook_server import WebhookServer
@@ -221,6 +237,36 @@ def main(argv: list[str] | None = None) -> int:
             demo(server.url, inbox)
         track(" (the webhooks' backups)", brief=True)
         track(" (the webhooks' backups)", brief=True)
+
+        print(
+            "\n--- ticket write-back: each result a ticket asked for, written into it once"
+            f" (Jira Cloud and ServiceNow stand-ins on {tickets.url})"
+        )
+        updater = importlib.import_module("ticket_update")
+        answers = aws.run_plan_queue(
+            os.environ["TICKET_QUEUE_URL"], updater.handler,
+            lambda: FakeLambdaContext("csbs-trigger-ticket-update"), {},
+        )  # fmt: skip
+        for number, answer in enumerate(answers, 1):
+            print(f"ticket update batch {number}: {json.dumps(answer)}")
+        for key, comments in tickets.issues.items():
+            for comment in comments:
+                body = comment["body"]
+                if isinstance(body, str):
+                    print(f"\n  Jira Data Center comment on {key} (wiki markup):")
+                    lines = body.splitlines()
+                else:
+                    print(f"\n  Jira Cloud comment on {key} (Atlassian Document Format):")
+                    lines = adf_lines(body)
+                for line in lines:
+                    print(f"    {line}")
+        for number, record in tickets.records.items():
+            for note in record.work_notes:
+                print(f"\n  ServiceNow work note on {number}:")
+                for line in note.splitlines():
+                    print(f"    {line}")
+        for delivered in inbox.drain():
+            print_subject(delivered)
 
         rpo = max(1, math.ceil(time.time() - fresh_since))
         print(
@@ -250,6 +296,18 @@ def quiet_function_logs() -> None:
     handler = logger.registered_handler
     if isinstance(handler, logging.StreamHandler):
         handler.setStream(io.StringIO())
+
+
+def adf_lines(document: dict[str, Any]) -> list[str]:
+    """A comment's text as Jira shows it: its paragraphs, and its list items as bullets."""
+    lines = []
+    for block in document.get("content", []):
+        if block["type"] == "bulletList":
+            for item in block["content"]:
+                lines += [f"- {text}" for text in adf_lines({"content": item["content"]})]
+        else:
+            lines.append("".join(node.get("text", "") for node in block.get("content", [])))
+    return lines
 
 
 def print_subject(delivered: Delivered) -> None:

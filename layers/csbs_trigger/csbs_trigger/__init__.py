@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from csbs_trigger.triggers.queued import handle_plan_messages
     from csbs_trigger.triggers.scheduled import handle_event
     from csbs_trigger.triggers.webhooks import handle_webhook
+    from csbs_trigger.writeback import handle_ticket_messages
 
 _MODULE_OF = {
     "BackupRequest": "csbs_trigger.cloud.backend",
@@ -46,6 +47,7 @@ _MODULE_OF = {
     "container_runtime": "csbs_trigger.runtime",
     "handle_event": "csbs_trigger.triggers.scheduled",
     "handle_plan_messages": "csbs_trigger.triggers.queued",
+    "handle_ticket_messages": "csbs_trigger.writeback",
     "handle_webhook": "csbs_trigger.triggers.webhooks",
     "logger": "csbs_trigger.log",
     "run_digest": "csbs_trigger.digest",
@@ -66,6 +68,7 @@ __all__ = [
     "container_runtime",
     "handle_event",
     "handle_plan_messages",
+    "handle_ticket_messages",
     "handle_webhook",
     "logger",
     "run_digest",

@@ -25,6 +25,7 @@ from csbs_trigger.notify import (
     duration_text,
     fit,
     iso_time,
+    sender_attributes,
     target_attributes,
 )
 
@@ -146,7 +147,8 @@ def build_completion(
         return {**message, "items": listed[:count], "items_omitted": len(listed) - count}
 
     attributes = {"event": EVENT_COMPLETED, "outcome": verdict.outcome,
-                  **target_attributes(backend, registration.target_id)}  # fmt: skip
+                  **target_attributes(backend, registration.target_id),
+                  **sender_attributes(started["trigger"])}  # fmt: skip
     if verdict.error is not None:
         attributes["error_category"] = verdict.error.category.value
     subject = _subject(tracked, verdict, counts, duration)

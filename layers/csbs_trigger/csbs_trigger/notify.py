@@ -175,6 +175,13 @@ def target_attributes(backend: Backend | None, target_id: str | None) -> dict[st
     return {"backend": backend.name, **named}
 
 
+def sender_attributes(trigger: Any) -> dict[str, str]:
+    """``trigger_sender``: the webhook source that asked (what the ticket update queue's
+    subscription filters on), where a sender asked."""
+    sender = trigger.get("sender") if isinstance(trigger, dict) else None
+    return {"trigger_sender": sender} if isinstance(sender, str) and sender else {}
+
+
 def build_notification(outcome: Outcome, redact: Redactor) -> Notification:
     request: dict[str, Any] | None = None
     backend = outcome.backend
@@ -200,7 +207,8 @@ def build_notification(outcome: Outcome, redact: Redactor) -> Notification:
         "published_at": iso_time(),
     }
     attributes = {"event": EVENT_STARTED, "outcome": outcome.outcome,
-                  **target_attributes(backend, outcome.target_id)}  # fmt: skip
+                  **target_attributes(backend, outcome.target_id),
+                  **sender_attributes(message["trigger"])}  # fmt: skip
     if outcome.error is not None:
         attributes["error_category"] = outcome.error.category.value
     return Notification(

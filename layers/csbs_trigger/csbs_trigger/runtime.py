@@ -26,6 +26,7 @@ from csbs_trigger.aws.metrics import Metrics
 from csbs_trigger.aws.secret_store import SecretStore
 from csbs_trigger.aws.sns import SnsPublisher
 from csbs_trigger.aws.sqs import Queue
+from csbs_trigger.aws.ticket_ledger import TicketLedger
 from csbs_trigger.aws.tracking import TrackingTable
 from csbs_trigger.cloud.api import ApiClient, RetryPolicy, Throttle
 from csbs_trigger.cloud.auth import CsbsAuth, LoginGuard, Logins, MemoryLoginGuard, auth_for
@@ -42,6 +43,8 @@ if TYPE_CHECKING:
     from mypy_boto3_sns import SNSClient
     from mypy_boto3_sqs import SQSClient
 
+    from csbs_trigger.tickets.clients import TicketClient
+    from csbs_trigger.tickets.systems import TicketSystem
     from csbs_trigger.triggers.webhook_sources import Source
 
 
@@ -80,6 +83,23 @@ class Runtime:
             if sqs is not None and settings.plan_queue_url
             else None
         )
+        self.ticket_queue = (
+            Queue(sqs, settings.ticket_queue_url)
+            if sqs is not None and settings.ticket_queue_url
+            else None
+        )
+        self.ticket_ledger = (
+            TicketLedger(dynamodb, settings.ticket_ledger_table)
+            if dynamodb is not None and settings.ticket_ledger_table
+            else None
+        )
+        self.ticket_secret = (
+            SecretStore(secretsmanager, settings.ticket_secret_id, what="the ticket secret",
+                        max_age_seconds=settings.secret_max_age_seconds)
+            if settings.ticket_secret_id
+            else None
+        )  # fmt: skip
+        self._ticket_systems: tuple[str, dict[str, TicketSystem | ConfigError]] | None = None
         self.tracking = (
             TrackingTable(dynamodb, settings.tracking_table)
             if dynamodb is not None and settings.tracking_table
@@ -135,8 +155,11 @@ class Runtime:
             or settings.tracking_table
             or settings.login_refusal_table
             or settings.history_table
+            or settings.ticket_ledger_table
             else None,
-            sqs=session.client("sqs", config=config) if settings.plan_queue_url else None,
+            sqs=session.client("sqs", config=config)
+            if settings.plan_queue_url or settings.ticket_queue_url
+            else None,
             **overrides,
         )
 
@@ -217,12 +240,37 @@ class Runtime:
                 raise ConfigError(f"the webhook secret of source {source.name}: {weakness}")
         return list(values)
 
+    def ticket_systems(self, *, refresh: bool = False) -> dict[str, TicketSystem | ConfigError]:
+        """Each sender's ticket system (or why it has none that works), from the ticket secret:
+        empty when write-back is off. Parsed once per value of the secret."""
+        from csbs_trigger.tickets.systems import parse_systems
+
+        if self.ticket_secret is None:
+            return {}
+        text = self.ticket_secret.get(refresh=refresh)
+        with self._lock:
+            if self._ticket_systems is None or self._ticket_systems[0] != text:
+                try:
+                    systems = parse_systems(safe_json.loads(text))
+                except ValueError:
+                    raise ConfigError("the ticket secret is not valid JSON") from None
+                self._ticket_systems = (text, systems)
+            return self._ticket_systems[1]
+
+    def ticket_client(self, system: TicketSystem) -> TicketClient:
+        from csbs_trigger.tickets.clients import client_for
+
+        timeouts = (self.settings.connect_timeout_seconds, self.settings.read_timeout_seconds)
+        return client_for(system, self._session, timeouts)
+
     def secret_values(self) -> tuple[str, ...]:
         """Every secret this container holds now or held before the last rotation, of every
-        account."""
+        account and ticket system."""
         with self._lock:
             accounts = list(self._accounts.values())
-        return tuple(value for account in accounts for value in account.secret_values())
+            systems = self._ticket_systems[1].values() if self._ticket_systems else ()
+        tickets = [system.secret for system in systems if not isinstance(system, ConfigError)]
+        return (*(value for account in accounts for value in account.secret_values()), *tickets)
 
     def redactor(self) -> Redactor:
         """A redactor of every secret held now or before the last rotation (built once each)."""

@@ -47,6 +47,10 @@ class Settings:
     plan_max_deliveries: int = 5  # a throttled queued plan is told failed at this delivery
     history_table: str | None = None  # None: outcomes are not kept for the digest
     digest_rpo_seconds: float = 26 * 3600.0  # a plan's last success older than this: a breach
+    ticket_secret_id: str | None = None  # None: results are not written into tickets
+    ticket_ledger_table: str | None = None  # each result written once (the ticket ledger)
+    ticket_queue_url: str | None = None  # the ticket update queue (to hold a message back)
+    ticket_max_deliveries: int = 8  # a write still failing at this delivery is reported failed
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -85,6 +89,10 @@ class Settings:
             plan_max_deliveries=int(_number(env, "PLAN_MAX_DELIVERIES", 5, 1, 100)),
             history_table=env.get("HISTORY_TABLE") or None,
             digest_rpo_seconds=_number(env, "DIGEST_RPO_SECONDS", 26 * 3600, 1, MAX_RPO_SECONDS),
+            ticket_secret_id=env.get("TICKET_SECRET_ID") or None,
+            ticket_ledger_table=env.get("TICKET_LEDGER_TABLE") or None,
+            ticket_queue_url=env.get("TICKET_QUEUE_URL") or None,
+            ticket_max_deliveries=int(_number(env, "TICKET_MAX_DELIVERIES", 8, 1, 100)),
         )
 
 

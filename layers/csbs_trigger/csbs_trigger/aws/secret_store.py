@@ -36,7 +36,9 @@ class SecretStore:
         *,
         max_age_seconds: float,
         clock: Callable[[], float] = time.monotonic,
+        what: str = "the cloud secret",
     ) -> None:
+        self._what = what
         self._client = client
         self._secret_id = secret_id
         self._max_age = max_age_seconds
@@ -59,14 +61,12 @@ class SecretStore:
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "Unknown")
             if code in _CONFIG_ERROR_CODES:
-                raise ConfigError(
-                    f"the cloud secret could not be read ({code})", code=code
-                ) from None
+                raise ConfigError(f"{self._what} could not be read ({code})", code=code) from None
             raise TriggerError(
                 f"Secrets Manager failed ({code})", category=Category.UNAVAILABLE, code=code
             ) from None
         except BotoCoreError as exc:
             raise UpstreamError.network("Secrets Manager", exc, request_sent=False) from None
         if "SecretString" not in answer:
-            raise ConfigError("the cloud secret holds binary data, not a JSON string")
+            raise ConfigError(f"{self._what} holds binary data, not a JSON string")
         return answer["SecretString"]

@@ -22,11 +22,14 @@ class Table:
 
     def _write(self, operation: str, **arguments: Any) -> bool:
         """A conditional write: False when its condition did not hold."""
+        return self._call_if(operation, **arguments) is not None
+
+    def _call_if(self, operation: str, **arguments: Any) -> dict[str, Any] | None:
+        """A conditional call: its answer, or None when its condition did not hold."""
         try:
-            self._call(operation, **arguments)
+            return self._call(operation, **arguments)
         except _ConditionFailed:
-            return False
-        return True
+            return None
 
     def _call(self, operation: str, **arguments: Any) -> dict[str, Any]:
         try:
