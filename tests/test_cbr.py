@@ -443,3 +443,36 @@ def test_a_restore_point_answered_with_vault_null_is_started_and_followed(
     assert started.message["checkpoint"]["vault"]["resources"] == []
     runs = [deployment.track() for _ in range(3)]
     assert [run.get("succeeded", 0) for run in runs] == [0, 1, 0]
+
+
+def test_a_create_answer_without_its_checkpoint_is_a_bad_response_naming_cbr(
+    deployment: Deployment,
+) -> None:
+    deployment.standin.fail_next("cbr", Fault(200, {"restore_point": {}}))
+
+    deployment.invoke({"vault_id": VAULT})
+
+    [failed] = deployment.notifications()
+    error = failed.message["error"]
+    assert (error["category"], error["message"]) == (
+        "bad_response", "CBR answered 200 without a checkpoint object",
+    )  # fmt: skip
+
+
+def test_every_resource_skipped_for_a_reason_cbr_does_not_document_is_an_invalid_request(
+    deployment: Deployment,
+) -> None:
+    deployment.standin.vaults[VAULT].busy = {SERVER_1, SERVER_2}
+
+    def undocumented(checkpoint: dict[str, Any]) -> None:
+        for skipped in checkpoint["vault"]["skipped_resources"]:
+            skipped["code"] = "BackupService.5999"
+
+    deployment.standin.edit_created = undocumented
+
+    deployment.invoke({"vault_id": VAULT})
+
+    [failed] = deployment.notifications()
+    assert (failed.message["error"]["category"], failed.message["error"]["code"]) == (
+        "invalid_request", "BackupService.5999",
+    )  # fmt: skip

@@ -59,6 +59,11 @@ MODULES: dict[str, list[str]] = {
     "history": ["test_digest"],
     "triggers/queued": ["test_scale_out", "test_audited_promises", "test_plan_worker"],
     "aws/login_refusals": ["test_lockout", "test_operational_trouble"],
+    "writeback": ["test_ticket_writeback"],
+    "tickets/note": ["test_ticket_note", "test_ticket_writeback"],
+    "tickets/clients": ["test_ticket_writeback", "test_ticket_note"],
+    "tickets/systems": ["test_ticket_writeback"],
+    "aws/ticket_ledger": ["test_ticket_writeback"],
     "text": ["test_audited_promises", "test_operational_trouble", "test_bounds",
              "test_hostile_input", "test_checkpoint_items", "test_events", "test_digest"],
 }  # fmt: skip
