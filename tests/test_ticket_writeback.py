@@ -521,3 +521,36 @@ def test_the_sample_secret_and_event_write_the_sample_comment(writeback: WriteBa
     assert "[csbs-trigger checkpoint fc4d5750-22e7-4798-8a46-f48f62c4c1da]" in texts
     assert "Servers: 2 available, 0 failed, of 2" in texts
     assert "(42 min)" in texts
+
+
+def test_a_report_the_topic_refused_is_published_once_at_the_next_delivery(
+    writeback: WriteBack,
+) -> None:
+    writeback.sender("jira-cloud")
+    writeback.tickets.fail_next("jira", Fault(404, {"errorMessages": ["Issue does not exist"]}))
+    writeback.backup(ISSUE)
+    writeback.deployment.notifications()
+    refused = writeback.deployment.refuse(
+        writeback.deployment.runtime.sns, "Publish", "InternalError"
+    )
+
+    first = writeback.update()
+    writeback.time_passes()
+    second = writeback.update()
+
+    assert refused == ["Publish"]
+    assert len(first[0]["batchItemFailures"]) == 1  # it comes back: the report is not lost
+    assert [a["batchItemFailures"] for a in second] == [[]]
+    [report] = reports(writeback.deployment)
+    assert report.message["error"]["category"] == "not_found"
+    assert len(writeback.tickets.writes()) == 1  # the ticket is not tried again
+
+
+def test_every_notification_of_a_senders_trigger_names_the_sender(writeback: WriteBack) -> None:
+    writeback.backup(ISSUE)
+    writeback.deployment.invoke({"plan_id": PLAN_A})
+
+    told = writeback.deployment.notifications()
+
+    named = {(n.attributes["event"], n.attributes.get("trigger_sender")) for n in told}
+    assert named == {("started", "generic"), ("completed", "generic"), ("started", None)}
