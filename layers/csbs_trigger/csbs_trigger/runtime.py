@@ -100,6 +100,7 @@ class Runtime:
             else None
         )  # fmt: skip
         self._ticket_systems: tuple[str, dict[str, TicketSystem | ConfigError]] | None = None
+        self.senders_without_writeback: set[str] = set()  # logged once per container
         self.tracking = (
             TrackingTable(dynamodb, settings.tracking_table)
             if dynamodb is not None and settings.tracking_table

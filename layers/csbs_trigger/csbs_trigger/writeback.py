@@ -36,8 +36,6 @@ EVENT_WRITEBACK = "writeback"
 # A claim outlives the function's timeout (60 s): a live worker never loses it to another.
 LEASE_SECONDS = 120.0
 _MIN_HOLD_SECONDS = 1.0
-# Senders without write-back configuration this container has logged (once each).
-_UNCONFIGURED_LOGGED: set[str] = set()
 
 
 def handle_ticket_messages(event: Any, context: Any, runtime: Runtime) -> dict[str, Any]:
@@ -80,8 +78,8 @@ def _write_back(note: Note, record: dict[str, Any], runtime: Runtime, received: 
     systems = _systems(runtime)
     system = systems if isinstance(systems, ConfigError) else systems.get(note.sender)
     if system is None:
-        if note.sender not in _UNCONFIGURED_LOGGED:
-            _UNCONFIGURED_LOGGED.add(note.sender)
+        if note.sender not in runtime.senders_without_writeback:
+            runtime.senders_without_writeback.add(note.sender)
             logger.info("no ticket write-back for this sender", extra={"sender": note.sender})
         return None
     ledger = runtime.ticket_ledger
