@@ -25,7 +25,7 @@ export RUNTIME_PYTHON
 # The local run's own small environment: no linters, type checkers or template tools.
 RUN_VENV := .venv-run
 RUN_PY := $(RUN_VENV)/bin/python
-export PYTHONPATH := layers/csbs_trigger:functions/scheduled_backup:functions/webhook:functions/completion_tracker:functions/plan_worker:functions/ticket_update:functions/digest:tests
+export PYTHONPATH := layers/csbs_trigger:functions/scheduled_backup:functions/webhook:functions/completion_tracker:functions/plan_worker:functions/ticket_update:functions/expiry:functions/digest:tests
 
 .DEFAULT_GOAL := help
 

@@ -23,6 +23,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import boto3
+import expiry
 import plan_worker
 import pytest
 import ticket_update
@@ -236,6 +237,11 @@ class Deployment:
         )["Attributes"]
         return sum(int(value) for value in attributes.values())
 
+    def sweep(self, context: FakeLambdaContext | None = None) -> dict[str, Any]:
+        """One run of the expiry sweep, as its schedule starts it."""
+        context = context or FakeLambdaContext(function_name="csbs-trigger-expiry")
+        return expiry.handler({}, context)  # type: ignore[no-any-return]
+
     def track(self, context: FakeLambdaContext | None = None) -> dict[str, Any]:
         """One run of the completion tracker, as its schedule starts it."""
         context = context or FakeLambdaContext(function_name="csbs-trigger-tracker")
@@ -298,6 +304,7 @@ def deployment(
     monkeypatch.setenv("TRACKING_TABLE", aws.tracking_table())
     monkeypatch.setenv("LOGIN_REFUSAL_TABLE", aws.login_refusal_table())
     monkeypatch.setenv("HISTORY_TABLE", aws.history_table())
+    monkeypatch.setenv("EXPIRY_TABLE", aws.expiry_table())
     monkeypatch.setenv("CLOUD_SECRET_PREFIX", "csbs-trigger/clouds/")  # the template's default
     monkeypatch.setenv("TRACKING_POLL_INTERVAL_SECONDS", "0")  # every run polls every backup
     webhook_secrets = json.loads((ROOT / "events" / "secrets" / "webhooks.json").read_text())
@@ -306,7 +313,8 @@ def deployment(
     )
     monkeypatch.delenv("WEBHOOK_SOURCES", raising=False)
     for name in ("CSBS_PROVIDER_ID", "SECRET_MAX_AGE_SECONDS", "CSBS_READ_TIMEOUT_SECONDS",
-                 "TRACKING_DEADLINE_SECONDS", "PLAN_MAX_DELIVERIES"):  # fmt: skip
+                 "TRACKING_DEADLINE_SECONDS", "PLAN_MAX_DELIVERIES", "DEFAULT_KEEP_DAYS",
+                 "EXPIRY_MODE"):  # fmt: skip
         monkeypatch.delenv(name, raising=False)
     plan_queue_url = aws.plan_queue()
     monkeypatch.setenv("PLAN_QUEUE_URL", plan_queue_url)

@@ -36,7 +36,7 @@ COMPLETION_KEYS = {
     "plan_name",
     "checkpoint",
     "items", "summary", "error", "started_at", "finished_at", "duration_s", "polls",
-    "published_at",
+    "expires_at", "published_at",
 }  # fmt: skip
 ITEM_KEYS = {"id", "resource_id", "resource_name", "status", "progress", "size_mb",
              "finished_at", "fail_code", "fail_reason"}  # fmt: skip
@@ -102,7 +102,7 @@ def test_a_started_backup_is_registered_with_its_deadline(deployment: Deployment
     assert "details" not in item  # nothing skipped: nothing more to follow it by
     assert json.loads(item["started"]["S"]) == {  # what started it, for whoever reads the table
         key: started.message[key]
-        for key in ("trigger", "request", "invocation_id", "idempotency_key")
+        for key in ("trigger", "request", "invocation_id", "idempotency_key", "expires_at")
     }
 
 

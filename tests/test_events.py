@@ -182,10 +182,11 @@ LONG_KEY = "k" * 50
         ({"plans": [{"plan_id": PLAN}], "schedule_arn": ARN},
          "event needs schedule_arn and scheduled_time together (they name one firing)", None),
         ({"plan_id": "not an id", "x": 1}, "event has unknown keys 'x'; allowed: auto_trigger, "
-         "credentials, plan_id, project_id, resources, schedule_arn, scheduled_time", None),
+         "credentials, keep_days, plan_id, project_id, resources, schedule_arn, scheduled_time",
+         None),
         ({"plans": [{"plan_id": PLAN, "x": 1}]},
-         "event.plans[0] has unknown keys 'x'; allowed: auto_trigger, credentials, plan_id, "
-         "project_id, resources", PLAN),
+         "event.plans[0] has unknown keys 'x'; allowed: auto_trigger, credentials, keep_days, "
+         "plan_id, project_id, resources", PLAN),
     ],
 )  # fmt: skip
 def test_each_refusal_names_where_and_what(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -172,6 +173,27 @@ def test_packaged_ticket_update_writes_a_comment(writeback: WriteBack) -> None:
     assert "[csbs-trigger checkpoint " in json.dumps(comment["body"])
 
 
+def test_packaged_expiry_sweep_deletes_an_expired_backup(deployment: Deployment) -> None:
+    deployment.standin.polls_to_finish = 1
+    deployment.now = time.time() - 3 * 86400  # started three days ago, kept for one
+    result = deployment.invoke({"plan_id": PLAN_A, "keep_days": 1})
+    old = result["plans"][0]["checkpoint_id"]
+    for _ in range(3):
+        deployment.track()
+    deployment.now = None
+    deployment.invoke({"plan_id": PLAN_A})  # the servers' newer good backup
+    for _ in range(3):
+        deployment.track()
+    deployment.notifications()
+
+    first = _invoke(_artifact("ExpiryFunction"), {})
+    second = _invoke(_artifact("ExpiryFunction"), {})
+
+    assert (first["result"]["deleting"], second["result"]["deleted"]) == (1, 1)
+    [told] = [n for n in deployment.notifications() if n.attributes["event"] == "expired"]
+    assert told.message["checkpoint"]["id"] == old
+
+
 def test_every_handler_of_the_template_is_packaged() -> None:
     _runtime_or_fail()
     handlers = [a for a in artifacts() if a.kind == "function"]
@@ -181,6 +203,7 @@ def test_every_handler_of_the_template_is_packaged() -> None:
         "CompletionTrackerFunction",
         "PlanWorkerFunction",
         "TicketUpdateFunction",
+        "ExpiryFunction",
         "DigestFunction",
     }
     for artifact in handlers:

@@ -394,7 +394,7 @@ def test_notification_schema_and_attributes(deployment: Deployment) -> None:
         "schema_version", "event", "outcome", "backend", "trigger", "invocation_id",
         "idempotency_key", "request",
         "checkpoint", "plan_name", "error", "attempts", "duration_ms", "tracking",
-        "published_at",
+        "expires_at", "published_at",
     }  # fmt: skip
     assert set(failed.message) == set(succeeded.message) == expected_keys
     assert (succeeded.message["plan_name"], failed.message["plan_name"]) == ("backup", None)

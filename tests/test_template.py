@@ -226,6 +226,10 @@ def test_tracking_permissions_are_least_privilege(resources: dict[str, Any]) -> 
         "FindDueBackups": ("dynamodb:Query", {"Fn::Sub": "${TrackingTable.Arn}/index/due"}),
         "RememberRefusedLogins": REMEMBER_REFUSED_LOGINS,
         "RecordHistory": ("dynamodb:PutItem", {"Fn::GetAtt": ["HistoryTable", "Arn"]}),
+        "LetCompletedBackupsExpire": (
+            "dynamodb:UpdateItem",
+            {"Fn::GetAtt": ["ExpiryTable", "Arn"]},
+        ),
     }
     assert tracker["ReadCloudSecrets"]["Resource"] == [{"Ref": "CloudSecretArn"}, NAMED_SECRETS]
     assert "webhook" not in json.dumps(tracker).lower()
@@ -366,6 +370,43 @@ def test_ticket_updates_come_from_the_topic_filtered_to_results_of_senders(
     alarms = [r["Properties"] for r in resources.values() if r["Type"] == "AWS::CloudWatch::Alarm"]
     watched = [a["Dimensions"][0]["Value"] for a in alarms if a["Namespace"] == "AWS/SQS"]
     assert {"Fn::GetAtt": ["TicketUpdateDeadLetterQueue", "QueueName"]} in watched
+
+
+def test_the_expiry_sweep_runs_alone_on_its_schedule_with_least_privilege(
+    resources: dict[str, Any],
+) -> None:
+    """Issue 27.4: one sweep at a time, hourly by default; it reads and moves the register on,
+    and nothing else of it. Every function that starts backups gives them their lifetime."""
+    template = expand(ROOT / "template.yaml")
+    function = resources["ExpiryFunction"]["Properties"]
+    assert function["Handler"] == "expiry.handler"
+    assert function["ReservedConcurrentExecutions"] == 1
+    assert template["Parameters"]["ExpirySchedule"]["Default"] == "rate(1 hour)"
+    assert template["Parameters"]["ExpiryMode"]["AllowedValues"] == ["delete", "report"]
+    keep = template["Parameters"]["DefaultKeepDays"]
+    assert keep["Default"] == ""
+    accepted = [
+        days
+        for days in ("", "1", "14", "365", "3650")
+        if re.fullmatch(keep["AllowedPattern"], days)
+    ]
+    assert accepted == ["", "1", "14", "365", "3650"]
+    assert not [
+        d for d in ("0", "3651", "01", "-1", "1.5") if re.fullmatch(keep["AllowedPattern"], d)
+    ]
+    table = {"Fn::GetAtt": ["ExpiryTable", "Arn"]}
+    sweep = _statements(resources, "ExpiryFunction")
+    dynamodb = {sid: (s["Action"], s["Resource"]) for sid, s in sweep.items()
+                if "dynamodb" in json.dumps(s["Action"])}  # fmt: skip
+    assert dynamodb == {
+        "SweepTheRegister": (["dynamodb:GetItem", "dynamodb:UpdateItem"], table),
+        "FindExpiredBackups": ("dynamodb:Query", {"Fn::Sub": "${ExpiryTable.Arn}/index/expiring"}),
+        "RememberRefusedLogins": REMEMBER_REFUSED_LOGINS,
+        "RecordHistory": ("dynamodb:PutItem", {"Fn::GetAtt": ["HistoryTable", "Arn"]}),
+    }
+    for starter in ("ScheduledBackupFunction", "WebhookFunction", "PlanWorkerFunction"):
+        give = _statements(resources, starter)["GiveBackupsTheirLifetime"]
+        assert (give["Action"], give["Resource"]) == ("dynamodb:PutItem", table)
 
 
 # -- the history, the digest, its alarm and the dashboard ------------------------------------

@@ -179,6 +179,9 @@ class LocalAws:
     def history_table(self, name: str = "csbs-trigger-history") -> str:
         return self.table("HistoryTable", name)
 
+    def expiry_table(self, name: str = "csbs-trigger-expiry") -> str:
+        return self.table("ExpiryTable", name)
+
     def ticket_ledger_table(self, name: str = "csbs-trigger-ticket-ledger") -> str:
         return self.table("TicketLedgerTable", name)
 

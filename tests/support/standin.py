@@ -89,6 +89,8 @@ class CreatedRestorePoint:
     created_at: datetime
     polls: int = 0
     deleted: bool = False
+    deleting: dict[str, int] = field(default_factory=dict)  # backup id: reads until it is gone
+    gone: set[str] = field(default_factory=set)  # backup ids deleted
 
 
 @dataclass
@@ -100,6 +102,8 @@ class CreatedCheckpoint:
     project_id: str = PROJECT_ID
     polls: int = 0
     deleted: bool = False
+    deleting: dict[str, int] = field(default_factory=dict)  # item id: reads until it is gone
+    gone: set[str] = field(default_factory=set)  # item ids deleted
 
 
 @dataclass(frozen=True)
@@ -131,6 +135,10 @@ class CsbsStandIn:
         self.checkpoints: dict[str, CreatedCheckpoint] = {}
         self.failing_servers: set[str] = set()
         self.polls_to_finish = 3
+        # A deletion takes this many reads of the checkpoint (or the backup) to finish; CSBS
+        # runs at most this many deletion tasks at once in a project.
+        self.deletion_reads = 1
+        self.csbs_deletion_tasks = 5
         self.plans: dict[str, Plan] = {}
         self.requests: list[Recorded] = []
         # Every JSON answer sent (method, path, status, body), for checks against official
@@ -273,7 +281,10 @@ class CsbsStandIn:
         rows = []
         now = datetime.now(UTC).replace(tzinfo=None).isoformat()
         for (server_id, name), backup_id in zip(point.servers, point.backup_ids, strict=True):
+            if backup_id in point.gone:
+                continue
             status, _ = self._backup_status(point, server_id)
+            status = "deleting" if backup_id in point.deleting else status
             row = {
                 "id": backup_id,
                 "checkpoint_id": point.id,
@@ -411,6 +422,9 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         self._serve()
 
+    def do_DELETE(self) -> None:
+        self._serve()
+
     def _serve(self) -> None:
         parts = urlsplit(self.path)
         length = int(self.headers.get("Content-Length") or 0)
@@ -542,6 +556,8 @@ class _Handler(BaseHTTPRequestHandler):
     # -- CSBS -------------------------------------------------------------------------------
     def _checkpoints(self, request: Recorded) -> Answer:
         segments = request.path.strip("/").split("/")
+        if len(segments) == 6 and segments[4] == "checkpoints" and request.method == "DELETE":
+            return self._delete_checkpoint(request, segments[1], segments[5])
         if len(segments) != 5 or segments[2] != "providers" or segments[4] != "checkpoints":
             return 404, {"error_code": "APIGW.0101", "error_msg": "API not found"}, {}
         if request.method != "POST":
@@ -634,6 +650,29 @@ class _Handler(BaseHTTPRequestHandler):
             )
         return None
 
+    def _delete_checkpoint(self, request: Recorded, project_id: str, checkpoint_id: str) -> Answer:
+        """``DELETE …/checkpoints/{id}[?checkpoint_items=a,b]``: the items go after
+        ``deletion_reads`` reads; the whole checkpoint, once each of its items is gone."""
+        refusal = self._refusal(request, project_id)
+        if refusal:
+            return refusal
+        created = self.standin.checkpoints.get(checkpoint_id)
+        if created is None or created.deleted or created.project_id != project_id:
+            return self._csbs_error(404, "CSBS.3001", "The backup record does not exist")
+        if created.deleting:
+            return self._csbs_error(400, "CSBS.6031", "The checkpoint is being deleted")
+        tasks = sum(bool(c.deleting) for c in self.standin.checkpoints.values()
+                    if c.project_id == project_id)  # fmt: skip
+        if tasks >= self.standin.csbs_deletion_tasks:
+            return self._csbs_error(400, "CSBS.6032", "Too many deletion tasks in the project")
+        named = request.query.get("checkpoint_items", [""])[-1]
+        items = [i for i in named.split(",") if i] or list(created.item_ids)
+        if any(item not in created.item_ids for item in items):
+            return self._csbs_error(400, "CSBS.9006", "Invalid checkpoint item")
+        with self.standin._lock:
+            created.deleting.update(dict.fromkeys(items, self.standin.deletion_reads))
+        return 200, {}, {}
+
     def _checkpoint_items(self, request: Recorded) -> Answer:
         """``GET /v1/{project_id}/checkpoint_items?checkpoint_id=&limit=&marker=``, paged by item
         id; each first page of a poll moves the checkpoint's items one step on."""
@@ -650,8 +689,20 @@ class _Handler(BaseHTTPRequestHandler):
         marker, limit = query.get("marker"), int(query.get("limit") or 1000)
         if marker is None:
             created.polls += 1
-        items = [self.standin._item(created, index) for index in range(len(created.servers))]
-        items = sorted((item for item in items if item is not None), key=lambda item: item["id"])
+            with self.standin._lock:
+                for item_id in list(created.deleting):
+                    created.deleting[item_id] -= 1
+                    if created.deleting[item_id] <= 0:
+                        del created.deleting[item_id]
+                        created.gone.add(item_id)
+                created.deleted = created.gone >= set(created.item_ids)
+        if created.deleted:
+            return 200, {"checkpoint_items": []}, {}
+        listed = [self.standin._item(created, index) for index in range(len(created.servers))]
+        items = [item for item in listed if item is not None and item["id"] not in created.gone]
+        items = [{**item, "status": "deleting"} if item["id"] in created.deleting else item
+                 for item in items]  # fmt: skip
+        items = sorted(items, key=lambda item: item["id"])
         if marker is not None:
             items = [item for item in items if item["id"] > marker]
         return 200, {"checkpoint_items": items[:limit]}, {}
@@ -673,6 +724,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._restore_point(resource[1], project_id)
         if resource == ["backups"] and request.method == "GET":
             return self._backups(query, project_id)
+        if len(resource) == 2 and resource[0] == "backups":
+            return self._backup(resource[1], project_id, request.method)
         if resource == ["operation-logs"] and request.method == "GET":
             return self._tasks(query, project_id)
         return not_found
@@ -732,6 +785,33 @@ class _Handler(BaseHTTPRequestHandler):
             )
         return 200, {"checkpoint": {"id": point.id, "project_id": project_id,
                                     "status": "available", "vault": None}}, {}  # fmt: skip
+
+    def _backup(self, backup_id: str, project_id: str, method: str) -> Answer:
+        """``GET`` / ``DELETE /v3/{project_id}/backups/{id}``: a deletion takes
+        ``deletion_reads`` reads to finish; a backup gone is 404."""
+        points = [p for p in self.standin.restore_points.values() if p.project_id == project_id]
+        point = next((p for p in points if backup_id in p.backup_ids), None)
+        if point is None or backup_id in point.gone or point.deleted:
+            return self._cbr_error(404, "BackupService.6000", "The backup does not exist.")
+        if method == "DELETE":
+            with self.standin._lock:
+                point.deleting.setdefault(backup_id, self.standin.deletion_reads)
+            return 200, {}, {}
+        if method != "GET":
+            return self._cbr_error(405, "APIGW.0103", "Method not allowed")
+        if backup_id in point.deleting:
+            with self.standin._lock:
+                point.deleting[backup_id] -= 1
+                if point.deleting[backup_id] <= 0:
+                    point.deleting.pop(backup_id)
+                    point.gone.add(backup_id)
+                    return self._cbr_error(404, "BackupService.6000", "The backup does not exist.")
+            status = "deleting"
+        else:
+            server = point.servers[point.backup_ids.index(backup_id)][0]
+            status = self.standin._backup_status(point, server)[0]
+        return 200, {"backup": {"id": backup_id, "checkpoint_id": point.id, "status": status,
+                                "vault_id": point.vault_id}}, {}  # fmt: skip
 
     def _backups(self, query: dict[str, str], project_id: str) -> Answer:
         """``GET /backups?checkpoint_id=&limit=&offset=``: each first page of a poll moves the

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
         TriggerError,
         UpstreamError,
     )
+    from csbs_trigger.expiry import sweep
     from csbs_trigger.log import logger
     from csbs_trigger.models import Checkpoint, Trigger
     from csbs_trigger.runtime import Runtime, container_runtime
@@ -51,6 +52,7 @@ _MODULE_OF = {
     "handle_webhook": "csbs_trigger.triggers.webhooks",
     "logger": "csbs_trigger.log",
     "run_digest": "csbs_trigger.digest",
+    "sweep": "csbs_trigger.expiry",
     "track": "csbs_trigger.tracker",
 }
 __all__ = [
@@ -72,6 +74,7 @@ __all__ = [
     "handle_webhook",
     "logger",
     "run_digest",
+    "sweep",
     "track",
 ]
 

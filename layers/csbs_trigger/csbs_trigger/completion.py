@@ -140,6 +140,7 @@ def build_completion(
         "finished_at": iso_time(finished_at),
         "duration_s": duration,
         "polls": tracked.polls + 1,
+        "expires_at": started.get("expires_at"),
         "published_at": iso_time(),
     }
 

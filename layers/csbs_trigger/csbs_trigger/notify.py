@@ -54,6 +54,7 @@ class Outcome:
     # When the completion will be reported at the latest (or why it will not): None when
     # backups are not followed, or none started.
     tracking: dict[str, Any] | None = None
+    expires_at: float | None = None  # when its backup expires (None: kept forever)
 
     @property
     def outcome(self) -> str:
@@ -204,6 +205,7 @@ def build_notification(outcome: Outcome, redact: Redactor) -> Notification:
         "attempts": outcome.attempts,
         "duration_ms": outcome.duration_ms,
         "tracking": outcome.tracking,
+        "expires_at": iso_time(outcome.expires_at) if outcome.expires_at is not None else None,
         "published_at": iso_time(),
     }
     attributes = {"event": EVENT_STARTED, "outcome": outcome.outcome,

@@ -16,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
+from csbs_trigger.aws.expiry_register import Expiring
 from csbs_trigger.aws.idempotency import AlreadyInProgressError, PayloadConflictError
 from csbs_trigger.aws.sns import PublishError, PublishRefused
 from csbs_trigger.aws.tracking import Registration
@@ -264,10 +265,13 @@ def _execute(
         _count_not_started(item.backend, failure, runtime)
         return replace(planned, error=failure, attempts=failure.attempts,
                        duration_ms=_ms_since(began))  # fmt: skip
-    tracking = register(trigger, item, execution, key, planned.invocation_id, runtime)
+    expires_at = give_lifetime(item, execution, runtime)
+    tracking = register(trigger, item, execution, key, planned.invocation_id, runtime,
+                        expires_at=expires_at)  # fmt: skip
     runtime.metrics.count("BackupsStarted", backend=item.backend.name)
     return replace(planned, checkpoint=execution.started, attempts=execution.attempts,
-                   tracking=tracking, duration_ms=_ms_since(began))  # fmt: skip
+                   tracking=tracking, expires_at=expires_at,
+                   duration_ms=_ms_since(began))  # fmt: skip
 
 
 def _count_not_started(backend: Backend | None, error: TriggerError, runtime: Runtime) -> None:
@@ -279,6 +283,39 @@ def _ms_since(began: float) -> int:
     return int((time.monotonic() - began) * 1000)
 
 
+def give_lifetime(request: BackupRequest, execution: Execution, runtime: Runtime) -> float | None:
+    """Register a started backup in the expiry register with its lifetime (the plan's
+    ``keep_days``, else the stack's default); when it expires (None: kept forever). A register
+    that cannot be written keeps the backup forever, never loses it."""
+    keep_days = request.keep_days or runtime.settings.default_keep_days
+    if keep_days is None:
+        return None
+    started, register = execution.started, runtime.expiry_register
+    if register is None:
+        logger.error("no expiry register (EXPIRY_TABLE): the backup is kept",
+                     extra={"checkpoint_id": started.id})  # fmt: skip
+        return None
+    now = runtime.clock()
+    expiring = Expiring(
+        checkpoint_id=started.id,
+        backend=request.backend.name,
+        target_id=request.target_id,
+        plan_name=started.target_name,
+        project_id=started.project_id or execution.project_id,
+        credentials=request.credentials,
+        created_at=now,
+        expires_at=now + keep_days * 86400,
+        request=request.to_dict(),
+    )
+    try:
+        register.register(expiring)
+    except TriggerError as error:
+        logger.error("backup not registered to expire: it is kept",
+                     extra={"checkpoint_id": started.id, "reason": error.message})  # fmt: skip
+        return None
+    return expiring.expires_at
+
+
 def register(
     trigger: Trigger,
     request: BackupRequest,
@@ -286,6 +323,8 @@ def register(
     key: str | None,
     invocation_id: str | None,
     runtime: Runtime,
+    *,
+    expires_at: float | None = None,
 ) -> dict[str, Any] | None:
     """Leave a started backup for the completion tracker, in the step that started it (a
     replayed trigger replays that step's record: it never registers twice). A table that cannot
@@ -310,6 +349,7 @@ def register(
             "request": request.to_dict(),
             "invocation_id": invocation_id,
             "idempotency_key": key,
+            "expires_at": iso_time(expires_at) if expires_at is not None else None,
         },
         registered_at=now,
         deadline_at=deadline_at,

@@ -19,6 +19,7 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from csbs_trigger import safe_json
+from csbs_trigger.aws.expiry_register import ExpiryRegister
 from csbs_trigger.aws.history import HistoryTable
 from csbs_trigger.aws.idempotency import Deduplicator
 from csbs_trigger.aws.login_refusals import TableLoginGuard
@@ -81,6 +82,11 @@ class Runtime:
         self.plan_queue = (
             Queue(sqs, settings.plan_queue_url)
             if sqs is not None and settings.plan_queue_url
+            else None
+        )
+        self.expiry_register = (
+            ExpiryRegister(dynamodb, settings.expiry_table)
+            if dynamodb is not None and settings.expiry_table
             else None
         )
         self.ticket_queue = (
@@ -157,6 +163,7 @@ class Runtime:
             or settings.login_refusal_table
             or settings.history_table
             or settings.ticket_ledger_table
+            or settings.expiry_table
             else None,
             sqs=session.client("sqs", config=config)
             if settings.plan_queue_url or settings.ticket_queue_url

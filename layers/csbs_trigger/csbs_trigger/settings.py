@@ -47,6 +47,9 @@ class Settings:
     plan_max_deliveries: int = 5  # a throttled queued plan is told failed at this delivery
     history_table: str | None = None  # None: outcomes are not kept for the digest
     digest_rpo_seconds: float = 26 * 3600.0  # a plan's last success older than this: a breach
+    expiry_table: str | None = None  # the register of backups with a lifetime
+    default_keep_days: int | None = None  # a plan without keep_days: None, kept forever
+    expiry_mode: str = "delete"  # or "report": the sweep deletes nothing, the digest tells
     ticket_secret_id: str | None = None  # None: results are not written into tickets
     ticket_ledger_table: str | None = None  # each result written once (the ticket ledger)
     ticket_queue_url: str | None = None  # the ticket update queue (to hold a message back)
@@ -89,6 +92,9 @@ class Settings:
             plan_max_deliveries=int(_number(env, "PLAN_MAX_DELIVERIES", 5, 1, 100)),
             history_table=env.get("HISTORY_TABLE") or None,
             digest_rpo_seconds=_number(env, "DIGEST_RPO_SECONDS", 26 * 3600, 1, MAX_RPO_SECONDS),
+            expiry_table=env.get("EXPIRY_TABLE") or None,
+            default_keep_days=_whole(env, "DEFAULT_KEEP_DAYS", 1, 3650),
+            expiry_mode=_choice(env, "EXPIRY_MODE", ("delete", "report")),
             ticket_secret_id=env.get("TICKET_SECRET_ID") or None,
             ticket_ledger_table=env.get("TICKET_LEDGER_TABLE") or None,
             ticket_queue_url=env.get("TICKET_QUEUE_URL") or None,
@@ -104,6 +110,22 @@ def config_object(text: str, what: str, *, shape: str = "a JSON object") -> dict
         raise ConfigError(f"{what} is not valid JSON") from None
     if not isinstance(value, dict):
         raise ConfigError(f"{what} must be {shape}")
+    return value
+
+
+def _whole(env: Mapping[str, str], name: str, low: int, high: int) -> int | None:
+    """A whole number from ``low`` to ``high``, or None where the variable is empty."""
+    value = _number(env, name, 0, low, high) if env.get(name) else None
+    if value is not None and not value.is_integer():
+        raise ConfigError(f"environment variable {name} must be a whole number")
+    return None if value is None else int(value)
+
+
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
+    """One of ``choices`` (the first where the variable is empty)."""
+    value = env.get(name) or choices[0]
+    if value not in choices:
+        raise ConfigError(f"environment variable {name} must be one of {', '.join(choices)}")
     return value
 
 

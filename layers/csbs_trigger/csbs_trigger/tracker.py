@@ -20,6 +20,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from csbs_trigger.aws.expiry_register import scope_of
 from csbs_trigger.aws.sns import PublishError
 from csbs_trigger.aws.tracking import COMPLETING, Registration, Tracked, TrackingTable
 from csbs_trigger.cloud.checkpoint_items import CheckpointItem
@@ -210,10 +211,29 @@ def _conclude(
         last_summary=tracked.progress,
         redact=runtime.redactor(),
     )
+    _let_expire(tracked, items, runtime)
     if not run.table.complete(tracked, run.claim, notification.to_record()):
         return "skipped"  # the claim passed to another run meanwhile: it reports
     _count(verdict, notification, runtime)
     return _publish(tracked, notification, run)
+
+
+def _let_expire(tracked: Tracked, items: list[CheckpointItem] | None, runtime: Runtime) -> None:
+    """Tell the expiry register what became of each server: a backup with a lifetime may now
+    expire, and each server that ended ``available`` has a newer last good backup. Before the
+    completion is kept: a register that fails leaves the completion for the next run."""
+    register = runtime.expiry_register
+    if register is None:
+        return
+    registration = tracked.registration
+    results = {item.resource_id: {"status": item.status, "item": item.id,
+                                  "name": item.resource_name}
+               for item in items or () if item.resource_id}  # fmt: skip
+    scope = scope_of(registration.backend, registration.project_id, registration.credentials)
+    for server, result in results.items():
+        if result["status"] == "available":
+            register.good(scope, server, registration.checkpoint_id, registration.registered_at)
+    register.completed(registration.checkpoint_id, results)
 
 
 def _release(

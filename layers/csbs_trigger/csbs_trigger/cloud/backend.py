@@ -79,6 +79,7 @@ class BackupRequest:
     options: tuple[tuple[str, Any], ...] = ()  # (name, value), only those the plan gave
     project_id: str | None = None  # None: the credentials' own project
     credentials: str | None = None  # a named secret's name; None: the stack's own secret
+    keep_days: int | None = None  # its lifetime; None: the stack's default
 
     def option(self, name: str) -> Any:
         return dict(self.options).get(name)
@@ -97,7 +98,7 @@ class BackupRequest:
         fields = self.backend.request_fields(self.target_id)
         if self.resources is not None:
             fields["resources"] = list(self.resources)
-        fields |= self.scope()
+        fields |= self.scope() | self.lifetime()
         return fields | dict(self.options)
 
     def as_plan(self) -> dict[str, Any]:
@@ -105,7 +106,7 @@ class BackupRequest:
         plan: dict[str, Any] = {self.backend.target_key: self.target_id}
         if self.resources is not None:
             plan["resources"] = list(self.resources)
-        return plan | dict(self.options) | self.scope()
+        return plan | dict(self.options) | self.scope() | self.lifetime()
 
     def identity(self) -> list[Any]:
         """What names the request (for its idempotency key): the same set of resources in any
@@ -115,8 +116,12 @@ class BackupRequest:
         named = [self.target_id, resources, *(given.get(o.name) for o in self.backend.options)]
         # Another project (or another account's own) is another backup; the keys of plans
         # naming neither stay as they were.
-        scope = self.scope()
+        scope = self.scope() | self.lifetime()
         return [*named, scope] if scope else named
+
+    def lifetime(self) -> dict[str, int]:
+        """How long its backup is kept, where the plan said: ``keep_days``."""
+        return {} if self.keep_days is None else {"keep_days": self.keep_days}
 
     def scope(self) -> dict[str, str]:
         """Where it runs, where the plan said: ``project_id`` and ``credentials``."""
@@ -208,6 +213,16 @@ class Followed(Protocol):
     def details(self) -> Mapping[str, Any]: ...
 
 
+class Deletable(Protocol):
+    """A registered backup as a sweep deletes it."""
+
+    @property
+    def checkpoint_id(self) -> str: ...
+
+    @property
+    def project_id(self) -> str | None: ...
+
+
 class BackupService(ABC):
     """A backup service's client: one adapter per backend."""
 
@@ -221,6 +236,20 @@ class BackupService(ABC):
     def poll(self, backup: Followed, deadline: Deadline) -> list[CheckpointItem]:
         """What the backup became: one item per resource, as far as the service lists them.
         ``not_found`` when the backup is gone."""
+
+    @abstractmethod
+    def delete(
+        self, backup: Deletable, items: Mapping[str, str | None], whole: bool, deadline: Deadline
+    ) -> dict[str, str | None]:
+        """Ask the service to delete these servers' backups (server → the id it names the
+        server's backup by; ``whole``: every server of the backup goes); what is being deleted
+        now (server → the id to follow). A backup already gone is no error."""
+
+    @abstractmethod
+    def gone(
+        self, backup: Deletable, deleting: Mapping[str, str | None], deadline: Deadline
+    ) -> set[str]:
+        """Of the servers whose backups are being deleted, those whose backups are gone."""
 
     def tracking_details(self, started: Started) -> dict[str, Any]:
         """What the tracker needs besides the ids to follow this backup (JSON): the resources

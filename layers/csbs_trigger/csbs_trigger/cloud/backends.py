@@ -24,8 +24,8 @@ class Adapter:
 ADAPTERS = (Adapter(csbs.BACKEND, csbs.build), Adapter(cbr.BACKEND, cbr.build))
 ADAPTERS_BY_NAME = {adapter.backend.name: adapter for adapter in ADAPTERS}
 BACKENDS: dict[str, Backend] = {name: adapter.backend for name, adapter in ADAPTERS_BY_NAME.items()}
-# What a plan may hold: exactly one backend's id (plan_id, vault_id), "resources", and that
-# backend's options (a name two backends share is one field).
+# What a plan may hold: exactly one backend's id (plan_id, vault_id), "resources", its lifetime
+# ("keep_days"), and that backend's options (a name two backends share is one field).
 BACKEND_BY_TARGET_KEY = {backend.target_key: backend for backend in BACKENDS.values()}
 OPTION_NAMES = tuple(dict.fromkeys(o.name for b in BACKENDS.values() for o in b.options))
-PLAN_FIELDS = ("resources", *OPTION_NAMES)
+PLAN_FIELDS = ("resources", "keep_days", *OPTION_NAMES)

@@ -20,6 +20,7 @@ from csbs_trigger.cloud.backend import (
     Backend,
     BackupRequest,
     BackupService,
+    Deletable,
     Execution,
     Followed,
     Option,
@@ -36,7 +37,7 @@ from csbs_trigger.cloud.checkpoint_items import (
 from csbs_trigger.cloud.endpoints import Service
 from csbs_trigger.cloud.transport import Answer
 from csbs_trigger.deadline import Deadline
-from csbs_trigger.errors import UpstreamError, classify
+from csbs_trigger.errors import Category, UpstreamError, classify
 from csbs_trigger.models import (
     ProtectedResource,
     checkpoint_object,
@@ -158,6 +159,54 @@ class CbrClient(BackupService):
             items = self._with_reasons(items, backup, deadline)
         return [*items, *skipped] if items else items
 
+    def delete(
+        self, backup: Deletable, items: Mapping[str, str | None], whole: bool, deadline: Deadline
+    ) -> dict[str, str | None]:
+        """Each server's backup of the restore point, as CBR lists it now
+        (``GET /backups?checkpoint_id=``, every page), is deleted
+        (``DELETE /backups/{id}``); a server it no longer lists is gone already."""
+        rows = self._pages("/backups", "backups", {"checkpoint_id": backup.checkpoint_id},
+                           BACKEND.max_resources * ROWS_PER_RESOURCE, backup, deadline)  # fmt: skip
+        listed = {
+            item.resource_id: item.id
+            for item in of_checkpoint(
+                [_backup(row) for row in rows if not row.get("parent_id")], backup.checkpoint_id
+            )
+        }
+        deleting: dict[str, str | None] = {}
+        for server in items:
+            backup_id = listed.get(server)
+            deleting[server] = backup_id
+            if backup_id is None:
+                continue
+            call = Call("DELETE", f"/backups/{segment(backup_id)}", parse=_nothing)
+            try:
+                self._api.call(call, deadline, backup.project_id)
+            except UpstreamError as error:
+                if error.category is not Category.NOT_FOUND:
+                    raise
+        return deleting
+
+    def gone(
+        self, backup: Deletable, deleting: Mapping[str, str | None], deadline: Deadline
+    ) -> set[str]:
+        """The servers whose backup answers 404 or reads ``deleted``."""
+        gone = set()
+        for server, backup_id in deleting.items():
+            if backup_id is None:
+                gone.add(server)
+                continue
+            call = Call("GET", f"/backups/{segment(backup_id)}", parse=_backup_status)
+            try:
+                status = self._api.call(call, deadline, backup.project_id).value
+            except UpstreamError as error:
+                if error.category is not Category.NOT_FOUND:
+                    raise
+                status = "deleted"
+            if status == "deleted":
+                gone.add(server)
+        return gone
+
     def _backups(self, backup: Followed, deadline: Deadline) -> list[CheckpointItem]:
         """The restore point's server backups (disk rows are no resource). Paging stops as
         soon as every resource it backs up has its row (a healthy poll costs one GET)."""
@@ -206,7 +255,7 @@ class CbrClient(BackupService):
         key: str,
         query: Mapping[str, str],
         bound: int,
-        backup: Followed,
+        backup: Deletable,
         deadline: Deadline,
         *,
         enough: Callable[[list[dict[str, Any]]], bool] = lambda rows: False,
@@ -315,6 +364,12 @@ def _list_page(document: Any, key: str) -> tuple[list[dict[str, Any]], int]:
         raise UpstreamError.bad_response(f"CBR answered without a {key} list", http_status=200)
     count = number_within(document.get("count"), low=0)
     return objects(rows), int(count) if count is not None else len(rows)
+
+
+def _backup_status(answer: Answer) -> str | None:
+    document = answer.json()
+    backup = document.get("backup") if isinstance(document, dict) else None
+    return short_text(backup.get("status")) if isinstance(backup, dict) else None
 
 
 def _nothing(answer: Answer) -> None:

@@ -3,11 +3,14 @@ the checkpoint items tell what became of it."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from csbs_trigger.cloud.api import ApiClient, Call, segment
 from csbs_trigger.cloud.backend import (
     Backend,
     BackupRequest,
     BackupService,
+    Deletable,
     Execution,
     Followed,
     Option,
@@ -17,7 +20,7 @@ from csbs_trigger.cloud.checkpoint_items import CheckpointItem, of_checkpoint, p
 from csbs_trigger.cloud.endpoints import Service
 from csbs_trigger.cloud.transport import Answer
 from csbs_trigger.deadline import Deadline
-from csbs_trigger.errors import UpstreamError
+from csbs_trigger.errors import Category, UpstreamError
 from csbs_trigger.models import parse_checkpoint_body
 from csbs_trigger.settings import Settings
 
@@ -51,6 +54,40 @@ class CsbsClient(BackupService):
             project_id=backup.project_id,
             expected=backup.expected_items,
         )
+
+    def delete(
+        self, backup: Deletable, items: Mapping[str, str | None], whole: bool, deadline: Deadline
+    ) -> dict[str, str | None]:
+        """``DELETE …/checkpoints/{id}``, with ``?checkpoint_items=`` when only some servers'
+        items go. Deleting takes CSBS up to 30 minutes; a 400 or 409 while it does (the
+        checkpoint is being deleted already), and a 404, are no error."""
+        path = (
+            f"/providers/{segment(self._provider_id)}/checkpoints/{segment(backup.checkpoint_id)}"
+        )
+        query = None if whole else {"checkpoint_items": ",".join(i for i in items.values() if i)}
+        call = Call("DELETE", path, parse=_nothing, query=query)
+        try:
+            self._api.call(call, deadline, backup.project_id)
+        except UpstreamError as error:
+            if error.http_status not in (400, 404, 409):
+                raise
+        return dict(items)
+
+    def gone(
+        self, backup: Deletable, deleting: Mapping[str, str | None], deadline: Deadline
+    ) -> set[str]:
+        """The servers whose items no longer list, or list as ``deleted`` (a checkpoint that
+        is gone lists none)."""
+        try:
+            items = self.list_checkpoint_items(
+                backup.checkpoint_id, deadline, project_id=backup.project_id
+            )
+        except UpstreamError as error:
+            if error.category is not Category.NOT_FOUND:
+                raise
+            items = []
+        present = {item.id for item in items if item.status != "deleted"}
+        return {server for server, item in deleting.items() if item not in present}
 
     def execute_backup_policy(self, backup: BackupRequest, deadline: Deadline) -> Execution:
         """POST a checkpoint for the plan. Errors carry ``attempts``: how many POSTs were sent."""
@@ -105,6 +142,10 @@ class CsbsClient(BackupService):
 
 def _items_page(answer: Answer) -> list[CheckpointItem]:
     return parse_items_page(answer.json())
+
+
+def _nothing(answer: Answer) -> None:
+    """A deletion's answer says nothing the sweep needs: it reads the items afterwards."""
 
 
 def build(api: ApiClient, settings: Settings) -> CsbsClient:

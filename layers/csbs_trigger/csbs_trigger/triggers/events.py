@@ -30,6 +30,8 @@ from csbs_trigger.text import printable
 MAX_PLANS_PER_EVENT = 1000
 MAX_INLINE_PLANS = 20
 MAX_TRACE_ID_LENGTH = 256
+# A backup's lifetime a plan may give (keep_days): a day to ten years.
+MIN_KEEP_DAYS, MAX_KEEP_DAYS = 1, 3650
 # CSBS ids are UUIDs; accept any short id of that alphabet so other clouds' ids still pass.
 _ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 # What EventBridge Scheduler puts for <aws.scheduler.schedule-arn> and <...scheduled-time>.
@@ -178,7 +180,7 @@ def _parse_plan(
         )
     target_key = named[0]
     backend = BACKEND_BY_TARGET_KEY[target_key]
-    allowed = frozenset({target_key, "resources", *_SCOPE_FIELDS,
+    allowed = frozenset({target_key, "resources", "keep_days", *_SCOPE_FIELDS,
                          *(o.name for o in backend.options)}) | also  # fmt: skip
     _reject_unknown_keys(plan, allowed, where)
     _check_id(plan[target_key], f"{where}.{target_key}")
@@ -206,6 +208,17 @@ def _parse_plan(
         if len(set(resources)) != len(resources):
             raise InvalidEventError(f"{where}.resources lists a resource id twice")
 
+    keep_days = plan.get("keep_days")
+    if keep_days is not None and not (
+        isinstance(keep_days, int) and not isinstance(keep_days, bool)
+        and MIN_KEEP_DAYS <= keep_days <= MAX_KEEP_DAYS
+    ):  # fmt: skip
+        raise InvalidEventError(
+            f"{where}.keep_days must be a whole number of days from {MIN_KEEP_DAYS} to "
+            f"{MAX_KEEP_DAYS}, got "
+            + (str(keep_days) if type(keep_days) is int else _kind(keep_days))
+        )
+
     options = []
     for option in backend.options:
         value = plan.get(option.name)
@@ -222,6 +235,7 @@ def _parse_plan(
         options=tuple(options),
         project_id=plan.get("project_id"),
         credentials=plan.get("credentials"),
+        keep_days=keep_days,
     )
 
 

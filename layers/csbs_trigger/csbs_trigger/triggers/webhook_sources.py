@@ -99,7 +99,7 @@ class Source:
     tolerance_seconds: float | None = None  # None: the function's default
     when: Field | None = None
     bearer_header: str = "authorization"
-    fixed: dict[str, str] = field(default_factory=dict)  # credentials, project_id
+    fixed: dict[str, Any] = field(default_factory=dict)  # credentials, project_id, keep_days
 
     def ignores(self, body: Any) -> str | None:
         """Why a delivery is not for this source to act on (its ``when`` is not true), or None."""
@@ -152,7 +152,7 @@ class Source:
         # Ticketing systems send an empty field as "" (or null, or []): every server of the plan.
         if resources is not None and resources != []:
             plan["resources"] = resources
-        for name in OPTION_NAMES:  # where the payload gives them
+        for name in (*OPTION_NAMES, "keep_days"):  # where the payload gives them
             if values.get(name) is not None:
                 plan[name] = values[name]
         plan_item = parse_plan({**plan, **self.fixed}, where=f"{self.name} payload")
@@ -184,7 +184,11 @@ def _source(name: str, entry: Any) -> Source:
         )
     if entry["scheme"] not in SCHEMES:
         raise ConfigError(f"webhook source {name}: scheme must be one of {', '.join(SCHEMES)}")
-    fields = {key: _field(name, key, entry[key]) for key in _FIELDS if key in entry}
+    # A number is a lifetime the source fixes; a string, where its body gives one.
+    keep_days = entry.get("keep_days")
+    fixed_keep = {} if keep_days is None or isinstance(keep_days, str) else {"keep_days": keep_days}
+    fields = {key: _field(name, key, entry[key]) for key in _FIELDS
+              if key in entry and not (key == "keep_days" and fixed_keep)}  # fmt: skip
     when = entry.get("when")
     if when is not None and not isinstance(when, str):
         raise ConfigError(f"webhook source {name}: when must be a JMESPath string")
@@ -195,12 +199,12 @@ def _source(name: str, entry: Any) -> Source:
         tolerance_seconds=_tolerance(name, entry.get("tolerance_seconds")),
         when=None if when is None else _field(name, "when", when),
         bearer_header=_bearer_header(name, entry),
-        fixed=_fixed(name, entry.get("fixed", {})),
+        fixed=_fixed(name, entry.get("fixed", {}), fixed_keep),
     )
 
 
-def _fixed(source: str, fixed: Any) -> dict[str, str]:
-    """A source's fixed credentials and project, checked as a plan's are."""
+def _fixed(source: str, fixed: Any, keep: dict[str, Any]) -> dict[str, Any]:
+    """A source's fixed credentials, project and lifetime, checked as a plan's are."""
     if not isinstance(fixed, dict) or not set(fixed) <= set(_FIXED):
         raise ConfigError(
             f"webhook source {source}: fixed must be an object of {' and '.join(_FIXED)}"
@@ -208,7 +212,10 @@ def _fixed(source: str, fixed: Any) -> dict[str, str]:
     checked = parse_plan({"plan_id": "checked", **fixed}, where=f"webhook source {source}: fixed")
     if isinstance(checked, RejectedPlan):
         raise ConfigError(checked.error.message)
-    return dict(fixed)
+    lifetime = parse_plan({"plan_id": "checked", **keep}, where=f"webhook source {source}")
+    if isinstance(lifetime, RejectedPlan):
+        raise ConfigError(lifetime.error.message)
+    return {**fixed, **keep}
 
 
 def _tolerance(source: str, value: Any) -> float | None:

@@ -1,0 +1,460 @@
+"""Backups that expire (issue 27): every backup this stack starts with a lifetime is deleted
+when it ends, only from the register, never a server's last good backup; over HTTP to the
+CSBS/CBR stand-in and the register in local DynamoDB, with the functions' clock moved on."""
+
+from __future__ import annotations
+
+import json
+import threading
+from datetime import UTC, datetime
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from conftest import Deployment
+from test_cbr import SERVER_1, SERVER_2, VAULT
+from test_completion_tracking import completions
+from test_webhooks import generic_event
+
+from csbs_trigger.aws.expiry_register import scope_of
+from support.standin import PROJECT_ID, PROVIDER_ID, Fault
+
+PLAN_A = "62171999-3df1-42f7-9513-6f9b1bea4744"  # app-server-1, app-server-2
+APP_1, APP_2 = "7a32a8b5-7977-4e24-b5da-e0eb457db75b", "b2b433bf-7dd6-4a74-aa8f-85673dfbda48"
+DAY = 86400.0
+T0 = 1_800_000_000.0
+
+
+@pytest.fixture
+def clock(deployment: Deployment) -> Deployment:
+    deployment.now = T0
+    deployment.standin.polls_to_finish = 1
+    return deployment
+
+
+def backed_up(deployment: Deployment, plan: dict[str, Any]) -> str:
+    """A backup of ``plan`` started now and followed to its completion; its checkpoint id."""
+    result = deployment.invoke(plan)
+    checkpoint_id = str(result["plans"][0]["checkpoint_id"])
+    for _ in range(3):
+        deployment.track()
+    return checkpoint_id
+
+
+def deletes(deployment: Deployment) -> list[Any]:
+    return [c for c in deployment.standin.requests if c.method == "DELETE"]
+
+
+def expired(deployment: Deployment) -> list[Any]:
+    return [n for n in deployment.notifications() if n.attributes["event"] == "expired"]
+
+
+def later(deployment: Deployment, days: float) -> None:
+    assert deployment.now is not None
+    deployment.now += days * DAY
+
+
+# -- a lifetime per backup ------------------------------------------------------------------------
+
+
+def test_a_backup_is_told_when_it_expires_and_kept_forever_without_a_lifetime(
+    clock: Deployment,
+) -> None:
+    clock.invoke({"plan_id": PLAN_A, "keep_days": 14})
+    clock.invoke({"vault_id": VAULT})
+
+    started = {n.message["backend"]: n.message for n in clock.notifications()}
+
+    assert started["csbs"]["expires_at"] == "2027-01-29T08:00:00+00:00"  # T0 + 14 days
+    assert started["cbr"]["expires_at"] is None
+    assert started["csbs"]["request"]["keep_days"] == 14
+    for _ in range(3):
+        clock.track()
+    lifetimes = {c.message["backend"]: c.message["expires_at"] for c in completions(clock)}
+    assert lifetimes == {"csbs": "2027-01-29T08:00:00+00:00", "cbr": None}
+
+
+def test_the_stack_default_gives_a_plan_without_keep_days_its_lifetime(clock: Deployment) -> None:
+    clock.set_env("DEFAULT_KEEP_DAYS", "7")
+    clock.invoke({"plan_id": PLAN_A})
+
+    [started] = clock.notifications()
+
+    assert started.message["expires_at"] == "2027-01-22T08:00:00+00:00"
+
+
+@pytest.mark.parametrize("keep_days", [0, 3651, 1.5, "14", True, -1])
+def test_a_keep_days_that_is_no_whole_number_of_days_in_range_is_an_invalid_event(
+    clock: Deployment, keep_days: Any
+) -> None:
+    clock.invoke({"plan_id": PLAN_A, "keep_days": keep_days})
+
+    [failed] = clock.notifications()
+    assert failed.message["error"]["category"] == "invalid_event"
+    assert (
+        "keep_days must be a whole number of days from 1 to 3650"
+        in (failed.message["error"]["message"])
+    )
+    assert clock.standin.requests == []
+
+
+def generic_source(keep_days: Any) -> str:
+    return json.dumps({"generic": {"scheme": "standard-webhooks", "plan_id": "plan_id",
+                                   "delivery_id": {"header": "webhook-id"},
+                                   "keep_days": keep_days}})  # fmt: skip
+
+
+@pytest.mark.parametrize(("mapping", "body", "kept"), [
+    (3, {"plan_id": PLAN_A, "keep_days": 99}, 3),  # fixed: the body cannot change it
+    ("ticket.keep", {"plan_id": PLAN_A, "ticket": {"keep": 5}}, 5),
+    ("ticket.keep", {"plan_id": PLAN_A, "ticket": {"keep": "5"}}, None),  # no number
+    ("ticket.keep", {"plan_id": PLAN_A, "ticket": {"keep": 4000}}, None),  # out of range
+])  # fmt: skip
+def test_a_webhook_source_fixes_the_lifetime_or_maps_it_from_the_body(
+    clock: Deployment, mapping: Any, body: dict[str, Any], kept: int | None
+) -> None:
+    clock.set_env("WEBHOOK_SOURCES", generic_source(mapping))
+
+    clock.invoke_webhook(generic_event(body, timestamp=int(T0)))
+
+    [told] = clock.notifications()
+    if kept is None:
+        assert told.message["error"]["category"] == "invalid_event"
+        assert clock.standin.requests == []
+    else:
+        assert told.message["request"]["keep_days"] == kept
+        assert told.message["expires_at"] == iso(T0 + kept * DAY)
+
+
+def test_a_source_whose_fixed_lifetime_is_out_of_range_is_a_config_error(
+    clock: Deployment,
+) -> None:
+    clock.set_env("WEBHOOK_SOURCES", generic_source(0))
+
+    answer = clock.invoke_webhook(generic_event({"plan_id": PLAN_A}, timestamp=int(T0)))
+
+    assert answer["statusCode"] == 500
+    assert clock.standin.requests == []
+
+
+def iso(moment: float) -> str:
+    return datetime.fromtimestamp(moment, UTC).isoformat(timespec="seconds")
+
+
+# -- the sweep -----------------------------------------------------------------------------------
+
+
+def test_an_expired_backup_is_deleted_and_told_once_it_is_gone(clock: Deployment) -> None:
+    older = backed_up(clock, {"plan_id": PLAN_A, "keep_days": 1})
+    later(clock, 0.5)
+    newer = backed_up(clock, {"plan_id": PLAN_A, "keep_days": 30})
+    clock.notifications()
+    later(clock, 1)
+
+    first = clock.sweep()
+    assert expired(clock) == []  # deletion is asynchronous: sent, not yet confirmed
+    second = clock.sweep()
+
+    assert (first["deleting"], second["deleted"]) == (1, 1)
+    [delete] = deletes(clock)
+    assert delete.path == f"/v1/{PROJECT_ID}/providers/{PROVIDER_ID}/checkpoints/{older}"
+    assert "checkpoint_items" not in delete.query  # every server goes: the whole checkpoint
+    [told] = expired(clock)
+    assert told.attributes == {"event": "expired", "outcome": "deleted", "backend": "csbs",
+                               "plan_id": PLAN_A}  # fmt: skip
+    message = told.message
+    assert message["checkpoint"] == {"id": older}
+    assert {s["resource_id"] for s in message["deleted"]} == {APP_1, APP_2}
+    assert message["kept_as_last_good"] == []
+    assert (message["created_at"], message["expires_at"]) == (
+        "2027-01-15T08:00:00+00:00", "2027-01-16T08:00:00+00:00",
+    )  # fmt: skip
+    assert clock.sweep()["due"] == 0  # done with
+    assert newer != older
+    assert clock.standin.checkpoints[newer].deleted is False
+
+
+def test_a_servers_last_good_backup_is_kept_until_a_newer_one_succeeds(clock: Deployment) -> None:
+    only = backed_up(clock, {"plan_id": PLAN_A, "keep_days": 1})
+    clock.notifications()
+    later(clock, 2)
+
+    assert clock.sweep()["kept"] == 1
+    assert deletes(clock) == []
+    clock.standin.failing_servers = {APP_1, APP_2}
+    backed_up(clock, {"plan_id": PLAN_A})  # a newer backup that failed: no newer good one
+    assert clock.sweep()["kept"] == 1
+    clock.standin.failing_servers = set()
+    backed_up(clock, {"plan_id": PLAN_A})  # a newer good one, kept forever
+
+    clock.sweep()
+    clock.sweep()
+
+    [delete] = deletes(clock)
+    assert delete.path.endswith(f"/checkpoints/{only}")
+    [told] = expired(clock)
+    assert {s["resource_id"] for s in told.message["deleted"]} == {APP_1, APP_2}
+
+
+def test_a_partly_failed_backup_loses_its_failed_server_and_keeps_the_good_one(
+    clock: Deployment,
+) -> None:
+    clock.standin.failing_servers = {APP_2}
+    checkpoint_id = backed_up(clock, {"plan_id": PLAN_A, "keep_days": 1})
+    clock.notifications()
+    later(clock, 2)
+
+    clock.sweep()
+    clock.sweep()
+
+    [delete] = deletes(clock)
+    created = clock.standin.checkpoints[checkpoint_id]
+    failed_item = created.item_ids[[s for s, _ in created.servers].index(APP_2)]
+    assert delete.query["checkpoint_items"] == [failed_item]  # only that server's item
+    [told] = expired(clock)
+    assert [s["resource_id"] for s in told.message["deleted"]] == [APP_2]
+    assert [s["resource_id"] for s in told.message["kept_as_last_good"]] == [APP_1]
+
+
+def test_a_backup_whose_completion_is_not_reported_is_never_touched(clock: Deployment) -> None:
+    clock.standin.polls_to_finish = 100
+    clock.invoke({"plan_id": PLAN_A, "keep_days": 1})
+    clock.track()
+    later(clock, 5)
+
+    result = clock.sweep()
+
+    assert result["waiting"] == 1
+    assert deletes(clock) == []
+
+
+def test_other_checkpoints_never_get_a_request(clock: Deployment) -> None:
+    """A newer backup started without a lifetime in the same project and vault, and one the
+    stack never started: the sweep asks nothing of either."""
+    mine = backed_up(clock, {"vault_id": VAULT, "keep_days": 1, "resources": [SERVER_1]})
+    later(clock, 0.5)
+    forever = backed_up(clock, {"vault_id": VAULT})  # newer, good, kept forever
+    clock.notifications()
+    later(clock, 1)
+    before = len(clock.standin.requests)
+
+    clock.sweep()
+    clock.sweep()
+
+    swept = clock.standin.requests[before:]
+    assert {c.query["checkpoint_id"][0] for c in swept if "checkpoint_id" in c.query} == {mine}
+    touched = {c.path.rsplit("/", 1)[-1] for c in swept if "/backups/" in c.path}
+    assert touched == set(clock.standin.restore_points[mine].backup_ids)
+    assert not clock.standin.restore_points[forever].gone
+    assert not clock.standin.restore_points[forever].deleting
+    assert len(expired(clock)) == 1
+
+
+def test_a_cbr_backup_is_listed_then_each_servers_backup_deleted(clock: Deployment) -> None:
+    checkpoint_id = backed_up(clock, {"vault_id": VAULT, "keep_days": 1})
+    later(clock, 0.5)
+    backed_up(clock, {"vault_id": VAULT})  # the servers' newer good backup
+    clock.notifications()
+    later(clock, 1)
+
+    clock.sweep()
+    clock.sweep()
+
+    point = clock.standin.restore_points[checkpoint_id]
+    assert {c.path for c in deletes(clock)} == {
+        f"/v3/{PROJECT_ID}/backups/{backup_id}" for backup_id in point.backup_ids
+    }
+    [told] = expired(clock)
+    assert told.attributes["vault_id"] == VAULT
+    assert {s["resource_id"] for s in told.message["deleted"]} == {SERVER_1, SERVER_2}
+
+
+def test_a_backup_deleted_by_hand_meanwhile_counts_as_deleted(clock: Deployment) -> None:
+    checkpoint_id = backed_up(clock, {"plan_id": PLAN_A, "keep_days": 1})
+    later(clock, 0.5)
+    backed_up(clock, {"plan_id": PLAN_A})
+    clock.notifications()
+    clock.standin.checkpoints[checkpoint_id].deleted = True  # deleted in the console
+    later(clock, 1)
+
+    clock.sweep()
+    clock.sweep()
+
+    [told] = expired(clock)
+    assert told.attributes["outcome"] == "deleted"
+
+
+def test_at_most_five_csbs_deletions_run_at_once_in_a_project(clock: Deployment) -> None:
+    ids = [backed_up(clock, {"plan_id": PLAN_A, "keep_days": 1}) for _ in range(7)]
+    later(clock, 0.5)
+    backed_up(clock, {"plan_id": PLAN_A})
+    clock.notifications()
+    clock.standin.deletion_reads = 3  # deletions take a while
+    later(clock, 1)
+
+    first = clock.sweep()
+
+    assert (first["deleting"], first["queued"]) == (5, 2)
+    assert len(deletes(clock)) == 5
+    for _ in range(6):
+        clock.sweep()
+    assert len(deletes(clock)) == 7  # the other two once the first were done
+    assert all(clock.standin.checkpoints[i].deleted for i in ids)
+    assert len(expired(clock)) == 7
+
+
+def test_two_overlapping_sweeps_handle_each_backup_once(clock: Deployment) -> None:
+    backed_up(clock, {"plan_id": PLAN_A, "keep_days": 1})
+    later(clock, 0.5)
+    backed_up(clock, {"plan_id": PLAN_A})
+    clock.notifications()
+    later(clock, 1)
+    arrived, release = threading.Event(), threading.Event()
+    clock.standin.fail_next("csbs", Fault(passthrough=True, arrived=arrived, release=release))
+    results: list[dict[str, Any]] = []
+    first = threading.Thread(target=lambda: results.append(clock.sweep()))
+    first.start()
+    try:
+        assert arrived.wait(30)
+        results.append(clock.sweep())  # while the first one's DELETE is held
+    finally:
+        release.set()
+        first.join()
+
+    assert sorted(r.get("skipped", 0) for r in results) == [0, 1]
+    assert len(deletes(clock)) == 1
+
+
+def test_a_sweep_killed_after_its_delete_confirms_it_at_the_next(clock: Deployment) -> None:
+    """The register fails right after the DELETE was sent (the sweep dies there): the next
+    sweep, once the lease ran out, finds the deletion under way and tells it once."""
+    backed_up(clock, {"plan_id": PLAN_A, "keep_days": 1})
+    later(clock, 0.5)
+    backed_up(clock, {"plan_id": PLAN_A})
+    clock.notifications()
+    later(clock, 1)
+    updates: list[str] = []
+
+    def fail_after_the_claim(**_: Any) -> Any:
+        updates.append("UpdateItem")
+        if len(updates) == 1:
+            return None  # the claim goes through
+        return SimpleNamespace(status_code=500), {"Error": {"Code": "InternalServerError"}}
+
+    dynamodb = clock.runtime.dynamodb
+    assert dynamodb is not None
+    dynamodb.meta.events.register("before-call.dynamodb.UpdateItem", fail_after_the_claim)
+    with pytest.raises(Exception, match="expiry register"):
+        clock.sweep()
+    dynamodb.meta.events.unregister("before-call.dynamodb.UpdateItem", fail_after_the_claim)
+
+    clock.cold_start()
+    later(clock, 0.01)  # its lease ran out with its invocation
+    for _ in range(3):
+        clock.sweep()
+
+    assert len(expired(clock)) == 1
+    assert len(deletes(clock)) == 2  # sent again: CSBS answers "being deleted", which is no error
+
+
+@pytest.mark.parametrize(("status", "code"), [(403, "CSBS.9009"), (422, "CSBS.6100")])
+def test_a_refused_deletion_is_told_once_a_day_and_tried_again_after_a_day(
+    clock: Deployment, status: int, code: str
+) -> None:
+    backed_up(clock, {"plan_id": PLAN_A, "keep_days": 1})
+    later(clock, 0.5)
+    backed_up(clock, {"plan_id": PLAN_A})
+    clock.notifications()
+    later(clock, 1)
+    refusal = Fault(status, {"error_code": code, "error_msg": "not allowed to delete"})
+    clock.standin.fail_next("csbs", refusal, refusal)
+
+    clock.sweep()
+    clock.sweep()  # within the day: not tried again, not told again
+    [refused] = expired(clock)
+    assert refused.attributes["outcome"] == "failed"
+    assert refused.message["error"]["http_status"] == status
+    assert len(deletes(clock)) == 1
+    later(clock, 1.01)
+    clock.sweep()
+    assert len(deletes(clock)) == 2
+    [again] = expired(clock)  # refused again, a day later: told again
+    assert again.attributes["outcome"] == "failed"
+    later(clock, 1.01)
+    clock.sweep()
+    clock.sweep()
+    [deleted] = expired(clock)
+    assert deleted.attributes["outcome"] == "deleted"
+
+
+def test_throttling_and_5xx_are_tried_again_at_the_next_sweep(clock: Deployment) -> None:
+    backed_up(clock, {"plan_id": PLAN_A, "keep_days": 1})
+    later(clock, 0.5)
+    backed_up(clock, {"plan_id": PLAN_A})
+    clock.notifications()
+    later(clock, 1)
+    clock.standin.fail_next(
+        "csbs", *[Fault(503, {"error_code": "APIGW.0201", "error_msg": "x"})] * 3
+    )
+
+    assert clock.sweep()["retry"] == 1
+    clock.sweep()
+    clock.sweep()
+
+    [told] = expired(clock)
+    assert told.attributes["outcome"] == "deleted"
+
+
+def test_refused_credentials_stop_the_sweep_for_that_account(clock: Deployment) -> None:
+    for _ in range(3):
+        backed_up(clock, {"plan_id": PLAN_A, "keep_days": 1})
+    later(clock, 0.5)
+    backed_up(clock, {"plan_id": PLAN_A})
+    clock.notifications()
+    later(clock, 1)
+    clock.standin.password = "changed by someone"
+    clock.standin.revoke_tokens()
+    clock.cold_start()
+
+    logins_before = len(clock.standin.calls("iam"))
+
+    result = clock.sweep()
+
+    assert result["stopped_account"] == 1
+    assert result["deferred"] == 2
+    assert len(clock.standin.calls("iam")) - logins_before == 1  # one refused login, no more
+    assert deletes(clock) == []
+
+
+def test_report_mode_deletes_nothing_and_delete_mode_then_deletes_what_is_due(
+    clock: Deployment,
+) -> None:
+    backed_up(clock, {"plan_id": PLAN_A, "keep_days": 1})
+    later(clock, 0.5)
+    backed_up(clock, {"plan_id": PLAN_A})
+    clock.notifications()
+    later(clock, 1)
+    clock.set_env("EXPIRY_MODE", "report")
+    before = len(clock.standin.requests)
+
+    assert clock.sweep()["would_delete"] == 1
+    assert clock.standin.requests[before:] == []  # not one cloud request
+    clock.set_env("EXPIRY_MODE", "delete")
+    clock.sweep()
+    clock.sweep()
+    assert len(expired(clock)) == 1
+
+
+def test_a_sweep_costs_no_cloud_request_for_a_backup_not_due(clock: Deployment) -> None:
+    for _ in range(3):
+        backed_up(clock, {"plan_id": PLAN_A, "keep_days": 30})
+    clock.notifications()
+    before = len(clock.standin.requests)
+
+    assert clock.sweep()["due"] == 0
+    assert clock.standin.requests[before:] == []
+
+
+def test_last_good_backups_are_per_project(clock: Deployment) -> None:
+    assert scope_of("csbs", PROJECT_ID, None) != scope_of("csbs", "0" * 32, None)
+    assert scope_of("csbs", PROJECT_ID, None) != scope_of("cbr", PROJECT_ID, None)
