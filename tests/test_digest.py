@@ -34,6 +34,8 @@ RPO = 26 * 3600
 NOW = 1_800_000_000.0  # 2027-01-15T08:00:00Z
 LAST_24_H = Period(NOW - DAY, NOW)
 
+NO_EXPIRIES = {"deleted": 0, "failed": 0, "kept_as_last_good": 0, "due": 0}
+
 
 def history(deployment: Deployment) -> list[Entry]:
     table = HistoryTable(deployment.aws.client("dynamodb"), "csbs-trigger-history")
@@ -187,7 +189,8 @@ def test_totals_count_the_periods_runs_by_what_became_of_them() -> None:
     digest = digest_of(entries)
 
     assert digest["totals"] == {"started": 4, "succeeded": 1, "failed": 1, "timed_out": 1,
-                                "failed_to_start": 1, "running": 1}  # fmt: skip
+                                "failed_to_start": 1, "running": 1,
+                                "expired": NO_EXPIRIES}  # fmt: skip
     assert digest["period"] == {"from": "2027-01-14T08:00:00+00:00",
                                 "to": "2027-01-15T08:00:00+00:00"}  # fmt: skip
     assert digest["event"] == "digest"
@@ -282,7 +285,7 @@ def test_an_empty_period_is_still_a_digest() -> None:
     quiet = digest_of(backup(NOW - 3 * DAY))
     nothing = digest_of([])
 
-    assert quiet["totals"] == dict.fromkeys(quiet["totals"], 0)
+    assert quiet["totals"] == {**dict.fromkeys(quiet["totals"], 0), "expired": NO_EXPIRIES}
     assert quiet["_subject"] == ("CSBS/CBR digest: no backups ran; 0 of 1 plans protected, "
                                  "1 needs attention")  # fmt: skip
     assert nothing["_subject"] == "CSBS/CBR digest: no backups ran; no plans seen in 35 days"
@@ -344,7 +347,8 @@ def test_the_digest_function_reports_what_the_functions_recorded_once_per_firing
     assert published.attributes == {"event": "digest", "outcome": "attention"}
     digest = published.message
     assert digest["totals"] == {"started": 1, "succeeded": 1, "failed": 0, "timed_out": 0,
-                                "failed_to_start": 1, "running": 0}  # fmt: skip
+                                "failed_to_start": 1, "running": 0,
+                                "expired": NO_EXPIRIES}  # fmt: skip
     assert {line["plan_id"]: line["last_outcome"] for line in digest["plans"]} == {
         PLAN_A: "succeeded", PLAN_B: "failed"}  # fmt: skip
     assert digest["rpo_breaches"][0]["plan_id"] == PLAN_B  # it never succeeded

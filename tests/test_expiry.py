@@ -17,6 +17,7 @@ from test_completion_tracking import completions
 from test_webhooks import generic_event
 
 from csbs_trigger.aws.expiry_register import scope_of
+from support.lambda_context import FakeLambdaContext
 from support.standin import PROJECT_ID, PROVIDER_ID, Fault
 
 PLAN_A = "62171999-3df1-42f7-9513-6f9b1bea4744"  # app-server-1, app-server-2
@@ -458,3 +459,43 @@ def test_a_sweep_costs_no_cloud_request_for_a_backup_not_due(clock: Deployment) 
 def test_last_good_backups_are_per_project(clock: Deployment) -> None:
     assert scope_of("csbs", PROJECT_ID, None) != scope_of("csbs", "0" * 32, None)
     assert scope_of("csbs", PROJECT_ID, None) != scope_of("cbr", PROJECT_ID, None)
+
+
+def digest_totals(deployment: Deployment) -> dict[str, Any]:
+    import digest
+
+    deployment.notifications()
+    now, deployment.now = deployment.now, None  # notifications are stamped with the real time
+    digest.handler({}, FakeLambdaContext(function_name="csbs-trigger-digest"))
+    deployment.now = now
+    [told] = [n for n in deployment.notifications() if n.attributes["event"] == "digest"]
+    return told.message  # type: ignore[no-any-return]
+
+
+def test_the_digest_counts_what_expired_was_kept_and_would_go(clock: Deployment) -> None:
+    """Report mode: the backup due is counted (and its plan lined up); delete mode then: the
+    deletion; a server's only good backup: kept."""
+    backed_up(clock, {"plan_id": PLAN_A, "keep_days": 1})
+    later(clock, 0.5)
+    backed_up(clock, {"plan_id": PLAN_A})
+    backed_up(clock, {"vault_id": VAULT, "keep_days": 1})  # its servers' only good backup
+    later(clock, 1)
+    clock.set_env("EXPIRY_MODE", "report")
+    clock.sweep()
+
+    reported = digest_totals(clock)
+
+    assert reported["totals"]["expired"] == {"deleted": 0, "failed": 0, "kept_as_last_good": 1,
+                                             "due": 1}  # fmt: skip
+    [line] = [line for line in reported["plans"] if line.get("plan_id") == PLAN_A]
+    assert line["expired"]["due"] == 1
+    clock.set_env("EXPIRY_MODE", "delete")
+    later(clock, 0.1)
+    for _ in range(2):
+        clock.sweep()
+    later(clock, 0.1)
+
+    swept = digest_totals(clock)
+
+    assert swept["totals"]["expired"] == {"deleted": 1, "failed": 0, "kept_as_last_good": 1,
+                                          "due": 0}  # fmt: skip

@@ -9,6 +9,7 @@ delivered: its period ends at that time, so a replay would report the same.
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +17,7 @@ from csbs_trigger.cloud.backends import BACKENDS
 from csbs_trigger.errors import ConfigError, InvalidEventError
 from csbs_trigger.history import (
     COMPLETED,
+    EXPIRED,
     FAILED,
     KEPT_SECONDS,
     STARTED,
@@ -96,6 +98,7 @@ class _Plan:
     project_id: str | None = None
     name: str | None = None
     runs: list[_Run] = field(default_factory=list)
+    expiries: list[Entry] = field(default_factory=list)  # what became of its expired backups
 
     def last_success_at(self) -> float | None:
         return max(
@@ -182,7 +185,8 @@ def build_digest(
     started = [entry for entry in in_period if entry.event == STARTED]
     completed = [entry for entry in in_period if entry.event == COMPLETED]
     ended = {entry.checkpoint_id for entry in entries if entry.event == COMPLETED}
-    totals = {
+    expired = _expiries([entry for entry in in_period if entry.event == EXPIRED])
+    totals: dict[str, Any] = {
         "started": len({entry.checkpoint_id for entry in started if entry.outcome == SUCCEEDED}),
         "succeeded": sum(entry.outcome == SUCCEEDED for entry in completed),
         "failed": sum(entry.outcome == FAILED for entry in completed),
@@ -192,6 +196,7 @@ def build_digest(
             entry.event == STARTED and entry.outcome == SUCCEEDED and entry.at >= running_since
             and entry.checkpoint_id not in ended for entry in entries
         ),
+        "expired": expired,
     }  # fmt: skip
     judged = []
     for plan in plans:
@@ -205,7 +210,8 @@ def build_digest(
     lines = [line for *_, line, _ in judged]
     attention = sum(not calm for calm, *_ in judged)
     unread = sum(entry.target_id is None for entry in started if entry.outcome != SUCCEEDED)
-    failed = totals["failed"] + totals["timed_out"] + totals["failed_to_start"]
+    failed = (totals["failed"] + totals["timed_out"] + totals["failed_to_start"]
+              + expired["failed"])  # fmt: skip
     outcome = OK if not failed and not breaches else ATTENTION
     message: dict[str, Any] = {
         "schema_version": SCHEMA_VERSION,
@@ -255,6 +261,9 @@ def _plans(entries: list[Entry]) -> list[_Plan]:
             plan = plans[entry.plan] = _Plan(entry.backend, entry.target_id)
         plan.project_id = entry.project_id or plan.project_id
         plan.name = entry.name or plan.name
+        if entry.event == EXPIRED:
+            plan.expiries.append(entry)
+            continue
         run = runs.get((entry.plan, entry.checkpoint_id))  # only checkpoints' runs are kept
         if run is not None:  # its completion; or its start told again (one batch naming it twice)
             if entry.event == COMPLETED:
@@ -281,7 +290,24 @@ def _plan_line(plan: _Plan, period: Period, last_success: float | None) -> dict[
     }
     if len(failures) > MAX_FAILURES_PER_PLAN:
         line["failures_omitted"] = len(failures) - MAX_FAILURES_PER_PLAN
+    expiries = _expiries([entry for entry in plan.expiries if period.holds(entry.at)])
+    if expiries["due"] or expiries["failed"]:
+        line["expired"] = expiries
     return line
+
+
+def _expiries(entries: list[Entry]) -> dict[str, int]:
+    """What became of expired backups, each backup counted once by its latest entry: deleted,
+    failed to delete, kept as a server's last good backup, or due (report mode)."""
+    latest: dict[str | None, Entry] = {}
+    # In one second, a deletion (or its refusal) comes after the sweep found the backup due.
+    for entry in sorted(
+        entries, key=lambda entry: (entry.at, entry.outcome in ("deleted", "failed"))
+    ):
+        latest[entry.checkpoint_id] = entry
+    outcomes = Counter(entry.outcome for entry in latest.values())
+    return {"deleted": outcomes["deleted"], "failed": outcomes["failed"],
+            "kept_as_last_good": outcomes["kept"], "due": outcomes["due"]}  # fmt: skip
 
 
 def _breach(

@@ -36,11 +36,11 @@ from csbs_trigger.deadline import Deadline
 from csbs_trigger.errors import Category, ConfigError, TriggerError
 from csbs_trigger.log import logger
 from csbs_trigger.notify import SCHEMA_VERSION, Notification, fit, iso_time, target_attributes
-from csbs_trigger.runner import publish_and_record
+from csbs_trigger.runner import publish_and_record, record_history
 from csbs_trigger.runtime import Runtime
 
 EVENT_EXPIRED = "expired"
-DELETED, FAILED = "deleted", "failed"
+DELETED, FAILED, KEPT, DUE_IN_REPORT = "deleted", "failed", "kept", "due"
 PAGE_SIZE = 100
 MAX_DUE = 5000  # backups one sweep reads; the rest wait for the next
 SECONDS_PER_BACKUP = 10.0  # a backup is begun only with this much of the invocation left
@@ -142,8 +142,13 @@ def _delete(expiring: Expiring, run: _Sweep) -> str:
     going = {server: item.get("item") for server, item in expiring.items.items()
              if server not in kept}  # fmt: skip
     if run.report_only or not going:
-        run.register.update(expiring, replace(expiring, kept=kept), now=run.runtime.clock())
-        return "would_delete" if run.report_only and going else "kept"
+        after = replace(expiring, kept=kept)
+        run.register.update(expiring, after, now=run.runtime.clock())
+        outcome = DUE_IN_REPORT if run.report_only and going else KEPT
+        # For the digest (one entry per backup, the latest): what would go, or why it stays.
+        record_history(_notification(after, tuple(sorted(going)), None, run, outcome=outcome),
+                       f"expiry-{outcome}:{expiring.checkpoint_id}", run.runtime)  # fmt: skip
+        return "would_delete" if outcome == DUE_IN_REPORT else "kept"
     project = expiring.project_id or ""
     if expiring.backend == "csbs" and run.in_flight[project] >= CSBS_DELETIONS_PER_PROJECT:
         run.register.release(expiring)
@@ -242,12 +247,17 @@ def _refused(expiring: Expiring, error: TriggerError, run: _Sweep) -> str:
 
 
 def _notification(
-    expiring: Expiring, deleted: tuple[str, ...], error: TriggerError | None, run: _Sweep
+    expiring: Expiring,
+    deleted: tuple[str, ...],
+    error: TriggerError | None,
+    run: _Sweep,
+    *,
+    outcome: str | None = None,
 ) -> Notification:
-    """One expired backup: the servers whose backups were deleted, those kept as their last
-    good backup, or why it could not be deleted."""
+    """One expired backup: the servers whose backups were deleted (or, ``due`` in report
+    mode, would be), those kept as their last good backup, or why it could not be deleted."""
     backend = BACKENDS[expiring.backend]
-    outcome = FAILED if error is not None else DELETED
+    outcome = outcome or (FAILED if error is not None else DELETED)
     message = {
         "schema_version": SCHEMA_VERSION,
         "event": EVENT_EXPIRED,

@@ -17,7 +17,7 @@ from csbs_trigger.notify import Notification, backend_of
 from csbs_trigger.text import plausible_time
 
 KEPT_SECONDS = 35 * 24 * 3600
-STARTED, COMPLETED = "started", "completed"
+STARTED, COMPLETED, EXPIRED = "started", "completed", "expired"
 SUCCEEDED, FAILED, TIMED_OUT = "succeeded", "failed", "timed_out"
 # A failure's message as the digest lists it: long enough to act on, short enough for hundreds.
 MAX_MESSAGE_LENGTH = 300
@@ -25,8 +25,10 @@ MAX_MESSAGE_LENGTH = 300
 
 @dataclass(frozen=True)
 class Entry:
-    """One plan outcome (``event`` started: ``succeeded`` or ``failed`` to start) or one
-    completion (``completed``: ``succeeded``, ``failed``, ``timed_out``)."""
+    """One plan outcome (``event`` started: ``succeeded`` or ``failed`` to start), one
+    completion (``completed``: ``succeeded``, ``failed``, ``timed_out``) or one expiry
+    (``expired``: ``deleted``, ``failed``; ``kept`` as a last good backup, ``due`` in report
+    mode)."""
 
     id: str  # names the notification it records (the same notification: the same id)
     at: float  # when it was published (Unix time)
@@ -45,6 +47,7 @@ class Entry:
     finished_at: float | None = None  # a completion: when its servers finished
     servers: int | None = None
     duration_s: int | None = None
+    kept: int | None = None  # an expiry: servers whose backup is kept as their last good one
 
     @property
     def plan(self) -> tuple[str, str, str]:
@@ -68,7 +71,7 @@ def entry_of(notification: Notification, recorded_as: str) -> Entry | None:
     content = notification.content
     event = content.get("event")
     published = plausible_time(content.get("published_at"))
-    if event not in (STARTED, COMPLETED) or published is None:
+    if event not in (STARTED, COMPLETED, EXPIRED) or published is None:
         return None
     backend = backend_of(content)
     request = content.get("request") or {}
@@ -97,8 +100,11 @@ def entry_of(notification: Notification, recorded_as: str) -> Entry | None:
         trigger=trigger.get("source"),
         reference=_short(trigger.get("reference") or trigger.get("id")),
         finished_at=finished.timestamp() if finished else None,
-        servers=(content.get("summary") or {}).get("servers"),
+        servers=(content.get("summary") or {}).get("servers")
+        if event != EXPIRED
+        else len(content.get("deleted") or ()),
         duration_s=content.get("duration_s"),
+        kept=len(content.get("kept_as_last_good") or ()) if event == EXPIRED else None,
     )
 
 
