@@ -14,6 +14,7 @@ import pytest
 from conftest import Deployment
 from test_cbr import SERVER_1, SERVER_2, VAULT
 from test_completion_tracking import completions
+from test_scale_out import OTHER_PROJECT, THIRD_PROJECT, named_secret
 from test_webhooks import generic_event
 
 from csbs_trigger.aws.expiry_register import scope_of
@@ -499,3 +500,37 @@ def test_the_digest_counts_what_expired_was_kept_and_would_go(clock: Deployment)
 
     assert swept["totals"]["expired"] == {"deleted": 1, "failed": 0, "kept_as_last_good": 1,
                                           "due": 0}  # fmt: skip
+
+
+def test_each_backup_is_deleted_in_its_own_project_with_its_own_credentials(
+    clock: Deployment,
+) -> None:
+    """Three scopes: the stack's project, another project, another account. A server's last
+    good backup is its newest good one in that scope: the same server ids elsewhere do not
+    count."""
+    standin = clock.standin
+    standin.projects[OTHER_PROJECT] = "eu-de_other"
+    standin.projects[THIRD_PROJECT] = "eu-de_third"
+    named_secret(clock, "team-b", standin.access_key_secret(project_id=THIRD_PROJECT))
+    mine = backed_up(clock, {"plan_id": PLAN_A, "keep_days": 1})
+    other = backed_up(clock, {"plan_id": PLAN_A, "keep_days": 1, "project_id": OTHER_PROJECT})
+    team = backed_up(clock, {"plan_id": PLAN_A, "keep_days": 1, "credentials": "team-b"})
+    later(clock, 0.5)
+    backed_up(clock, {"plan_id": PLAN_A})  # newer in the stack's project
+    backed_up(clock, {"plan_id": PLAN_A, "credentials": "team-b"})  # newer for team-b
+    clock.notifications()
+    later(clock, 1)
+
+    clock.sweep()
+    clock.sweep()
+
+    paths = {c.path for c in deletes(clock)}
+    assert paths == {
+        f"/v1/{PROJECT_ID}/providers/{PROVIDER_ID}/checkpoints/{mine}",
+        f"/v1/{THIRD_PROJECT}/providers/{PROVIDER_ID}/checkpoints/{team}",
+    }
+    [signed] = [c for c in deletes(clock) if team in c.path]
+    assert signed.headers["X-Project-Id"] == THIRD_PROJECT  # the account's own keys signed it
+    told = {n.message["checkpoint"]["id"] for n in expired(clock)}
+    assert told == {mine, team}
+    assert clock.standin.checkpoints[other].deleted is False  # its project's last good one

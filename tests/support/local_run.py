@@ -11,7 +11,8 @@ Then the completion tracker follows every started backup to its end (in AWS it r
 reported ``timed_out``. Then a firing of 25 plans is queued and the plan worker drains the
 queue, as Lambda's SQS event source would run it, and the signed webhook samples are sent to
 the webhook function on a local endpoint; the ticket update function writes their results into
-the Jira issues and the ServiceNow change that asked (local stand-ins). Last, the daily digest
+the Jira issues and the ServiceNow change that asked (local stand-ins). Then backups with a
+lifetime expire: one is deleted, one kept as its servers' last good backup. Last, the daily digest
 of all of it, with a recovery point objective short enough that the backups of the start
 breach it.
 
@@ -268,6 +269,35 @@ def main(argv: list[str] | None = None) -> int:
         for delivered in inbox.drain():
             print_subject(delivered)
 
+        print(
+            "\n--- backup lifetimes: a plan's and a vault's backup kept one day, a newer one of the"
+            " plan kept forever; then the expiry sweep (in AWS: hourly) with the functions'"
+            " clock a day and a minute ahead"
+        )
+        os.environ["EXPIRY_TABLE"] = aws.expiry_table()
+        runtime_module._container_runtime = None  # a redeploy with the register
+        plan_id, vault_id = next(iter(SAMPLE_PLANS)), next(iter(SAMPLE_VAULTS))
+        for plan in ({"plan_id": plan_id, "keep_days": 1}, {"plan_id": plan_id},
+                     {"vault_id": vault_id, "keep_days": 1}):  # fmt: skip
+            result = function.handler(plan, FakeLambdaContext())
+            print(f"{json.dumps(plan)}: {result['plans'][0]['outcome']}, "
+                  f"expires_at {inbox.drain()[0].message['expires_at']}")  # fmt: skip
+        track(" (the three backups)", brief=True)
+        track(" (the three backups)", brief=True)
+        ahead = 86400 + 60
+        runtime_module._container_runtime = runtime_module.Runtime.from_env(
+            clock=lambda: time.time() + ahead
+        )
+        sweeper = importlib.import_module("expiry")
+        for run in (1, 2):
+            result = sweeper.handler({}, FakeLambdaContext("csbs-trigger-expiry"))
+            print(f"\n=== expiry sweep {run}\nhandler returned: {json.dumps(result)}")
+            if result.get("kept"):
+                print(f"  {result['kept']} backup kept: it is its servers' last good backup")
+            for delivered in inbox.drain():
+                print_notification(delivered, full=args.full)
+        runtime_module._container_runtime = None  # the real clock again
+
         rpo = max(1, math.ceil(time.time() - fresh_since))
         print(
             f"\n--- the daily digest (in AWS: {DIGEST_SCHEDULE}), with a demo RPO of {rpo} s:"
@@ -325,6 +355,14 @@ def print_notification(delivered: Delivered, *, full: bool) -> None:
         return
     if message["event"] == "completed":
         print_completion(message)
+        return
+    if message["event"] == "expired":
+        deleted = ", ".join(s["resource_name"] or s["resource_id"] for s in message["deleted"])
+        kept = ", ".join(s["resource_name"] or s["resource_id"]
+                         for s in message["kept_as_last_good"])  # fmt: skip
+        print(f"      checkpoint {message['checkpoint']['id']}, created {message['created_at']},"
+              f" expired {message['expires_at']}")  # fmt: skip
+        print(f"      deleted: {deleted or 'none'}; kept as last good: {kept or 'none'}")
         return
     if message["event"] == "digest":
         print_digest(message)
