@@ -534,3 +534,20 @@ def test_each_backup_is_deleted_in_its_own_project_with_its_own_credentials(
     told = {n.message["checkpoint"]["id"] for n in expired(clock)}
     assert told == {mine, team}
     assert clock.standin.checkpoints[other].deleted is False  # its project's last good one
+
+
+def test_a_sweep_begins_no_backup_it_has_no_time_for(clock: Deployment) -> None:
+    """With less of the invocation left than a backup may take, the due backups wait for the
+    next sweep: none is claimed, none gets a request."""
+    backed_up(clock, {"plan_id": PLAN_A, "keep_days": 1})
+    later(clock, 0.5)
+    backed_up(clock, {"plan_id": PLAN_A})
+    clock.notifications()
+    later(clock, 1)
+    before = len(clock.standin.requests)
+
+    short = clock.sweep(FakeLambdaContext(function_name="csbs-trigger-expiry", timeout_seconds=12))
+
+    assert (short["due"], short["deferred"]) == (1, 1)
+    assert clock.standin.requests[before:] == []
+    assert clock.sweep()["deleting"] == 1  # the next sweep, with its time, goes on
