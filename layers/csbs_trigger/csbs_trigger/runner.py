@@ -16,7 +16,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any, TypeVar
 
-from csbs_trigger.aws.expiry_register import Expiring
 from csbs_trigger.aws.idempotency import AlreadyInProgressError, PayloadConflictError
 from csbs_trigger.aws.sns import PublishError, PublishRefused
 from csbs_trigger.aws.tracking import Registration
@@ -290,6 +289,8 @@ def give_lifetime(request: BackupRequest, execution: Execution, runtime: Runtime
     keep_days = request.keep_days or runtime.settings.default_keep_days
     if keep_days is None:
         return None
+    from csbs_trigger.aws.expiry_register import Expiring  # only for a backup with a lifetime
+
     started, register = execution.started, runtime.expiry_register
     if register is None:
         logger.error("no expiry register (EXPIRY_TABLE): the backup is kept",

@@ -19,7 +19,6 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from csbs_trigger import safe_json
-from csbs_trigger.aws.expiry_register import ExpiryRegister
 from csbs_trigger.aws.history import HistoryTable
 from csbs_trigger.aws.idempotency import Deduplicator
 from csbs_trigger.aws.login_refusals import TableLoginGuard
@@ -27,7 +26,6 @@ from csbs_trigger.aws.metrics import Metrics
 from csbs_trigger.aws.secret_store import SecretStore
 from csbs_trigger.aws.sns import SnsPublisher
 from csbs_trigger.aws.sqs import Queue
-from csbs_trigger.aws.ticket_ledger import TicketLedger
 from csbs_trigger.aws.tracking import TrackingTable
 from csbs_trigger.cloud.api import ApiClient, RetryPolicy, Throttle
 from csbs_trigger.cloud.auth import CsbsAuth, LoginGuard, Logins, MemoryLoginGuard, auth_for
@@ -44,6 +42,8 @@ if TYPE_CHECKING:
     from mypy_boto3_sns import SNSClient
     from mypy_boto3_sqs import SQSClient
 
+    from csbs_trigger.aws.expiry_register import ExpiryRegister
+    from csbs_trigger.aws.ticket_ledger import TicketLedger
     from csbs_trigger.tickets.clients import TicketClient
     from csbs_trigger.tickets.systems import TicketSystem
     from csbs_trigger.triggers.webhook_sources import Source
@@ -84,19 +84,9 @@ class Runtime:
             if sqs is not None and settings.plan_queue_url
             else None
         )
-        self.expiry_register = (
-            ExpiryRegister(dynamodb, settings.expiry_table)
-            if dynamodb is not None and settings.expiry_table
-            else None
-        )
         self.ticket_queue = (
             Queue(sqs, settings.ticket_queue_url)
             if sqs is not None and settings.ticket_queue_url
-            else None
-        )
-        self.ticket_ledger = (
-            TicketLedger(dynamodb, settings.ticket_ledger_table)
-            if dynamodb is not None and settings.ticket_ledger_table
             else None
         )
         self.ticket_secret = (
@@ -204,6 +194,25 @@ class Runtime:
                     credentials, self._secret_store(credentials), self._session, self.logins
                 )
             return account
+
+    @cached_property
+    def expiry_register(self) -> ExpiryRegister | None:
+        """Built when first needed: a function that starts no backup with a lifetime, and
+        tracks none, never loads it."""
+        from csbs_trigger.aws.expiry_register import ExpiryRegister
+
+        if self.dynamodb is None or not self.settings.expiry_table:
+            return None
+        return ExpiryRegister(self.dynamodb, self.settings.expiry_table)
+
+    @cached_property
+    def ticket_ledger(self) -> TicketLedger | None:
+        """Built when first needed (only the ticket update function has one)."""
+        from csbs_trigger.aws.ticket_ledger import TicketLedger
+
+        if self.dynamodb is None or not self.settings.ticket_ledger_table:
+            return None
+        return TicketLedger(self.dynamodb, self.settings.ticket_ledger_table)
 
     @cached_property
     def deduplicator(self) -> Deduplicator | None:

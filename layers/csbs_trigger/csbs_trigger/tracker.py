@@ -20,7 +20,6 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from csbs_trigger.aws.expiry_register import scope_of
 from csbs_trigger.aws.sns import PublishError
 from csbs_trigger.aws.tracking import COMPLETING, Registration, Tracked, TrackingTable
 from csbs_trigger.cloud.checkpoint_items import CheckpointItem
@@ -225,6 +224,8 @@ def _let_expire(tracked: Tracked, items: list[CheckpointItem] | None, runtime: R
     register = runtime.expiry_register
     if register is None:
         return
+    from csbs_trigger.aws.expiry_register import scope_of
+
     registration = tracked.registration
     results = {item.resource_id: {"status": item.status, "item": item.id,
                                   "name": item.resource_name}
