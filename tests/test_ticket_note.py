@@ -5,6 +5,7 @@ its marker, and renders as valid Atlassian Document Format and escaped wiki mark
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from csbs_trigger.tickets.clients import adf_document, wiki_text
-from csbs_trigger.tickets.note import MAX_NOTE_LENGTH, note_of
+from csbs_trigger.tickets.note import MAX_NOTE_LENGTH, Note, note_of
 
 ADF_SCHEMA = json.loads((Path(__file__).parent / "schemas" / "adf-v1-full.json").read_text())
 _TEXT = st.one_of(st.none(), st.text(max_size=400), st.integers(), st.booleans(), st.just([]))
@@ -86,3 +87,123 @@ def test_a_completion_names_only_a_final_outcome_and_a_start_only_a_failure_for_
                    "outcome": "failed", "error": final})  # fmt: skip
     assert odd is not None
     assert "^" not in odd.marker  # an id a ticket search would misread is named by its digest
+
+
+COMPLETED = {
+    "event": "completed", "outcome": "failed", "backend": "cbr",
+    "trigger": {"source": "webhook", "id": "d-1", "sender": "jira", "reference": "OPS-7"},
+    "request": {"vault_id": "v-1"}, "plan_name": "vault-db",
+    "checkpoint": {"id": "c-1"},
+    "summary": {"servers": 3, "available": 1, "failed": 2, "running": 0},
+    "started_at": "2027-01-15T08:00:00+00:00", "finished_at": "2027-01-15T08:41:00+00:00",
+    "duration_s": 2460,
+    "error": {"category": "item_error", "code": "BackupService.7102", "retryable": False,
+              "message": "2 of 3 servers failed (db-1: The server has stopped.)"},
+    "items": [
+        {"resource_id": "s-1", "resource_name": "db-1", "status": "error",
+         "fail_code": "BackupService.7102", "fail_reason": "The server has stopped."},
+        {"resource_id": "s-2", "resource_name": "app-1", "status": "available"},
+        {"resource_id": "s-3", "resource_name": None, "status": "skipped",
+         "fail_code": None, "fail_reason": None},
+    ],
+}  # fmt: skip
+
+
+def test_a_completion_reads_as_an_operator_writes_it() -> None:
+    note = note_of(COMPLETED)
+
+    assert note is not None
+    assert (note.sender, note.reference, note.outcome, note.checkpoint_id) == (
+        "jira", "OPS-7", "failed", "c-1",
+    )  # fmt: skip
+    assert note.text() == "\n".join([
+        "CBR backup failed for vault vault-db (v-1)",
+        "Checkpoint: c-1",
+        "Servers: 1 available, 2 failed, of 3",
+        "Started: 2027-01-15T08:00:00+00:00, finished: 2027-01-15T08:41:00+00:00 (41 min)",
+        "Error: item_error BackupService.7102: 2 of 3 servers failed (db-1: The server has "
+        "stopped.)",
+        "Failed servers:",
+        "- db-1 (s-1): BackupService.7102 The server has stopped.",
+        "- s-3: skipped",
+        "[csbs-trigger checkpoint c-1]",
+    ])  # fmt: skip
+
+
+def test_a_success_names_no_error_and_a_plan_named_by_its_id_once() -> None:
+    succeeded = {**COMPLETED, "outcome": "succeeded", "backend": "csbs", "plan_name": None,
+                 "request": {"plan_id": "p-1"}, "items": [], "duration_s": 59}  # fmt: skip
+    note = note_of(succeeded)
+
+    assert note is not None
+    assert note.text_lines()[0] == "CSBS backup completed for plan p-1"
+    assert note.text_lines()[3].endswith("(59 s)")
+    assert not any(line.startswith(("Error", "Failed")) for line in note.text_lines())
+    timed_out = note_of({**succeeded, "outcome": "timed_out"})
+    assert timed_out is not None
+    assert timed_out.text_lines()[0] == "CSBS backup timed out for plan p-1"
+    assert timed_out.text_lines()[4].startswith("Error: item_error")
+
+
+def test_a_start_that_failed_for_good_names_its_error() -> None:
+    note = note_of({
+        "event": "started", "outcome": "failed", "backend": "csbs",
+        "trigger": {"source": "webhook", "id": "d-9", "sender": "servicenow",
+                    "reference": "CHG0031337"},
+        "request": {"plan_id": "p-1"},
+        "error": {"category": "not_found", "code": "CSBS.3000", "retryable": False,
+                  "message": "CSBS answered HTTP 404: the plan does not exist"},
+    })  # fmt: skip
+
+    assert note is not None
+    assert (note.outcome, note.checkpoint_id) == ("failed", None)
+    assert note.text() == "\n".join([
+        "CSBS backup not started for plan p-1: not_found",
+        "Error: not_found CSBS.3000: CSBS answered HTTP 404: the plan does not exist",
+        "[csbs-trigger trigger d-9 plan p-1]",
+    ])  # fmt: skip
+
+
+def test_the_failed_servers_that_do_not_fit_are_counted() -> None:
+    items = [{"resource_id": f"s-{n:03d}", "resource_name": f"vm-{n:03d}", "status": "error",
+              "fail_code": "E", "fail_reason": "r" * 900} for n in range(20)]  # fmt: skip
+    note = note_of({**COMPLETED, "items": items})
+
+    assert note is not None
+    assert len(note.text()) <= MAX_NOTE_LENGTH
+    assert note.failures_omitted == 20 - len(note.failures)
+    assert 0 < len(note.failures) < 20
+    assert note.text_lines()[-2] == f"- and {note.failures_omitted} more"
+    longer = Note(note.sender, note.reference, note.marker, note.outcome, note.checkpoint_id,
+                  note.lines, (*note.failures, "x" * 900), note.failures_omitted - 1)  # fmt: skip
+    assert len(longer.text()) > MAX_NOTE_LENGTH  # one more would not have fit
+
+
+def test_adf_and_wiki_render_the_same_lines() -> None:
+    note = note_of(COMPLETED)
+    assert note is not None
+
+    document = adf_document(note)
+
+    paragraphs = [block for block in document["content"] if block["type"] == "paragraph"]
+    assert [p["content"][0]["text"] for p in paragraphs] == [
+        *note.lines, "Failed servers:", note.marker,
+    ]  # fmt: skip
+    [bullets] = [block for block in document["content"] if block["type"] == "bulletList"]
+    assert [item["content"][0]["content"][0]["text"] for item in bullets["content"]] == list(
+        note.failures
+    )
+    assert document["version"] == 1
+    assert document["type"] == "doc"
+    wiki = wiki_text(note).split("\n")
+    assert wiki[-1] == "\\[csbs-trigger checkpoint c-1\\]"
+    assert wiki[-3:-1] == ["* db-1 (s-1): BackupService.7102 The server has stopped.",
+                           "* s-3: skipped"]  # fmt: skip
+    assert wiki_text(replace(note, failures_omitted=2)).split("\n")[-2] == "* and 2 more"
+    assert adf_document(replace(note, failures_omitted=2))["content"][-2]["content"][-1][
+        "content"][0]["content"][0]["text"] == "and 2 more"  # fmt: skip
+
+
+def test_wiki_escapes_what_markup_would_read() -> None:
+    note = Note("s", "OPS-1", "[m]", "failed", None, ("a {b} |c| *d* !e! [f] \\g",), ())
+    assert wiki_text(note).split("\n")[0] == "a \\{b\\} \\|c\\| \\*d\\* \\!e\\! \\[f\\] \\\\g"
