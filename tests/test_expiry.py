@@ -164,7 +164,13 @@ def test_an_expired_backup_is_deleted_and_told_once_it_is_gone(clock: Deployment
     [told] = expired(clock)
     assert told.attributes == {"event": "expired", "outcome": "deleted", "backend": "csbs",
                                "plan_id": PLAN_A}  # fmt: skip
+    assert told.subject == "CSBS backup expired and deleted for plan nightly-app-servers"
     message = told.message
+    assert (message["project_id"], message["plan_name"], message["error"]) == (
+        PROJECT_ID, "nightly-app-servers", None,
+    )  # fmt: skip
+    assert message["request"]["plan_id"] == PLAN_A
+    assert message["request"]["keep_days"] == 1
     assert message["checkpoint"] == {"id": older}
     assert {s["resource_id"] for s in message["deleted"]} == {APP_1, APP_2}
     assert message["kept_as_last_good"] == []
@@ -271,12 +277,20 @@ def test_a_cbr_backup_is_listed_then_each_servers_backup_deleted(clock: Deployme
     assert {s["resource_id"] for s in told.message["deleted"]} == {SERVER_1, SERVER_2}
 
 
-def test_a_backup_deleted_by_hand_meanwhile_counts_as_deleted(clock: Deployment) -> None:
-    checkpoint_id = backed_up(clock, {"plan_id": PLAN_A, "keep_days": 1})
+@pytest.mark.parametrize("backend", ["csbs", "cbr"])
+def test_a_backup_deleted_by_hand_meanwhile_counts_as_deleted(
+    clock: Deployment, backend: str
+) -> None:
+    plan = {"plan_id": PLAN_A} if backend == "csbs" else {"vault_id": VAULT}
+    checkpoint_id = backed_up(clock, {**plan, "keep_days": 1})
     later(clock, 0.5)
-    backed_up(clock, {"plan_id": PLAN_A})
+    backed_up(clock, plan)
     clock.notifications()
-    clock.standin.checkpoints[checkpoint_id].deleted = True  # deleted in the console
+    if backend == "csbs":
+        clock.standin.checkpoints[checkpoint_id].deleted = True  # deleted in the console
+    else:
+        point = clock.standin.restore_points[checkpoint_id]
+        point.gone.update(point.backup_ids[:1])  # one server's backup deleted in the console
     later(clock, 1)
 
     clock.sweep()
@@ -284,6 +298,7 @@ def test_a_backup_deleted_by_hand_meanwhile_counts_as_deleted(clock: Deployment)
 
     [told] = expired(clock)
     assert told.attributes["outcome"] == "deleted"
+    assert len(told.message["deleted"]) == 2
 
 
 def test_at_most_five_csbs_deletions_run_at_once_in_a_project(clock: Deployment) -> None:
@@ -376,6 +391,11 @@ def test_a_refused_deletion_is_told_once_a_day_and_tried_again_after_a_day(
     [refused] = expired(clock)
     assert refused.attributes["outcome"] == "failed"
     assert refused.message["error"]["http_status"] == status
+    category = refused.message["error"]["category"]
+    assert refused.subject == (
+        f"CSBS backup expiry failed ({category}) for plan nightly-app-servers"
+    )
+    assert refused.message["deleted"] == []
     assert len(deletes(clock)) == 1
     later(clock, 1.01)
     clock.sweep()
