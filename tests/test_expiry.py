@@ -571,3 +571,26 @@ def test_a_sweep_begins_no_backup_it_has_no_time_for(clock: Deployment) -> None:
     assert (short["due"], short["deferred"]) == (1, 1)
     assert clock.standin.requests[before:] == []
     assert clock.sweep()["deleting"] == 1  # the next sweep, with its time, goes on
+
+
+def test_a_kept_server_deleted_later_is_told_on_its_own(clock: Deployment) -> None:
+    """A partly failed backup: its failed server goes at expiry, its good one is kept; once a
+    newer backup of that server succeeded, a second notification tells that one alone."""
+    clock.standin.failing_servers = {APP_2}
+    backed_up(clock, {"plan_id": PLAN_A, "keep_days": 1})
+    clock.notifications()
+    later(clock, 2)
+    clock.sweep()
+    clock.sweep()
+    [first] = expired(clock)
+    clock.standin.failing_servers = set()
+    backed_up(clock, {"plan_id": PLAN_A, "resources": [APP_1]})  # APP_1's newer good backup
+
+    clock.sweep()
+    clock.sweep()
+
+    [second] = expired(clock)
+    assert [s["resource_id"] for s in first.message["deleted"]] == [APP_2]
+    assert [s["resource_id"] for s in second.message["deleted"]] == [APP_1]
+    assert second.message["kept_as_last_good"] == []
+    assert clock.sweep()["due"] == 0

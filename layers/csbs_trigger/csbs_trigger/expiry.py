@@ -181,7 +181,7 @@ def _confirm(expiring: Expiring, run: _Sweep) -> str:
     if expiring.backend == "csbs":  # its deletion task ended: another may start
         run.in_flight[expiring.project_id or ""] -= 1
     deleted = tuple(sorted({*expiring.deleted, *gone}))
-    notification = _notification(expiring, deleted, None, run)
+    notification = _notification(expiring, tuple(sorted(gone)), None, run)  # this deletion's
     told = replace(expiring, state=TOLD, deleted=deleted, deleting={},
                    notification=notification.to_record())  # fmt: skip
     if not run.register.update(expiring, told, now=run.runtime.clock()):
