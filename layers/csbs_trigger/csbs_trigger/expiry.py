@@ -184,12 +184,12 @@ def _confirm(expiring: Expiring, run: _Sweep) -> str:
     notification = _notification(expiring, tuple(sorted(gone)), None, run)  # this deletion's
     told = replace(expiring, state=TOLD, deleted=deleted, deleting={},
                    notification=notification.to_record())  # fmt: skip
-    if not run.register.update(expiring, told, now=run.runtime.clock()):
+    if not run.register.update(expiring, told, now=run.runtime.clock(), hold=True):
         return "skipped"
-    return _tell(replace(told, lease_until=0.0), run, claimed=False)
+    return _tell(told, run)
 
 
-def _tell(expiring: Expiring, run: _Sweep, *, claimed: bool = True) -> str:
+def _tell(expiring: Expiring, run: _Sweep) -> str:
     """Publish the notification kept for it, then let it expire (or wait, with servers kept
     as their last good backup, for a newer backup of theirs)."""
     assert expiring.notification is not None
@@ -213,10 +213,7 @@ def _tell(expiring: Expiring, run: _Sweep, *, claimed: bool = True) -> str:
         after = replace(expiring, state=DELETING if expiring.deleting else DUE, notification=None)
     else:
         after = replace(expiring, state=DUE if left else EXPIRED, items=left, notification=None)
-    if claimed or run.register.claim(expiring, now=run.runtime.clock(),
-                                     lease_until=run.lease_until):  # fmt: skip
-        run.register.update(replace(expiring, lease_until=run.lease_until), after,
-                            now=run.runtime.clock())  # fmt: skip
+    run.register.update(expiring, after, now=run.runtime.clock())
     return str(outcome)
 
 
@@ -241,9 +238,9 @@ def _refused(expiring: Expiring, error: TriggerError, run: _Sweep) -> str:
         return "refused"
     notification = _notification(expiring, (), error, run)
     told = replace(after, state=TOLD, reported_at=now, notification=notification.to_record())
-    if not run.register.update(expiring, told, now=now):
+    if not run.register.update(expiring, told, now=now, hold=True):
         return "skipped"
-    return _tell(replace(told, lease_until=0.0), run, claimed=False)
+    return _tell(told, run)
 
 
 def _notification(

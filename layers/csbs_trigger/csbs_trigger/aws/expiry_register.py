@@ -170,9 +170,9 @@ class ExpiryRegister(Table):
             },
         )
 
-    def update(self, before: Expiring, after: Expiring, *, now: float) -> bool:
-        """Move a claimed backup on from ``before`` to ``after`` (and let it go); False when
-        the claim passed to another sweep meanwhile."""
+    def update(self, before: Expiring, after: Expiring, *, now: float, hold: bool = False) -> bool:
+        """Move a claimed backup on from ``before`` to ``after`` and let it go (``hold``: keep
+        the claim, for a next step); False when the claim passed to another sweep meanwhile."""
         values: dict[str, AttributeValueTypeDef] = {
             ":state": _s(after.state),
             ":deleting": _s(json.dumps(after.deleting)),
@@ -186,7 +186,7 @@ class ExpiryRegister(Table):
         }
         sets = ["#state = :state", "deleting = :deleting", "deleted = :deleted", "kept = :kept",
                 "#items = :items", "retry_at = :retry", "reported_at = :reported"]  # fmt: skip
-        removed = ["lease_until"]
+        removed = [] if hold else ["lease_until"]
         if after.notification is not None:
             sets.append("notification = :notification")
             values[":notification"] = _s(json.dumps(after.notification, ensure_ascii=False))
@@ -199,7 +199,8 @@ class ExpiryRegister(Table):
         return self._write(
             "update_item",
             Key={"id": _s(before.checkpoint_id)},
-            UpdateExpression=f"SET {', '.join(sets)} REMOVE {', '.join(removed)}",
+            UpdateExpression=f"SET {', '.join(sets)}"
+            + (f" REMOVE {', '.join(removed)}" if removed else ""),
             ConditionExpression="#state = :seen AND lease_until = :lease",
             ExpressionAttributeNames={"#state": "state", "#items": "items",
                                       **({"#queue": "queue"} if after.state == EXPIRED else {})},
