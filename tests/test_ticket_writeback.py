@@ -204,6 +204,7 @@ def test_two_workers_on_one_result_write_it_once(writeback: WriteBack) -> None:
     [message] = completion_messages(writeback)
     record = {"messageId": "m-1", "receiptHandle": message["ReceiptHandle"],
               "body": message["Body"], "attributes": {"ApproximateReceiveCount": "1"}}  # fmt: skip
+    holds = recorded_holds(writeback)
     arrived, release = threading.Event(), threading.Event()
     writeback.tickets.fail_next("jira", Fault(passthrough=True, arrived=arrived, release=release))
     answers: list[dict[str, Any]] = []
@@ -220,6 +221,7 @@ def test_two_workers_on_one_result_write_it_once(writeback: WriteBack) -> None:
         first.join()
 
     assert second["batchItemFailures"] == [{"itemIdentifier": "m-2"}]  # it comes back
+    assert holds == [120]  # when the first worker's claim has run out at the latest
     assert answers == [{"batchItemFailures": []}]
     again = ticket_update.handler(
         {"Records": [{**record, "messageId": "m-3"}]}, FakeLambdaContext()
@@ -277,11 +279,8 @@ def test_a_5xx_that_stored_nothing_is_read_for_and_then_written(writeback: Write
     assert read.query["orderBy"] == ["-created"]
 
 
-def test_a_429_comes_back_after_retry_after_without_a_read(writeback: WriteBack) -> None:
-    writeback.sender("jira-cloud")
-    writeback.tickets.fail_next("jira", Fault(429, {"errorMessages": ["Rate limit exceeded."]},
-                                              headers={"Retry-After": "7"}))  # fmt: skip
-    writeback.backup(ISSUE)
+def recorded_holds(writeback: WriteBack) -> list[int]:
+    """The visibility timeouts the function sets on the ticket queue's messages, in order."""
     sqs = writeback.deployment.aws.client("sqs")
     holds: list[int] = []
     original = sqs.change_message_visibility
@@ -293,12 +292,30 @@ def test_a_429_comes_back_after_retry_after_without_a_read(writeback: WriteBack)
     writeback.deployment.runtime.ticket_queue._client = type(  # type: ignore[union-attr]
         "Recording", (), {"change_message_visibility": staticmethod(recorded)}
     )()
+    return holds
+
+
+@pytest.mark.parametrize(("retry_after", "low", "high"), [
+    ("7", 7, 7), ("0", 1, 1), (None, 15, 30), ("100000", 43190, 43195),
+])  # fmt: skip
+def test_a_429_comes_back_after_retry_after_without_a_read(
+    writeback: WriteBack, retry_after: str | None, low: int, high: int
+) -> None:
+    """At least a second, at most what SQS allows from the receipt (12 h), an exponential
+    backoff without the header (15 to 30 s at the first delivery)."""
+    writeback.sender("jira-cloud")
+    headers = {"Retry-After": retry_after} if retry_after is not None else {}
+    writeback.tickets.fail_next("jira", Fault(429, {"errorMessages": ["Rate limit exceeded."]},
+                                              headers=headers))  # fmt: skip
+    writeback.backup(ISSUE)
+    holds = recorded_holds(writeback)
 
     writeback.update()
     writeback.time_passes()
     writeback.update()
 
-    assert holds == [7]
+    [hold] = holds
+    assert low <= hold <= high
     assert [r.method for r in writeback.tickets.calls("jira")] == ["POST", "POST"]
     assert len(comments(writeback)) == 1
 

@@ -160,7 +160,8 @@ def _failed(
         arrived = error.http_status is not None or getattr(error, "request_sent", False)
         unknown = not throttled and arrived
         ledger.release(key, unknown=unknown)
-        delay = (error.retry_after_seconds if throttled else None) or sqs.backoff(delivery)
+        asked = error.retry_after_seconds if throttled else None
+        delay = asked if asked is not None else sqs.backoff(delivery)
         logger.info("ticket update comes back", extra={
             **_log_of(note), "category": error.category.value, "delivery": delivery,
             "delay_seconds": round(delay, 1)})  # fmt: skip
