@@ -17,6 +17,7 @@ import ticket_update
 from conftest import CHANGE, ISSUE, PLAN_A, ROOT, SERVER, Deployment, WriteBack, read_event
 from test_webhooks import generic_event
 
+from csbs_trigger.tickets.note import note_of
 from csbs_trigger.tickets.systems import parse_systems
 from support.lambda_context import FakeLambdaContext
 from support.standin import Fault
@@ -571,3 +572,34 @@ def test_every_notification_of_a_senders_trigger_names_the_sender(writeback: Wri
 
     named = {(n.attributes["event"], n.attributes.get("trigger_sender")) for n in told}
     assert named == {("started", "generic"), ("completed", "generic"), ("started", None)}
+
+
+def test_a_claim_whose_worker_died_is_read_for_once_it_runs_out(writeback: WriteBack) -> None:
+    """A worker claimed the result and was never heard of again (killed mid-write): before
+    its claim runs out nobody writes; after it, the next one reads the ticket first."""
+    writeback.sender("jira-cloud")
+    writeback.backup(ISSUE)
+    [message] = completion_messages(writeback, visibility=0)
+    note = note_of(json.loads(message["Body"]))
+    assert note is not None
+    ledger = writeback.deployment.runtime.ticket_ledger
+    assert ledger is not None
+    now = 1_800_000_000.0
+    writeback.deployment.now = now
+    key = f"note\ngeneric\n{ISSUE}\n{note.marker}"
+    assert ledger.claim(key, now, 120.0).state == "writing"  # the worker that died
+
+    writeback.deployment.now = now + 119
+    early = writeback.update()
+    writeback.time_passes()
+    writeback.deployment.now = now + 121
+    writeback.update()
+
+    assert len(early[0]["batchItemFailures"]) == 1
+    assert [r.method for r in writeback.tickets.calls("jira")] == ["GET", "POST"]
+    item = writeback.deployment.aws.client("dynamodb").get_item(
+        TableName=writeback.deployment.runtime.settings.ticket_ledger_table or "",
+        Key={"id": {"S": key}},
+    )["Item"]
+    assert item["state"] == {"S": "written"}
+    assert int(item["expires_at"]["N"]) == int(now + 121) + 30 * 24 * 3600
