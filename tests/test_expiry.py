@@ -43,6 +43,18 @@ def backed_up(deployment: Deployment, plan: dict[str, Any]) -> str:
     return checkpoint_id
 
 
+def due_with_a_newer_good_backup(clock: Deployment, plan: dict[str, Any] | None = None) -> str:
+    """A backup of ``plan`` kept a day, then a newer good one kept forever; a day later. The
+    first one's checkpoint id: due, and no server's last good backup."""
+    plan = plan or {"plan_id": PLAN_A}
+    checkpoint_id = backed_up(clock, {**plan, "keep_days": 1})
+    later(clock, 0.5)
+    backed_up(clock, plan)
+    clock.notifications()
+    later(clock, 1)
+    return checkpoint_id
+
+
 def deletes(deployment: Deployment) -> list[Any]:
     return [c for c in deployment.standin.requests if c.method == "DELETE"]
 
@@ -321,11 +333,7 @@ def test_at_most_five_csbs_deletions_run_at_once_in_a_project(clock: Deployment)
 
 
 def test_two_overlapping_sweeps_handle_each_backup_once(clock: Deployment) -> None:
-    backed_up(clock, {"plan_id": PLAN_A, "keep_days": 1})
-    later(clock, 0.5)
-    backed_up(clock, {"plan_id": PLAN_A})
-    clock.notifications()
-    later(clock, 1)
+    due_with_a_newer_good_backup(clock)
     arrived, release = threading.Event(), threading.Event()
     clock.standin.fail_next("csbs", Fault(passthrough=True, arrived=arrived, release=release))
     results: list[dict[str, Any]] = []
@@ -345,11 +353,7 @@ def test_two_overlapping_sweeps_handle_each_backup_once(clock: Deployment) -> No
 def test_a_sweep_killed_after_its_delete_confirms_it_at_the_next(clock: Deployment) -> None:
     """The register fails right after the DELETE was sent (the sweep dies there): the next
     sweep, once the lease ran out, finds the deletion under way and tells it once."""
-    backed_up(clock, {"plan_id": PLAN_A, "keep_days": 1})
-    later(clock, 0.5)
-    backed_up(clock, {"plan_id": PLAN_A})
-    clock.notifications()
-    later(clock, 1)
+    due_with_a_newer_good_backup(clock)
     updates: list[str] = []
 
     def fail_after_the_claim(**_: Any) -> Any:
@@ -378,11 +382,7 @@ def test_a_sweep_killed_after_its_delete_confirms_it_at_the_next(clock: Deployme
 def test_a_refused_deletion_is_told_once_a_day_and_tried_again_after_a_day(
     clock: Deployment, status: int, code: str
 ) -> None:
-    backed_up(clock, {"plan_id": PLAN_A, "keep_days": 1})
-    later(clock, 0.5)
-    backed_up(clock, {"plan_id": PLAN_A})
-    clock.notifications()
-    later(clock, 1)
+    due_with_a_newer_good_backup(clock)
     refusal = Fault(status, {"error_code": code, "error_msg": "not allowed to delete"})
     clock.standin.fail_next("csbs", refusal, refusal)
 
@@ -410,11 +410,7 @@ def test_a_refused_deletion_is_told_once_a_day_and_tried_again_after_a_day(
 
 
 def test_throttling_and_5xx_are_tried_again_at_the_next_sweep(clock: Deployment) -> None:
-    backed_up(clock, {"plan_id": PLAN_A, "keep_days": 1})
-    later(clock, 0.5)
-    backed_up(clock, {"plan_id": PLAN_A})
-    clock.notifications()
-    later(clock, 1)
+    due_with_a_newer_good_backup(clock)
     clock.standin.fail_next(
         "csbs", *[Fault(503, {"error_code": "APIGW.0201", "error_msg": "x"})] * 3
     )
@@ -429,11 +425,7 @@ def test_throttling_and_5xx_are_tried_again_at_the_next_sweep(clock: Deployment)
 
 def test_refused_credentials_stop_the_sweep_for_that_account(clock: Deployment) -> None:
     for _ in range(3):
-        backed_up(clock, {"plan_id": PLAN_A, "keep_days": 1})
-    later(clock, 0.5)
-    backed_up(clock, {"plan_id": PLAN_A})
-    clock.notifications()
-    later(clock, 1)
+        due_with_a_newer_good_backup(clock)
     clock.standin.password = "changed by someone"
     clock.standin.revoke_tokens()
     clock.cold_start()
@@ -451,11 +443,7 @@ def test_refused_credentials_stop_the_sweep_for_that_account(clock: Deployment) 
 def test_report_mode_deletes_nothing_and_delete_mode_then_deletes_what_is_due(
     clock: Deployment,
 ) -> None:
-    backed_up(clock, {"plan_id": PLAN_A, "keep_days": 1})
-    later(clock, 0.5)
-    backed_up(clock, {"plan_id": PLAN_A})
-    clock.notifications()
-    later(clock, 1)
+    due_with_a_newer_good_backup(clock)
     clock.set_env("EXPIRY_MODE", "report")
     before = len(clock.standin.requests)
 
@@ -559,11 +547,7 @@ def test_each_backup_is_deleted_in_its_own_project_with_its_own_credentials(
 def test_a_sweep_begins_no_backup_it_has_no_time_for(clock: Deployment) -> None:
     """With less of the invocation left than a backup may take, the due backups wait for the
     next sweep: none is claimed, none gets a request."""
-    backed_up(clock, {"plan_id": PLAN_A, "keep_days": 1})
-    later(clock, 0.5)
-    backed_up(clock, {"plan_id": PLAN_A})
-    clock.notifications()
-    later(clock, 1)
+    due_with_a_newer_good_backup(clock)
     before = len(clock.standin.requests)
 
     short = clock.sweep(FakeLambdaContext(function_name="csbs-trigger-expiry", timeout_seconds=12))
