@@ -578,3 +578,21 @@ def test_a_kept_server_deleted_later_is_told_on_its_own(clock: Deployment) -> No
     assert [s["resource_id"] for s in second.message["deleted"]] == [APP_1]
     assert second.message["kept_as_last_good"] == []
     assert clock.sweep()["due"] == 0
+
+
+def test_a_lifetime_travels_with_a_batch_item_and_a_queued_plan(clock: Deployment) -> None:
+    plans = [{"plan_id": PLAN_A, "keep_days": 2, "resources": [APP_1]},
+             {"plan_id": PLAN_A, "resources": [APP_2]}]  # fmt: skip
+    clock.invoke({"plans": plans})
+    inline = {n.message["request"]["resources"][0]: n.message["expires_at"]
+              for n in clock.notifications()}  # fmt: skip
+    many = [{"plan_id": f"estate-{n:02d}", "keep_days": 3} for n in range(21)]
+    for plan in many:
+        clock.standin.add_plan(plan["plan_id"], plan["plan_id"], {f"srv-{plan['plan_id']}": "vm"})
+
+    clock.invoke({"plans": many})
+    clock.work()
+
+    assert inline == {APP_1: "2027-01-17T08:00:00+00:00", APP_2: None}
+    queued = {n.message["expires_at"] for n in clock.notifications()}
+    assert queued == {"2027-01-18T08:00:00+00:00"}
