@@ -18,6 +18,7 @@ from test_scale_out import OTHER_PROJECT, THIRD_PROJECT, named_secret
 from test_webhooks import generic_event
 
 from csbs_trigger.aws.expiry_register import scope_of
+from csbs_trigger.aws.sns import PublishError
 from support.lambda_context import FakeLambdaContext
 from support.standin import PROJECT_ID, PROVIDER_ID, Fault
 
@@ -596,3 +597,20 @@ def test_a_lifetime_travels_with_a_batch_item_and_a_queued_plan(clock: Deploymen
     assert inline == {APP_1: "2027-01-17T08:00:00+00:00", APP_2: None}
     queued = {n.message["expires_at"] for n in clock.notifications()}
     assert queued == {"2027-01-18T08:00:00+00:00"}
+
+
+def test_an_expiry_the_topic_refused_is_published_once_at_the_next_sweep(
+    clock: Deployment,
+) -> None:
+    due_with_a_newer_good_backup(clock)
+    clock.sweep()
+    clock.refuse(clock.runtime.sns, "Publish", "InternalError")
+
+    with pytest.raises(PublishError):
+        clock.sweep()
+    later(clock, 1 / 24)  # the next sweep, an hour later
+    clock.sweep()
+
+    [told] = expired(clock)
+    assert told.attributes["outcome"] == "deleted"
+    assert len(deletes(clock)) == 1

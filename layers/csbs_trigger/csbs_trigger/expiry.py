@@ -101,6 +101,8 @@ def sweep(context: Any, runtime: Runtime) -> dict[str, Any]:
     logger.info("expiry sweep finished", extra=result)
     if counts["stopped"]:
         raise SweepStopped("the expiry register could not be used")
+    if counts["publish_failed"]:  # kept: the next sweep publishes them; the alarm tells now
+        raise PublishError(f"{counts['publish_failed']} expiry notifications not published")
     return result
 
 
