@@ -4,6 +4,7 @@ topic's real subscription (raw delivery, its filter) and the ticket ledger in lo
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import threading
@@ -23,6 +24,7 @@ from support.lambda_context import FakeLambdaContext
 from support.standin import Fault
 from support.ticket_standin import (
     JIRA_API_TOKEN,
+    JIRA_EMAIL,
     JIRA_PAT,
     SERVICENOW_PASSWORD,
     Record,
@@ -467,7 +469,9 @@ def test_no_credential_reaches_a_log_a_report_or_the_ledger(
 ) -> None:
     """Jira echoes the request's credentials in its error (as some proxies do)."""
     writeback.sender("jira-cloud")
-    echo = {"errorMessages": [f"token {JIRA_API_TOKEN} has no permission"]}
+    basic = base64.b64encode(f"{JIRA_EMAIL}:{JIRA_API_TOKEN}".encode()).decode()
+    echo = {"errorMessages": [f"token {JIRA_API_TOKEN} has no permission",
+                              f"Authorization: Basic {basic}"]}  # fmt: skip
     writeback.tickets.fail_next("jira", Fault(403, echo))
     writeback.backup(ISSUE)
 
@@ -478,7 +482,7 @@ def test_no_credential_reaches_a_log_a_report_or_the_ledger(
         TableName=writeback.deployment.runtime.settings.ticket_ledger_table or ""
     )["Items"]
     for text in (report.raw_message, report.subject or "", logs.getvalue(), json.dumps(ledger)):
-        for secret in (JIRA_API_TOKEN, JIRA_PAT, SERVICENOW_PASSWORD):
+        for secret in (JIRA_API_TOKEN, JIRA_PAT, SERVICENOW_PASSWORD, basic):
             assert secret not in text
     assert "[redacted]" in report.message["error"]["message"]
 

@@ -286,7 +286,8 @@ class Runtime:
         with self._lock:
             accounts = list(self._accounts.values())
             systems = self._ticket_systems[1].values() if self._ticket_systems else ()
-        tickets = [system.secret for system in systems if not isinstance(system, ConfigError)]
+        tickets = [value for system in systems if not isinstance(system, ConfigError)
+                   for value in system.secrets]  # fmt: skip
         return (*(value for account in accounts for value in account.secret_values()), *tickets)
 
     def redactor(self) -> Redactor:

@@ -3,6 +3,7 @@ once as it is read. A sender whose entry is wrong is a ``config_error`` for that
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import ipaddress
 import json
@@ -41,6 +42,14 @@ class TicketSystem:
     @property
     def label(self) -> str:
         return "ServiceNow" if self.kind == SERVICENOW else "Jira"
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """What must never be shown: the secret, and the basic auth header's form of it."""
+        if self.user is None:
+            return (self.secret,)
+        basic = base64.b64encode(f"{self.user}:{self.secret}".encode()).decode()
+        return (self.secret, basic)
 
     @cached_property
     def fingerprint(self) -> str:
