@@ -4,6 +4,7 @@ its marker, and renders as valid Atlassian Document Format and escaped wiki mark
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import replace
 from pathlib import Path
@@ -207,3 +208,41 @@ def test_adf_and_wiki_render_the_same_lines() -> None:
 def test_wiki_escapes_what_markup_would_read() -> None:
     note = Note("s", "OPS-1", "[m]", "failed", None, ("a {b} |c| *d* !e! [f] \\g",), ())
     assert wiki_text(note).split("\n")[0] == "a \\{b\\} \\|c\\| \\*d\\* \\!e\\! \\[f\\] \\\\g"
+
+
+def test_a_note_of_exactly_8000_characters_is_kept_whole() -> None:
+    def item(reason_length: int) -> dict[str, Any]:
+        return {"resource_id": "s-1", "resource_name": "db-1", "status": "error",
+                "fail_code": "E", "fail_reason": "r" * reason_length}  # fmt: skip
+
+    def with_last(length: int) -> Note:
+        note = note_of({**COMPLETED, "items": [item(1000)] * 7 + [item(length)]})
+        assert note is not None
+        return note
+
+    shortest = len(with_last(1).text())
+    exact = with_last(1 + MAX_NOTE_LENGTH - shortest)
+    over = with_last(2 + MAX_NOTE_LENGTH - shortest)
+
+    assert (len(exact.text()), exact.failures_omitted) == (MAX_NOTE_LENGTH, 0)
+    assert over.failures_omitted == 1
+
+
+def test_an_id_a_ticket_search_would_misread_is_named_by_its_digest() -> None:
+    odd = "a^b c"
+    note = note_of({"event": "started", "outcome": "failed", "request": {"plan_id": "p-1"},
+                    "trigger": {"id": odd, "sender": "jira", "reference": "OPS-1"},
+                    "error": {"category": "not_found", "retryable": False}})  # fmt: skip
+    assert note is not None
+    digest = hashlib.sha256(odd.encode()).hexdigest()[:32]
+    assert note.marker == f"[csbs-trigger trigger sha256:{digest} plan p-1]"
+
+
+def test_counts_and_fields_that_are_no_numbers_or_texts_are_left_out() -> None:
+    odd = {**COMPLETED, "summary": {"servers": True, "available": "2"}, "plan_name": {"x": 1},
+           "started_at": ["t"], "items": []}  # fmt: skip
+    note = note_of(odd)
+    assert note is not None
+    assert note.text_lines()[0] == "CBR backup failed for vault v-1"
+    assert note.text_lines()[2] == "Servers: 0 available, 0 failed, of 0"
+    assert note.text_lines()[3].startswith("Started: None, finished: ")
