@@ -33,6 +33,11 @@ from support.ticket_standin import (
 ADF_SCHEMA = json.loads((Path(__file__).parent / "schemas" / "adf-v1-full.json").read_text())
 
 
+def ledger_items(writeback: WriteBack) -> list[dict[str, Any]]:
+    table = writeback.deployment.runtime.settings.ticket_ledger_table or ""
+    return writeback.deployment.aws.client("dynamodb").scan(TableName=table)["Items"]  # type: ignore[no-any-return]
+
+
 def completion_messages(writeback: WriteBack, visibility: int = 30) -> list[dict[str, Any]]:
     """The completions waiting in the ticket update queue (received, held ``visibility`` s)."""
     messages = writeback.deployment.aws.client("sqs").receive_message(
@@ -350,6 +355,10 @@ def test_a_closed_or_missing_ticket_is_reported_failed_once(
     assert message["checkpoint"]["id"] in message["text"]
     assert report.subject == f"Ticket {ISSUE} not updated ({category})"
     assert len(writeback.tickets.writes()) == 1
+    [settled] = [item for item in ledger_items(writeback) if item["id"]["S"].startswith("note")]
+    assert settled["state"] == {"S": "failed"}
+    assert "report" not in settled  # published: not kept
+    assert "lease_until" not in settled
 
 
 def test_a_refused_login_is_not_sent_again_until_the_secret_changes(writeback: WriteBack) -> None:
@@ -369,8 +378,16 @@ def test_a_refused_login_is_not_sent_again_until_the_secret_changes(writeback: W
     writeback.update()
 
     [again] = reports(writeback.deployment)
-    assert again.message["error"]["category"] == "auth_failed"
-    assert "not sent again until its ticket secret changes" in again.message["error"]["message"]
+    assert (again.message["error"]["category"], again.message["error"]["http_status"]) == (
+        "auth_failed", 401,
+    )  # fmt: skip
+    assert again.message["error"]["message"] == (
+        "ServiceNow refused the credentials of sender generic before (HTTP 401): not sent "
+        "again until its ticket secret changes"
+    )
+    [mark] = [item for item in ledger_items(writeback) if item["id"]["S"].startswith("refused")]
+    refused_at = float(mark["refused_at"]["N"])
+    assert int(mark["expires_at"]["N"]) == int(refused_at) + 365 * 24 * 3600
     assert len(writeback.tickets.requests) == sent  # no request at all
 
     systems = writeback.tickets.secrets()
@@ -592,6 +609,8 @@ def test_a_claim_whose_worker_died_is_read_for_once_it_runs_out(writeback: Write
     writeback.deployment.now = now
     key = f"note\ngeneric\n{ISSUE}\n{note.marker}"
     assert ledger.claim(key, now, 120.0).state == "writing"  # the worker that died
+    [claimed] = [item for item in ledger_items(writeback) if item["id"]["S"] == key]
+    assert (claimed["state"], claimed["lease_until"]) == ({"S": "writing"}, {"N": repr(now + 120)})
 
     writeback.deployment.now = now + 119
     early = writeback.update()

@@ -121,21 +121,20 @@ def _systems(runtime: Runtime) -> dict[str, TicketSystem | ConfigError] | Config
 def _not_refused(system: TicketSystem, ledger: TicketLedger, runtime: Runtime) -> TicketSystem:
     """The sender's system, unless its credentials were refused: then the secret is read again,
     and only changed credentials are sent."""
-    status = ledger.refused(system.sender, system.fingerprint)
-    if status is None:
+    if not ledger.refused(system.sender, system.fingerprint):
         return system
     fresh = runtime.ticket_systems(refresh=True).get(system.sender)
     if (
         isinstance(fresh, TicketSystem)
         and fresh.fingerprint != system.fingerprint
-        and ledger.refused(fresh.sender, fresh.fingerprint) is None
+        and not ledger.refused(fresh.sender, fresh.fingerprint)
     ):
         return fresh
     raise UpstreamError(
-        f"{system.label} refused the credentials of sender {system.sender} before (HTTP "
-        f"{status}): not sent again until its ticket secret changes",
+        f"{system.label} refused the credentials of sender {system.sender} before (HTTP 401): "
+        "not sent again until its ticket secret changes",
         category=Category.AUTH_FAILED,
-        http_status=status,
+        http_status=401,
     )
 
 
@@ -152,7 +151,7 @@ def _failed(
     assert ledger is not None
     refused_now = error.category is Category.AUTH_FAILED and error.http_status == 401
     if refused_now and isinstance(system, TicketSystem):
-        ledger.refuse(system.sender, system.fingerprint, error.http_status, runtime.clock())
+        ledger.refuse(system.sender, system.fingerprint, runtime.clock())
     delivery = sqs.deliveries(record)
     if error.retryable and delivery < runtime.settings.ticket_max_deliveries:
         throttled = error.category is Category.THROTTLED

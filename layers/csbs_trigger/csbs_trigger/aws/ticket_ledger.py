@@ -5,7 +5,7 @@ credentials a ticket system refused, so that no worker sends them again until th
     {"id": "note\\n<sender>\\n<reference>\\n<marker>", "state": "writing" | "written" | "failed",
      "lease_until": <unix>, "unknown": <an attempt's answer was lost>, "report": <the failure
      notification, until it is published>, "expires_at": <TTL>}
-    {"id": "refused\\n<sender>\\n<credentials' digest>", "http_status", "refused_at", "expires_at"}
+    {"id": "refused\\n<sender>\\n<credentials' digest>", "refused_at", "expires_at"}
 
 A worker writes only while it holds the lease its conditional update won; a lease that ran out
 (its worker died) can be won again, and whoever wins it after a lost answer reads the ticket
@@ -99,19 +99,16 @@ class TicketLedger(Table):
     def reported(self, key: str) -> None:
         self._call("update_item", Key=_key(key), UpdateExpression="REMOVE report")
 
-    def refused(self, sender: str, fingerprint: str) -> int | None:
-        """The HTTP status with which the sender's credentials were refused, if they were."""
+    def refused(self, sender: str, fingerprint: str) -> bool:
+        """Whether a ticket system refused (401) these credentials of the sender."""
         item = self._call("get_item", Key=_key(_refusal(sender, fingerprint)),
                           ConsistentRead=True).get("Item")  # fmt: skip
-        if item is None:
-            return None
-        status = item.get("http_status", {}).get("N")
-        return int(status) if status and status.isdigit() else 401
+        return item is not None
 
-    def refuse(self, sender: str, fingerprint: str, http_status: int | None, now: float) -> None:
+    def refuse(self, sender: str, fingerprint: str, now: float) -> None:
+        """Mark the sender's credentials refused, for every worker, until they change."""
         self._call("put_item", Item={
             **_key(_refusal(sender, fingerprint)),
-            "http_status": {"N": str(http_status or 401)},
             "refused_at": {"N": repr(now)},
             "expires_at": {"N": str(int(now) + REFUSAL_KEPT_SECONDS)},
         })  # fmt: skip
