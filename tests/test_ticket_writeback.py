@@ -398,6 +398,8 @@ def test_a_refused_login_is_not_sent_again_until_the_secret_changes(writeback: W
 
     assert len(writeback.tickets.records[CHANGE].work_notes) == 1  # at once, same container
     assert reports(writeback.deployment) == []
+    # Each request signed in with the secret's credentials, never with a session cookie.
+    assert not [r for r in writeback.tickets.requests if "Cookie" in r.headers]
 
 
 @pytest.mark.parametrize("reference", ["ABC-1/../../x", "OPS-7?x=1", "ops-7", "A" * 70])

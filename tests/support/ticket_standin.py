@@ -250,7 +250,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _send(self, status: int, body: Any, headers: dict[str, str]) -> None:
         data = body if isinstance(body, bytes) else json.dumps(body).encode()
         self.send_response(status)
-        for name, value in {"Content-Type": "application/json", **headers}.items():
+        # As Jira and ServiceNow do: a session cookie with every answer.
+        cookie = {"Set-Cookie": f"JSESSIONID={uuid.uuid4().hex}; Path=/; HttpOnly"}
+        for name, value in {"Content-Type": "application/json", **cookie, **headers}.items():
             self.send_header(name, value)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()

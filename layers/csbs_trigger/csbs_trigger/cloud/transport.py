@@ -1,4 +1,5 @@
-"""HTTP adapter for IAM and CSBS: timeouts always set, transport failures classified.
+"""HTTP adapter for IAM, CSBS, CBR and the ticket systems: timeouts always set, transport
+failures classified.
 
 The rest of the package never sees a ``requests`` exception.
 """
