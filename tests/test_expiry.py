@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
+from dataclasses import replace
 from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
@@ -17,6 +18,7 @@ from test_completion_tracking import completions
 from test_scale_out import OTHER_PROJECT, THIRD_PROJECT, named_secret
 from test_webhooks import generic_event
 
+from csbs_trigger import expiry as expiry_module
 from csbs_trigger.aws.expiry_register import scope_of
 from csbs_trigger.aws.sns import PublishError
 from support.lambda_context import FakeLambdaContext
@@ -614,3 +616,63 @@ def test_an_expiry_the_topic_refused_is_published_once_at_the_next_sweep(
     [told] = expired(clock)
     assert told.attributes["outcome"] == "deleted"
     assert len(deletes(clock)) == 1
+
+
+def register_item(clock: Deployment, checkpoint_id: str) -> dict[str, Any]:
+    table = clock.runtime.settings.expiry_table or ""
+    item = clock.aws.client("dynamodb").get_item(TableName=table, Key={"id": {"S": checkpoint_id}})[
+        "Item"
+    ]
+    return item  # type: ignore[no-any-return]
+
+
+def test_the_register_keeps_what_it_did_and_forgets_an_expired_backup_a_month_later(
+    clock: Deployment,
+) -> None:
+    clock.standin.failing_servers = {APP_2}
+    checkpoint_id = backed_up(clock, {"plan_id": PLAN_A, "keep_days": 1})
+    clock.standin.failing_servers = set()
+    later(clock, 2)
+    clock.sweep()
+    clock.sweep()  # APP_2's backup deleted; APP_1's kept as its last good one
+    partly = register_item(clock, checkpoint_id)
+    backed_up(clock, {"plan_id": PLAN_A, "resources": [APP_1]})
+    clock.sweep()
+    clock.sweep()
+
+    done = register_item(clock, checkpoint_id)
+
+    assert (json.loads(partly["deleted"]["S"]), json.loads(partly["kept"]["S"])) == (
+        [APP_2], [APP_1],
+    )  # fmt: skip
+    assert partly["state"] == {"S": "due"}
+    assert json.loads(done["deleted"]["S"]) == sorted([APP_1, APP_2])
+    assert done["state"] == {"S": "expired"}
+    assert "queue" not in done  # out of the index: no sweep reads it again
+    assert "notification" not in done
+    assert int(done["forget_at"]["N"]) == int(clock.now or 0) + 30 * 24 * 3600
+
+
+def test_a_started_backup_is_registered_once(clock: Deployment) -> None:
+    register = clock.runtime.expiry_register
+    assert register is not None
+    checkpoint_id = backed_up(clock, {"plan_id": PLAN_A, "keep_days": 1})
+    expiring = register.read(checkpoint_id)
+    assert expiring is not None
+
+    assert register.register(replace(expiring, expires_at=0.0)) is False  # a replay
+    assert register_item(clock, checkpoint_id)["expires_at"] == {"N": str(T0 + DAY)}
+    assert register.read("no-such-checkpoint") is None
+
+
+def test_a_sweep_reads_every_page_of_what_is_due(
+    clock: Deployment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(expiry_module, "PAGE_SIZE", 2)
+    for _ in range(5):
+        backed_up(clock, {"plan_id": PLAN_A, "keep_days": 1})
+    later(clock, 0.5)
+    backed_up(clock, {"plan_id": PLAN_A})
+    later(clock, 1)
+
+    assert clock.sweep()["due"] == 5

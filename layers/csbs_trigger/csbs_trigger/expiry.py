@@ -198,7 +198,7 @@ def _tell(expiring: Expiring, run: _Sweep) -> str:
     notification = Notification.from_record(expiring.notification)
     outcome = notification.attributes["outcome"]
     # Each deletion told once, each day's refusal once.
-    recorded_as = (f"expiry-refused:{expiring.checkpoint_id}:{int(expiring.reported_at)}"
+    recorded_as = (f"expiry-refused:{expiring.checkpoint_id}:{int(expiring.retry_at)}"
                    if outcome == FAILED else
                    f"expired:{expiring.checkpoint_id}:{len(expiring.deleted)}")  # fmt: skip
     try:
@@ -233,13 +233,11 @@ def _refused(expiring: Expiring, error: TriggerError, run: _Sweep) -> str:
         run.stopped.setdefault(expiring.credentials, error)
         run.register.release(expiring)
         return "stopped_account"
+    # Told now, tried again (and told again, if still refused) after a day: once a day at most.
     now = runtime.clock()
-    after = replace(expiring, retry_at=now + REFUSAL_RETRY_SECONDS)
-    if now - expiring.reported_at < REFUSAL_RETRY_SECONDS:
-        run.register.update(expiring, after, now=now)
-        return "refused"
     notification = _notification(expiring, (), error, run)
-    told = replace(after, state=TOLD, reported_at=now, notification=notification.to_record())
+    told = replace(expiring, state=TOLD, retry_at=now + REFUSAL_RETRY_SECONDS,
+                   notification=notification.to_record())  # fmt: skip
     if not run.register.update(expiring, told, now=now, hold=True):
         return "skipped"
     return _tell(told, run)

@@ -53,8 +53,7 @@ class Expiring:
     kept: tuple[str, ...] = ()  # servers whose backup is kept as their last good one
     notification: dict[str, Any] | None = None  # ``told``: the notification to publish
     retry_at: float = 0.0  # a refused deletion is tried again from then
-    reported_at: float = 0.0  # when its refusal was last told
-    lease_until: float = 0.0
+    lease_until: float = 0.0  # the claim this sweep holds (the table's value is never read)
 
     @property
     def scope(self) -> str:
@@ -81,6 +80,11 @@ class ExpiryRegister(Table):
             "created_at": _n(expiring.created_at),
             "expires_at": _n(expiring.expires_at),
             "request": _s(json.dumps(expiring.request, ensure_ascii=False)),
+            "items": _s("{}"),
+            "deleting": _s("{}"),
+            "deleted": _s("[]"),
+            "kept": _s("[]"),
+            "retry_at": _n(0),
         }
         for name, value in (("plan_name", expiring.plan_name),
                             ("project_id", expiring.project_id),
@@ -180,12 +184,11 @@ class ExpiryRegister(Table):
             ":kept": _s(json.dumps(list(after.kept))),
             ":items": _s(json.dumps(after.items)),
             ":retry": _n(after.retry_at),
-            ":reported": _n(after.reported_at),
             ":seen": _s(before.state),
             ":lease": _n(before.lease_until),
         }
         sets = ["#state = :state", "deleting = :deleting", "deleted = :deleted", "kept = :kept",
-                "#items = :items", "retry_at = :retry", "reported_at = :reported"]  # fmt: skip
+                "#items = :items", "retry_at = :retry"]  # fmt: skip
         removed = [] if hold else ["lease_until"]
         if after.notification is not None:
             sets.append("notification = :notification")
@@ -231,37 +234,31 @@ def _n(value: float) -> AttributeValueTypeDef:
 
 
 def _expiring(item: dict[str, Any]) -> Expiring:
-    """An item back as data (the table is ours: its shape is what this module wrote)."""
+    """An item back as data (the table is ours: its shape is what ``register`` wrote)."""
 
     def text(name: str) -> str | None:
         value = item.get(name)
         return value["S"] if value else None
 
-    def number(name: str) -> float:
-        value = item.get(name)
-        return float(value["N"]) if value else 0.0
+    def stored(name: str) -> Any:
+        return json.loads(item[name]["S"])
 
-    def stored(name: str, default: Any) -> Any:
-        value = text(name)
-        return default if value is None else json.loads(value)
-
+    notification = text("notification")
     return Expiring(
         checkpoint_id=item["id"]["S"],
-        backend=text("backend") or "csbs",
-        target_id=text("target_id") or "",
+        backend=item["backend"]["S"],
+        target_id=item["target_id"]["S"],
         plan_name=text("plan_name"),
         project_id=text("project_id"),
         credentials=text("credentials"),
-        created_at=number("created_at"),
-        expires_at=number("expires_at"),
-        request=stored("request", {}),
-        state=text("state") or WAITING,
-        items=stored("items", {}),
-        deleting=stored("deleting", {}),
-        deleted=tuple(stored("deleted", [])),
-        kept=tuple(stored("kept", [])),
-        notification=stored("notification", None),
-        retry_at=number("retry_at"),
-        reported_at=number("reported_at"),
-        lease_until=number("lease_until"),
+        created_at=float(item["created_at"]["N"]),
+        expires_at=float(item["expires_at"]["N"]),
+        request=stored("request"),
+        state=item["state"]["S"],
+        items=stored("items"),
+        deleting=stored("deleting"),
+        deleted=tuple(stored("deleted")),
+        kept=tuple(stored("kept")),
+        notification=None if notification is None else json.loads(notification),
+        retry_at=float(item["retry_at"]["N"]),
     )
