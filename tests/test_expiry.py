@@ -325,10 +325,12 @@ def test_at_most_five_csbs_deletions_run_at_once_in_a_project(clock: Deployment)
     later(clock, 1)
 
     first = clock.sweep()
+    second = clock.sweep()
 
     assert (first["deleting"], first["queued"]) == (5, 2)
+    assert (second["still_deleting"], second["queued"]) == (5, 2)
     assert len(deletes(clock)) == 5
-    for _ in range(6):
+    for _ in range(5):
         clock.sweep()
     assert len(deletes(clock)) == 7  # the other two once the first were done
     assert all(clock.standin.checkpoints[i].deleted for i in ids)
@@ -389,8 +391,8 @@ def test_a_refused_deletion_is_told_once_a_day_and_tried_again_after_a_day(
     refusal = Fault(status, {"error_code": code, "error_msg": "not allowed to delete"})
     clock.standin.fail_next("csbs", refusal, refusal)
 
-    clock.sweep()
-    clock.sweep()  # within the day: not tried again, not told again
+    assert clock.sweep()["failed"] == 1
+    assert clock.sweep()["refused"] == 1  # within the day: not tried again, not told again
     [refused] = expired(clock)
     assert refused.attributes["outcome"] == "failed"
     assert refused.message["error"]["http_status"] == status
