@@ -4,6 +4,7 @@ CSBS/CBR stand-in and the register in local DynamoDB, with the functions' clock 
 
 from __future__ import annotations
 
+import io
 import json
 import threading
 from dataclasses import replace
@@ -14,7 +15,8 @@ from typing import Any
 import pytest
 from conftest import Deployment
 from test_cbr import SERVER_1, SERVER_2, VAULT
-from test_completion_tracking import completions
+from test_completion_tracking import completions, emf
+from test_log_lines import lines
 from test_scale_out import OTHER_PROJECT, THIRD_PROJECT, named_secret
 from test_webhooks import generic_event
 
@@ -544,6 +546,9 @@ def test_each_backup_is_deleted_in_its_own_project_with_its_own_credentials(
     }
     [signed] = [c for c in deletes(clock) if team in c.path]
     assert signed.headers["X-Project-Id"] == THIRD_PROJECT  # the account's own keys signed it
+    items = [c for c in clock.standin.calls("csbs") if c.path.endswith("/checkpoint_items")]
+    confirmed = [c for c in items if c.query["checkpoint_id"] == [team]]
+    assert confirmed[-1].headers["Authorization"].startswith("SDK-HMAC-SHA256")
     told = {n.message["checkpoint"]["id"] for n in expired(clock)}
     assert told == {mine, team}
     assert clock.standin.checkpoints[other].deleted is False  # its project's last good one
@@ -678,3 +683,60 @@ def test_a_sweep_reads_every_page_of_what_is_due(
     later(clock, 1)
 
     assert clock.sweep()["due"] == 5
+
+
+def test_what_a_sweep_does_is_counted_logged_and_recorded(
+    clock: Deployment, logs: io.StringIO, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A deletion counts BackupsExpired; a refused one BackupExpiryFailed, its log line
+    naming the checkpoint, the category and the (redacted) reason; the digest counts both."""
+    refused = due_with_a_newer_good_backup(clock, {"plan_id": PLAN_A, "resources": [APP_1]})
+    due_with_a_newer_good_backup(clock, {"plan_id": PLAN_A, "resources": [APP_2]})
+    password = clock.standin.cloud_secret()["password"]
+    echo = {"error_code": "CSBS.9009", "error_msg": f"no right ({password})"}
+    clock.standin.fail_next("csbs", Fault(403, echo))
+    capsys.readouterr()
+
+    clock.sweep()
+    clock.sweep()
+
+    metrics = emf(capsys.readouterr().out)
+    assert ("BackupExpiryFailed", {"backend": "csbs"}) in metrics
+    assert ("BackupsExpired", {"backend": "csbs"}) in metrics
+    [line] = lines(logs, "expired backup not deleted")
+    assert (line["checkpoint_id"], line["category"]) == (refused, "forbidden")
+    assert password not in line["reason"]
+    assert "[redacted]" in line["reason"]
+    totals = digest_totals(clock)["totals"]["expired"]
+    assert (totals["failed"], totals["deleted"]) == (1, 1)
+
+
+def test_a_deletion_the_service_refuses_to_confirm_is_told_failed(clock: Deployment) -> None:
+    due_with_a_newer_good_backup(clock)
+    clock.sweep()  # sent
+    clock.standin.fail_next("csbs", Fault(403, {"error_code": "CSBS.9009", "error_msg": "no"}))
+
+    assert clock.sweep()["failed"] == 1
+
+    [refused] = expired(clock)
+    assert refused.attributes["outcome"] == "failed"
+    later(clock, 1.01)
+    clock.sweep()
+    [deleted] = expired(clock)
+    assert deleted.attributes["outcome"] == "deleted"
+
+
+def test_ten_due_in_a_project_run_five_at_a_time_each_freeing_its_place(
+    clock: Deployment,
+) -> None:
+    for _ in range(10):
+        backed_up(clock, {"plan_id": PLAN_A, "keep_days": 1})
+    later(clock, 0.5)
+    backed_up(clock, {"plan_id": PLAN_A})
+    later(clock, 1)
+
+    clock.sweep()  # five sent
+    assert len(deletes(clock)) == 5
+    clock.sweep()  # five confirmed, each freeing its place: five more sent at once
+
+    assert len(deletes(clock)) == 10
