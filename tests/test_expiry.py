@@ -740,3 +740,25 @@ def test_ten_due_in_a_project_run_five_at_a_time_each_freeing_its_place(
     clock.sweep()  # five confirmed, each freeing its place: five more sent at once
 
     assert len(deletes(clock)) == 10
+
+
+def test_an_older_backup_that_finishes_last_is_not_the_last_good_one(clock: Deployment) -> None:
+    """The last good backup is the newest one that succeeded, not the last to finish: an
+    older backup whose servers finish after a newer one's is still deleted at expiry."""
+    older = clock.invoke({"plan_id": PLAN_A, "keep_days": 1})["plans"][0]["checkpoint_id"]
+    later(clock, 0.1)
+    clock.invoke({"plan_id": PLAN_A})
+    clock.standin.checkpoints[older].polls = -3  # the older one is slower
+    order = []
+    for _ in range(8):
+        clock.track()
+        order += [n.message["checkpoint"]["id"] for n in clock.notifications()
+                  if n.attributes["event"] == "completed"]  # fmt: skip
+    assert order[1] == older  # the newer one finished first
+    later(clock, 1)
+
+    clock.sweep()
+    clock.sweep()
+
+    [told] = expired(clock)
+    assert told.message["checkpoint"]["id"] == older
