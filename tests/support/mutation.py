@@ -61,7 +61,7 @@ MODULES: dict[str, list[str]] = {
     "aws/login_refusals": ["test_lockout", "test_operational_trouble"],
     "writeback": ["test_ticket_writeback"],
     "tickets/note": ["test_ticket_note"],
-    "tickets/clients": ["test_ticket_clients", "test_ticket_note"],
+    "tickets/clients": ["test_ticket_clients"],
     "tickets/systems": ["test_ticket_systems"],
     "expiry": ["test_expiry"],
     "aws/expiry_register": ["test_expiry"],
