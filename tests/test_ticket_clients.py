@@ -12,7 +12,14 @@ import pytest
 import requests
 
 from csbs_trigger.errors import UpstreamError
-from csbs_trigger.tickets.clients import JiraClient, ServiceNowClient, TicketClient, client_for
+from csbs_trigger.tickets.clients import (
+    JiraClient,
+    ServiceNowClient,
+    TicketClient,
+    adf_document,
+    client_for,
+    wiki_text,
+)
 from csbs_trigger.tickets.note import Note
 from csbs_trigger.tickets.systems import TicketSystem, parse_systems
 from support.standin import Fault
@@ -20,6 +27,28 @@ from support.ticket_standin import Record, TicketStandIn
 
 NOTE = Note("jira", "OPS-7", "[csbs-trigger checkpoint c-1]", "succeeded", "c-1",
             ("CSBS backup completed for plan p-1",), ())  # fmt: skip
+
+
+def paragraph(text: str) -> dict[str, Any]:
+    return {"type": "paragraph", "content": [{"type": "text", "text": text}]}
+
+
+def test_failed_servers_are_a_bullet_list_in_adf_and_wiki() -> None:
+    note = Note("jira", "OPS-7", "[csbs-trigger checkpoint c-1]", "failed", "c-1",
+                ("CSBS backup failed for plan p-1",), ("db-1 (s-1): E1 gone",), 3)  # fmt: skip
+    assert adf_document(note)["content"] == [
+        paragraph("CSBS backup failed for plan p-1"),
+        paragraph("Failed servers:"),
+        {"type": "bulletList", "content": [
+            {"type": "listItem", "content": [paragraph("db-1 (s-1): E1 gone")]},
+            {"type": "listItem", "content": [paragraph("and 3 more")]},
+        ]},
+        paragraph("[csbs-trigger checkpoint c-1]"),
+    ]  # fmt: skip
+    assert wiki_text(note) == "\n".join([
+        "CSBS backup failed for plan p-1", "Failed servers:", "* db-1 (s-1): E1 gone",
+        "* and 3 more", "\\[csbs-trigger checkpoint c-1\\]",
+    ])  # fmt: skip
 
 
 @pytest.fixture
@@ -51,7 +80,10 @@ def test_jira_cloud_posts_adf_with_basic_auth_and_json(tickets: TicketStandIn) -
     assert post.headers["Content-Type"] == "application/json"
     assert post.headers["Authorization"].startswith("Basic ")
     body = post.json()
-    assert body["body"]["type"] == "doc"
+    assert body["body"] == {"version": 1, "type": "doc", "content": [
+        paragraph("CSBS backup completed for plan p-1"),
+        paragraph("[csbs-trigger checkpoint c-1]"),
+    ]}  # fmt: skip
     marked = {"checkpoint_id": "c-1", "outcome": "succeeded"}
     assert body["properties"][0] == {"key": "csbs-trigger", "value": marked}
 
