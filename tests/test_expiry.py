@@ -404,7 +404,7 @@ def test_a_refused_deletion_is_told_once_a_day_and_tried_again_after_a_day(
     )
     assert refused.message["deleted"] == []
     assert len(deletes(clock)) == 1
-    later(clock, 1.01)
+    later(clock, 1)  # exactly a day after the refusal
     clock.sweep()
     assert len(deletes(clock)) == 2
     [again] = expired(clock)  # refused again, a day later: told again
@@ -726,10 +726,10 @@ def test_a_deletion_the_service_refuses_to_confirm_is_told_failed(clock: Deploym
     assert deleted.attributes["outcome"] == "deleted"
 
 
-def test_ten_due_in_a_project_run_five_at_a_time_each_freeing_its_place(
+def test_fifteen_due_in_a_project_run_five_at_a_time_each_freeing_its_place(
     clock: Deployment,
 ) -> None:
-    for _ in range(10):
+    for _ in range(15):
         backed_up(clock, {"plan_id": PLAN_A, "keep_days": 1})
     later(clock, 0.5)
     backed_up(clock, {"plan_id": PLAN_A})
@@ -737,7 +737,7 @@ def test_ten_due_in_a_project_run_five_at_a_time_each_freeing_its_place(
 
     clock.sweep()  # five sent
     assert len(deletes(clock)) == 5
-    clock.sweep()  # five confirmed, each freeing its place: five more sent at once
+    clock.sweep()  # five confirmed, each freeing its place: five more sent at once, no more
 
     assert len(deletes(clock)) == 10
 
@@ -762,3 +762,54 @@ def test_an_older_backup_that_finishes_last_is_not_the_last_good_one(clock: Depl
 
     [told] = expired(clock)
     assert told.message["checkpoint"]["id"] == older
+
+
+def test_an_expired_notification_holds_exactly_what_it_says(
+    clock: Deployment, logs: io.StringIO
+) -> None:
+    older = due_with_a_newer_good_backup(clock)
+    clock.sweep()
+    clock.sweep(FakeLambdaContext(function_name="csbs-trigger-expiry", aws_request_id="sweep-2"))
+
+    [told] = expired(clock)
+    message = dict(told.message)
+    assert message.pop("published_at")
+    assert message == {
+        "schema_version": 1, "event": "expired", "outcome": "deleted", "backend": "csbs",
+        "project_id": PROJECT_ID,
+        "request": {"plan_id": PLAN_A, "resources": None, "auto_trigger": None,
+                    "keep_days": 1},
+        "plan_name": "nightly-app-servers", "checkpoint": {"id": older},
+        "created_at": iso(T0), "expires_at": iso(T0 + DAY),
+        "deleted": [{"resource_id": APP_1, "resource_name": "app-server-1",
+                     "status": "available"},
+                    {"resource_id": APP_2, "resource_name": "app-server-2",
+                     "status": "available"}],
+        "kept_as_last_good": [], "error": None, "invocation_id": "sweep-2",
+    }  # fmt: skip
+    [line] = lines(logs, "expired backup deleting")
+    assert (line["checkpoint_id"], line["servers"], line["kept"]) == (older, 2, 0)
+
+
+def test_refused_credentials_stop_only_their_own_account(clock: Deployment) -> None:
+    """team-b's password was changed: its backups wait, the stack's own are deleted."""
+    standin = clock.standin
+    standin.projects[THIRD_PROJECT] = "eu-de_third"
+    named_secret(clock, "team-b", standin.cloud_secret(project_id=THIRD_PROJECT))
+    team = [backed_up(clock, {"plan_id": PLAN_A, "keep_days": 1, "credentials": "team-b"})
+            for _ in range(2)]  # fmt: skip
+    mine = backed_up(clock, {"plan_id": PLAN_A, "keep_days": 1})
+    later(clock, 0.5)
+    backed_up(clock, {"plan_id": PLAN_A})
+    backed_up(clock, {"plan_id": PLAN_A, "credentials": "team-b"})
+    clock.notifications()
+    later(clock, 1)
+    wrong = standin.cloud_secret(project_id=THIRD_PROJECT, password="old")
+    clock.aws.update_secret("csbs-trigger/clouds/team-b", wrong)
+    clock.cold_start()
+
+    result = clock.sweep()
+
+    assert (result["stopped_account"], result["deferred"], result["deleting"]) == (1, 1, 1)
+    assert [c.path.rsplit("/", 1)[-1] for c in deletes(clock)] == [mine]
+    assert not set(team) & {c.path.rsplit("/", 1)[-1] for c in deletes(clock)}
