@@ -85,7 +85,10 @@ def test_jira_cloud_posts_adf_with_basic_auth_and_json(tickets: TicketStandIn) -
         paragraph("[csbs-trigger checkpoint c-1]"),
     ]}  # fmt: skip
     marked = {"checkpoint_id": "c-1", "outcome": "succeeded"}
-    assert body["properties"][0] == {"key": "csbs-trigger", "value": marked}
+    assert body["properties"] == [
+        {"key": "csbs-trigger", "value": marked},
+        {"key": "sd.public.comment", "value": {"internal": True}},  # an internal note
+    ]
 
 
 def test_jira_dc_posts_wiki_text_with_its_token(tickets: TicketStandIn) -> None:
@@ -127,8 +130,8 @@ def test_a_jira_list_that_pages_on_forever_is_a_bad_response(tickets: TicketStan
     with pytest.raises(UpstreamError) as raised:
         client(tickets, "jira").has_note(NOTE)
 
-    assert (raised.value.category.value, str(raised.value)) == (
-        "bad_response", "Jira listed more than 5000 comments",
+    assert (raised.value.category.value, str(raised.value), raised.value.http_status) == (
+        "bad_response", "Jira listed more than 5000 comments", 200,
     )  # fmt: skip
 
 
@@ -192,15 +195,17 @@ def test_a_number_must_name_exactly_one_record(
     assert tickets.writes() == []
 
 
+@pytest.mark.parametrize("answer", [{"results": []}, [], {"result": "x"}])
 def test_a_servicenow_answer_without_its_result_list_is_a_bad_response(
-    tickets: TicketStandIn,
+    tickets: TicketStandIn, answer: Any
 ) -> None:
-    tickets.fail_next("servicenow", Fault(200, {"results": []}))
+    tickets.fail_next("servicenow", Fault(200, answer))
     with pytest.raises(UpstreamError) as raised:
         client(tickets, "servicenow").write(
             Note("servicenow", "CHG0031337", NOTE.marker, "succeeded", "c-1", NOTE.lines, ())
         )
     assert str(raised.value) == "ServiceNow answered without a result list"
+    assert raised.value.http_status == 200
 
 
 def test_a_table_named_in_the_secret_is_the_one_written(tickets: TicketStandIn) -> None:
@@ -233,3 +238,21 @@ def test_a_refusal_is_classified_and_sent_once(
     assert str(raised.value).startswith(f"Jira answered HTTP {status}")
     assert len(tickets.requests) == 1
     assert json.dumps(raised.value.to_dict())  # what a report carries
+
+
+@pytest.mark.parametrize("sender", ["jira", "servicenow"])
+def test_a_ticket_system_that_does_not_answer_in_time_is_a_timeout(
+    tickets: TicketStandIn, sender: str
+) -> None:
+    system = parse_systems(tickets.secrets())[sender]
+    assert isinstance(system, TicketSystem)
+    tickets.fail_next(
+        "jira" if sender == "jira" else "servicenow", Fault(passthrough=True, delay_seconds=3)
+    )
+    slow = client_for(system, requests.Session(), (1.0, 0.3))
+
+    with pytest.raises(UpstreamError) as raised:
+        slow.write(Note(sender, "OPS-7" if sender == "jira" else "CHG0031337", NOTE.marker,
+                        "succeeded", "c-1", NOTE.lines, ()))  # fmt: skip
+
+    assert raised.value.category.value == "timeout"
