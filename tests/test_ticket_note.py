@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -246,3 +247,35 @@ def test_counts_and_fields_that_are_no_numbers_or_texts_are_left_out() -> None:
     assert note.text_lines()[0] == "CBR backup failed for vault v-1"
     assert note.text_lines()[2] == "Servers: 0 available, 0 failed, of 0"
     assert note.text_lines()[3].startswith("Started: None, finished: ")
+
+
+@pytest.mark.parametrize("trigger", [
+    {"sender": "", "reference": "OPS-1"}, {"sender": "jira", "reference": ""},
+    {"sender": 5, "reference": "OPS-1"}, {"sender": "jira", "reference": 7},
+    {"reference": "OPS-1"}, {"sender": "jira"},
+])  # fmt: skip
+def test_a_trigger_that_names_no_sender_or_no_reference_asks_for_nothing(
+    trigger: dict[str, Any],
+) -> None:
+    assert note_of({**COMPLETED, "trigger": trigger}) is None
+
+
+def test_a_start_that_failed_is_told_to_its_own_sender_and_ticket() -> None:
+    failure = {"category": "not_found", "retryable": False, "message": "m"}
+    note = note_of({"event": "started", "outcome": "failed", "request": {"plan_id": "p-1"},
+                    "trigger": {"id": "\\ud800x", "sender": "sn", "reference": "CHG1"},
+                    "error": failure})  # fmt: skip
+    assert note is not None
+    assert (note.sender, note.reference) == ("sn", "CHG1")
+    assert note.text_lines()[1] == "Error: not_found: m"  # no code: none shown
+    digest = hashlib.sha256("\\ud800x".encode("utf-8", "replace")).hexdigest()[:32]
+    assert note.marker == f"[csbs-trigger trigger sha256:{digest} plan p-1]"
+
+
+def test_a_completion_without_a_duration_or_a_usable_error_still_reads() -> None:
+    note = note_of({**COMPLETED, "duration_s": None, "error": "oops"})
+    assert note is not None
+    assert note.text_lines()[3] == (
+        "Started: 2027-01-15T08:00:00+00:00, finished: 2027-01-15T08:41:00+00:00"
+    )
+    assert not any(line.startswith("Error") for line in note.text_lines())
