@@ -23,6 +23,7 @@ from test_webhooks import generic_event
 from csbs_trigger import expiry as expiry_module
 from csbs_trigger.aws.expiry_register import scope_of
 from csbs_trigger.aws.sns import PublishError
+from csbs_trigger.errors import ConfigError
 from support.lambda_context import FakeLambdaContext
 from support.standin import PROJECT_ID, PROVIDER_ID, Fault
 
@@ -357,10 +358,12 @@ def test_two_overlapping_sweeps_handle_each_backup_once(clock: Deployment) -> No
     assert len(deletes(clock)) == 1
 
 
-def test_a_sweep_killed_after_its_delete_confirms_it_at_the_next(clock: Deployment) -> None:
+def test_a_sweep_killed_after_its_delete_confirms_it_at_the_next(
+    clock: Deployment, logs: io.StringIO
+) -> None:
     """The register fails right after the DELETE was sent (the sweep dies there): the next
     sweep, once the lease ran out, finds the deletion under way and tells it once."""
-    due_with_a_newer_good_backup(clock)
+    checkpoint_id = due_with_a_newer_good_backup(clock)
     updates: list[str] = []
 
     def fail_after_the_claim(**_: Any) -> Any:
@@ -372,8 +375,11 @@ def test_a_sweep_killed_after_its_delete_confirms_it_at_the_next(clock: Deployme
     dynamodb = clock.runtime.dynamodb
     assert dynamodb is not None
     dynamodb.meta.events.register("before-call.dynamodb.UpdateItem", fail_after_the_claim)
-    with pytest.raises(Exception, match="expiry register"):
+    with pytest.raises(Exception, match=r"^the expiry register could not be used$"):
         clock.sweep()
+    [line] = lines(logs, "expiry register failed")
+    assert line["checkpoint_id"] == checkpoint_id
+    assert "InternalServerError" in line["reason"]
     dynamodb.meta.events.unregister("before-call.dynamodb.UpdateItem", fail_after_the_claim)
 
     clock.cold_start()
@@ -557,14 +563,15 @@ def test_each_backup_is_deleted_in_its_own_project_with_its_own_credentials(
 def test_a_sweep_begins_no_backup_it_has_no_time_for(clock: Deployment) -> None:
     """With less of the invocation left than a backup may take, the due backups wait for the
     next sweep: none is claimed, none gets a request."""
+    backed_up(clock, {"plan_id": PLAN_A, "keep_days": 1})
     due_with_a_newer_good_backup(clock)
     before = len(clock.standin.requests)
 
     short = clock.sweep(FakeLambdaContext(function_name="csbs-trigger-expiry", timeout_seconds=12))
 
-    assert (short["due"], short["deferred"]) == (1, 1)
+    assert (short["due"], short["deferred"]) == (2, 2)
     assert clock.standin.requests[before:] == []
-    assert clock.sweep()["deleting"] == 1  # the next sweep, with its time, goes on
+    assert clock.sweep()["deleting"] == 2  # the next sweep, with its time, goes on
 
 
 def test_a_kept_server_deleted_later_is_told_on_its_own(clock: Deployment) -> None:
@@ -609,14 +616,17 @@ def test_a_lifetime_travels_with_a_batch_item_and_a_queued_plan(clock: Deploymen
 
 
 def test_an_expiry_the_topic_refused_is_published_once_at_the_next_sweep(
-    clock: Deployment,
+    clock: Deployment, logs: io.StringIO
 ) -> None:
-    due_with_a_newer_good_backup(clock)
+    checkpoint_id = due_with_a_newer_good_backup(clock)
     clock.sweep()
     clock.refuse(clock.runtime.sns, "Publish", "InternalError")
 
-    with pytest.raises(PublishError):
+    with pytest.raises(PublishError, match=r"^1 expiry notifications not published$"):
         clock.sweep()
+    [line] = lines(logs, "expiry notification not published")
+    assert line["checkpoint_id"] == checkpoint_id
+    assert "InternalError" in line["reason"]
     later(clock, 1 / 24)  # the next sweep, an hour later
     clock.sweep()
 
@@ -765,7 +775,7 @@ def test_an_older_backup_that_finishes_last_is_not_the_last_good_one(clock: Depl
 
 
 def test_an_expired_notification_holds_exactly_what_it_says(
-    clock: Deployment, logs: io.StringIO
+    clock: Deployment, logs: io.StringIO, capsys: pytest.CaptureFixture[str]
 ) -> None:
     older = due_with_a_newer_good_backup(clock)
     clock.sweep()
@@ -789,6 +799,13 @@ def test_an_expired_notification_holds_exactly_what_it_says(
     }  # fmt: skip
     [line] = lines(logs, "expired backup deleting")
     assert (line["checkpoint_id"], line["servers"], line["kept"]) == (older, 2, 0)
+    finished = lines(logs, "expiry sweep finished")
+    assert [(f["mode"], f["due"], f.get("deleted")) for f in finished] == [
+        ("delete", 1, None), ("delete", 1, 1),
+    ]  # fmt: skip
+    metrics = [name for name, _ in emf(capsys.readouterr().out)]
+    assert "BackupsExpired" in metrics
+    assert "BackupExpiryFailed" not in metrics
 
 
 def test_refused_credentials_stop_only_their_own_account(clock: Deployment) -> None:
@@ -813,3 +830,10 @@ def test_refused_credentials_stop_only_their_own_account(clock: Deployment) -> N
     assert (result["stopped_account"], result["deferred"], result["deleting"]) == (1, 1, 1)
     assert [c.path.rsplit("/", 1)[-1] for c in deletes(clock)] == [mine]
     assert not set(team) & {c.path.rsplit("/", 1)[-1] for c in deletes(clock)}
+
+
+def test_a_sweep_without_its_register_is_a_config_error(clock: Deployment) -> None:
+    clock.set_env("EXPIRY_TABLE", None)
+
+    with pytest.raises(ConfigError, match=r"^environment variable EXPIRY_TABLE is not set$"):
+        clock.sweep()
