@@ -11,15 +11,12 @@ from typing import Any
 import pytest
 from conftest import Deployment
 from test_cbr import SERVER_1, VAULT
-from test_cbr_drift import CHECKPOINT, OTHER_CHECKPOINT, RESOURCES
+from test_cbr_drift import CHECKPOINT, OTHER_CHECKPOINT, RESOURCES, poll_answered
 from test_completion_tracking import completions
 from test_operational_trouble import tracked_state
 
-from csbs_trigger.aws.tracking import Registration
 from csbs_trigger.cloud.checkpoint_items import CheckpointItem
-from csbs_trigger.deadline import Deadline
 from csbs_trigger.errors import UpstreamError
-from support.lambda_context import FakeLambdaContext
 from support.standin import Fault
 
 
@@ -72,18 +69,8 @@ def poll_pages(
 ) -> list[CheckpointItem]:
     """One poll of a restore point of two servers, CBR listing its backups in these pages."""
     count = sum(len(page) for page in pages) if count is None else count
-    deployment.standin.fail_next(
-        "cbr", *(Fault(200, {"backups": page, "count": count}) for page in pages)
-    )
-    backup = Registration(checkpoint_id=CHECKPOINT, backend="cbr", target_id=VAULT,
-                          plan_name="vault-be94", project_id=None, expected_items=2,
-                          started={}, registered_at=1_796_000_000.0,
-                          deadline_at=1_796_003_600.0)  # fmt: skip
-    deadline = Deadline.from_context(FakeLambdaContext(), 3.05, 20)
-    try:
-        return deployment.runtime.services["cbr"].poll(backup, deadline)
-    finally:
-        deployment.standin.clear_faults("cbr")
+    answers = (Fault(200, {"backups": page, "count": count}) for page in pages)
+    return poll_answered(deployment, *answers, expected_items=2)
 
 
 def row(resource: str, checkpoint: str = CHECKPOINT, backup_id: str = "") -> dict[str, Any]:

@@ -85,13 +85,21 @@ def task_entries(draw: st.DrawFn) -> Any:
 
 def poll(deployment: Deployment, backups: list[Any], tasks: list[Any]) -> list[CheckpointItem]:
     """One poll of the restore point, the stand-in answering with these rows and tasks."""
-    deployment.standin.fail_next(
-        "cbr",
+    return poll_answered(
+        deployment,
         Fault(200, {"backups": backups, "count": len(backups)}),
         Fault(200, {"operation_logs": tasks, "count": len(tasks)}),
     )
+
+
+def poll_answered(
+    deployment: Deployment, *answers: Fault, expected_items: int | None = None
+) -> list[CheckpointItem]:
+    """One poll of the restore point of ``expected_items`` resources, the stand-in's CBR
+    routes answering with ``answers`` in order."""
+    deployment.standin.fail_next("cbr", *answers)
     backup = Registration(checkpoint_id=CHECKPOINT, backend="cbr", target_id=VAULT,
-                          plan_name="vault-be94", project_id=None, expected_items=None,
+                          plan_name="vault-be94", project_id=None, expected_items=expected_items,
                           started={}, registered_at=1_796_000_000.0,
                           deadline_at=1_796_003_600.0)  # fmt: skip
     deadline = Deadline.from_context(FakeLambdaContext(), 3.05, 20)
