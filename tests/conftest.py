@@ -314,7 +314,7 @@ def deployment(
     monkeypatch.delenv("WEBHOOK_SOURCES", raising=False)
     for name in ("CSBS_PROVIDER_ID", "SECRET_MAX_AGE_SECONDS", "CSBS_READ_TIMEOUT_SECONDS",
                  "TRACKING_DEADLINE_SECONDS", "PLAN_MAX_DELIVERIES", "DEFAULT_KEEP_DAYS",
-                 "EXPIRY_MODE"):  # fmt: skip
+                 "EXPIRY_MODE", "DEFAULT_BACKEND"):  # fmt: skip
         monkeypatch.delenv(name, raising=False)
     plan_queue_url = aws.plan_queue()
     monkeypatch.setenv("PLAN_QUEUE_URL", plan_queue_url)

@@ -91,7 +91,7 @@ def test_a_started_vault_backup_is_told_as_cbr(deployment: Deployment) -> None:
     ("plan", "message"),
     [
         ({"vault_id": VAULT, "plan_id": PLAN_A}, "names plan_id and vault_id: exactly one"),
-        ({"resources": [SERVER_1]}, "event.plan_id or vault_id is missing"),
+        ({"resources": [SERVER_1]}, "a plan naming servers needs a backend"),
         ({"vault_id": VAULT, "name": "a b"}, "event.name must be 1 to 64 letters"),
         ({"vault_id": VAULT, "name": "n" * 65}, "event.name must be 1 to 64 letters"),
         ({"vault_id": VAULT, "description": "<b>"}, "event.description must be text"),

@@ -176,17 +176,19 @@ LONG_KEY = "k" * 50
         ({"plans": [None]}, "event.plans[0] must be an object, got null", None),
         ({"plans": [5]}, "event.plans[0] must be an object, got int", None),
         ({"plan": PLAN}, "event.plan_id or vault_id is missing (unknown keys: 'plan')", None),
-        ({"resources": [SERVER]}, "event.plan_id or vault_id is missing", None),
+        ({"resources": [SERVER], "plan": PLAN},
+         "event.plan_id or vault_id is missing (unknown keys: 'plan')", None),
         ({"plan_id": PLAN, "schedule_arn": ARN},
          "event needs schedule_arn and scheduled_time together (they name one firing)", PLAN),
         ({"plans": [{"plan_id": PLAN}], "schedule_arn": ARN},
          "event needs schedule_arn and scheduled_time together (they name one firing)", None),
         ({"plan_id": "not an id", "x": 1}, "event has unknown keys 'x'; allowed: auto_trigger, "
-         "credentials, keep_days, plan_id, project_id, resources, schedule_arn, scheduled_time",
+         "backend, credentials, keep_days, plan_id, project_id, resources, schedule_arn, "
+         "scheduled_time",
          None),
         ({"plans": [{"plan_id": PLAN, "x": 1}]},
-         "event.plans[0] has unknown keys 'x'; allowed: auto_trigger, credentials, keep_days, "
-         "plan_id, project_id, resources", PLAN),
+         "event.plans[0] has unknown keys 'x'; allowed: auto_trigger, backend, credentials, "
+         "keep_days, plan_id, project_id, resources", PLAN),
     ],
 )  # fmt: skip
 def test_each_refusal_names_where_and_what(

@@ -16,8 +16,8 @@ from csbs_trigger.cloud.backend import BackupRequest
 from csbs_trigger.cloud.csbs import BACKEND as CSBS
 from csbs_trigger.errors import ConfigError, InvalidEventError
 from csbs_trigger.models import Trigger
+from csbs_trigger.plans import RejectedPlan
 from csbs_trigger.runner import Unit
-from csbs_trigger.triggers.events import RejectedPlan
 from csbs_trigger.triggers.queued import QueuedPlan
 from support.lambda_context import FakeLambdaContext
 

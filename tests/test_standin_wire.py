@@ -1,5 +1,5 @@
-"""The stand-in speaks the real wire (issue 25.7): every CBR answer it sends is read with the
-official Huawei CBR SDK's response models, and no value may read differently there (a JSON
+"""The stand-in speaks the real wire (issue 25.7): every CBR and ECS answer it sends is read with
+the official Huawei SDKs' response models, and no value may read differently there (a JSON
 string where the SDK has an object, a string where it has a number)."""
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import pytest
 import requests
 from conftest import Deployment
 from huaweicloudsdkcbr.v1 import CbrClient
+from huaweicloudsdkecs.v2 import EcsClient
 from test_cbr import SERVER_1, VAULT
 
 from support.standin import PROJECT_ID
@@ -23,11 +24,17 @@ MODELS = [
     ("GET", re.compile(r"/v3/\w+/checkpoints/[\w-]+"), "ShowCheckpointResponse"),
     ("GET", re.compile(r"/v3/\w+/backups"), "ListBackupsResponse"),
     ("GET", re.compile(r"/v3/\w+/operation-logs"), "ListOpLogsResponse"),
+    ("GET", re.compile(r"/v3/\w+/vaults"), "ListVaultResponse"),
+    ("GET", re.compile(r"/v3/\w+/policies/[\w-]+"), "ShowPolicyResponse"),
 ]
+# The ECS route the project calls (to find servers by name), and its model.
+ECS_MODELS = [("GET", re.compile(r"/v1/\w+/cloudservers/detail"), "ListServersDetailsResponse")]
 
 
-def model_of(method: str, path: str) -> str | None:
-    return next((name for m, route, name in MODELS if m == method and route.fullmatch(path)), None)
+def model_of(
+    method: str, path: str, models: list[tuple[str, re.Pattern[str], str]] = MODELS
+) -> str | None:
+    return next((name for m, route, name in models if m == method and route.fullmatch(path)), None)
 
 
 def as_read(value: Any) -> Any:
@@ -65,6 +72,23 @@ def sdk() -> CbrClient:
     return CbrClient()
 
 
+def test_every_ecs_answer_reads_the_same_with_the_official_sdk(deployment: Deployment) -> None:
+    deployment.standin.servers = {SERVER_1: "ecs-1f0f-0002", "0f0e0d0c-0b0a-4909-8807-0605040302"
+                                  "01": "ecs-1f0f-00020"}  # fmt: skip
+    deployment.invoke({"resource_names": ["ecs-1f0f-0002"], "backend": "cbr"})
+
+    sdk, found, checked = EcsClient(), [], 0
+    for method, path, status, body in deployment.standin.answers:
+        name = model_of(method, path, ECS_MODELS)
+        if name is None or status != 200:
+            continue
+        checked += 1
+        found += differences(body, as_read(sdk._deserialize(body, name)), name)
+
+    assert checked == 1
+    assert found == [], "\n".join(found)
+
+
 def test_every_cbr_answer_reads_the_same_with_the_official_sdk(
     deployment: Deployment, sdk: CbrClient
 ) -> None:
@@ -77,6 +101,10 @@ def test_every_cbr_answer_reads_the_same_with_the_official_sdk(
         deployment.track()
     standin.vaults[VAULT].busy = {SERVER_1}  # a create answer with a skipped resource
     deployment.invoke({"vault_id": VAULT, "name": "second"})
+    standin.vaults[VAULT].busy = set()
+    standin.cbr_policies["8f1e2d3c-4b5a-4697-8a1b-2c3d4e5f6a7b"] = [VAULT]  # issue 28's lookups
+    deployment.invoke({"policy_id": "8f1e2d3c-4b5a-4697-8a1b-2c3d4e5f6a7b",
+                       "resources": [SERVER_1]})  # fmt: skip
 
     checked = {}
     found = []

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from test_webhooks import SECRETS, body_of, generic_event
 
 from csbs_trigger.errors import Category
-from csbs_trigger.triggers.events import RejectedPlan
+from csbs_trigger.plans import RejectedPlan
 from csbs_trigger.triggers.webhook_sources import Mapped, load_sources
 
 PLAN_A = "62171999-3df1-42f7-9513-6f9b1bea4744"

@@ -36,10 +36,12 @@ from pathlib import Path
 from typing import Any
 
 from csbs_trigger import logger
+from support.http_api import http_api_event
 from support.lambda_context import FakeLambdaContext
 from support.local_aws import Delivered, LocalAws
 from support.standin import CsbsStandIn
 from support.ticket_standin import TicketStandIn
+from support.webhook_samples import signed_headers
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_EVENTS = ["schedule.json", "eventbridge.json", "batch.json", "vaults.json", "direct.json",
@@ -76,6 +78,14 @@ SAMPLE_VAULTS = {
         {"d6bf7592-ca52-43a2-9979-e418d64b29bb": "db-server-1"},
     ),
 }
+# ECS's servers by name (issue 28): the vaults' and plans' servers, and one whose name only
+# holds another's (ECS matches names loosely; only an exact name counts).
+SAMPLE_SERVERS = {
+    server: name
+    for _, servers in (*SAMPLE_PLANS.values(), *SAMPLE_VAULTS.values())
+    for server, name in servers.items()
+} | {"0f0e0d0c-0b0a-4909-8807-060504030201": "db-server-10"}
+SAMPLE_POLICY = "8f1e2d3c-4b5a-4697-8a1b-2c3d4e5f6a7b"  # events/policy.json
 DIGEST_SCHEDULE = "cron(0 7 * * ? *)"  # the template's DigestSchedule default
 # The direct sample runs while a backup of its plan is still executing, to show a failure.
 BUSY_FOR_DIRECT_SAMPLE = "CSBS.1001"
@@ -222,6 +232,7 @@ def main(argv: list[str] | None = None) -> int:
         tickets.add_issue("CHG-42")
         tickets.add_issue("CHG-43")
         tickets.add_record("CHG0040007")
+        tickets.add_record("CHG0040011")  # the change naming servers, not a plan
         os.environ["TICKET_SECRET_ID"] = aws.create_secret("csbs-trigger/tickets", ticket_secret)
         os.environ["TICKET_LEDGER_TABLE"] = aws.ticket_ledger_table()
         os.environ["TICKET_QUEUE_URL"] = aws.ticket_queue(topic_arn)
@@ -238,6 +249,30 @@ def main(argv: list[str] | None = None) -> int:
             demo(server.url, inbox)
         track(" (the webhooks' backups)", brief=True)
         track(" (the webhooks' backups)", brief=True)
+
+        print(
+            "\n--- backing up what a ticket names: a ServiceNow change naming two hosts (in two"
+            " vaults), a CBR policy (applied to two vaults), and server names from a schedule"
+        )
+        standin.servers = dict(SAMPLE_SERVERS)
+        standin.cbr_policies[SAMPLE_POLICY] = list(SAMPLE_VAULTS)
+        os.environ["DEFAULT_BACKEND"] = "cbr"
+        runtime_module._container_runtime = None  # a redeploy with DefaultBackend=cbr
+        body = (ROOT / "events" / "webhooks" / "servicenow-change-servers.json").read_bytes()
+        print("\n=== events/webhooks/servicenow-change-servers.json (u_csbs_server_names: "
+              f"{json.loads(body)['change_request']['u_csbs_server_names']!r})")  # fmt: skip
+        answer = importlib.import_module("webhook").handler(
+            http_api_event("POST", "/webhooks/servicenow", signed_headers("servicenow", body),
+                           body),
+            FakeLambdaContext("csbs-trigger-webhook"),
+        )  # fmt: skip
+        print(f"POST /webhooks/servicenow -> {answer['statusCode']}\n    {answer['body']}")
+        for delivered in inbox.drain():
+            print_notification(delivered, full=args.full)
+        for name in ("policy.json", "servers.json"):
+            invoke(ROOT / "events" / name)
+        track(" (the resolved backups)", brief=True)
+        track(" (the resolved backups)", brief=True)
 
         print(
             "\n--- ticket write-back: each result a ticket asked for, written into it once"
@@ -383,6 +418,9 @@ def print_notification(delivered: Delivered, *, full: bool) -> None:
         print(f"      error {json.dumps(message['error'])}")
     if message.get("tracking"):
         print(f"      tracking {json.dumps(message['tracking'])}")
+    resolved_from = (message.get("request") or {}).get("resolved_from")
+    if resolved_from:
+        print(f"      resolved from {json.dumps(resolved_from)}")
 
 
 def print_completion(message: dict[str, Any]) -> None:

@@ -144,7 +144,16 @@ class CsbsStandIn:
         # Every JSON answer sent (method, path, status, body), for checks against official
         # models.
         self.answers: list[tuple[str, str, int, Any]] = []
-        self._faults: dict[str, deque[Fault]] = {"iam": deque(), "csbs": deque(), "cbr": deque()}
+        self._faults: dict[str, deque[Fault]] = {
+            "iam": deque(), "csbs": deque(), "cbr": deque(), "ecs": deque()
+        }  # fmt: skip
+        # ECS: the project's servers (id: name), and the most a page of the list holds.
+        self.servers: dict[str, str] = {}
+        self.ecs_page_limit = 1000
+        # CBR backup policies (id: the vaults it is applied to); the CSBS policy list is
+        # ``plans``, read ``csbs_policy_page_limit`` a page.
+        self.cbr_policies: dict[str, list[str]] = {}
+        self.csbs_policy_page_limit = 1000
         # CBR: vaults by id, the restore points created, the rows a list page holds at most.
         self.vaults: dict[str, Vault] = {}
         self.restore_points: dict[str, CreatedRestorePoint] = {}
@@ -217,7 +226,7 @@ class CsbsStandIn:
         """events/secrets/access-keys.json pointed at this stand-in (plus a security token
         when ``temporary``)."""
         secret: dict[str, Any] = {**_ACCESS_KEY_SAMPLE, "region": None, "csbs_endpoint": self.url,
-                                  "cbr_endpoint": self.url}  # fmt: skip
+                                  "cbr_endpoint": self.url, "ecs_endpoint": self.url}  # fmt: skip
         if temporary:
             secret["security_token"] = SECURITY_TOKEN
         secret.update(overrides)
@@ -230,6 +239,7 @@ class CsbsStandIn:
             "auth_url": f"{self.url}/v3",
             "csbs_endpoint": self.url,
             "cbr_endpoint": self.url,
+            "ecs_endpoint": self.url,
         }
         secret.update(overrides)
         return {key: value for key, value in secret.items() if value is not None}
@@ -373,6 +383,8 @@ Answer = tuple[int, dict[str, Any] | bytes, dict[str, str]]
 def _route(path: str) -> str:
     if path.startswith("/v3/auth/"):
         return "iam"
+    if path.startswith("/v1/") and path.endswith("/cloudservers/detail"):
+        return "ecs"
     return "cbr" if path.startswith("/v3/") else "csbs"
 
 
@@ -445,6 +457,10 @@ class _Handler(BaseHTTPRequestHandler):
             answer = self._tokens(recorded)
         elif parts.path.startswith("/v1/") and parts.path.endswith("/checkpoint_items"):
             answer = self._checkpoint_items(recorded)
+        elif _route(parts.path) == "ecs":
+            answer = self._servers(recorded)
+        elif parts.path.startswith("/v1/") and parts.path.endswith("/policies"):
+            answer = self._policies(recorded)
         elif parts.path.startswith("/v1/") and self.standin._over_rate():
             limit = self.standin.rate_limit_per_second
             answer = 429, {"error_code": "APIGW.0308", "error_msg": "The throttling threshold "
@@ -537,6 +553,13 @@ class _Handler(BaseHTTPRequestHandler):
                     "name": "cbr",
                     "endpoints": [
                         {"interface": "public", "url": f"{self.standin.url}/v3/{scoped}"}
+                    ],
+                },
+                {
+                    "type": "ecs",
+                    "name": "ecs",
+                    "endpoints": [
+                        {"interface": "public", "url": f"{self.standin.url}/v1/{scoped}"}
                     ],
                 },
                 {
@@ -707,6 +730,49 @@ class _Handler(BaseHTTPRequestHandler):
             items = [item for item in items if item["id"] > marker]
         return 200, {"checkpoint_items": items[:limit]}, {}
 
+    def _policies(self, request: Recorded) -> Answer:
+        """``GET /v1/{project_id}/policies?limit=&marker=``: the plans, by id, each with its
+        servers."""
+        refusal = self._refusal(request, request.path.strip("/").split("/")[1])
+        if refusal:
+            return refusal
+        query = {key: values[-1] for key, values in request.query.items()}
+        limit = min(int(query.get("limit") or 1000), self.standin.csbs_policy_page_limit)
+        marker = query.get("marker")
+        policies = [
+            {"id": plan_id, "name": plan.name, "description": "", "status": "suspended",
+             "provider_id": PROVIDER_ID, "project_id": request.path.strip("/").split("/")[1],
+             "created_at": "2026-11-02T08:00:00.000000",
+             "parameters": {"common": {}},
+             "resources": [{"id": server, "name": name, "type": "OS::Nova::Server",
+                            "extra_info": {}} for server, name in plan.resources.items()],
+             "scheduled_operations": []}
+            for plan_id, plan in sorted(self.standin.plans.items())
+            if marker is None or plan_id > marker
+        ]  # fmt: skip
+        return 200, {"policies": policies[:limit]}, {}
+
+    # -- ECS --------------------------------------------------------------------------------
+    def _servers(self, request: Recorded) -> Answer:
+        """``GET /v1/{project_id}/cloudservers/detail?name=&limit=&offset=``: ``name`` matches
+        loosely (any server whose name holds it), ``offset`` is the page number from 1."""
+        refusal = self._refusal(request, request.path.strip("/").split("/")[1])
+        if refusal:
+            return refusal
+        query = {key: values[-1] for key, values in request.query.items()}
+        name = query.get("name", "")
+        matches = [
+            {"id": server, "name": server_name, "status": "ACTIVE",
+             "flavor": {"id": "s3.medium.2", "name": "s3.medium.2"},
+             "metadata": {}, "tags": [], "OS-EXT-STS:vm_state": "active"}
+            for server, server_name in sorted(self.standin.servers.items())
+            if name in server_name
+        ]  # fmt: skip
+        limit = min(int(query.get("limit") or 25), self.standin.ecs_page_limit)
+        page = max(int(query.get("offset") or 1), 1)
+        return 200, {"count": len(matches),
+                     "servers": matches[(page - 1) * limit : page * limit]}, {}  # fmt: skip
+
     # -- CBR --------------------------------------------------------------------------------
     def _cbr(self, request: Recorded) -> Answer:
         segments = request.path.strip("/").split("/")
@@ -728,7 +794,53 @@ class _Handler(BaseHTTPRequestHandler):
             return self._backup(resource[1], project_id, request.method)
         if resource == ["operation-logs"] and request.method == "GET":
             return self._tasks(query, project_id)
+        if resource == ["vaults"] and request.method == "GET":
+            return self._vaults(query, project_id)
+        if len(resource) == 2 and resource[0] == "policies" and request.method == "GET":
+            return self._policy(resource[1])
         return not_found
+
+    def _vaults(self, query: dict[str, str], project_id: str) -> Answer:
+        """``GET /vaults?resource_ids=a,b&limit=&offset=``: the vaults holding any of them, each
+        with all its resources."""
+        wanted = set(filter(None, query.get("resource_ids", "").split(",")))
+        vaults = [
+            {"id": vault_id, "name": vault.name, "project_id": project_id,
+             "provider_id": "0daac4c5-6707-4851-97ba-169e36266b66",
+             "created_at": "2026-11-02T08:00:00.000+00:00", "auto_bind": False,
+             "bind_rules": {}, "auto_expand": False, "user_id": "aa2999fa5ae640f28926f8fd7918",
+             "enterprise_project_id": "0", "tags": [], "description": "",
+             "billing": {"allocated": 0, "cloud_type": "public",
+                         "consistent_level": "crash_consistent", "charging_mode": "post_paid",
+                         "protect_type": "backup", "object_type": "server",
+                         "spec_code": "vault.backup.server.normal", "used": 0,
+                         "status": "available", "size": 100},
+             "resources": [{"id": server, "name": name, "type": "OS::Nova::Server",
+                            "extra_info": {}, "protect_status": "available", "size": 40}
+                           for server, name in vault.resources.items()]}
+            for vault_id, vault in sorted(self.standin.vaults.items())
+            if not wanted or wanted & set(vault.resources)
+        ]  # fmt: skip
+        offset, limit = int(query.get("offset") or 0), int(query.get("limit") or 1000)
+        page = vaults[offset : offset + min(limit, self.standin.cbr_page_limit)]
+        return 200, {"vaults": page, "count": len(vaults)}, {}
+
+    def _policy(self, policy_id: str) -> Answer:
+        """``GET /policies/{id}``: the policy and the vaults it is applied to."""
+        vaults = self.standin.cbr_policies.get(policy_id)
+        if vaults is None:
+            return self._cbr_error(404, "BackupService.6000", "The policy does not exist.")
+        return 200, {"policy": {
+            "id": policy_id, "name": f"policy-{policy_id[:8]}", "enabled": True,
+            "operation_type": "backup",
+            "operation_definition": {"retention_duration_days": 30, "timezone": "UTC+01:00"},
+            "trigger": {"id": "d0a1e4b5-36c6-4a0c-9f5e-8d8f1f1b9e2b", "name": "default",
+                        "type": "time",
+                        "properties": {"pattern": ["FREQ=DAILY;INTERVAL=1;BYHOUR=2;BYMINUTE=00"],
+                                       "start_time": "2026-11-02 08:00:00"}},
+            "associated_vaults": [{"vault_id": vault, "destination_vault_id": None}
+                                  for vault in vaults],
+        }}, {}  # fmt: skip
 
     def _cbr_error(self, status: int, code: str, message: str) -> Answer:
         return status, {"error_code": code, "error_msg": message}, {}

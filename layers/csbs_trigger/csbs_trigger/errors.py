@@ -54,6 +54,7 @@ class Category(StrEnum):
     NETWORK = "network"
     BAD_RESPONSE = "bad_response"
     ITEM_ERROR = "item_error"  # a backup ran, and some of its servers ended in error
+    NOT_PROTECTED = "not_protected"  # a server (or a CBR policy) that no plan or vault covers
 
     @property
     def retryable(self) -> bool:

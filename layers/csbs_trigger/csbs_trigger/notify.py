@@ -9,7 +9,7 @@ message attributes.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from functools import cached_property
@@ -55,6 +55,8 @@ class Outcome:
     # backups are not followed, or none started.
     tracking: dict[str, Any] | None = None
     expires_at: float | None = None  # when its backup expires (None: kept forever)
+    # What a plan that did not resolve asked for (a resolved request carries its own).
+    resolved_from: Mapping[str, Any] | None = None
 
     @property
     def outcome(self) -> str:
@@ -190,6 +192,8 @@ def build_notification(outcome: Outcome, redact: Redactor) -> Notification:
         request = outcome.request.to_dict()
     elif backend is not None:  # a rejected plan: what of it could be read
         request = backend.request_fields(outcome.target_id)
+    if outcome.resolved_from is not None:  # a resolution that found nothing to start
+        request = (request or {}) | {"resolved_from": dict(outcome.resolved_from)}
     message = {
         "schema_version": SCHEMA_VERSION,
         "event": EVENT_STARTED,

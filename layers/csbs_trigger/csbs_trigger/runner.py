@@ -26,8 +26,8 @@ from csbs_trigger.history import entry_of
 from csbs_trigger.log import logger
 from csbs_trigger.models import Trigger
 from csbs_trigger.notify import Notification, Outcome, build_notification, iso_time
+from csbs_trigger.plans import PlanItem, RejectedPlan, Resolution
 from csbs_trigger.runtime import Runtime
-from csbs_trigger.triggers.events import PlanItem, RejectedPlan
 
 _T = TypeVar("_T")
 _R = TypeVar("_R")
@@ -79,9 +79,9 @@ class _NotKept(Exception):
         self.record = record
 
 
-def request_digest(request: BackupRequest) -> str:
-    """Names a request by what the service is asked: the plan or vault, the set of resources,
-    the options."""
+def request_digest(request: BackupRequest | Resolution) -> str:
+    """Names a request by what the service is asked: the plan or vault (or what a resolution
+    finds them by), the set of resources, the options."""
     return hashlib.sha256(json.dumps(request.identity()).encode()).hexdigest()[:32]
 
 
@@ -100,9 +100,9 @@ def batch_units(
     for index, item in enumerate(items):
         prefix = f"{trigger.source}:{trigger.id}:{item.target_id}"
         key = (
-            f"{prefix}:{request_digest(item)}"
-            if isinstance(item, BackupRequest)
-            else f"{prefix}:item-{index}"
+            f"{prefix}:item-{index}"
+            if isinstance(item, RejectedPlan)
+            else f"{prefix}:{request_digest(item)}"
         )
         units.append(Unit(item, key, f"{key}#{index}"))
     return units
@@ -149,7 +149,7 @@ def _identity(unit: Unit) -> object:
     """Units with the same identity are one execution (unkeyed: the same request)."""
     if unit.key is not None:
         return unit.key
-    return request_digest(unit.item) if isinstance(unit.item, BackupRequest) else unit
+    return id(unit) if isinstance(unit.item, RejectedPlan) else request_digest(unit.item)
 
 
 def bounded_map(function: Callable[[_T], _R], items: Iterable[_T], workers: int) -> list[_R]:
@@ -253,7 +253,8 @@ def _execute(
     )
     if isinstance(item, RejectedPlan):
         _count_not_started(item.backend, item.error, runtime)
-        return replace(planned, error=item.error)
+        return replace(planned, error=item.error, resolved_from=item.resolved_from)
+    assert not isinstance(item, Resolution), "resolution.resolve_units runs before"
     settings = runtime.settings
     deadline = Deadline.from_context(
         context, settings.connect_timeout_seconds, settings.read_timeout_seconds

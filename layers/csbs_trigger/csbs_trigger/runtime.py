@@ -32,6 +32,7 @@ from csbs_trigger.cloud.auth import CsbsAuth, LoginGuard, Logins, MemoryLoginGua
 from csbs_trigger.cloud.backend import BackupService
 from csbs_trigger.cloud.backends import ADAPTERS_BY_NAME
 from csbs_trigger.cloud.credentials import CloudCredentials, parse_cloud_secret
+from csbs_trigger.cloud.endpoints import Service
 from csbs_trigger.errors import ConfigError
 from csbs_trigger.notify import Redactor
 from csbs_trigger.settings import Settings
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
 
     from csbs_trigger.aws.expiry_register import ExpiryRegister
     from csbs_trigger.aws.ticket_ledger import TicketLedger
+    from csbs_trigger.cloud.ecs import ServerDirectory
     from csbs_trigger.tickets.clients import TicketClient
     from csbs_trigger.tickets.systems import TicketSystem
     from csbs_trigger.triggers.webhook_sources import Source
@@ -167,17 +169,24 @@ class Runtime:
         with self._lock:
             service = self._services.get((backend, credentials))
         if service is None:
-            account = self.account(credentials)
             adapter = ADAPTERS_BY_NAME[backend]
-            api = ApiClient(
-                adapter.backend.service, account, self._session, retry=self._retry,
-                sleep=self._sleep, rng=self._rng, throttle=account.throttle,
-            )  # fmt: skip
+            api = self._api(adapter.backend.service, credentials)
             with self._lock:
                 service = self._services.setdefault(
                     (backend, credentials), adapter.build(api, self.settings)
                 )
         return service
+
+    def servers(self, credentials: str | None = None) -> ServerDirectory:
+        """The ECS server list acting with ``credentials``: server ids by name."""
+        from csbs_trigger.cloud.ecs import SERVICE, ServerDirectory
+
+        return ServerDirectory(self._api(SERVICE, credentials))
+
+    def _api(self, service: Service, credentials: str | None) -> ApiClient:
+        account = self.account(credentials)
+        return ApiClient(service, account, self._session, retry=self._retry, sleep=self._sleep,
+                         rng=self._rng, throttle=account.throttle)  # fmt: skip
 
     @property
     def services(self) -> dict[str, BackupService]:

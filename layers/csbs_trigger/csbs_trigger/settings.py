@@ -50,6 +50,7 @@ class Settings:
     expiry_table: str | None = None  # the register of backups with a lifetime
     default_keep_days: int | None = None  # a plan without keep_days: None, kept forever
     expiry_mode: str = "delete"  # or "report": the sweep deletes nothing, the digest tells
+    default_backend: str | None = None  # where a plan naming only servers looks them up
     ticket_secret_id: str | None = None  # None: results are not written into tickets
     ticket_ledger_table: str | None = None  # each result written once (the ticket ledger)
     ticket_queue_url: str | None = None  # the ticket update queue (to hold a message back)
@@ -95,6 +96,7 @@ class Settings:
             expiry_table=env.get("EXPIRY_TABLE") or None,
             default_keep_days=_whole(env, "DEFAULT_KEEP_DAYS", 1, 3650),
             expiry_mode=_choice(env, "EXPIRY_MODE", ("delete", "report")),
+            default_backend=_choice(env, "DEFAULT_BACKEND", ("", "csbs", "cbr")) or None,
             ticket_secret_id=env.get("TICKET_SECRET_ID") or None,
             ticket_ledger_table=env.get("TICKET_LEDGER_TABLE") or None,
             ticket_queue_url=env.get("TICKET_QUEUE_URL") or None,
@@ -125,7 +127,8 @@ def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
     """One of ``choices`` (the first where the variable is empty)."""
     value = env.get(name) or choices[0]
     if value not in choices:
-        raise ConfigError(f"environment variable {name} must be one of {', '.join(choices)}")
+        named = ", ".join(choice for choice in choices if choice)
+        raise ConfigError(f"environment variable {name} must be one of {named}")
     return value
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -52,6 +52,9 @@ class Backend:
     target_word: str  # how subjects name it: "plan", "vault"
     max_resources: int  # how many resource ids one request may name
     options: tuple[Option, ...]  # the optional plan fields it takes, in request order
+    # The plan field naming a policy that applies to its targets ("policy_id": CBR), where the
+    # backend has one; a plan naming it is resolved to the policy's vaults.
+    policy_key: str | None = None
 
     @property
     def name(self) -> str:
@@ -80,6 +83,9 @@ class BackupRequest:
     project_id: str | None = None  # None: the credentials' own project
     credentials: str | None = None  # a named secret's name; None: the stack's own secret
     keep_days: int | None = None  # its lifetime; None: the stack's default
+    # What the trigger asked for where this request was resolved from servers or a policy
+    # (``resolution.py``); None: the trigger named the plan or vault itself.
+    resolved_from: Mapping[str, Any] | None = None
 
     def option(self, name: str) -> Any:
         return dict(self.options).get(name)
@@ -99,7 +105,12 @@ class BackupRequest:
         if self.resources is not None:
             fields["resources"] = list(self.resources)
         fields |= self.scope() | self.lifetime()
-        return fields | dict(self.options)
+        fields |= dict(self.options)
+        return (
+            fields
+            if self.resolved_from is None
+            else fields | {"resolved_from": dict(self.resolved_from)}
+        )
 
     def as_plan(self) -> dict[str, Any]:
         """The plan that asks for exactly this request (what a queued plan carries)."""
@@ -213,6 +224,14 @@ class Followed(Protocol):
     def details(self) -> Mapping[str, Any]: ...
 
 
+@dataclass(frozen=True)
+class Protector:
+    """A plan or vault that lists a server: what a trigger naming servers is resolved to."""
+
+    id: str
+    name: str | None
+
+
 class Deletable(Protocol):
     """A registered backup as a sweep deletes it."""
 
@@ -250,6 +269,20 @@ class BackupService(ABC):
         self, backup: Deletable, deleting: Mapping[str, str | None], deadline: Deadline
     ) -> set[str]:
         """Of the servers whose backups are being deleted, those whose backups are gone."""
+
+    @abstractmethod
+    def protection(
+        self, servers: Sequence[str], project_id: str | None, deadline: Deadline
+    ) -> dict[str, list[Protector]]:
+        """Where each of ``servers`` is protected: the plans or vaults listing it, lowest id
+        first (a server nothing lists is left out). One request a page of the service's list,
+        never one a server; a list that pages on forever is a ``bad_response``."""
+
+    def policy_targets(
+        self, policy_id: str, project_id: str | None, deadline: Deadline
+    ) -> list[str]:
+        """The targets a policy applies to (only a backend with a ``policy_key`` has one)."""
+        raise NotImplementedError(f"{self.backend.label} has no backup policy to resolve")
 
     def tracking_details(self, started: Started) -> dict[str, Any]:
         """What the tracker needs besides the ids to follow this backup (JSON): the resources

@@ -27,5 +27,9 @@ BACKENDS: dict[str, Backend] = {name: adapter.backend for name, adapter in ADAPT
 # What a plan may hold: exactly one backend's id (plan_id, vault_id), "resources", its lifetime
 # ("keep_days"), and that backend's options (a name two backends share is one field).
 BACKEND_BY_TARGET_KEY = {backend.target_key: backend for backend in BACKENDS.values()}
+# What a plan may name instead, to be resolved to targets: a policy ("policy_id": CBR's).
+BACKEND_BY_POLICY_KEY = {b.policy_key: b for b in BACKENDS.values() if b.policy_key is not None}
+# Every backend's options, once by name (a name two backends share is one field, one rule).
+OPTIONS = tuple({o.name: o for b in BACKENDS.values() for o in b.options}.values())
 OPTION_NAMES = tuple(dict.fromkeys(o.name for b in BACKENDS.values() for o in b.options))
 PLAN_FIELDS = ("resources", "keep_days", *OPTION_NAMES)

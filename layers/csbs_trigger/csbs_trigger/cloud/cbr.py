@@ -10,7 +10,7 @@ numbers as strings, ``extra_info`` as a JSON string, ``vault: null``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -24,6 +24,7 @@ from csbs_trigger.cloud.backend import (
     Execution,
     Followed,
     Option,
+    Protector,
     Skipped,
     is_bool,
     matches,
@@ -65,6 +66,7 @@ BACKEND = Backend(
             "text of at most 255 characters, without '<', '>' or control characters",
         ),
     ),
+    policy_key="policy_id",
 )
 # The rows a page of the backup and task lists is asked for: CBR serves at most 100 a page,
 # whatever ``limit`` asks (1000 is documented).
@@ -166,7 +168,8 @@ class CbrClient(BackupService):
         (``GET /backups?checkpoint_id=``, every page), is deleted
         (``DELETE /backups/{id}``); a server it no longer lists is gone already."""
         rows = self._pages("/backups", "backups", {"checkpoint_id": backup.checkpoint_id},
-                           BACKEND.max_resources * ROWS_PER_RESOURCE, backup, deadline)  # fmt: skip
+                           BACKEND.max_resources * ROWS_PER_RESOURCE, backup.project_id,
+                           deadline)  # fmt: skip
         listed = {
             item.resource_id: item.id
             for item in of_checkpoint(
@@ -207,6 +210,33 @@ class CbrClient(BackupService):
                 gone.add(server)
         return gone
 
+    def protection(
+        self, servers: Sequence[str], project_id: str | None, deadline: Deadline
+    ) -> dict[str, list[Protector]]:
+        """The vaults listing the servers: ``GET /vaults?resource_ids=<id>,<id>``, every page
+        (a server is in one vault at most, so the vaults are no more than the servers)."""
+        query = {"resource_ids": ",".join(servers)}
+        vaults = self._pages("/vaults", "vaults", query, len(servers), project_id, deadline)
+        asked = set(servers)
+        found: dict[str, list[Protector]] = {}
+        for vault in vaults:
+            vault_id = short_text(vault.get("id"))
+            if vault_id is None:
+                raise UpstreamError.bad_response("CBR listed a vault without an id")
+            protector = Protector(vault_id, short_text(vault.get("name")))
+            for resource in parse_resources(vault.get("resources")):
+                if resource.id in asked and protector not in found.get(resource.id, []):
+                    found.setdefault(resource.id, []).append(protector)
+        return {server: sorted(listed, key=lambda p: p.id) for server, listed in found.items()}
+
+    def policy_targets(
+        self, policy_id: str, project_id: str | None, deadline: Deadline
+    ) -> list[str]:
+        """The vaults the policy is applied to (``GET /policies/{id}``:
+        ``associated_vaults[].vault_id``), each once."""
+        call = Call("GET", f"/policies/{segment(policy_id)}", parse=_policy_vaults)
+        return self._api.call(call, deadline, project_id).value
+
     def _backups(self, backup: Followed, deadline: Deadline) -> list[CheckpointItem]:
         """The restore point's server backups (disk rows are no resource). Paging stops as
         soon as every resource it backs up has its row (a healthy poll costs one GET)."""
@@ -222,8 +252,8 @@ class CbrClient(BackupService):
                           and row.get("checkpoint_id") in (None, backup.checkpoint_id))  # fmt: skip
             return len(listed) >= wanted
 
-        rows = self._pages("/backups", "backups", query, wanted * ROWS_PER_RESOURCE, backup,
-                           deadline, enough=enough)  # fmt: skip
+        rows = self._pages("/backups", "backups", query, wanted * ROWS_PER_RESOURCE,
+                           backup.project_id, deadline, enough=enough)  # fmt: skip
         items = [_backup(row) for row in rows if not row.get("parent_id")]
         return of_checkpoint(items, backup.checkpoint_id)
 
@@ -238,7 +268,13 @@ class CbrClient(BackupService):
         }
         # Past its bound the list is read no further: the items keep the reasons found so far.
         entries = self._pages(
-            "/operation-logs", "operation_logs", query, MAX_TASKS, backup, deadline, strict=False
+            "/operation-logs",
+            "operation_logs",
+            query,
+            MAX_TASKS,
+            backup.project_id,
+            deadline,
+            strict=False,
         )
         failures = _failures(entries, backup.checkpoint_id)
         return [
@@ -255,7 +291,7 @@ class CbrClient(BackupService):
         key: str,
         query: Mapping[str, str],
         bound: int,
-        backup: Deletable,
+        project_id: str | None,
         deadline: Deadline,
         *,
         enough: Callable[[list[dict[str, Any]]], bool] = lambda rows: False,
@@ -270,7 +306,7 @@ class CbrClient(BackupService):
             page_query = {**query, "limit": str(PAGE_SIZE), "offset": str(len(rows))}
             call = Call("GET", path, parse=lambda answer: _list_page(answer.json(), key),
                         query=page_query)  # fmt: skip
-            page, count = self._api.call(call, deadline, backup.project_id).value
+            page, count = self._api.call(call, deadline, project_id).value
             rows.extend(page)
             if not page or len(rows) >= count or enough(page):
                 return rows
@@ -364,6 +400,16 @@ def _list_page(document: Any, key: str) -> tuple[list[dict[str, Any]], int]:
         raise UpstreamError.bad_response(f"CBR answered without a {key} list", http_status=200)
     count = number_within(document.get("count"), low=0)
     return objects(rows), int(count) if count is not None else len(rows)
+
+
+def _policy_vaults(answer: Answer) -> list[str]:
+    document = answer.json()
+    policy = document.get("policy") if isinstance(document, dict) else None
+    if not isinstance(policy, dict):
+        raise UpstreamError.bad_response("CBR answered without a policy object", http_status=200)
+    associated = objects(policy.get("associated_vaults"))
+    vaults = (short_text(entry.get("vault_id")) for entry in associated)
+    return list(dict.fromkeys(vault for vault in vaults if vault))
 
 
 def _backup_status(answer: Answer) -> str | None:

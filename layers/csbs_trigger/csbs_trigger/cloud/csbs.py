@@ -3,7 +3,8 @@ the checkpoint items tell what became of it."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from csbs_trigger.cloud.api import ApiClient, Call, segment
 from csbs_trigger.cloud.backend import (
@@ -14,6 +15,7 @@ from csbs_trigger.cloud.backend import (
     Execution,
     Followed,
     Option,
+    Protector,
     is_bool,
 )
 from csbs_trigger.cloud.checkpoint_items import CheckpointItem, of_checkpoint, parse_items_page
@@ -21,7 +23,7 @@ from csbs_trigger.cloud.endpoints import Service
 from csbs_trigger.cloud.transport import Answer
 from csbs_trigger.deadline import Deadline
 from csbs_trigger.errors import Category, UpstreamError
-from csbs_trigger.models import parse_checkpoint_body
+from csbs_trigger.models import field_text, objects, parse_checkpoint_body, parse_resources
 from csbs_trigger.settings import Settings
 
 SERVICE = Service("csbs", "CSBS", "v1", frozenset({"csbs", "data-protect"}))
@@ -35,6 +37,10 @@ BACKEND = Backend(
 # A checkpoint holds one item per server of its policy (CSBS allows 64 a policy); where the
 # servers asked for are not known, paging stops after this many distinct items.
 MAX_CHECKPOINT_ITEMS = 256
+# The policies a project's list is read to find servers in: far more than a project holds (the
+# list pages on past them: a ``bad_response``).
+MAX_POLICIES = 1000
+_PAGE_SIZE = 100
 
 
 class CsbsClient(BackupService):
@@ -89,6 +95,34 @@ class CsbsClient(BackupService):
         present = {item.id for item in items if item.status != "deleted"}
         return {server for server, item in deleting.items() if item not in present}
 
+    def protection(
+        self, servers: Sequence[str], project_id: str | None, deadline: Deadline
+    ) -> dict[str, list[Protector]]:
+        """The policies listing the servers: ``GET /policies``, every page (``limit``, then
+        ``marker``: the last policy's id) up to an empty one (the list has no count, and a
+        server may serve fewer a page than asked), each policy's ``resources[].id``."""
+        asked = set(servers)
+        found: dict[str, list[Protector]] = {}
+        marker: str | None = None
+        for _ in range(MAX_POLICIES // _PAGE_SIZE + 2):
+            query = {"limit": str(_PAGE_SIZE)} | ({} if marker is None else {"marker": marker})
+            call = Call("GET", "/policies", parse=_policies_page, query=query)
+            page = self._api.call(call, deadline, project_id).value
+            for policy in page:
+                protector = Protector(policy["id"], field_text(policy.get("name")))
+                for resource in parse_resources(policy.get("resources")):
+                    if resource.id in asked:
+                        found.setdefault(resource.id, []).append(protector)
+            if not page:
+                return {server: sorted(listed, key=lambda p: p.id)
+                        for server, listed in found.items()}  # fmt: skip
+            if page[-1]["id"] == marker:
+                raise UpstreamError.bad_response("CSBS answered the same page of policies")
+            marker = page[-1]["id"]
+        raise UpstreamError.bad_response(
+            f"CSBS listed more pages of policies than {MAX_POLICIES} policies fill"
+        )
+
     def execute_backup_policy(self, backup: BackupRequest, deadline: Deadline) -> Execution:
         """POST a checkpoint for the plan. Errors carry ``attempts``: how many POSTs were sent."""
         body = {"checkpoint": {"plan_id": backup.target_id, "parameters": backup.parameters()}}
@@ -142,6 +176,21 @@ class CsbsClient(BackupService):
 
 def _items_page(answer: Answer) -> list[CheckpointItem]:
     return parse_items_page(answer.json())
+
+
+def _policies_page(answer: Answer) -> list[dict[str, Any]]:
+    """One page of policies, each with its id (a policy without one is no plan to start)."""
+    document = answer.json()
+    policies = document.get("policies") if isinstance(document, dict) else None
+    if not isinstance(policies, list):
+        raise UpstreamError.bad_response("CSBS answered without a policies list", http_status=200)
+    page = []
+    for policy in objects(policies):
+        policy_id = field_text(policy.get("id"))
+        if not policy_id:
+            raise UpstreamError.bad_response("CSBS listed a policy without an id")
+        page.append({**policy, "id": policy_id})
+    return page
 
 
 def _nothing(answer: Answer) -> None:

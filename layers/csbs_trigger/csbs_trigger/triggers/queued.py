@@ -15,11 +15,14 @@ from typing import Any
 
 from csbs_trigger.aws import sqs
 from csbs_trigger.aws.idempotency import AlreadyInProgressError
+from csbs_trigger.aws.sns import PublishError
 from csbs_trigger.cloud.backend import BackupRequest
 from csbs_trigger.errors import Category, ConfigError, InvalidEventError, TriggerError
 from csbs_trigger.log import logger
 from csbs_trigger.models import Trigger
 from csbs_trigger.notify import Notification
+from csbs_trigger.plans import PlanItem, RejectedPlan, Resolution
+from csbs_trigger.resolution import Deferred, expand_unit
 from csbs_trigger.runner import (
     Unit,
     batch_units,
@@ -31,10 +34,11 @@ from csbs_trigger.runner import (
 )
 from csbs_trigger.runtime import Runtime
 from csbs_trigger.text import printable
-from csbs_trigger.triggers.events import MAX_INLINE_PLANS, PlanItem, RejectedPlan, parse_plan
+from csbs_trigger.triggers.events import MAX_INLINE_PLANS, parse_plan
 
 MESSAGE_VERSION = 1
-_TRIGGER_SOURCES = ("schedule", "eventbridge", "direct")
+# Large firings, and the backups a webhook's resolution found (with its sender and ticket).
+_TRIGGER_SOURCES = ("schedule", "eventbridge", "direct", "webhook")
 _MAX_KEY_LENGTH = 1024
 
 
@@ -53,13 +57,17 @@ class QueuedPlan:
     unit: Unit
 
     def to_body(self) -> str:
-        assert isinstance(self.unit.item, BackupRequest)
+        item = self.unit.item
+        assert not isinstance(item, RejectedPlan)
+        resolved = getattr(item, "resolved_from", None)
         return json.dumps({
             "v": MESSAGE_VERSION,
-            "trigger": {"source": self.trigger.source, "id": self.trigger.id},
-            "plan": self.unit.item.as_plan(),
+            "trigger": {key: value for key, value in self.trigger.to_dict().items()
+                        if value is not None or key in ("source", "id")},
+            "plan": item.as_plan(),
             "key": self.unit.key,
             "notice_key": self.unit.notice_key,
+            **({} if resolved is None else {"resolved_from": resolved}),
         }, ensure_ascii=False, separators=(",", ":"))  # fmt: skip
 
     @classmethod
@@ -77,6 +85,10 @@ class QueuedPlan:
             isinstance(trigger, dict)
             and trigger.get("source") in _TRIGGER_SOURCES
             and _is_key(trigger.get("id"))
+            and all(
+                trigger.get(name) is None or _is_key(trigger[name])
+                for name in ("sender", "reference")
+            )
             and all(_is_key(message.get(name)) for name in ("key", "notice_key"))
             and isinstance(plan, dict)
         ):
@@ -84,8 +96,18 @@ class QueuedPlan:
         item = parse_plan(plan, where="queued plan")
         if isinstance(item, RejectedPlan):
             raise item.error
+        resolved = message.get("resolved_from")
+        if resolved is not None:  # a backup a resolution found: it still says what was asked
+            if not isinstance(resolved, dict) or not isinstance(item, BackupRequest):
+                raise InvalidEventError("a queued plan's resolved_from must be an object")
+            item = replace(item, resolved_from=resolved)
         return cls(
-            Trigger(source=trigger["source"], id=trigger["id"]),
+            Trigger(
+                source=trigger["source"],
+                id=trigger["id"],
+                sender=trigger.get("sender"),
+                reference=trigger.get("reference"),
+            ),
             Unit(item, message["key"], message["notice_key"]),
         )
 
@@ -94,7 +116,14 @@ def enqueue_firing(
     trigger: Trigger, items: tuple[PlanItem, ...], context: Any, runtime: Runtime
 ) -> dict[str, Any]:
     """Tell the firing's bad plans their failure now and queue the others, one message each."""
-    units = batch_units(trigger, items, queued=True)
+    return enqueue_units(trigger, batch_units(trigger, items, queued=True), context, runtime)
+
+
+def enqueue_units(
+    trigger: Trigger, units: list[Unit], context: Any, runtime: Runtime
+) -> dict[str, Any]:
+    """Tell the rejected units their failure now and queue the others (keyed), one message
+    each: the plans of a large firing, or the backups a resolution found."""
     queue = runtime.plan_queue
     if queue is None:
         error = ConfigError(
@@ -103,7 +132,7 @@ def enqueue_firing(
         )
         units = [replace(unit, item=_rejected(unit.item, error)) for unit in units]
     rejected = [unit for unit in units if isinstance(unit.item, RejectedPlan)]
-    to_queue = [unit for unit in units if isinstance(unit.item, BackupRequest)]
+    to_queue = [unit for unit in units if not isinstance(unit.item, RejectedPlan)]
     # Up to 1,000 of them, told within the invocation: side by side.
     workers = runtime.settings.max_concurrency
     told = run_units(trigger, rejected, context, runtime, workers=workers) if rejected else []
@@ -155,6 +184,8 @@ def _run_message(record: Any, context: Any, runtime: Runtime) -> str | None:
     try:
         deliveries = sqs.deliveries(record)
         final = deliveries >= runtime.settings.plan_max_deliveries
+        if isinstance(queued.unit.item, Resolution):
+            return _resolve_message(queued, record, deliveries, context, runtime, final=final)
         executed = execute_once(queued.trigger, queued.unit, context, runtime, final=final)
         failure = Notification.from_record(executed.record).content["error"]
         if failure and failure["category"] == Category.THROTTLED.value and not final:
@@ -176,13 +207,41 @@ def _run_message(record: Any, context: Any, runtime: Runtime) -> str | None:
     return message_id if result.publish_error else None
 
 
+def _resolve_message(
+    queued: QueuedPlan, record: dict[str, Any], deliveries: int, context: Any, runtime: Runtime,
+    *, final: bool,
+) -> str | None:  # fmt: skip
+    """A queued plan naming servers or a policy: resolved once (its key), and what it resolved
+    to queued as plans of their own (each then runs as any queued plan). A lookup that may
+    succeed later brings the message back, told only at its last delivery."""
+    try:
+        units = expand_unit(queued.unit, context, runtime, final=final)
+    except Deferred as deferred:
+        delay = deferred.error.retry_after_seconds or sqs.backoff(deliveries)
+        logger.info("plan not resolved yet: back to the queue", extra={
+            "idempotency_key": queued.unit.key, "deliveries": deliveries,
+            "reason": deferred.error.message, "delay_seconds": delay})  # fmt: skip
+        if runtime.plan_queue is not None and isinstance(record.get("receiptHandle"), str):
+            runtime.plan_queue.hold_back(record["receiptHandle"], delay)
+        return _message_id(record)
+    try:
+        enqueue_units(queued.trigger, units, context, runtime)
+    except (PublishError, PlansNotQueued):
+        return _message_id(record)  # comes back: the keys keep what is done from running again
+    return None
+
+
+def _message_id(record: dict[str, Any]) -> str | None:
+    return record.get("messageId") if isinstance(record.get("messageId"), str) else None
+
+
 def _rejected(item: PlanItem, error: TriggerError) -> PlanItem:
     """A plan that cannot be queued fails with ``error`` (a bad one keeps its own)."""
-    return (
-        RejectedPlan(error, item.backend, item.target_id)
-        if isinstance(item, BackupRequest)
-        else item
-    )
+    if isinstance(item, RejectedPlan):
+        return item
+    if isinstance(item, Resolution):
+        return RejectedPlan(error, item.backend, None, item.asked())
+    return RejectedPlan(error, item.backend, item.target_id, item.resolved_from)
 
 
 def _is_key(value: Any) -> bool:

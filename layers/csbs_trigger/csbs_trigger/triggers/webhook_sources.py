@@ -8,6 +8,10 @@ setting (JSON of the same shape) adds sources or replaces shipped ones whole. Pe
   either; ``delivery_id`` (required); ``resources``, ``reference`` and the backends' options
   (``auto_trigger``, ``incremental``, ``name``, ``description``): each a JMESPath expression
   over the JSON body, or ``{"header": "<name>"}`` for a header;
+* instead of (or besides) a plan or vault: what a resolution finds them by (``resolution.py``),
+  ``policy_id`` (a CBR policy), ``resources`` (server ids) or ``resource_names`` (server names;
+  a list, or a string of names separated by commas), and ``backend`` (mapped, or ``fixed``);
+  used when the payload names no plan or vault;
 * ``timestamp`` (optional): where the signed body says when it was sent (Unix seconds or
   milliseconds); it must then lie within the tolerance, so a captured body cannot be replayed
   later;
@@ -36,21 +40,32 @@ from jmespath.exceptions import JMESPathError
 from jmespath.parser import ParsedResult
 
 from csbs_trigger.aws.idempotency import DEFAULT_EXPIRY_SECONDS
-from csbs_trigger.cloud.backends import BACKEND_BY_TARGET_KEY, OPTION_NAMES, PLAN_FIELDS
+from csbs_trigger.cloud.backends import (
+    BACKEND_BY_POLICY_KEY,
+    BACKEND_BY_TARGET_KEY,
+    BACKENDS,
+    OPTION_NAMES,
+    PLAN_FIELDS,
+)
 from csbs_trigger.errors import ConfigError, InvalidEventError
+from csbs_trigger.plans import PlanItem, RejectedPlan
 from csbs_trigger.settings import config_object
-from csbs_trigger.triggers.events import PlanItem, RejectedPlan, parse_plan
+from csbs_trigger.triggers.events import parse_plan
 from csbs_trigger.triggers.webhook_auth import SCHEMES
 
 SHIPPED_SOURCES = Path(__file__).with_name("webhook_sources.json")
 _SOURCE_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,31}")
 _TARGETS = tuple(BACKEND_BY_TARGET_KEY)  # plan_id, vault_id
-_FIELDS = (*_TARGETS, *PLAN_FIELDS, "reference", "delivery_id", "timestamp")
+_POLICIES = tuple(BACKEND_BY_POLICY_KEY)  # policy_id
+# What a payload names to be resolved when it names no plan or vault.
+_ASKING = (*_POLICIES, "resources", "resource_names")
+_FIELDS = (*_TARGETS, *_POLICIES, *PLAN_FIELDS, "resource_names", "backend", "reference",
+           "delivery_id", "timestamp")  # fmt: skip
 _REQUIRED = ("scheme", "delivery_id")
 _OPTIONS = ("tolerance_seconds", "when", "token_header", "fixed")
 # What a source may fix for every delivery, never read from a body: a signed sender must not
 # pick another tenant's account or project.
-_FIXED = ("credentials", "project_id")
+_FIXED = ("credentials", "project_id", "backend")
 _MAX_ID_LENGTH = 200
 _HEADER_NAME = re.compile(r"[A-Za-z0-9-]{1,64}")
 
@@ -132,10 +147,19 @@ class Source:
                 "cannot be read from it"
             )
             return Mapped(RejectedPlan(error), delivery_id, reference, timestamp)
-        targets = {key: values[key] for key in _TARGETS if values.get(key) is not None}
-        if not targets:
+        # Ticket fields left empty arrive as "" (ServiceNow) or null: they name nothing.
+        targets = {key: values[key] for key in _TARGETS if _named(values.get(key))}
+        if not targets:  # what a resolution finds them by
+            targets = {key: values[key] for key in _POLICIES if _named(values.get(key))}
+            names = _listed(values.get("resource_names"))
+            if names:
+                targets["resource_names"] = names
+        resources = _listed(values.get("resources"))
+        if not targets and not resources:
             places = " or ".join(
-                f"{key} at {self.fields[key].description}" for key in _TARGETS if key in self.fields
+                f"{key} at {self.fields[key].description}"
+                for key in (*_TARGETS, *_ASKING)
+                if key in self.fields
             )
             error = InvalidEventError(f"the {self.name} payload names no {places}")
             return Mapped(RejectedPlan(error), delivery_id, reference, timestamp)
@@ -146,17 +170,25 @@ class Source:
             )
             return Mapped(RejectedPlan(error), None, reference, timestamp)
         plan: dict[str, Any] = dict(targets)
-        resources = values.get("resources")
-        if isinstance(resources, str):  # ticket fields often hold "id1, id2"
-            resources = [item for item in re.split(r"[\s,;]+", resources) if item]
         # Ticketing systems send an empty field as "" (or null, or []): every server of the plan.
-        if resources is not None and resources != []:
+        if resources:
             plan["resources"] = resources
-        for name in (*OPTION_NAMES, "keep_days"):  # where the payload gives them
+        for name in (*OPTION_NAMES, "keep_days", "backend"):  # where the payload gives them
             if values.get(name) is not None:
                 plan[name] = values[name]
         plan_item = parse_plan({**plan, **self.fixed}, where=f"{self.name} payload")
         return Mapped(plan_item, delivery_id, reference, timestamp)
+
+
+def _named(value: Any) -> bool:
+    return value is not None and not (isinstance(value, str) and not value.strip())
+
+
+def _listed(value: Any) -> Any:
+    """A list field as ticket fields hold it: a list, or "a, b" (an empty one is none)."""
+    if isinstance(value, str):
+        value = [item for item in re.split(r"[\s,;]+", value) if item]
+    return None if value == [] else value
 
 
 def load_sources(override: str | None) -> dict[str, Source]:
@@ -175,8 +207,8 @@ def _source(name: str, entry: Any) -> Source:
     if not isinstance(entry, dict):
         raise ConfigError(f"webhook source {name} must be an object")
     missing = [key for key in _REQUIRED if key not in entry]
-    if not any(key in entry for key in _TARGETS):
-        missing.append(" or ".join(_TARGETS))
+    if not any(key in entry for key in (*_TARGETS, *_ASKING)):
+        missing.append(" or ".join((*_TARGETS, *_ASKING)))
     unknown = sorted(set(entry) - set(_FIELDS) - set(_OPTIONS) - {"scheme"})
     if missing or unknown:
         raise ConfigError(
@@ -209,7 +241,13 @@ def _fixed(source: str, fixed: Any, keep: dict[str, Any]) -> dict[str, Any]:
         raise ConfigError(
             f"webhook source {source}: fixed must be an object of {' and '.join(_FIXED)}"
         )
-    checked = parse_plan({"plan_id": "checked", **fixed}, where=f"webhook source {source}: fixed")
+    backend = fixed.get("backend")
+    if backend is not None and backend not in BACKENDS:
+        raise ConfigError(
+            f"webhook source {source}: fixed backend must be one of {', '.join(BACKENDS)}"
+        )
+    scope = {key: value for key, value in fixed.items() if key != "backend"}
+    checked = parse_plan({"plan_id": "checked", **scope}, where=f"webhook source {source}: fixed")
     if isinstance(checked, RejectedPlan):
         raise ConfigError(checked.error.message)
     lifetime = parse_plan({"plan_id": "checked", **keep}, where=f"webhook source {source}")

@@ -17,14 +17,18 @@ from typing import Any
 
 from csbs_trigger import safe_json
 from csbs_trigger.aws.idempotency import AlreadyInProgressError, PayloadConflictError
+from csbs_trigger.aws.sns import PublishError
 from csbs_trigger.errors import Category, ConfigError, TriggerError
 from csbs_trigger.log import logger
 from csbs_trigger.models import Trigger
 from csbs_trigger.notify import backend_of
-from csbs_trigger.runner import PlanResult, Unit, run_plan
+from csbs_trigger.plans import RejectedPlan, Resolution
+from csbs_trigger.resolution import backups_in, resolve_units
+from csbs_trigger.runner import PlanResult, Unit, run_plan, run_units
 from csbs_trigger.runtime import Runtime
 from csbs_trigger.text import encodable
-from csbs_trigger.triggers.events import RejectedPlan
+from csbs_trigger.triggers.events import MAX_INLINE_PLANS
+from csbs_trigger.triggers.queued import PlansNotQueued, enqueue_units
 from csbs_trigger.triggers.webhook_auth import signed_timestamp_refusal, signs_delivery_id, verify
 from csbs_trigger.triggers.webhook_sources import Mapped, Source
 
@@ -32,6 +36,7 @@ _PATH = re.compile(r"/webhooks/([^/]+)/?")
 # Upstream failures the sender should simply try again later answer 503/504; the others 502.
 _STATUS_BY_CATEGORY = {
     Category.INVALID_EVENT: 422,
+    Category.NOT_PROTECTED: 422,
     Category.CONFIG_ERROR: 500,
     Category.BUSY: 503,
     Category.THROTTLED: 503,
@@ -41,7 +46,7 @@ _STATUS_BY_CATEGORY = {
 _UPSTREAM_FAILURE = 502
 _DEFAULT_RETRY_AFTER_SECONDS = 30
 # Every status this endpoint answers; the OpenAPI document must list exactly these.
-STATUSES = (200, 201, 400, 401, 404, 405, 409, 413, 415, 422, 500, 502, 503, 504)
+STATUSES = (200, 201, 202, 400, 401, 404, 405, 409, 413, 415, 422, 500, 502, 503, 504)
 
 
 def handle_webhook(event: dict[str, Any], context: Any, runtime: Runtime) -> dict[str, Any]:
@@ -119,6 +124,8 @@ def _handle(event: dict[str, Any], context: Any, runtime: Runtime) -> dict[str, 
         unprotected = ConfigError("IDEMPOTENCY_TABLE is not set")
         unit = Unit(RejectedPlan(unprotected, mapped.plan.backend, mapped.plan.target_id))
     try:
+        if isinstance(unit.item, Resolution):
+            return _resolve(trigger, unit, context, runtime)
         result = run_plan(trigger, unit, context, runtime)
     except AlreadyInProgressError:
         return _answer(409, {"error": "this delivery is being processed"}, {"Retry-After": "5"})
@@ -133,6 +140,54 @@ def _handle(event: dict[str, Any], context: Any, runtime: Runtime) -> dict[str, 
         retry = {"Retry-After": str(_DEFAULT_RETRY_AFTER_SECONDS)} if status == 503 else {}
         return _answer(status, {"error": error.category.value}, retry)
     return _result_answer(result)
+
+
+def _resolve(trigger: Trigger, unit: Unit, context: Any, runtime: Runtime) -> dict[str, Any]:
+    """A delivery naming servers or a policy: every backup it resolves to starts (201 with
+    each checkpoint id), or is queued when there are more than ``MAX_INLINE_PLANS`` (202)."""
+    units = resolve_units([unit], context, runtime)
+    if backups_in(units) > MAX_INLINE_PLANS:
+        try:
+            queued = enqueue_units(trigger, units, context, runtime)
+        except (PublishError, PlansNotQueued) as error:
+            logger.error("resolved backups not queued", extra={"reason": str(error)})
+            return _answer(503, {"error": "not queued, retry"}, {"Retry-After": "10"})
+        failed = [_failure(u.item.error, u.item.resolved_from) for u in units
+                  if isinstance(u.item, RejectedPlan)]  # fmt: skip
+        body = {"queued": queued["counts"]["queued"], "failed": failed}
+        return _answer(202, {**body, "reference": trigger.reference})
+    results = run_units(trigger, units, context, runtime)
+    started = [result for result in results if result.message["checkpoint"] is not None]
+    if any(result.publish_error for result in results) or not started:
+        return _result_answer(next((r for r in results if r.publish_error), results[0]))
+    checkpoints = [
+        {**_named(result.message), "checkpoint_id": result.message["checkpoint"]["id"],
+         "status": result.message["checkpoint"]["status"]}
+        for result in started
+    ]  # fmt: skip
+    failed = [
+        _failure(result.message["error"], (result.message["request"] or {}).get("resolved_from"))
+        for result in results
+        if result not in started
+    ]
+    headers = {"Idempotent-Replayed": "true"} if all(r.replayed for r in results) else {}
+    body = {"checkpoints": checkpoints, "failed": failed, "reference": trigger.reference}
+    return _answer(201, body, headers)
+
+
+def _named(message: dict[str, Any]) -> dict[str, Any]:
+    """The plan or vault a message is about, by its backend's key."""
+    key = backend_of(message).target_key  # plan_id, vault_id
+    return {key: (message["request"] or {}).get(key)}
+
+
+def _failure(error: Any, resolved_from: Any) -> dict[str, Any]:
+    """What a delivery asked for that did not start (its error, a dict or a ``TriggerError``),
+    as its answer lists it: the server or name it concerns, where it is one."""
+    if isinstance(error, TriggerError):
+        error = error.to_dict()
+    named = {key: resolved_from[key] for key in ("server", "name") if key in (resolved_from or {})}
+    return {"error": error["category"], "message": error["message"], **named}
 
 
 def _method(event: dict[str, Any]) -> str | None:
@@ -159,8 +214,7 @@ def _result_answer(result: PlanResult) -> dict[str, Any]:
         # The backup is recorded; the sender's retry replays it and publishes again.
         headers["Retry-After"] = "10"
         return _answer(503, {"error": "notification not published, retry"}, headers)
-    key = backend_of(message).target_key  # plan_id, vault_id
-    named = {key: (message["request"] or {}).get(key)}
+    named = _named(message)
     reference = message["trigger"]["reference"]
     checkpoint, error = message["checkpoint"], message["error"]
     if checkpoint is not None:
