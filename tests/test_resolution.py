@@ -506,3 +506,65 @@ def test_invalid_plans_of_servers_are_refused_before_any_call(cloud: Deployment)
     told = started(cloud)
     assert len(told) == len(bad)
     assert {n.message["error"]["category"] for n in told} == {"invalid_event"}
+
+
+# -- bounds and the worker ---------------------------------------------------------------------
+def test_an_ecs_list_paging_on_forever_is_a_bad_response(cloud: Deployment) -> None:
+    endless = {"servers": [{"id": SERVER_1, "name": "ecs-1f0f-00020"}] * 1000, "count": 10**9}
+    cloud.standin.fail_next("ecs", *[Fault(200, endless) for _ in range(12)])
+
+    cloud.invoke({"resource_names": ["ecs-1f0f-0002"], "backend": "cbr"})
+
+    [told] = started(cloud)
+    assert told.message["error"]["category"] == "bad_response"
+    assert "ECS listed more pages" in told.message["error"]["message"]
+    assert len(cloud.standin.calls("ecs")) == 11  # 10,000 matches, and one page more
+    assert posted(cloud, "cbr") == []
+
+
+def test_a_csbs_policy_list_answering_the_same_page_again_is_a_bad_response(
+    cloud: Deployment,
+) -> None:
+    same = {"policies": [{"id": PLAN_A, "name": "p", "resources": []}]}
+    cloud.standin.fail_next("csbs", *[Fault(200, same) for _ in range(3)])
+
+    cloud.invoke({"resources": [APP_1], "backend": "csbs"})
+
+    [told] = started(cloud)
+    assert told.message["error"]["category"] == "bad_response"
+    assert "the same page of policies" in told.message["error"]["message"]
+    assert len(cloud.standin.calls("csbs")) == 2
+
+
+def test_a_throttled_name_lookup_is_retried_within_the_run(cloud: Deployment) -> None:
+    throttled = Fault(429, {"error_code": "APIGW.0308", "error_msg": "throttled"})
+    cloud.standin.fail_next("ecs", throttled)
+
+    cloud.invoke({"resource_names": ["db-server-1"], "backend": "cbr"})
+
+    assert restore_points(cloud) == {VAULT_DB: [DB_SERVER]}
+    assert len(cloud.standin.calls("ecs")) == 2
+    assert cloud.sleeps[0] == 0.25  # the backoff (jitter pinned at half); the account waits it too
+
+
+def test_a_queued_resolution_redelivered_after_the_server_moved_starts_one_set(
+    cloud: Deployment,
+) -> None:
+    plans = [{"resources": [SERVER_2, DB_SERVER], "backend": "cbr"}] + [
+        {"plan_id": PLAN_B, "keep_days": days} for days in range(1, 21)
+    ]
+    cloud.invoke({"plans": plans, **SCHEDULE})
+    # The worker resolves and queues what it found, then its message comes back (as if the
+    # worker died before deleting it) after the server moved.
+    first = cloud.work()
+    cloud.standin.vaults[VAULT_A].resources.pop(SERVER_2)
+    cloud.standin.vaults[VAULT_DB].resources[SERVER_2] = "ecs-9f93-0002"
+    cloud.invoke({"plans": plans, **SCHEDULE})  # the whole firing again: every plan re-queued
+    cloud.work()
+    cloud.work()
+
+    assert first
+    assert restore_points(cloud) == {VAULT_A: [SERVER_2], VAULT_DB: [DB_SERVER]}
+    assert len(posted(cloud, "cbr")) == 2
+    cbr_told = [n for n in started(cloud) if n.attributes.get("backend") == "cbr"]
+    assert len(cbr_told) == 2

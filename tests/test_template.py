@@ -372,6 +372,20 @@ def test_ticket_updates_come_from_the_topic_filtered_to_results_of_senders(
     assert {"Fn::GetAtt": ["TicketUpdateDeadLetterQueue", "QueueName"]} in watched
 
 
+def test_every_function_that_runs_plans_knows_the_default_backend() -> None:
+    """Issue 28.1: DefaultBackend (empty, csbs or cbr) reaches every function that runs plans:
+    the scheduled one, the webhook's and the plan worker."""
+    template = expand(ROOT / "template.yaml")
+    parameter = template["Parameters"]["DefaultBackend"]
+    assert parameter["Default"] == ""
+    assert parameter["AllowedValues"] == ["", "csbs", "cbr"]
+    functions = {name: r["Properties"] for name, r in template["Resources"].items()
+                 if r["Type"] == "AWS::Serverless::Function"}  # fmt: skip
+    for name in ("ScheduledBackupFunction", "WebhookFunction", "PlanWorkerFunction"):
+        variables = functions[name]["Environment"]["Variables"]
+        assert variables["DEFAULT_BACKEND"] == {"Ref": "DefaultBackend"}, name
+
+
 def test_the_expiry_sweep_runs_alone_on_its_schedule_with_least_privilege(
     resources: dict[str, Any],
 ) -> None:
