@@ -379,8 +379,9 @@ def test_every_function_that_runs_plans_knows_the_default_backend() -> None:
     parameter = template["Parameters"]["DefaultBackend"]
     assert parameter["Default"] == ""
     assert parameter["AllowedValues"] == ["", "csbs", "cbr"]
-    functions = {name: r["Properties"] for name, r in template["Resources"].items()
-                 if r["Type"] == "AWS::Serverless::Function"}  # fmt: skip
+    resources = template["Resources"]
+    functions = {name: resource["Properties"] for name, resource in resources.items()
+                 if resource["Type"] == "AWS::Lambda::Function"}  # fmt: skip
     for name in ("ScheduledBackupFunction", "WebhookFunction", "PlanWorkerFunction"):
         variables = functions[name]["Environment"]["Variables"]
         assert variables["DEFAULT_BACKEND"] == {"Ref": "DefaultBackend"}, name
