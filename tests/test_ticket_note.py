@@ -166,6 +166,34 @@ def test_a_start_that_failed_for_good_names_its_error() -> None:
     ])  # fmt: skip
 
 
+def test_each_server_a_resolution_could_not_start_is_its_own_note() -> None:
+    """Issue 28: one delivery naming servers fails for each unprotected server or unknown name
+    on its own; each is a note of its own (one marker would write only the first)."""
+
+    def failed(resolved_from: dict[str, Any], category: str, message: str) -> Any:
+        return note_of({
+            "event": "started", "outcome": "failed", "backend": "cbr",
+            "trigger": {"source": "webhook", "id": "d-9", "sender": "servicenow",
+                        "reference": "CHG0040011"},
+            "request": {"vault_id": None, "resolved_from": resolved_from},
+            "error": {"category": category, "retryable": False, "message": message},
+        })  # fmt: skip
+
+    asked = {"resource_names": ["web-1", "db 1", "ghost"]}
+    unprotected = failed({**asked, "server": "s-1"}, "not_protected", "no vault protects web-1")
+    twin = failed({**asked, "name": "db 1"}, "invalid_event", "2 servers are named db 1")
+    policy = failed({"policy_id": "pol-1"}, "not_protected", "CBR policy pol-1 is applied to no "
+                    "vault")  # fmt: skip
+
+    assert unprotected.lines[0] == "CBR backup not started for server s-1: not_protected"
+    assert unprotected.marker == "[csbs-trigger trigger d-9 server s-1]"
+    assert twin.lines[0] == "CBR backup not started for server named db 1: invalid_event"
+    digest = hashlib.sha256(b"db 1").hexdigest()[:32]
+    assert twin.marker == f"[csbs-trigger trigger d-9 name sha256:{digest}]"
+    assert policy.lines[0] == "CBR backup not started for policy pol-1: not_protected"
+    assert policy.marker == "[csbs-trigger trigger d-9 policy pol-1]"
+
+
 def test_the_failed_servers_that_do_not_fit_are_counted() -> None:
     items = [{"resource_id": f"s-{n:03d}", "resource_name": f"vm-{n:03d}", "status": "error",
               "fail_code": "E", "fail_reason": "r" * 900} for n in range(20)]  # fmt: skip

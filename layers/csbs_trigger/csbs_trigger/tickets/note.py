@@ -9,6 +9,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from csbs_trigger.cloud.backend import Backend
 from csbs_trigger.notify import backend_of, duration_text
 from csbs_trigger.text import shown
 
@@ -101,16 +102,30 @@ def _not_started(
     content: dict[str, Any], sender: str, reference: str, trigger_id: Any, error: dict[str, Any]
 ) -> Note:
     backend = backend_of(content)
-    target = _target(content, backend.target_key)
+    kind, word, named = _not_started_what(content, backend)
     lines = [
-        f"{backend.label} backup not started for {backend.target_word} {target}: "
-        f"{_field(error.get('category'))}",
+        f"{backend.label} backup not started for {word} {named}: {_field(error.get('category'))}",
         _error_line(error),
     ]
-    marker = (f"{MARKER_PREFIX}trigger {_marker_part(_field(trigger_id))} "
-              f"{'vault' if backend.target_key == 'vault_id' else 'plan'} "
-              f"{_marker_part(target)}]")  # fmt: skip
+    marker = (f"{MARKER_PREFIX}trigger {_marker_part(_field(trigger_id))} {kind} "
+              f"{_marker_part(named)}]")  # fmt: skip
     return _fitted(sender, reference, marker, "failed", None, lines, [])
+
+
+def _not_started_what(content: dict[str, Any], backend: Backend) -> tuple[str, str, str | None]:
+    """What did not start, as its marker names it, as its note says it, and its id: the plan or
+    vault, or (a trigger naming servers or a policy, resolved one by one) the server, the name
+    or the policy it failed for, each a note of its own."""
+    target = _target(content, backend.target_key)
+    request = content.get("request")
+    resolved_from = request.get("resolved_from") if isinstance(request, dict) else None
+    asked = resolved_from if isinstance(resolved_from, dict) and target is None else {}
+    for key, kind, word in (("server", "server", "server"), ("name", "name", "server named"),
+                            ("policy_id", "policy", "policy")):  # fmt: skip
+        if _field(asked.get(key)):
+            return kind, word, _field(asked[key])
+    kind = "vault" if backend.target_key == "vault_id" else "plan"
+    return kind, backend.target_word, target
 
 
 def _fitted(
