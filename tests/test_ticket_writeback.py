@@ -18,6 +18,8 @@ import ticket_update
 from conftest import CHANGE, ISSUE, PLAN_A, ROOT, SERVER, Deployment, WriteBack, read_event
 from test_webhooks import generic_event
 
+import csbs_trigger.runtime
+from csbs_trigger.aws import sqs
 from csbs_trigger.tickets.note import note_of
 from csbs_trigger.tickets.systems import parse_systems
 from support.lambda_context import FakeLambdaContext
@@ -628,3 +630,199 @@ def test_a_claim_whose_worker_died_is_read_for_once_it_runs_out(writeback: Write
     )["Item"]
     assert item["state"] == {"S": "written"}
     assert int(item["expires_at"]["N"]) == int(now + 121) + 30 * 24 * 3600
+
+
+# -- what each step logs and counts, and the report's every field (for operators' queries) ----
+
+
+def said(logs: io.StringIO, message: str) -> list[dict[str, Any]]:
+    parsed = [json.loads(line) for line in logs.getvalue().splitlines() if line.startswith("{")]
+    return [line for line in parsed if line.get("message") == message]
+
+
+def counted(capsys: pytest.CaptureFixture[str]) -> list[tuple[str, dict[str, str]]]:
+    from test_completion_tracking import emf
+
+    return [m for m in emf(capsys.readouterr().out) if m[0].startswith("TicketUpdate") and m[1]]
+
+
+def test_a_write_that_comes_back_logs_why_and_when(
+    writeback: WriteBack, logs: io.StringIO, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sqs.random, "random", lambda: 0.123)  # the backoff's jitter, pinned
+    writeback.sender("jira-cloud")
+    writeback.tickets.fail_next("jira", Fault(503))
+    writeback.backup(ISSUE)
+    holds = recorded_holds(writeback)
+
+    writeback.update()
+
+    [line] = said(logs, "ticket update comes back")
+    marker = line["marker"]
+    assert marker.startswith("[csbs-trigger checkpoint ")
+    assert {k: line[k] for k in ("level", "sender", "reference", "category", "delivery")} == {
+        "level": "INFO", "sender": "generic", "reference": ISSUE, "category": "unavailable",
+        "delivery": 1}  # fmt: skip
+    [hold] = holds
+    ceiling = sqs.BACKOFF_SECONDS  # the first delivery's
+    delay = ceiling / 2 + 0.123 * ceiling / 2
+    assert line["delay_seconds"] == round(delay, 1)  # to the tenth of a second
+    assert hold == int(delay)
+
+
+def test_a_write_that_failed_for_good_logs_counts_and_reports_each_field(
+    writeback: WriteBack, logs: io.StringIO, capsys: pytest.CaptureFixture[str]
+) -> None:
+    writeback.sender("jira-cloud")
+    writeback.deployment.standin.plans.pop(PLAN_A)  # the start fails for good: no checkpoint
+    writeback.tickets.fail_next("jira", Fault(404, {"errorMessages": ["Issue does not exist"]}))
+    writeback.backup(ISSUE, finish=False)
+    writeback.deployment.notifications()
+    capsys.readouterr()
+
+    writeback.update()
+
+    [line] = said(logs, "ticket update failed")
+    assert {k: line[k] for k in ("level", "sender", "reference", "category", "delivery")} == {
+        "level": "WARNING", "sender": "generic", "reference": ISSUE, "category": "not_found",
+        "delivery": 1}  # fmt: skip
+    assert line["marker"].startswith("[csbs-trigger trigger ")
+    assert counted(capsys) == [("TicketUpdateFailed", {"kind": "jira-cloud"})]
+    [report] = reports(writeback.deployment)
+    message = report.message
+    assert sorted(message) == ["checkpoint", "error", "event", "outcome", "published_at",
+                               "schema_version", "text", "trigger"]  # fmt: skip
+    assert (message["schema_version"], message["event"], message["outcome"]) == (
+        1, "writeback", "failed")  # fmt: skip
+    assert message["checkpoint"] is None  # nothing started
+    assert message["error"] == {"category": "not_found", "http_status": 404, "code": None,
+                                "message": message["error"]["message"]}  # fmt: skip
+    assert message["published_at"].endswith("+00:00")
+    assert marker_of(message["text"]) == line["marker"]
+
+
+def test_a_written_note_logs_and_counts_its_system(
+    writeback: WriteBack, logs: io.StringIO, capsys: pytest.CaptureFixture[str]
+) -> None:
+    writeback.sender("servicenow")
+    writeback.backup(CHANGE)
+    capsys.readouterr()
+
+    writeback.update()
+
+    [line] = said(logs, "ticket updated")
+    assert (line["level"], line["sender"], line["reference"]) == ("INFO", "generic", CHANGE)
+    assert counted(capsys) == [("TicketUpdated", {"kind": "servicenow"})]
+
+
+def test_a_broken_ticket_secret_counts_its_failure_as_of_no_system(
+    writeback: WriteBack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    writeback.set_secret({"generic": "not an object"})
+    writeback.deployment.cold_start()
+    writeback.backup(ISSUE)
+    capsys.readouterr()
+
+    writeback.update()
+
+    assert counted(capsys) == [("TicketUpdateFailed", {"kind": "unknown"})]
+
+
+def test_credentials_refused_and_changed_to_credentials_refused_too_are_not_sent(
+    writeback: WriteBack,
+) -> None:
+    """A container still holding the first refused credentials reads the secret again: the new
+    ones were refused as well (by another container), so nothing is sent with either."""
+    writeback.sender("servicenow")
+    writeback.deployment.set_env("SECRET_MAX_AGE_SECONDS", "3600")  # this container keeps it
+    writeback.tickets.servicenow_password = "changed-by-the-admin"
+    writeback.deployment.standin.plans.pop(PLAN_A)
+    writeback.backup(CHANGE, delivery="msg_1", finish=False)
+    writeback.update()  # refused: the first credentials are marked
+    systems = writeback.tickets.secrets()
+    wrong_too = {**systems["servicenow"], "password": "still-not-the-password"}
+    writeback.set_secret({**systems, "generic": wrong_too})
+    first = writeback.deployment.runtime  # holds the first credentials for an hour
+    writeback.deployment.cold_start()  # another container tries the new ones: refused, marked
+    writeback.backup(CHANGE, delivery="msg_2", finish=False)
+    writeback.update()
+    sent = len(writeback.tickets.requests)
+    assert sent == 2
+    reports(writeback.deployment)
+    writeback.deployment.monkeypatch.setattr(csbs_trigger.runtime, "_container_runtime", first)
+
+    writeback.backup(CHANGE, delivery="msg_3", finish=False)
+    writeback.update()
+
+    assert len(writeback.tickets.requests) == sent
+    [again] = reports(writeback.deployment)
+    assert again.message["error"]["category"] == "auth_failed"
+
+
+def test_credentials_refused_then_replaced_by_an_unusable_entry_are_reported_refused(
+    writeback: WriteBack,
+) -> None:
+    writeback.sender("servicenow")
+    writeback.deployment.set_env("SECRET_MAX_AGE_SECONDS", "3600")
+    writeback.tickets.servicenow_password = "changed-by-the-admin"
+    writeback.deployment.standin.plans.pop(PLAN_A)
+    writeback.backup(CHANGE, delivery="msg_1", finish=False)
+    writeback.update()
+    reports(writeback.deployment)
+    writeback.set_secret({**writeback.tickets.secrets(), "generic": {"kind": "servicenow"}})
+
+    writeback.backup(CHANGE, delivery="msg_2", finish=False)
+    answers = writeback.update()
+
+    assert [a["batchItemFailures"] for a in answers] == [[]]
+    [again] = reports(writeback.deployment)
+    assert again.message["error"]["category"] == "auth_failed"
+
+
+def test_a_note_found_written_before_is_logged_so(
+    writeback: WriteBack, logs: io.StringIO, capsys: pytest.CaptureFixture[str]
+) -> None:
+    writeback.sender("jira-cloud")
+    writeback.tickets.fail_next("jira", Fault(503, {"errorMessages": ["busy"]}, passthrough=True))
+    writeback.backup(ISSUE)
+    writeback.update()
+    writeback.time_passes()
+    capsys.readouterr()
+
+    writeback.update()
+
+    [line] = said(logs, "ticket note found, written before")
+    [written] = comments(writeback)
+    assert (line["level"], line["sender"], line["reference"]) == ("INFO", "generic", ISSUE)
+    assert line["marker"].startswith("[csbs-trigger checkpoint ")
+    assert line["marker"] in json.dumps(written["body"])
+    [updated] = said(logs, "ticket updated")
+    assert updated["marker"] == line["marker"]
+    assert counted(capsys) == [("TicketUpdated", {"kind": "jira-cloud"})]
+
+
+def test_a_ticket_secret_that_is_no_json_reports_every_write_as_config_error(
+    writeback: WriteBack, capsys: pytest.CaptureFixture[str]
+) -> None:
+    writeback.set_secret("{not json")
+    writeback.deployment.cold_start()
+    writeback.backup(ISSUE)
+    writeback.deployment.notifications()
+    capsys.readouterr()
+
+    answers = writeback.update()
+
+    assert [a["batchItemFailures"] for a in answers] == [[]]
+    [report] = reports(writeback.deployment)
+    assert report.message["error"]["category"] == "config_error"
+    assert report.message["error"]["message"] == "the ticket secret is not valid JSON"
+    assert counted(capsys) == [("TicketUpdateFailed", {"kind": "unknown"})]
+    assert writeback.tickets.requests == []
+
+
+@pytest.mark.parametrize("event", [[], "Records", None, {"Records": "x"}])
+def test_the_function_takes_sqs_events_only(writeback: WriteBack, event: Any) -> None:
+    from csbs_trigger import InvalidEventError
+
+    with pytest.raises(InvalidEventError, match=r"takes SQS events \(Records\)"):
+        ticket_update.handler(event, FakeLambdaContext(function_name="csbs-trigger-ticket-update"))
