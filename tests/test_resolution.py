@@ -5,6 +5,8 @@ ECS routes."""
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -568,3 +570,36 @@ def test_a_queued_resolution_redelivered_after_the_server_moved_starts_one_set(
     assert len(posted(cloud, "cbr")) == 2
     cbr_told = [n for n in started(cloud) if n.attributes.get("backend") == "cbr"]
     assert len(cbr_told) == 2
+
+
+def test_the_vault_list_is_read_page_by_page(cloud: Deployment) -> None:
+    cloud.standin.cbr_page_limit = 1  # CBR serves fewer a page than asked
+
+    cloud.invoke({"resources": [SERVER_1, DB_SERVER], "backend": "cbr"})
+
+    pages = [c for c in cloud.standin.calls("cbr") if c.path.endswith("/vaults")]
+    assert [c.query["offset"] for c in pages] == [["0"], ["1"]]
+    assert {c.query["resource_ids"][0] for c in pages} == {f"{SERVER_1},{DB_SERVER}"}
+    assert restore_points(cloud) == {VAULT_A: [SERVER_1], VAULT_DB: [DB_SERVER]}
+
+
+def test_a_source_may_fix_the_backend_and_map_server_names(cloud: Deployment) -> None:
+    sources = {"names": {"scheme": "standard-webhooks", "resource_names": "hosts",
+                         "reference": "ticket", "delivery_id": {"header": "webhook-id"},
+                         "fixed": {"backend": "cbr"}}}  # fmt: skip
+    cloud.set_env("WEBHOOK_SOURCES", json.dumps(sources))
+    secret = json.loads(
+        (Path(__file__).parents[1] / "events" / "secrets" / "webhooks.json").read_text()
+    )
+    cloud.aws.update_secret(os.environ["WEBHOOK_SECRET_ID"], {**secret, "names": secret["generic"]})
+    event = generic_event({"hosts": "db-server-1", "ticket": "OPS-9", "backend": "csbs",
+                           "project_id": "f" * 32})  # fmt: skip
+    event["rawPath"] = event["requestContext"]["http"]["path"] = "/webhooks/names"
+    event["pathParameters"] = {"source": "names"}
+
+    answer = cloud.invoke_webhook(event)
+
+    assert answer["statusCode"] == 201, answer["body"]
+    assert restore_points(cloud) == {VAULT_DB: [DB_SERVER]}  # the body's backend is not read
+    [call] = [c for c in cloud.standin.calls("cbr") if c.method == "POST"]
+    assert f"/v3/{PROJECT_ID}/" in call.path  # nor its project
