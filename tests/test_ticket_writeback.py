@@ -826,3 +826,30 @@ def test_the_function_takes_sqs_events_only(writeback: WriteBack, event: Any) ->
 
     with pytest.raises(InvalidEventError, match=r"takes SQS events \(Records\)"):
         ticket_update.handler(event, FakeLambdaContext(function_name="csbs-trigger-ticket-update"))
+
+
+def test_a_ledger_that_fails_brings_the_message_back_and_says_so(
+    writeback: WriteBack, logs: io.StringIO
+) -> None:
+    writeback.sender("jira-cloud")
+    writeback.backup(ISSUE)
+    writeback.deployment.refuse(writeback.deployment.runtime.dynamodb, "UpdateItem",
+                                "InternalServerError", times=10)  # fmt: skip
+
+    [answer] = writeback.update()
+
+    [failure] = answer["batchItemFailures"]
+    [line] = said(logs, "ticket update failed: it comes back")
+    assert (line["level"], line["message_id"]) == ("ERROR", failure["itemIdentifier"])
+    assert line["reason"] == "TriggerError"  # its type, never its text
+    assert writeback.tickets.requests == []
+
+
+def test_a_record_that_is_no_object_is_passed_over(writeback: WriteBack) -> None:
+    from csbs_trigger.writeback import handle_ticket_messages
+
+    answer = handle_ticket_messages(
+        {"Records": [5, "x", None]}, FakeLambdaContext(), writeback.deployment.runtime
+    )
+
+    assert answer == {"batchItemFailures": []}

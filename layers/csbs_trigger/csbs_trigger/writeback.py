@@ -60,7 +60,7 @@ def _handle_record(record: Any, runtime: Runtime, received: float) -> str | None
     if note is None:
         return None  # no ticket named, or nothing final to tell
     try:
-        delay = _write_back(note, record, runtime, received)
+        delay = _write_back(note, record, runtime)
     except Exception as exc:  # the ledger or the topic failed: the message comes back
         # Its type only: an unforeseen exception's text may hold anything.
         logger.error("ticket update failed: it comes back", extra={
@@ -72,8 +72,7 @@ def _handle_record(record: Any, runtime: Runtime, received: float) -> str | None
     return message_id
 
 
-def _write_back(note: Note, record: dict[str, Any], runtime: Runtime, received: float
-                ) -> float | None:  # fmt: skip
+def _write_back(note: Note, record: dict[str, Any], runtime: Runtime) -> float | None:
     """Write the note once; None when done with it, else the seconds until it is tried again."""
     systems = _systems(runtime)
     system = systems if isinstance(systems, ConfigError) else systems.get(note.sender)
