@@ -296,8 +296,9 @@ def recorded_holds(writeback: WriteBack) -> list[int]:
     original = sqs.change_message_visibility
 
     def recorded(**arguments: Any) -> Any:
+        answer = original(**arguments)  # a hold SQS refused (a bad receipt) is no hold
         holds.append(arguments["VisibilityTimeout"])
-        return original(**arguments)
+        return answer
 
     writeback.deployment.runtime.ticket_queue._client = type(  # type: ignore[union-attr]
         "Recording", (), {"change_message_visibility": staticmethod(recorded)}
@@ -824,7 +825,9 @@ def test_a_ticket_secret_that_is_no_json_reports_every_write_as_config_error(
 def test_the_function_takes_sqs_events_only(writeback: WriteBack, event: Any) -> None:
     from csbs_trigger import InvalidEventError
 
-    with pytest.raises(InvalidEventError, match=r"takes SQS events \(Records\)"):
+    with pytest.raises(
+        InvalidEventError, match=r"^the ticket update function takes SQS events \(Records\)$"
+    ):
         ticket_update.handler(event, FakeLambdaContext(function_name="csbs-trigger-ticket-update"))
 
 
@@ -853,3 +856,33 @@ def test_a_record_that_is_no_object_is_passed_over(writeback: WriteBack) -> None
     )
 
     assert answer == {"batchItemFailures": []}
+
+
+def test_a_5xx_asking_to_wait_comes_back_after_the_backoff(
+    writeback: WriteBack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only a 429's Retry-After is followed; a 5xx's answer may be lost, and is read for after
+    the backoff (here pinned: 15 s and a bit)."""
+    monkeypatch.setattr(sqs.random, "random", lambda: 0.0)
+    writeback.sender("jira-cloud")
+    writeback.tickets.fail_next("jira", Fault(503, {"errorMessages": ["busy"]},
+                                              headers={"Retry-After": "2"}))  # fmt: skip
+    writeback.backup(ISSUE)
+    holds = recorded_holds(writeback)
+
+    writeback.update()
+
+    assert holds == [int(sqs.BACKOFF_SECONDS / 2)]
+
+
+def test_without_the_ticket_queue_a_write_to_retry_comes_back_by_its_visibility(
+    writeback: WriteBack,
+) -> None:
+    writeback.sender("jira-cloud")
+    writeback.tickets.fail_next("jira", Fault(429, {"errorMessages": ["slow down"]}))
+    writeback.backup(ISSUE)
+    writeback.deployment.set_env("TICKET_QUEUE_URL", None)
+
+    [answer] = writeback.update()
+
+    assert len(answer["batchItemFailures"]) == 1
