@@ -33,6 +33,8 @@ OWN_PATHS = {
     "csbs_trigger.expiry": {"expiry"},
     "csbs_trigger.aws.expiry_register": {"expiry"},  # elsewhere loaded when first used
     "csbs_trigger.aws.ticket_ledger": {"ticket_update"},
+    "csbs_trigger.resolution": set(),  # loaded by the first plan that names servers or a policy
+    "csbs_trigger.cloud.ecs": set(),  # by the first that names servers by name
 }
 
 

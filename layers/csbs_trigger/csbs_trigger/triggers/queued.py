@@ -22,7 +22,6 @@ from csbs_trigger.log import logger
 from csbs_trigger.models import Trigger
 from csbs_trigger.notify import Notification
 from csbs_trigger.plans import PlanItem, RejectedPlan, Resolution
-from csbs_trigger.resolution import Deferred, expand_unit
 from csbs_trigger.runner import (
     Unit,
     batch_units,
@@ -214,6 +213,8 @@ def _resolve_message(
     """A queued plan naming servers or a policy: resolved once (its key), and what it resolved
     to queued as plans of their own (each then runs as any queued plan). A lookup that may
     succeed later brings the message back, told only at its last delivery."""
+    from csbs_trigger.resolution import Deferred, expand_unit  # only a worker that resolves
+
     try:
         units = expand_unit(queued.unit, context, runtime, final=final)
     except Deferred as deferred:

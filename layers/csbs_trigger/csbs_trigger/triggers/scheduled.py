@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from csbs_trigger.plans import Resolution
-from csbs_trigger.resolution import backups_in, resolve_units
 from csbs_trigger.runner import batch_units, overall, raise_for_publish_failures, run_units
 from csbs_trigger.runtime import Runtime
 from csbs_trigger.triggers.events import MAX_INLINE_PLANS, parse_event
@@ -33,6 +32,8 @@ def handle_event(event: Any, context: LambdaContext, runtime: Runtime) -> dict[s
     resolving = any(isinstance(item, Resolution) for item in parsed.items)
     units = batch_units(parsed.trigger, parsed.items, queued=resolving)
     if resolving:
+        from csbs_trigger.resolution import backups_in, resolve_units  # only when it resolves
+
         units = resolve_units(units, context, runtime)
         if backups_in(units) > MAX_INLINE_PLANS:
             return enqueue_units(parsed.trigger, units, context, runtime)

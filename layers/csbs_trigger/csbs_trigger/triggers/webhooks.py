@@ -23,7 +23,6 @@ from csbs_trigger.log import logger
 from csbs_trigger.models import Trigger
 from csbs_trigger.notify import backend_of
 from csbs_trigger.plans import RejectedPlan, Resolution
-from csbs_trigger.resolution import backups_in, resolve_units
 from csbs_trigger.runner import PlanResult, Unit, run_plan, run_units
 from csbs_trigger.runtime import Runtime
 from csbs_trigger.text import encodable
@@ -145,6 +144,8 @@ def _handle(event: dict[str, Any], context: Any, runtime: Runtime) -> dict[str, 
 def _resolve(trigger: Trigger, unit: Unit, context: Any, runtime: Runtime) -> dict[str, Any]:
     """A delivery naming servers or a policy: every backup it resolves to starts (201 with
     each checkpoint id), or is queued when there are more than ``MAX_INLINE_PLANS`` (202)."""
+    from csbs_trigger.resolution import backups_in, resolve_units  # only when it resolves
+
     units = resolve_units([unit], context, runtime)
     if backups_in(units) > MAX_INLINE_PLANS:
         try:
