@@ -603,3 +603,25 @@ def test_a_source_may_fix_the_backend_and_map_server_names(cloud: Deployment) ->
     assert restore_points(cloud) == {VAULT_DB: [DB_SERVER]}  # the body's backend is not read
     [call] = [c for c in cloud.standin.calls("cbr") if c.method == "POST"]
     assert f"/v3/{PROJECT_ID}/" in call.path  # nor its project
+
+
+def test_an_ecs_list_without_a_count_ends_at_a_short_page(cloud: Deployment) -> None:
+    full = {"servers": [{"id": f"5c5c5c5c-0000-4000-8000-{i:012d}", "name": "db-server-10"}
+                        for i in range(1000)]}  # fmt: skip
+    last = {"servers": [{"id": DB_SERVER, "name": "db-server-1"}]}
+    cloud.standin.fail_next("ecs", Fault(200, full), Fault(200, last))
+
+    cloud.invoke({"resource_names": ["db-server-1"], "backend": "cbr"})
+
+    assert [c.query["offset"] for c in cloud.standin.calls("ecs")] == [["1"], ["2"]]
+    assert restore_points(cloud) == {VAULT_DB: [DB_SERVER]}
+
+
+def test_an_ecs_answer_without_a_server_list_is_a_bad_response(cloud: Deployment) -> None:
+    cloud.standin.fail_next("ecs", Fault(200, {"count": 1}))
+
+    cloud.invoke({"resource_names": ["db-server-1"], "backend": "cbr"})
+
+    [told] = started(cloud)
+    assert told.message["error"]["category"] == "bad_response"
+    assert told.message["error"]["message"] == "ECS answered without a servers list"
