@@ -625,3 +625,14 @@ def test_an_ecs_answer_without_a_server_list_is_a_bad_response(cloud: Deployment
     [told] = started(cloud)
     assert told.message["error"]["category"] == "bad_response"
     assert told.message["error"]["message"] == "ECS answered without a servers list"
+
+
+def test_a_resolution_in_progress_lasts_no_longer_than_its_invocation(cloud: Deployment) -> None:
+    """The resolve step's record knows the invocation's end: a run that dies mid-lookup does
+    not keep its retries waiting for the record's whole lifetime."""
+    cloud.invoke({"resources": [SERVER_1], "backend": "cbr", **SCHEDULE})
+
+    table = cloud.runtime.settings.idempotency_table or ""
+    items = cloud.aws.client("dynamodb").scan(TableName=table)["Items"]
+    [resolve_step] = [i for i in items if '"unresolved"' in i.get("data", {}).get("S", "")]
+    assert "in_progress_expiration" in resolve_step

@@ -541,3 +541,94 @@ def test_backups_in_counts_what_would_start() -> None:
 
     assert backups_in(units) == 2
     assert backups_in([]) == 0
+
+
+# -- what each failure names, and the defaults ------------------------------------------------
+def test_every_failure_names_its_backend() -> None:
+    runtime = Runtime()
+    runtime.directory.servers = {"twin": [S1, S2]}
+    runtime.cloud["cbr"].policies = {"empty": [], "pol": ["v-a"]}
+    runtime.cloud["cbr"].protected = {S3: at("v-b")}
+
+    named = run(Resolution(CBR, resource_names=("none", "twin")), runtime).unresolved
+    empty = run(Resolution(CBR, policy_id="empty"), runtime).unresolved
+    outside = run(Resolution(CBR, policy_id="pol", resources=(S3,)), runtime).unresolved
+    runtime.cloud["cbr"].fail = UpstreamError("down", category=Category.FORBIDDEN)
+    failed = run(Resolution(CBR, resources=(S1,)), runtime).unresolved
+
+    rejections = [*named, *empty, *outside, *failed]
+    assert [(r.backend, r.target_id) for r in rejections] == [(CBR, None)] * 5
+    assert empty[0].resolved_from == {"policy_id": "empty"}
+
+
+def test_a_policy_is_read_and_its_servers_found_in_the_plans_project() -> None:
+    runtime = Runtime()
+    runtime.cloud["cbr"].policies = {"pol": ["v-a"]}
+    runtime.cloud["cbr"].protected = {S1: at("v-a")}
+
+    run(Resolution(CBR, policy_id="pol", resources=(S1,), project_id="e" * 32), runtime)
+
+    assert runtime.cloud["cbr"].calls == [("policy", "pol", "e" * 32),
+                                          ("protection", (S1,), "e" * 32)]  # fmt: skip
+
+
+def test_without_any_backend_the_message_says_what_to_set() -> None:
+    [failed] = run(Resolution(None, resources=(S1,)), Runtime()).unresolved
+
+    assert failed.error.message == (
+        "a plan naming servers needs a backend (csbs or cbr) to find them in: set its backend, "
+        "or the stack's DefaultBackend"
+    )
+
+
+def test_an_id_that_is_no_id_is_a_bad_200_answer() -> None:
+    runtime = Runtime()
+    runtime.cloud["cbr"].protected = {S1: [Protector("a b", None)]}
+
+    [failed] = run(Resolution(CBR, resources=(S1,)), runtime).unresolved
+
+    assert failed.error.http_status == 200
+
+
+def test_by_default_a_lookup_that_may_succeed_later_is_deferred() -> None:
+    runtime = Runtime(table=Table())
+    runtime.cloud["cbr"].fail = UpstreamError("throttled", category=Category.THROTTLED)
+    item = Resolution(CBR, resources=(S1,))
+
+    with pytest.raises(Deferred):
+        resolve(item, FakeLambdaContext(), runtime)  # type: ignore[arg-type]
+    with pytest.raises(Deferred):
+        expand_unit(unit(item), FakeLambdaContext(), runtime)  # type: ignore[arg-type]
+
+
+def test_an_unkeyed_resolution_at_its_last_try_keeps_its_failure() -> None:
+    runtime = Runtime()
+    runtime.cloud["cbr"].fail = UpstreamError("throttled", category=Category.THROTTLED)
+
+    [told] = expand_unit(unit(Resolution(CBR, resources=(S1,)), None), FakeLambdaContext(),
+                         runtime, final=True)  # type: ignore[arg-type]  # fmt: skip
+
+    assert isinstance(told.item, RejectedPlan)
+    assert told.item.error.category is Category.THROTTLED
+
+
+def test_a_keyed_resolution_without_a_table_still_resolves() -> None:
+    runtime = Runtime(table=None)
+    runtime.cloud["cbr"].protected = {S1: at("v-a")}
+
+    [backup] = expand_unit(unit(Resolution(CBR, resources=(S1,))), FakeLambdaContext(),
+                           runtime)  # type: ignore[arg-type]  # fmt: skip
+
+    assert isinstance(backup.item, BackupRequest)
+    assert backup.item.target_id == "v-a"
+
+
+def test_unkeyed_units_carry_what_was_resolved() -> None:
+    runtime = Runtime()
+    runtime.cloud["cbr"].protected = {S1: at("v-a")}
+
+    units = expand_unit(unit(Resolution(CBR, resources=(S1, S2)), None), FakeLambdaContext(),
+                        runtime)  # type: ignore[arg-type]  # fmt: skip
+
+    assert isinstance(units[0].item, BackupRequest)
+    assert isinstance(units[1].item, RejectedPlan)
