@@ -625,6 +625,7 @@ def test_an_ecs_answer_without_a_server_list_is_a_bad_response(cloud: Deployment
     [told] = started(cloud)
     assert told.message["error"]["category"] == "bad_response"
     assert told.message["error"]["message"] == "ECS answered without a servers list"
+    assert told.message["error"]["http_status"] == 200
 
 
 def test_a_resolution_in_progress_lasts_no_longer_than_its_invocation(cloud: Deployment) -> None:
@@ -636,3 +637,42 @@ def test_a_resolution_in_progress_lasts_no_longer_than_its_invocation(cloud: Dep
     items = cloud.aws.client("dynamodb").scan(TableName=table)["Items"]
     [resolve_step] = [i for i in items if '"unresolved"' in i.get("data", {}).get("S", "")]
     assert "in_progress_expiration" in resolve_step
+
+
+def test_names_are_looked_up_in_the_plans_project(cloud: Deployment) -> None:
+    other = "0f" * 16
+    cloud.standin.projects[other] = "eu-de_other"
+
+    cloud.invoke({"resource_names": ["db-server-1"], "backend": "cbr", "project_id": other})
+
+    assert [c.path for c in cloud.standin.calls("ecs")] == [f"/v1/{other}/cloudservers/detail"]
+
+
+def test_an_exact_name_on_an_early_page_is_kept_while_later_pages_are_read(
+    cloud: Deployment,
+) -> None:
+    first = {"servers": [{"id": DB_SERVER, "name": "db-server-1"}], "count": 2}
+    second = {"servers": [{"id": LONELY, "name": "db-server-10"}], "count": 2}
+    cloud.standin.fail_next("ecs", Fault(200, first), Fault(200, second))
+
+    cloud.invoke({"resource_names": ["db-server-1"], "backend": "cbr"})
+
+    assert len(cloud.standin.calls("ecs")) == 2
+    assert restore_points(cloud) == {VAULT_DB: [DB_SERVER]}
+
+
+@pytest.mark.parametrize(
+    ("answer", "message"),
+    [([], "ECS answered without a servers list"),
+     ({"servers": [{"name": "db-server-1"}]}, "ECS listed a server without an id")],
+)  # fmt: skip
+def test_an_unusable_ecs_answer_is_a_bad_response(
+    cloud: Deployment, answer: Any, message: str
+) -> None:
+    cloud.standin.fail_next("ecs", Fault(200, json.dumps(answer).encode()))
+
+    cloud.invoke({"resource_names": ["db-server-1"], "backend": "cbr"})
+
+    [told] = started(cloud)
+    assert told.message["error"]["category"] == "bad_response"
+    assert told.message["error"]["message"] == message
