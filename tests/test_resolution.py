@@ -4,6 +4,7 @@ ECS routes."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 from pathlib import Path
@@ -13,6 +14,8 @@ import pytest
 from conftest import Deployment
 from test_webhooks import bearer_event, body_of, generic_event
 
+from csbs_trigger.cloud.backends import BACKENDS
+from csbs_trigger.models import Trigger
 from support.local_aws import Delivered
 from support.standin import PROJECT_ID, Fault
 
@@ -676,3 +679,32 @@ def test_an_unusable_ecs_answer_is_a_bad_response(
     [told] = started(cloud)
     assert told.message["error"]["category"] == "bad_response"
     assert told.message["error"]["message"] == message
+
+
+def test_a_queued_resolution_not_resolved_yet_comes_back_and_logs_no_upstream_text(
+    cloud: Deployment, logs: io.StringIO
+) -> None:
+    from csbs_trigger.plans import Resolution
+    from csbs_trigger.runner import Unit
+    from csbs_trigger.triggers.queued import QueuedPlan
+
+    key = "schedule:arn#t:resolve"
+    body = QueuedPlan(Trigger("schedule", "arn#t"),
+                      Unit(Resolution(BACKENDS["cbr"], resources=(SERVER_1,)), key,
+                           f"{key}#0")).to_body()  # fmt: skip
+    cloud.aws.client("sqs").send_message(QueueUrl=cloud.plan_queue_url, MessageBody=body)
+    echo = {"error_code": "APIGW.0308", "error_msg": "throttled; you sent password=hunter22"}
+    cloud.standin.fail_next("cbr", *[Fault(503, echo)] * 3)
+
+    [answer] = cloud.work()
+
+    assert len(answer["batchItemFailures"]) == 1
+    assert started(cloud) == []  # told only at its last delivery
+    [line] = [json.loads(x) for x in logs.getvalue().splitlines()
+              if '"plan not resolved yet: back to the queue"' in x]  # fmt: skip
+    assert (line["category"], line["deliveries"]) == ("throttled", 1)
+    assert "hunter22" not in logs.getvalue()
+    cloud.time_passes()
+    cloud.work()  # resolved now, and its backup queued
+    cloud.work()
+    assert restore_points(cloud) == {VAULT_A: [SERVER_1]}

@@ -221,7 +221,8 @@ def _resolve_message(
         delay = deferred.error.retry_after_seconds or sqs.backoff(deliveries)
         logger.info("plan not resolved yet: back to the queue", extra={
             "idempotency_key": queued.unit.key, "deliveries": deliveries,
-            "reason": deferred.error.message, "delay_seconds": delay})  # fmt: skip
+            "category": deferred.error.category.value,  # not its text: the service's words
+            "delay_seconds": delay})  # fmt: skip
         if runtime.plan_queue is not None and isinstance(record.get("receiptHandle"), str):
             runtime.plan_queue.hold_back(record["receiptHandle"], delay)
         return _message_id(record)
