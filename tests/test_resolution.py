@@ -708,3 +708,52 @@ def test_a_queued_resolution_not_resolved_yet_comes_back_and_logs_no_upstream_te
     cloud.work()  # resolved now, and its backup queued
     cloud.work()
     assert restore_points(cloud) == {VAULT_A: [SERVER_1]}
+
+
+@pytest.mark.parametrize(
+    ("plan", "route", "answer", "message"),
+    [({"resources": [SERVER_1], "backend": "cbr"}, "cbr",
+      {"vaults": [{"name": "v", "resources": [{"id": SERVER_1}]}], "count": 1},
+      "CBR listed a vault without an id"),
+     ({"policy_id": POLICY}, "cbr", {"policies": []}, "CBR answered without a policy object"),
+     ({"resources": [APP_1], "backend": "csbs"}, "csbs", {"policy": {}},
+      "CSBS answered without a policies list"),
+     ({"resources": [APP_1], "backend": "csbs"}, "csbs",
+      {"policies": [{"name": "p", "resources": [{"id": APP_1}]}]},
+      "CSBS listed a policy without an id")],
+)  # fmt: skip
+def test_an_unusable_lookup_answer_is_a_bad_response(
+    cloud: Deployment, plan: dict[str, Any], route: str, answer: Any, message: str
+) -> None:
+    cloud.standin.fail_next(route, Fault(200, answer))
+
+    cloud.invoke(plan)
+
+    [told] = started(cloud)
+    assert (told.message["error"]["category"], told.message["error"]["message"]) == (
+        "bad_response", message)  # fmt: skip
+    assert posted(cloud, route) == []
+
+
+def test_a_vault_listing_a_server_twice_is_one_backup_of_it(cloud: Deployment) -> None:
+    twice = {
+        "vaults": [
+            {"id": VAULT_A, "name": "vault-be94", "resources": [{"id": SERVER_1}, {"id": SERVER_1}]}
+        ],
+        "count": 1,
+    }
+    cloud.standin.fail_next("cbr", Fault(200, twice))
+
+    cloud.invoke({"resources": [SERVER_1], "backend": "cbr"})
+
+    [told] = started(cloud)
+    assert "other_vault_ids" not in told.message["request"]["resolved_from"]
+    assert restore_points(cloud) == {VAULT_A: [SERVER_1]}
+
+
+def test_a_policy_naming_a_vault_twice_backs_it_up_once(cloud: Deployment) -> None:
+    cloud.standin.cbr_policies[POLICY] = [VAULT_DB, VAULT_DB]
+
+    cloud.invoke({"policy_id": POLICY})
+
+    assert len(posted(cloud, "cbr")) == 1
