@@ -757,3 +757,24 @@ def test_a_policy_naming_a_vault_twice_backs_it_up_once(cloud: Deployment) -> No
     cloud.invoke({"policy_id": POLICY})
 
     assert len(posted(cloud, "cbr")) == 1
+
+
+def test_a_policy_is_read_in_the_plans_project(cloud: Deployment) -> None:
+    other = "0f" * 16
+    cloud.standin.projects[other] = "eu-de_other"
+
+    cloud.invoke({"policy_id": POLICY, "project_id": other})
+
+    reads = [c.path for c in cloud.standin.calls("cbr") if "/policies/" in c.path]
+    assert reads == [f"/v3/{other}/policies/{POLICY}"]
+
+
+def test_a_policy_answer_that_is_no_object_is_a_bad_200_answer(cloud: Deployment) -> None:
+    cloud.standin.fail_next("cbr", Fault(200, b"[]"))
+
+    cloud.invoke({"policy_id": POLICY})
+
+    [told] = started(cloud)
+    error = told.message["error"]
+    assert (error["category"], error["http_status"], error["message"]) == (
+        "bad_response", 200, "CBR answered without a policy object")  # fmt: skip
