@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from test_webhooks import SECRETS, body_of, generic_event
 
-from csbs_trigger.errors import Category
+from csbs_trigger.errors import Category, ConfigError
 from csbs_trigger.plans import RejectedPlan
 from csbs_trigger.triggers.webhook_sources import Mapped, load_sources
 
@@ -99,3 +99,12 @@ def test_the_mapping_step_never_raises_whatever_the_body(
     assert ignored is None or isinstance(ignored, str)
     if isinstance(mapped.plan, RejectedPlan):
         assert mapped.plan.error.category is Category.INVALID_EVENT
+
+
+@pytest.mark.parametrize("backend", ["tape", ["cbr"], {"cbr": 1}, 3])
+def test_a_fixed_backend_that_is_none_of_them_is_a_config_error(backend: Any) -> None:
+    override = {"names": {"scheme": "bearer", "resource_names": "hosts", "delivery_id": "id",
+                          "fixed": {"backend": backend}}}  # fmt: skip
+
+    with pytest.raises(ConfigError, match="fixed backend must be one of csbs, cbr"):
+        load_sources(json.dumps(override))

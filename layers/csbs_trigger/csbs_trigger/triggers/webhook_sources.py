@@ -242,7 +242,7 @@ def _fixed(source: str, fixed: Any, keep: dict[str, Any]) -> dict[str, Any]:
             f"webhook source {source}: fixed must be an object of {' and '.join(_FIXED)}"
         )
     backend = fixed.get("backend")
-    if backend is not None and backend not in BACKENDS:
+    if backend is not None and (not isinstance(backend, str) or backend not in BACKENDS):
         raise ConfigError(
             f"webhook source {source}: fixed backend must be one of {', '.join(BACKENDS)}"
         )
