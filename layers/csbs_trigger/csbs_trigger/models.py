@@ -177,6 +177,15 @@ def _parse_plan(plan: dict[str, Any]) -> ProtectionPlan:
     )
 
 
+def listed(document: Any, key: str, what: str) -> list[dict[str, Any]]:
+    """The objects of the ``key`` list of a 200 answer from ``what`` (CBR, CSBS, ECS), or
+    ``bad_response``: an answer without its list is no empty page."""
+    rows = document.get(key) if isinstance(document, dict) else None
+    if not isinstance(rows, list):
+        raise UpstreamError.bad_response(f"{what} answered without a {key} list", http_status=200)
+    return objects(rows)
+
+
 def objects(value: Any) -> list[dict[str, Any]]:
     """The objects of a list an answer holds; anything else holds none."""
     return [entry for entry in value if isinstance(entry, dict)] if isinstance(value, list) else []

@@ -44,6 +44,7 @@ from csbs_trigger.models import (
     checkpoint_object,
     decode_extra_info,
     field_text,
+    listed,
     objects,
     parse_resources,
 )
@@ -395,11 +396,9 @@ def _failures(
 def _list_page(document: Any, key: str) -> tuple[list[dict[str, Any]], int]:
     """The rows of one page and the total the list says it holds (its length where the count
     is missing or no number)."""
-    rows = document.get(key) if isinstance(document, dict) else None
-    if not isinstance(rows, list):
-        raise UpstreamError.bad_response(f"CBR answered without a {key} list", http_status=200)
+    rows = listed(document, key, "CBR")
     count = number_within(document.get("count"), low=0)
-    return objects(rows), int(count) if count is not None else len(rows)
+    return rows, int(count) if count is not None else len(rows)
 
 
 def _policy_vaults(answer: Answer) -> list[str]:

@@ -23,7 +23,7 @@ from csbs_trigger.cloud.endpoints import Service
 from csbs_trigger.cloud.transport import Answer
 from csbs_trigger.deadline import Deadline
 from csbs_trigger.errors import Category, UpstreamError
-from csbs_trigger.models import field_text, objects, parse_checkpoint_body, parse_resources
+from csbs_trigger.models import field_text, listed, parse_checkpoint_body, parse_resources
 from csbs_trigger.settings import Settings
 
 SERVICE = Service("csbs", "CSBS", "v1", frozenset({"csbs", "data-protect"}))
@@ -180,12 +180,8 @@ def _items_page(answer: Answer) -> list[CheckpointItem]:
 
 def _policies_page(answer: Answer) -> list[dict[str, Any]]:
     """One page of policies, each with its id (a policy without one is no plan to start)."""
-    document = answer.json()
-    policies = document.get("policies") if isinstance(document, dict) else None
-    if not isinstance(policies, list):
-        raise UpstreamError.bad_response("CSBS answered without a policies list", http_status=200)
     page = []
-    for policy in objects(policies):
+    for policy in listed(answer.json(), "policies", "CSBS"):
         policy_id = field_text(policy.get("id"))
         if not policy_id:
             raise UpstreamError.bad_response("CSBS listed a policy without an id")

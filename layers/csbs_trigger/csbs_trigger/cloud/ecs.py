@@ -15,7 +15,7 @@ from csbs_trigger.cloud.endpoints import Service
 from csbs_trigger.cloud.transport import Answer
 from csbs_trigger.deadline import Deadline
 from csbs_trigger.errors import UpstreamError
-from csbs_trigger.models import field_text, objects
+from csbs_trigger.models import field_text, listed
 
 SERVICE = Service("ecs", "ECS", "v1", frozenset({"ecs"}))
 # ECS serves at most 1,000 servers a page; ``offset`` is the page number, from 1.
@@ -54,11 +54,8 @@ class ServerDirectory:
 def _servers_page(answer: Answer) -> tuple[list[dict[str, Any]], int | None]:
     """The servers of one page, each with its id, and the count the answer gives."""
     document = answer.json()
-    servers = document.get("servers") if isinstance(document, dict) else None
-    if not isinstance(servers, list):
-        raise UpstreamError.bad_response("ECS answered without a servers list", http_status=200)
     page = []
-    for server in objects(servers):
+    for server in listed(document, "servers", "ECS"):
         server_id = field_text(server.get("id"))
         if not server_id:
             raise UpstreamError.bad_response("ECS listed a server without an id")
