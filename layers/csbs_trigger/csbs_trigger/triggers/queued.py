@@ -166,7 +166,7 @@ def handle_plan_messages(event: Any, context: Any, runtime: Runtime) -> dict[str
 def _run_message(record: Any, context: Any, runtime: Runtime) -> str | None:
     """One message: None when done with (told its outcome), else its id, to come back."""
     record = record if isinstance(record, dict) else {}
-    message_id = record.get("messageId") if isinstance(record.get("messageId"), str) else None
+    message_id = _message_id(record)
     try:
         queued = QueuedPlan.from_body(record.get("body"))
     except InvalidEventError as error:
