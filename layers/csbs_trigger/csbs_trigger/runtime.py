@@ -144,12 +144,16 @@ class Runtime:
             retries={"mode": "standard", "max_attempts": 3},
             max_pool_connections=settings.max_concurrency,
         )
-        session = aws_session or boto3.session.Session()
+        session, lock = aws_session or boto3.session.Session(), threading.Lock()
+
+        def client(service: str) -> Any:
+            return _LazyClient(session, service, config, lock)
+
         return cls(
             settings,
-            secretsmanager=session.client("secretsmanager", config=config),
-            sns=session.client("sns", config=config),
-            dynamodb=session.client("dynamodb", config=config)
+            secretsmanager=client("secretsmanager"),
+            sns=client("sns"),
+            dynamodb=client("dynamodb")
             if settings.idempotency_table
             or settings.tracking_table
             or settings.login_refusal_table
@@ -157,9 +161,7 @@ class Runtime:
             or settings.ticket_ledger_table
             or settings.expiry_table
             else None,
-            sqs=session.client("sqs", config=config)
-            if settings.plan_queue_url or settings.ticket_queue_url
-            else None,
+            sqs=client("sqs") if settings.plan_queue_url or settings.ticket_queue_url else None,
             **overrides,
         )
 
@@ -402,6 +404,24 @@ class Account:
                 self._auth = auth_for(credentials, self._session, self._logins)
                 self._credentials = credentials
             return self._auth
+
+
+class _LazyClient:
+    """A boto3 client built when first used: a container pays for building one (about 4 ms of
+    CPU each) only for the services it calls; a scheduled firing of 20 plans or fewer never
+    builds its SQS client. ``lock`` is its session's: a boto3 session must not build two
+    clients at once, and a batch's plans may first reach a client side by side."""
+
+    def __init__(self, session: Any, service: str, config: Any, lock: threading.Lock) -> None:
+        self._session, self._service, self._config, self._lock = session, service, config, lock
+        self._client: Any = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._client is None:
+            with self._lock:
+                if self._client is None:
+                    self._client = self._session.client(self._service, config=self._config)
+        return getattr(self._client, name)
 
 
 def _http_session(pool_size: int) -> requests.Session:
