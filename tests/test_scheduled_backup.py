@@ -12,8 +12,8 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
-import pytest
 import conftest
+import pytest
 from conftest import Deployment, read_event
 
 import csbs_trigger.runner
