@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
-import conftest
+import boto3
 import pytest
 from conftest import Deployment, read_event
 
@@ -578,14 +578,14 @@ def test_a_container_builds_only_the_aws_clients_it_calls_each_once(
     # Each boto3 client costs a cold start about 4 ms of CPU: a firing of 20 plans or fewer
     # never calls SQS, and the 16 plans of a batch that first reach a client side by side
     # build it once (a boto3 session must not build two at once).
-    session, built = conftest._AWS_SESSION, []
-    real = session.client
+    built: list[str] = []
+    real = boto3.session.Session.client
 
-    def client(service: str, **options: Any) -> Any:
+    def client(session: boto3.session.Session, service: str, **options: Any) -> Any:
         built.append(service)
-        return real(service, **options)
+        return real(session, service, **options)  # type: ignore[call-overload]
 
-    monkeypatch.setattr(session, "client", client)
+    monkeypatch.setattr(boto3.session.Session, "client", client)
     deployment.set_env("MAX_CONCURRENCY", "16")
     assert built == []  # a container that has run nothing has built nothing
     plans = [str(uuid.uuid4()) for _ in range(16)]
