@@ -8,7 +8,9 @@ import pytest
 from conftest import read_event
 
 from csbs_trigger.cloud.backend import BackupRequest
+from csbs_trigger.cloud.cbr import BACKEND as CBR
 from csbs_trigger.cloud.csbs import BACKEND as CSBS
+from csbs_trigger.plans import Resolution
 from csbs_trigger.triggers.events import (
     MAX_PLANS_PER_EVENT,
     RejectedPlan,
@@ -255,3 +257,85 @@ def test_a_mapped_plan_is_checked_as_an_event_plan() -> None:
     invalid = parse_plan({"plan_id": PLAN, "resources": "not a list"}, where="body")
     assert isinstance(invalid, RejectedPlan)
     assert invalid.target_id == PLAN  # the notification still names the plan
+
+
+# Plans that name what to back up rather than what protects it (issue 28), parsed as any other
+# plan: each field checked at the boundary, each refusal naming the field.
+PROJECT = "0123456789abcdef0123456789abcdef"
+NAMES_MAX = [f"web-{i:03d}" for i in range(100)]
+
+
+@pytest.mark.parametrize(
+    ("plan", "expected"),
+    [
+        ({"resources": [SERVER]}, Resolution(None, resources=(SERVER,))),
+        ({"resources": [SERVER], "backend": "csbs"}, Resolution(CSBS, resources=(SERVER,))),
+        ({"resource_names": ["web-1", "db 2"], "backend": "cbr", "keep_days": 1},
+         Resolution(CBR, resource_names=("web-1", "db 2"), keep_days=1)),
+        ({"resource_names": NAMES_MAX}, Resolution(None, resource_names=tuple(NAMES_MAX))),
+        ({"resource_names": ["x" * 64], "keep_days": 3650},
+         Resolution(None, resource_names=("x" * 64,), keep_days=3650)),
+        ({"policy_id": PLAN}, Resolution(CBR, policy_id=PLAN)),
+        ({"policy_id": PLAN, "backend": "cbr", "resources": [SERVER]},
+         Resolution(CBR, policy_id=PLAN, resources=(SERVER,))),
+        ({"resources": [SERVER], "project_id": PROJECT, "credentials": "team-b/ops_1"},
+         Resolution(None, resources=(SERVER,), project_id=PROJECT, credentials="team-b/ops_1")),
+    ],
+)  # fmt: skip
+def test_each_form_of_a_plan_to_resolve_parses_to_what_it_names(
+    plan: dict[str, Any], expected: Resolution
+) -> None:
+    [item] = parse_event(plan).items
+
+    assert item == expected
+
+
+@pytest.mark.parametrize(
+    ("plan", "message"),
+    [
+        ({"resources": [SERVER], "backend": "karbor"},
+         "event.backend must be one of csbs, cbr, got a string"),
+        ({"resources": [SERVER], "backend": 1}, "event.backend must be one of csbs, cbr, got"),
+        ({"policy_id": PLAN, "backend": "csbs"},
+         "event.policy_id is a CBR policy: backend must be cbr"),
+        ({"policy_id": "no id!"}, "event.policy_id must be an id of 1 to 64"),
+        ({"resources": [SERVER], "resource_names": ["web"]},
+         "event names resources and resource_names: one of them"),
+        ({"policy_id": PLAN, "resource_names": ["web"]},
+         "event.resource_names goes without policy_id: name servers by id (resources)"),
+        ({"resource_names": []}, "event.resource_names must be a non-empty list of names"),
+        ({"resource_names": "web"}, "event.resource_names must be a non-empty list of names"),
+        ({"resource_names": [*NAMES_MAX, "one-more"]},
+         "event.resource_names holds 101 names; at most 100"),
+        ({"resource_names": ["web", ""]},
+         "event.resource_names[1] must be a server name of 1 to 64 printable characters"),
+        ({"resource_names": ["x" * 65]}, "event.resource_names[0] must be a server name of 1 to"),
+        ({"resource_names": [" web"]}, "event.resource_names[0] must be a server name"),
+        ({"resource_names": ["web\x1b[31m"]}, "event.resource_names[0] must be a server name"),
+        ({"resource_names": [7]}, "event.resource_names[0] must be a server name"),
+        ({"resource_names": ["web", "web"]}, "event.resource_names lists a name twice"),
+        ({"resources": [SERVER], "keep_days": 0},
+         "event.keep_days must be a whole number of days from 1 to 3650, got 0"),
+        ({"resources": [SERVER], "keep_days": 3651},
+         "event.keep_days must be a whole number of days from 1 to 3650, got 3651"),
+        ({"resources": [SERVER], "keep_days": True},
+         "event.keep_days must be a whole number of days from 1 to 3650, got bool"),
+        ({"resources": [SERVER], "keep_days": 1.5},
+         "event.keep_days must be a whole number of days from 1 to 3650, got float"),
+        ({"resources": [SERVER], "project_id": PROJECT.upper()},
+         "event.project_id must be a project id of 32 hex digits"),
+        ({"resources": [SERVER], "credentials": "team b"}, "event.credentials must be"),
+        ({"resources": [SERVER], "vault": "v"},
+         "event.plan_id or vault_id is missing (unknown keys: 'vault')"),
+        ({"resource_names": ["web"], "backend": "csbs", "incremental": True},
+         "event has unknown keys 'incremental'; allowed: auto_trigger, backend, credentials, "
+         "keep_days, policy_id, project_id, resource_names, resources, schedule_arn, "
+         "scheduled_time"),
+        ({"resource_names": ["web"], "incremental": "yes"},
+         "event.incremental must be true or false"),
+    ],
+)  # fmt: skip
+def test_a_plan_to_resolve_that_is_wrong_is_refused_naming_the_field(
+    plan: dict[str, Any], message: str
+) -> None:
+    assert only_rejection(plan).startswith(message)
