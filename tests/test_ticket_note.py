@@ -194,6 +194,35 @@ def test_each_server_a_resolution_could_not_start_is_its_own_note() -> None:
     assert policy.marker == "[csbs-trigger trigger d-9 policy pol-1]"
 
 
+@pytest.mark.parametrize(
+    "request_field",
+    [None, "a request that is text", {"vault_id": None, "resolved_from": "servers web-1"},
+     {"vault_id": None, "resolved_from": ["web-1"]}],
+)  # fmt: skip
+def test_a_failure_whose_request_or_resolution_is_no_object_is_noted_for_its_vault(
+    request_field: Any,
+) -> None:
+    """What a message says it was resolved from is read only where it is an object: any other
+    shape is noted as the vault's failure (as if it named no resolution), never a crash of
+    the ticket update."""
+
+    def failed(request: Any) -> Any:
+        return note_of({
+            "event": "started", "outcome": "failed", "backend": "cbr",
+            "trigger": {"source": "webhook", "id": "d-9", "sender": "servicenow",
+                        "reference": "CHG0040011"},
+            "request": request,
+            "error": {"category": "not_protected", "retryable": False, "message": "no vault"},
+        })  # fmt: skip
+
+    note, plain = failed(request_field), failed({"vault_id": None})
+
+    assert note is not None
+    assert plain is not None
+    assert (note.marker, note.lines) == (plain.marker, plain.lines)
+    assert note.lines[0].startswith("CBR backup not started for vault ")
+
+
 def test_the_failed_servers_that_do_not_fit_are_counted() -> None:
     items = [{"resource_id": f"s-{n:03d}", "resource_name": f"vm-{n:03d}", "status": "error",
               "fail_code": "E", "fail_reason": "r" * 900} for n in range(20)]  # fmt: skip
