@@ -308,11 +308,14 @@ def test_each_form_of_a_plan_to_resolve_parses_to_what_it_names(
         ({"resource_names": [*NAMES_MAX, "one-more"]},
          "event.resource_names holds 101 names; at most 100"),
         ({"resource_names": ["web", ""]},
-         "event.resource_names[1] must be a server name of 1 to 64 printable characters"),
+         "event.resource_names[1] must be a server name of 1 to 64 printable characters, got a "
+         "string of 0 characters"),
         ({"resource_names": ["x" * 65]}, "event.resource_names[0] must be a server name of 1 to"),
         ({"resource_names": [" web"]}, "event.resource_names[0] must be a server name"),
         ({"resource_names": ["web\x1b[31m"]}, "event.resource_names[0] must be a server name"),
-        ({"resource_names": [7]}, "event.resource_names[0] must be a server name"),
+        ({"resource_names": [7]},
+         "event.resource_names[0] must be a server name of 1 to 64 printable characters, got "
+         "int"),
         ({"resource_names": ["web", "web"]}, "event.resource_names lists a name twice"),
         ({"resources": [SERVER], "keep_days": 0},
          "event.keep_days must be a whole number of days from 1 to 3650, got 0"),
@@ -325,6 +328,11 @@ def test_each_form_of_a_plan_to_resolve_parses_to_what_it_names(
         ({"resources": [SERVER], "project_id": PROJECT.upper()},
          "event.project_id must be a project id of 32 hex digits"),
         ({"resources": [SERVER], "credentials": "team b"}, "event.credentials must be"),
+        ({"resources": [SERVER], "project_id": 7},
+         "event.project_id must be a project id of 32 hex digits, got int"),
+        ({"policy_id": PLAN, "resources": []},
+         "event.resources is empty: leave it out to back up every resource of the policy"),
+        ({"resource_names": ["w"]}, None),
         ({"resources": [SERVER], "vault": "v"},
          "event.plan_id or vault_id is missing (unknown keys: 'vault')"),
         ({"resource_names": ["web"], "backend": "csbs", "incremental": True},
@@ -336,6 +344,54 @@ def test_each_form_of_a_plan_to_resolve_parses_to_what_it_names(
     ],
 )  # fmt: skip
 def test_a_plan_to_resolve_that_is_wrong_is_refused_naming_the_field(
+    plan: dict[str, Any], message: str | None
+) -> None:
+    if message is None:  # a name of one character is a name
+        assert only_resolution(plan).resource_names == tuple(plan["resource_names"])
+    else:
+        assert only_rejection(plan).startswith(message)
+
+
+def only_resolution(event: Any) -> Resolution:
+    [item] = parse_event(event).items
+    assert isinstance(item, Resolution), item
+    return item
+
+
+def test_a_plan_of_a_plan_or_vault_carries_its_scope_and_lifetime() -> None:
+    request = only_request({"plan_id": PLAN, "resources": [SERVER], "keep_days": 7,
+                            "project_id": PROJECT, "credentials": "team-b"})  # fmt: skip
+
+    assert (request.project_id, request.credentials, request.keep_days) == (PROJECT, "team-b", 7)
+    assert only_request({"vault_id": PLAN, "backend": "cbr"}).backend == CBR
+
+
+@pytest.mark.parametrize(
+    ("plan", "message"),
+    [
+        ({"plan_id": PLAN, "backend": "cbr"},
+         "event.backend must be csbs (the backend of plan_id) or left out"),
+        ({"vault_id": PLAN, "backend": "csbs"},
+         "event.backend must be cbr (the backend of vault_id) or left out"),
+        ({"plan_id": PLAN, "resources": []},
+         "event.resources is empty: leave it out to back up every resource of the plan"),
+        ({"plans": [{"plan_id": PLAN}, {"plan_id": PLAN, "keep_days": 0}]},
+         "event.plans[1].keep_days must be a whole number of days from 1 to 3650, got 0"),
+        ({"plans": [{"plan_id": PLAN}, {"plan_id": PLAN, "project_id": "p"}]},
+         "event.plans[1].project_id must be a project id of 32 hex digits, got a string of 1 "
+         "characters"),
+        ({"plans": [{"plan_id": PLAN}, {"resources": [SERVER], "project_id": "p"}]},
+         "event.plans[1].project_id must be a project id of 32 hex digits, got a string of 1 "
+         "characters"),
+        ({"plans": [{"plan_id": PLAN}, {"resources": []}]},
+         "event.plans[1].resources is empty: leave it out to back up every resource"),
+    ],
+)  # fmt: skip
+def test_a_plan_of_a_plan_or_vault_that_is_wrong_is_refused_naming_the_field(
     plan: dict[str, Any], message: str
 ) -> None:
-    assert only_rejection(plan).startswith(message)
+    rejections = [item for item in parse_event(plan).items if isinstance(item, RejectedPlan)]
+
+    assert [r.error.message for r in rejections if r.error.message.startswith(message)], [
+        r.error.message for r in rejections
+    ]
