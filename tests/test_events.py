@@ -395,3 +395,26 @@ def test_a_plan_of_a_plan_or_vault_that_is_wrong_is_refused_naming_the_field(
     assert [r.error.message for r in rejections if r.error.message.startswith(message)], [
         r.error.message for r in rejections
     ]
+
+
+def test_a_plan_naming_both_a_plan_and_a_vault_is_refused_saying_so() -> None:
+    assert only_rejection({"plan_id": PLAN, "vault_id": PLAN}) == (
+        "event names plan_id and vault_id: exactly one of them"
+    )
+    assert only_rejection({"resources": None}) == "event.plan_id or vault_id is missing"
+    assert only_request({"plan_id": PLAN, "backend": "csbs"}).backend == CSBS
+
+
+def test_a_batch_of_exactly_the_most_plans_is_read_whole() -> None:
+    plans = [{"plan_id": PLAN, "resources": [SERVER]}] * MAX_PLANS_PER_EVENT
+
+    assert len(parse_event({"plans": plans}).items) == MAX_PLANS_PER_EVENT
+
+
+def test_an_eventbridge_event_without_its_id_refuses_each_plan_for_its_own_backend() -> None:
+    event = {"id": "", "source": "ops", "detail-type": "backup", "detail": {
+        "plans": [{"plan_id": PLAN}, {"vault_id": PLAN}]}}  # fmt: skip
+    rejected = parse_event(event).items
+
+    assert [(item.backend, item.target_id) for item in rejected] == [(CSBS, PLAN), (CBR, PLAN)]
+    assert all(isinstance(item, RejectedPlan) for item in rejected)

@@ -94,6 +94,21 @@ def test_servers_in_two_vaults_become_one_restore_point_a_vault_of_exactly_them(
         )
 
 
+@pytest.mark.parametrize("field", ["resources", "resource_names"])
+def test_a_plan_whose_servers_are_null_is_told_invalid_never_dropped(
+    cloud: Deployment, field: str
+) -> None:
+    # Before: the key alone made it a plan naming servers; naming none, it resolved to nothing
+    # and ended without a backup or a word.
+    result = cloud.invoke({field: None, "backend": "cbr"})
+
+    assert result["outcome"] == "failed"
+    [told] = cloud.notifications()
+    assert told.message["error"]["category"] == "invalid_event"
+    assert told.message["error"]["message"] == "event.plan_id or vault_id is missing"
+    assert restore_points(cloud) == {}
+
+
 def test_servers_of_one_vault_are_one_restore_point(cloud: Deployment) -> None:
     cloud.invoke({"resources": [SERVER_1, SERVER_2], "backend": "cbr"})
 

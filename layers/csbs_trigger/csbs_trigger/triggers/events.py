@@ -62,7 +62,8 @@ _SCHEDULE_FORMATS = {
 # What names the backend of a plan: "plan_id" (CSBS), "vault_id" (CBR), and what names what
 # to back up for a resolution: "policy_id" (CBR), servers by id or by name.
 _NAMING = " or ".join(BACKEND_BY_TARGET_KEY)
-_ASKING = (*BACKEND_BY_POLICY_KEY, "resources", "resource_names")
+_SERVER_KEYS = ("resources", "resource_names")
+_ASKING = (*BACKEND_BY_POLICY_KEY, *_SERVER_KEYS)
 _RESOLUTION_KEYS = frozenset(
     {*_ASKING, "backend", "keep_days", "project_id", "credentials", *(o.name for o in OPTIONS)}
 )
@@ -178,7 +179,9 @@ def _parse_plan(
         raise InvalidEventError(f"{where} names {' and '.join(named)}: exactly one of them")
     by_policy = bool(named) and named[0] in BACKEND_BY_POLICY_KEY
     # Servers alone are a resolution; with keys no plan knows, more likely a misspelt plan id.
-    by_servers = not named and ("resources" in plan or "resource_names" in plan)
+    # A null list names no server: such a plan is missing what it backs up, never a resolution
+    # of nothing (which would end without a backup or a word).
+    by_servers = not named and any(plan.get(key) is not None for key in _SERVER_KEYS)
     if by_policy or (by_servers and not _unknown_keys(plan, _RESOLUTION_KEYS | also)):
         return _parse_resolution(plan, where=where, also=also)
     if not named or plan[named[0]] is None:
