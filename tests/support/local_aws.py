@@ -122,6 +122,10 @@ def _spare_moto_repeated_work() -> None:
 class _AwsServer(ThreadingHTTPServer):
     daemon_threads = True
     request_queue_size = 128  # a full batch opens its connections at once, as at a real endpoint
+    # moto's models are not thread-safe (a put racing a read of the same table can fail with a
+    # 500 that AWS never sends); AWS applies each call atomically, so moto answers one at a
+    # time. Connections are still accepted and read side by side.
+    app_lock = threading.Lock()
 
 
 class _AwsHandler(BaseHTTPRequestHandler):
@@ -175,11 +179,12 @@ class _AwsHandler(BaseHTTPRequestHandler):
             started[:] = [status, headers]
             return chunks.append
 
-        answer = self.server.app(environ, start_response)  # type: ignore[attr-defined]
-        try:
-            chunks.extend(answer)
-        finally:
-            getattr(answer, "close", lambda: None)()
+        with self.server.app_lock:  # type: ignore[attr-defined]
+            answer = self.server.app(environ, start_response)  # type: ignore[attr-defined]
+            try:
+                chunks.extend(answer)
+            finally:
+                getattr(answer, "close", lambda: None)()
         status, headers = started
         payload = b"".join(chunks)
         code, _, reason = status.partition(" ")

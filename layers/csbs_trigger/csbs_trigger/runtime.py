@@ -144,10 +144,10 @@ class Runtime:
             retries={"mode": "standard", "max_attempts": 3},
             max_pool_connections=settings.max_concurrency,
         )
-        session, lock = aws_session or boto3.session.Session(), threading.Lock()
+        session = aws_session or boto3.session.Session()
 
         def client(service: str) -> Any:
-            return _LazyClient(session, service, config, lock)
+            return _LazyClient(session, service, config)
 
         return cls(
             settings,
@@ -409,16 +409,19 @@ class Account:
 class _LazyClient:
     """A boto3 client built when first used: a container pays for building one (about 4 ms of
     CPU each) only for the services it calls; a scheduled firing of 20 plans or fewer never
-    builds its SQS client. ``lock`` is its session's: a boto3 session must not build two
-    clients at once, and a batch's plans may first reach a client side by side."""
+    builds its SQS client. One at a time in the process: a boto3 session must not build two
+    clients at once, a batch's plans may first reach a client side by side, and a session may
+    serve more than one Runtime (tests' containers share one)."""
 
-    def __init__(self, session: Any, service: str, config: Any, lock: threading.Lock) -> None:
-        self._session, self._service, self._config, self._lock = session, service, config, lock
+    _building = threading.Lock()
+
+    def __init__(self, session: Any, service: str, config: Any) -> None:
+        self._session, self._service, self._config = session, service, config
         self._client: Any = None
 
     def __getattr__(self, name: str) -> Any:
         if self._client is None:
-            with self._lock:
+            with self._building:
                 if self._client is None:
                     self._client = self._session.client(self._service, config=self._config)
         return getattr(self._client, name)
