@@ -101,8 +101,9 @@ template: dev
 bytecode: dev
 	PYTHONDONTWRITEBYTECODE= $(PY) -m pytest -q --collect-only -p no:randomly > /dev/null
 
-# Four workers on two cores: a test spends much of its time waiting on sockets (moto, the
-# stand-in), and four keep both cores busy (pytest 86 s with two workers, 70 s with four).
+# Four workers on two cores: a test spends part of its time waiting on sockets (moto, the
+# stand-in), and four keep both cores busy (measured here: 114 s with two workers, 108 s with
+# four; the suite is CPU-bound, so the difference is small).
 pytest: dev
 	PYTHONDONTWRITEBYTECODE= $(PY) -m pytest -q -n 4
 
