@@ -402,6 +402,8 @@ def test_a_plan_naming_both_a_plan_and_a_vault_is_refused_saying_so() -> None:
         "event names plan_id and vault_id: exactly one of them"
     )
     assert only_rejection({"resources": None}) == "event.plan_id or vault_id is missing"
+    # A backend is a field plans know: missing the id, it is not listed as an unknown key.
+    assert only_rejection({"backend": "cbr"}) == "event.plan_id or vault_id is missing"
     assert only_request({"plan_id": PLAN, "backend": "csbs"}).backend == CSBS
 
 
