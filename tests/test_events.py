@@ -35,6 +35,12 @@ def only_rejection(event: Any) -> str:
     return item.error.message
 
 
+def only_resolution(event: Any) -> Resolution:
+    [item] = parse_event(event).items
+    assert isinstance(item, Resolution), item
+    return item
+
+
 @pytest.mark.parametrize("name", ["schedule.json", "direct.json", "eventbridge.json", "batch.json"])
 def test_every_valid_sample_parses_without_rejections(name: str) -> None:
     parsed = parse_event(read_event(name))
@@ -350,12 +356,6 @@ def test_a_plan_to_resolve_that_is_wrong_is_refused_naming_the_field(
         assert only_resolution(plan).resource_names == tuple(plan["resource_names"])
     else:
         assert only_rejection(plan).startswith(message)
-
-
-def only_resolution(event: Any) -> Resolution:
-    [item] = parse_event(event).items
-    assert isinstance(item, Resolution), item
-    return item
 
 
 def test_a_plan_of_a_plan_or_vault_carries_its_scope_and_lifetime() -> None:

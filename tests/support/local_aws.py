@@ -12,11 +12,9 @@ from __future__ import annotations
 import functools
 import io
 import json
-import socket
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -24,6 +22,8 @@ from urllib.parse import unquote
 import boto3
 import requests
 import yaml
+
+from support.loopback import KeepAliveHandler, LoopbackServer
 
 REGION = "eu-central-1"
 TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
@@ -119,32 +119,20 @@ def _spare_moto_repeated_work() -> None:
     Subscription.private_key = lambda self: _one_signing_key()  # type: ignore[method-assign]
 
 
-class _AwsServer(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 128  # a full batch opens its connections at once, as at a real endpoint
+class _AwsServer(LoopbackServer):
     # moto's models are not thread-safe (a put racing a read of the same table can fail with a
     # 500 that AWS never sends); AWS applies each call atomically, so moto answers one at a
     # time. Connections are still accepted and read side by side.
     app_lock = threading.Lock()
 
 
-class _AwsHandler(BaseHTTPRequestHandler):
+class _AwsHandler(KeepAliveHandler):
     """moto's WSGI application behind an HTTP/1.1 server that keeps connections alive, as AWS's
     endpoints do. moto's own server (werkzeug's development server) closes the connection
     after every answer, which cost each call a new connection and a new thread (about 40 % of
     a call's time here) and never let the clients' connection pools work as in Lambda."""
 
-    protocol_version = "HTTP/1.1"
     timeout = 120  # the idle connection of a container a test dropped: its thread ends
-
-    def setup(self) -> None:
-        super().setup()
-        # Headers and body leave in separate writes: without this, Nagle's algorithm and the
-        # client's delayed ACK add 40 ms to every answer.
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-    def log_message(self, format: str, *args: Any) -> None:  # one line per AWS call otherwise
-        pass
 
     def do_GET(self) -> None:
         self._serve()

@@ -18,7 +18,6 @@ import json
 import secrets
 import socket
 import struct
-import sys
 import threading
 import time
 import uuid
@@ -26,10 +25,11 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from support.loopback import KeepAliveHandler, LoopbackServer
 
 # The stand-in accepts the sample secrets in events/secrets/ (test-only values, which the tests
 # check never leave the function).
@@ -171,8 +171,7 @@ class CsbsStandIn:
         self.projects: dict[str, str] = {PROJECT_ID: PROJECT_NAME}
         self._lock = threading.Lock()
         self._stopping = threading.Event()
-        self._server = _Server(("127.0.0.1", 0), _Handler)
-        self._server.daemon_threads = True
+        self._server = LoopbackServer(("127.0.0.1", 0), _Handler)
         self._server.standin = self  # type: ignore[attr-defined]
         self._thread = threading.Thread(
             target=self._server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True
@@ -388,35 +387,13 @@ def _route(path: str) -> str:
     return "cbr" if path.startswith("/v3/") else "csbs"
 
 
-class _Server(ThreadingHTTPServer):
-    # socketserver's default backlog of 5 drops connections a full batch opens at once (16):
-    # a real gateway queues them.
-    request_queue_size = 128
-
-    def handle_error(self, request: Any, client_address: Any) -> None:
-        # A client that gave up (a read timeout under test) is no error of the stand-in's.
-        if isinstance(sys.exc_info()[1], BrokenPipeError | ConnectionResetError):
-            return
-        super().handle_error(request, client_address)
-
-
 def _bad_request(message: str) -> Answer:
     # Karbor's own validation answers in this nested shape.
     return 400, {"badRequest": {"code": 400, "message": message}}, {}
 
 
-class _Handler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _Handler(KeepAliveHandler):
     server_version = "csbs-standin/1"
-
-    def log_message(self, format: str, *args: Any) -> None:  # keep test output quiet
-        pass
-
-    def setup(self) -> None:
-        super().setup()
-        # Headers and body leave in separate writes: without this, Nagle's algorithm and the
-        # client's delayed ACK add 40 ms to every answer, which real gateways do not.
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def _csbs_error(self, status: int, code: str, message: str) -> Answer:
         """An error as CSBS words it, with a request id the stand-in remembers."""
