@@ -29,14 +29,19 @@ export PYTHONPATH := layers/csbs_trigger:functions/scheduled_backup:functions/we
 
 .DEFAULT_GOAL := help
 
+# These machines set PYTHONDONTWRITEBYTECODE, and then every run compiled each module it imports
+# anew: each of pytest's four workers, mypy's and cfn-lint's runs. Here a module's first import
+# writes its bytecode, and only the modules some run imports are compiled (compiling all of .venv
+# at install took 12 s of the checks' wall time, most of it moto's services no test loads).
+unexport PYTHONDONTWRITEBYTECODE
+
 .PHONY: help dev run webhook samples package artifact test lint typecheck template bytecode pytest bench audit lock clean mutation
 
 help:
 	@sed -n 's/^# \(make .*\)/\1/p' Makefile
 
-# uv installs the pinned sets in seconds where pip takes most of a minute; with their bytecode,
-# since a PYTHONDONTWRITEBYTECODE environment would otherwise compile every import every run. It
-# is installed once, beside the environments, and makes each of them (in 0.1 s, not 4).
+# uv installs the pinned sets in seconds where pip takes most of a minute. It is installed once,
+# beside the environments, and makes each of them (in 0.1 s, not 4).
 UV_VERSION := 0.13.9
 UV_DIR := .uv
 UV := $(UV_DIR)/bin/uv
@@ -51,7 +56,7 @@ $(UV):
 
 $(VENV)/.installed: requirements-dev.txt layers/csbs_trigger/requirements.txt | $(UV)
 	$(call make_venv,$(VENV))
-	$(UV) pip install --quiet --compile-bytecode --python $(PY) -r requirements-dev.txt
+	$(UV) pip install --quiet --python $(PY) -r requirements-dev.txt
 	touch $@
 
 $(RUN_VENV)/.installed: requirements-run.in requirements-dev.txt layers/csbs_trigger/requirements.txt | $(UV)
@@ -95,17 +100,16 @@ typecheck: dev
 template: dev
 	$(PY) -m support.check_template template.yaml
 
-# With PYTHONDONTWRITEBYTECODE set (as on these machines), every pytest worker compiled each
-# test module (with its assertions rewritten) and each package module again: about 5 s of CPU a
-# worker. One collection beside the other checks writes that bytecode once for all of them.
+# pytest's four workers start at once: one collection beside the other checks compiles the test
+# modules (their assertions rewritten) and what they import once for all four.
 bytecode: dev
-	PYTHONDONTWRITEBYTECODE= $(PY) -m pytest -q --collect-only -p no:randomly > /dev/null
+	$(PY) -m pytest -q --collect-only -p no:randomly > /dev/null
 
 # Four workers on two cores: a test spends part of its time waiting on sockets (moto, the
 # stand-in), and four keep both cores busy (measured here: 114 s with two workers, 108 s with
 # four; the suite is CPU-bound, so the difference is small).
 pytest: dev
-	PYTHONDONTWRITEBYTECODE= $(PY) -m pytest -q -n 4
+	$(PY) -m pytest -q -n 4
 
 bench: artifact $(RUN_VENV)/.installed
 	$(RUN_PY) -m support.bench $(ARGS)
