@@ -104,12 +104,16 @@ def _one_signing_key() -> Any:
     return rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
 
+@functools.cache  # moto's classes are patched once a process, however many servers it starts
 def _spare_moto_repeated_work() -> None:
     """Costs of moto that are not AWS's behaviour, paid once instead of over and over: it
-    lists its own package folder to route each request (1.3 ms a request), and it makes a new
+    lists its own package folder to route each request (1.3 ms a request), it makes a new
     2048-bit RSA key for each SNS subscription to sign what it delivers (60 ms, once a test
-    since every test subscribes its inbox anew). Routing is as before, and the envelopes are
-    signed as before, by one key for every subscription."""
+    since every test subscribes its inbox anew), and it parses an update expression twice per
+    UpdateItem (to check the names it uses, then to apply it), each time anew (a fifth of the
+    call). Routing is as before, the envelopes are signed as before, by one key for every
+    subscription, and each expression text is parsed once: its readers only look, and the one
+    that rewrites the tree works on its own deep copy."""
     import moto.backends
     from moto.dynamodb.parsing.expressions import UpdateExpressionParser
     from moto.sns.models import Subscription
@@ -117,9 +121,6 @@ def _spare_moto_repeated_work() -> None:
     modules = tuple(moto.backends.list_of_moto_modules())
     moto.backends.list_of_moto_modules = lambda: modules  # type: ignore[assignment]
     Subscription.private_key = lambda self: _one_signing_key()  # type: ignore[method-assign]
-    # moto parses an update expression twice per UpdateItem (to check the names it uses, then
-    # to apply it), each time anew: a fifth of the call. Parsed once per text; its readers
-    # only look, and the one that rewrites the tree works on its own deep copy.
     parse = functools.lru_cache(maxsize=512)(UpdateExpressionParser.make.__func__)
     UpdateExpressionParser.make = classmethod(parse)  # type: ignore[method-assign,assignment]
 
