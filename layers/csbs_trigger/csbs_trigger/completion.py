@@ -11,7 +11,6 @@ waits for the next one, until the deadline.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from csbs_trigger.aws.tracking import Tracked
@@ -28,6 +27,7 @@ from csbs_trigger.notify import (
     sender_attributes,
     target_attributes,
 )
+from csbs_trigger.values import frozen
 
 EVENT_COMPLETED = "completed"
 SUCCEEDED, FAILED, TIMED_OUT = "succeeded", "failed", "timed_out"
@@ -38,7 +38,7 @@ DEPLOYMENT_FAILURES = frozenset({Category.AUTH_FAILED, Category.CONFIG_ERROR, Ca
 GONE_AFTER_POLLS = 2
 
 
-@dataclass(frozen=True)
+@frozen
 class Verdict:
     """How a backup ended, and why where it did not succeed."""
 

@@ -37,6 +37,7 @@ from csbs_trigger.notify import (
 from csbs_trigger.runner import publish_record
 from csbs_trigger.runtime import Runtime
 from csbs_trigger.text import plausible_time
+from csbs_trigger.values import frozen
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -54,7 +55,7 @@ MAX_FAILURES_PER_PLAN = 5
 RUNNING_GRACE_SECONDS = 3600
 
 
-@dataclass(frozen=True)
+@frozen
 class Period:
     """The time a digest covers: from ``start`` up to, not including, ``end``."""
 

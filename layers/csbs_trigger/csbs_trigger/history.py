@@ -9,12 +9,13 @@ that step: a history the table lost leaves the digest short, never a notificatio
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from typing import Any
 
 from csbs_trigger.errors import truncate
 from csbs_trigger.notify import Notification, backend_of
 from csbs_trigger.text import plausible_time
+from csbs_trigger.values import frozen
 
 KEPT_SECONDS = 35 * 24 * 3600
 STARTED, COMPLETED, EXPIRED = "started", "completed", "expired"
@@ -23,7 +24,7 @@ SUCCEEDED, FAILED, TIMED_OUT = "succeeded", "failed", "timed_out"
 MAX_MESSAGE_LENGTH = 300
 
 
-@dataclass(frozen=True)
+@frozen
 class Entry:
     """One plan outcome (``event`` started: ``succeeded`` or ``failed`` to start), one
     completion (``completed``: ``succeeded``, ``failed``, ``timed_out``) or one expiry

@@ -9,18 +9,18 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
 from typing import Any
 
 from csbs_trigger import safe_json
 from csbs_trigger.errors import UpstreamError
+from csbs_trigger.values import frozen
 
 DEFAULT_PROVIDER_ID = "fc4d5750-22e7-4798-8a46-f48f62c4c1da"
 # Checkpoint ids are UUIDs; anything far longer is no id a notification could carry.
 MAX_CHECKPOINT_ID_LENGTH = 128
 
 
-@dataclass(frozen=True)
+@frozen
 class Trigger:
     """Who fired this run.
 
@@ -39,7 +39,7 @@ class Trigger:
                 "reference": self.reference}  # fmt: skip
 
 
-@dataclass(frozen=True)
+@frozen
 class ProtectedResource:
     """A server (or disk) a backup covers, as CSBS's plan and CBR's vault list it."""
 
@@ -52,7 +52,7 @@ class ProtectedResource:
         return {"id": self.id, "type": self.type, "name": self.name, "extra_info": self.extra_info}
 
 
-@dataclass(frozen=True)
+@frozen
 class ProtectionPlan:
     """The CSBS policy a checkpoint was made of, as the answer names it."""
 
@@ -61,7 +61,7 @@ class ProtectionPlan:
     resources: tuple[ProtectedResource, ...]
 
 
-@dataclass(frozen=True)
+@frozen
 class Checkpoint:
     """The backup record CSBS created; its status starts as ``protecting``."""
 

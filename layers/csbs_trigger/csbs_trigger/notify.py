@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
@@ -21,6 +21,7 @@ from csbs_trigger.cloud.backends import BACKENDS
 from csbs_trigger.errors import TRUNCATION_MARK, TriggerError
 from csbs_trigger.models import Trigger
 from csbs_trigger.text import shown, sns_subject
+from csbs_trigger.values import frozen
 
 SCHEMA_VERSION = 1
 # What a notification reports: a trigger's run (the backup started, or why not); subscribers
@@ -36,7 +37,7 @@ _MIN_REDACTED_PREFIX = 8
 REDACTED = "[redacted]"
 
 
-@dataclass(frozen=True)
+@frozen
 class Outcome:
     """What became of one plan of one trigger: a started backup or a classified error. The
     backend and its plan or vault id are known wherever the plan could be read."""
@@ -63,7 +64,7 @@ class Outcome:
         return "succeeded" if self.error is None else "failed"
 
 
-@dataclass(frozen=True)
+@frozen
 class Notification:
     """One SNS message; its subject is always one SNS accepts (``sns_subject``), however it was
     built, so a plan name SNS would refuse never blocks the notification."""

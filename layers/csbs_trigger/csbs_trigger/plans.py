@@ -6,11 +6,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from csbs_trigger.cloud.backend import Backend, BackupRequest
 from csbs_trigger.errors import TriggerError
+from csbs_trigger.values import frozen
 
 # The servers (or server names) one plan may name for resolution.
 MAX_RESOLVED_SERVERS = 100
@@ -22,7 +22,7 @@ def is_id(value: Any) -> bool:
     return isinstance(value, str) and ID_PATTERN.fullmatch(value) is not None
 
 
-@dataclass(frozen=True)
+@frozen
 class RejectedPlan:
     """A plan (or a whole event) that cannot run, with what could be read of it: the backend
     and the plan or vault it names, where they are readable, and what a resolution was asked
@@ -34,7 +34,7 @@ class RejectedPlan:
     resolved_from: Mapping[str, Any] | None = None
 
 
-@dataclass(frozen=True)
+@frozen
 class Resolution:
     """A plan that names what to back up, not what protects it: a CBR policy (its vaults), or
     servers by id or by name (the plans or vaults that list them). ``backend`` None: the

@@ -11,7 +11,6 @@ redelivery starts the same backups, never looks again.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from csbs_trigger.aws.idempotency import AlreadyInProgressError, PayloadConflictError
@@ -23,6 +22,7 @@ from csbs_trigger.log import logger
 from csbs_trigger.plans import RejectedPlan, Resolution, Runnable, is_id
 from csbs_trigger.runner import Unit, bounded_map, request_digest
 from csbs_trigger.runtime import Runtime
+from csbs_trigger.values import frozen
 
 
 class NotProtected(TriggerError):
@@ -31,7 +31,7 @@ class NotProtected(TriggerError):
     category = Category.NOT_PROTECTED
 
 
-@dataclass(frozen=True)
+@frozen
 class Resolved:
     """The backups a resolution found (one a plan or vault) and what it could not resolve."""
 

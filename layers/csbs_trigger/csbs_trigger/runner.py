@@ -13,7 +13,7 @@ import json
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any, TypeVar
 
 from csbs_trigger.aws.idempotency import AlreadyInProgressError, PayloadConflictError
@@ -28,12 +28,13 @@ from csbs_trigger.models import Trigger
 from csbs_trigger.notify import Notification, Outcome, build_notification, iso_time
 from csbs_trigger.plans import PlanItem, RejectedPlan, Resolution
 from csbs_trigger.runtime import Runtime
+from csbs_trigger.values import frozen
 
 _T = TypeVar("_T")
 _R = TypeVar("_R")
 
 
-@dataclass(frozen=True)
+@frozen
 class Unit:
     """One plan item of a trigger and the keys that make it run once and be told once.
 
@@ -52,7 +53,7 @@ class Unit:
         return cls(item, key, key, payload)
 
 
-@dataclass(frozen=True)
+@frozen
 class PlanResult:
     """The notification a plan ended in, whether it came from an earlier run, and its publish."""
 
@@ -160,7 +161,7 @@ def bounded_map(function: Callable[[_T], _R], items: Iterable[_T], workers: int)
         return list(pool.map(function, items))
 
 
-@dataclass(frozen=True)
+@frozen
 class Executed:
     """An execution's notification record, and whether the idempotency table holds it."""
 

@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from csbs_trigger import safe_json
 from csbs_trigger.errors import ConfigError
 from csbs_trigger.models import DEFAULT_PROVIDER_ID
+from csbs_trigger.values import frozen
 
 DEFAULT_METRICS_NAMESPACE = "CsbsTrigger"
 # Any recovery point objective of a second or more (a century: no bound anyone would reach).
 MAX_RPO_SECONDS = 100 * 365 * 24 * 3600
 
 
-@dataclass(frozen=True)
+@frozen
 class Settings:
     """Names match template.yaml's environment; tests read them from there.
 

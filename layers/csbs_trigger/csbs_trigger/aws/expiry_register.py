@@ -18,10 +18,11 @@ sweep read and on its lease, so overlapping sweeps never act twice on one backup
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import TYPE_CHECKING, Any
 
 from csbs_trigger.aws.table import Table
+from csbs_trigger.values import frozen
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
@@ -32,7 +33,7 @@ WAITING, DUE, DELETING, TOLD, EXPIRED = "waiting", "due", "deleting", "told", "e
 KEPT_AFTER_EXPIRY_SECONDS = 30 * 24 * 3600
 
 
-@dataclass(frozen=True)
+@frozen
 class Expiring:
     """One registered backup: where it is, with which credentials, and what became of each
     server's backup (``items``: server id → its status and the id the service names it by)."""

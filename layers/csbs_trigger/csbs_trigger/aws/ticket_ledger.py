@@ -14,16 +14,15 @@ before writing.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from csbs_trigger.aws.table import Table
+from csbs_trigger.values import frozen
 
 KEPT_SECONDS = 30 * 24 * 3600  # results are redelivered within days, never a month later
 REFUSAL_KEPT_SECONDS = 365 * 24 * 3600
 WRITING, WRITTEN, FAILED = "writing", "written", "failed"
 
 
-@dataclass(frozen=True)
+@frozen
 class Claim:
     """What the ledger says of a result: ``writing`` is ours to write (``unknown``: read the
     ticket first); ``busy``: another worker holds it; ``written`` / ``failed``: settled

@@ -18,10 +18,11 @@ failed to publish leaves it for the next run to publish, never to compute again.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import TYPE_CHECKING, Any
 
 from csbs_trigger.aws.table import Table
+from csbs_trigger.values import frozen
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.type_defs import AttributeValueTypeDef
@@ -34,7 +35,7 @@ DONE = "done"
 KEPT_AFTER_DONE_SECONDS = 30 * 24 * 3600
 
 
-@dataclass(frozen=True)
+@frozen
 class Registration:
     """What a started backup leaves for the tracker: enough to poll it and to report it."""
 
@@ -51,7 +52,7 @@ class Registration:
     credentials: str | None = None  # the named secret it was started with (None: the stack's)
 
 
-@dataclass(frozen=True)
+@frozen
 class Tracked:
     """One item of the table as a tracker run read it."""
 

@@ -8,7 +8,6 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar
 from urllib.parse import quote
 
@@ -19,6 +18,7 @@ from csbs_trigger.cloud.endpoints import Service
 from csbs_trigger.cloud.transport import Answer, send
 from csbs_trigger.deadline import Deadline
 from csbs_trigger.errors import Category, TriggerError, UpstreamError
+from csbs_trigger.values import frozen
 
 USER_AGENT = "csbs-trigger/1"
 _T = TypeVar("_T")
@@ -32,7 +32,7 @@ class AuthSource(Protocol):
     def refresh(self, stale: CsbsAuth) -> CsbsAuth | None: ...
 
 
-@dataclass(frozen=True)
+@frozen
 class RetryPolicy:
     """Exponential backoff with full jitter for transient failures, within the attempt budget.
 
@@ -58,6 +58,9 @@ class RetryPolicy:
             return error.retry_after_seconds
         ceiling = min(self.max_delay_seconds, self.base_delay_seconds * 2.0 ** (tries - 1))
         return rng() * ceiling
+
+
+DEFAULT_RETRY = RetryPolicy()  # read-only: one default serves every client
 
 
 class Throttle:
@@ -87,7 +90,7 @@ class ApiClient:
         auth_source: AuthSource,
         session: requests.Session,
         *,
-        retry: RetryPolicy = RetryPolicy(),  # frozen: one default serves every client
+        retry: RetryPolicy = DEFAULT_RETRY,
         sleep: Callable[[float], None] = time.sleep,
         rng: Callable[[], float] = random.random,
         throttle: Throttle | None = None,  # shared by the clients of one account
@@ -186,7 +189,7 @@ class ApiClient:
             raise
 
 
-@dataclass(frozen=True)
+@frozen
 class Call(Generic[_T]):
     """One request: where (below /<version>/{project_id}), what, and how its answer is read."""
 
@@ -198,7 +201,7 @@ class Call(Generic[_T]):
     creates: bool = False  # a POST that reached the service may have created a backup
 
 
-@dataclass(frozen=True)
+@frozen
 class Sent(Generic[_T]):
     """A call's parsed answer, how many requests it took, and the project it went to."""
 

@@ -20,7 +20,7 @@ import hashlib
 import json
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import Any, Protocol
@@ -38,6 +38,7 @@ from csbs_trigger.cloud.transport import send
 from csbs_trigger.deadline import Deadline
 from csbs_trigger.errors import Category, UpstreamError
 from csbs_trigger.text import plausible_time
+from csbs_trigger.values import frozen
 
 # Renew a token this long before IAM says it expires, so no call starts with a dying token.
 TOKEN_RENEWAL_MARGIN = timedelta(minutes=10)
@@ -49,7 +50,7 @@ REFUSED_NOTE = "IAM refused the password; it is not tried again until the secret
 _DIGEST_ITERATIONS = 20_000
 
 
-@dataclass(frozen=True)
+@frozen
 class Scope:
     """Where a request goes: the project (in the path) and the service's base URL."""
 
@@ -74,7 +75,7 @@ class CsbsAuth(Protocol):
     def secret_values(self) -> tuple[str, ...]: ...
 
 
-@dataclass(frozen=True)
+@frozen
 class Refusal:
     """IAM's refusal of a login as remembered: when, when it may be tried again, and what IAM
     said (so that every plan it answers names the same request)."""
@@ -192,7 +193,7 @@ def _again(error: UpstreamError) -> UpstreamError:
     return again
 
 
-@dataclass(frozen=True)
+@frozen
 class Token:
     """A Keystone token, the project it is scoped to, and when to renew it."""
 

@@ -12,20 +12,20 @@ from __future__ import annotations
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any, Protocol
 
 from csbs_trigger.cloud.checkpoint_items import CheckpointItem
 from csbs_trigger.cloud.endpoints import Service
 from csbs_trigger.deadline import Deadline
 from csbs_trigger.errors import truncate
+from csbs_trigger.values import frozen
 
 # A skipped resource's name and reason as the tracking record keeps them: 256 of them at four
 # bytes a character stay far below DynamoDB's 400 KB an item.
 STORED_TEXT_LENGTH = 80
 
 
-@dataclass(frozen=True)
+@frozen
 class Option:
     """A plan field a backend passes on in its request, with the rule checked before any call."""
 
@@ -43,7 +43,7 @@ def matches(pattern: str) -> Callable[[Any], bool]:
     return lambda value: isinstance(value, str) and compiled.fullmatch(value) is not None
 
 
-@dataclass(frozen=True)
+@frozen
 class Backend:
     """One backup service as triggers and notifications see it."""
 
@@ -71,7 +71,7 @@ class Backend:
                 **{option.name: None for option in self.options}}  # fmt: skip
 
 
-@dataclass(frozen=True)
+@frozen
 class BackupRequest:
     """One backup a trigger asked for: the backend, what it backs up (a CSBS policy, a CBR
     vault), the resources (None: all of them) and the options the plan gave."""
@@ -140,7 +140,7 @@ class BackupRequest:
         return {key: value for key, value in named.items() if value is not None}
 
 
-@dataclass(frozen=True)
+@frozen
 class Skipped:
     """A resource the service did not back up, and why (CBR: it is being backed up already)."""
 
@@ -193,7 +193,7 @@ class Started(Protocol):
         ...
 
 
-@dataclass(frozen=True)
+@frozen
 class Execution:
     """A started backup as the service answered it, and what starting it took."""
 
@@ -224,7 +224,7 @@ class Followed(Protocol):
     def details(self) -> Mapping[str, Any]: ...
 
 
-@dataclass(frozen=True)
+@frozen
 class Protector:
     """A plan or vault that lists a server: what a trigger naming servers is resolved to."""
 

@@ -5,15 +5,15 @@ new module in ``cloud/`` and one more entry in ``ADAPTERS``."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from csbs_trigger.cloud import cbr, csbs
 from csbs_trigger.cloud.api import ApiClient
 from csbs_trigger.cloud.backend import Backend, BackupService
 from csbs_trigger.settings import Settings
+from csbs_trigger.values import frozen
 
 
-@dataclass(frozen=True)
+@frozen
 class Adapter:
     """One backend and how its client is built."""
 

@@ -11,7 +11,7 @@ numbers as strings, ``extra_info`` as a JSON string, ``vault: null``.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -50,6 +50,7 @@ from csbs_trigger.models import (
 )
 from csbs_trigger.settings import Settings
 from csbs_trigger.text import plausible_time
+from csbs_trigger.values import frozen
 
 SERVICE = Service("cbr", "CBR", "v3", frozenset({"cbr"}))
 BACKEND = Backend(
@@ -81,7 +82,7 @@ MAX_TASKS = 4000
 _TASKS_SINCE_SECONDS = 300
 
 
-@dataclass(frozen=True)
+@frozen
 class RestorePoint:
     """The restore point CBR created (``protecting`` at first) and the vault it belongs to."""
 

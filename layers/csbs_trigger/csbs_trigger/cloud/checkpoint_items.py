@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 
 from csbs_trigger.errors import UpstreamError, truncate
 from csbs_trigger.models import decode_extra_info, field_text
 from csbs_trigger.text import plausible_time
+from csbs_trigger.values import frozen
 
 # Statuses an item does not leave by itself; ``available`` is the only success.
 SUCCEEDED = frozenset({"available"})
@@ -26,7 +26,7 @@ FAILED = frozenset({"error", "deleting", "deleted", "waiting_delete", "skipped"}
 _MAX_TEXT = 300  # names and failure reasons: enough for an operator, bounded for a message
 
 
-@dataclass(frozen=True)
+@frozen
 class CheckpointItem:
     """What one resource's backup became (a CSBS checkpoint item, a CBR backup)."""
 

@@ -15,7 +15,7 @@ take them from the token's catalog. Errors name missing or malformed keys, never
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -23,6 +23,7 @@ from csbs_trigger.cloud.endpoints import Endpoints, is_known_region
 from csbs_trigger.errors import ConfigError
 from csbs_trigger.settings import config_object
 from csbs_trigger.text import printable
+from csbs_trigger.values import frozen
 
 _LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 _PASSWORD_KEYS = ("auth_url", "username", "password", "user_domain_name")
@@ -33,7 +34,7 @@ _PROJECT_ID = re.compile(r"[0-9a-f]{32}")
 _ACCESS_KEY = re.compile(r"[A-Za-z0-9]{1,128}")
 
 
-@dataclass(frozen=True)
+@frozen
 class PasswordCredentials:
     """Keystone v3 password credentials scoped to one project."""
 
@@ -51,7 +52,7 @@ class PasswordCredentials:
         return (self.password,)
 
 
-@dataclass(frozen=True)
+@frozen
 class AccessKeyCredentials:
     """An access key pair (and, for temporary credentials, a security token) for one project."""
 

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import field
 
 from csbs_trigger.errors import ConfigError
+from csbs_trigger.values import frozen
 
 # Open Telekom Cloud regions and their domain; every other region name is Huawei Cloud's.
 _OTC_REGION_DOMAINS = {"eu-de": "otc.t-systems.com", "eu-nl": "otc.t-systems.com",
@@ -18,7 +19,7 @@ _OTC_REGION_DOMAINS = {"eu-de": "otc.t-systems.com", "eu-nl": "otc.t-systems.com
 _HUAWEI_REGION = re.compile(r"[a-z]{2}(-[a-z]+)+-[0-9]{1,3}")
 
 
-@dataclass(frozen=True)
+@frozen
 class Service:
     """A cloud API: its host's first label and the secret's ``<name>_endpoint`` key, how
     messages name it, the version segment of its paths and its types in the IAM catalog."""
@@ -48,7 +49,7 @@ def endpoint_for_region(service: Service, region: str) -> str:
     )
 
 
-@dataclass(frozen=True)
+@frozen
 class Endpoints:
     """What the secret says about endpoints: explicit URLs by key, and the region."""
 

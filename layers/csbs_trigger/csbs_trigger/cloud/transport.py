@@ -6,7 +6,6 @@ The rest of the package never sees a ``requests`` exception.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import requests
@@ -15,11 +14,12 @@ from urllib3 import exceptions as urllib3_errors
 
 from csbs_trigger import safe_json
 from csbs_trigger.errors import UpstreamError, classify_error_answer
+from csbs_trigger.values import frozen
 
 MAX_ANSWER_BYTES = 1 << 20
 
 
-@dataclass(frozen=True)
+@frozen
 class Answer:
     """A complete HTTP answer: status, headers and at most ``MAX_ANSWER_BYTES`` of body."""
 

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
 from typing import Any
 
 from csbs_trigger.cloud.backend import Backend
 from csbs_trigger.notify import backend_of, duration_text
 from csbs_trigger.text import shown
+from csbs_trigger.values import frozen
 
 MAX_NOTE_LENGTH = 8000
 MARKER_PREFIX = "[csbs-trigger "
@@ -24,7 +24,7 @@ _FAILED = ("error", "skipped")  # an item's statuses that count as failed
 _OUTCOME_WORDS = {"succeeded": "completed", "failed": "failed", "timed_out": "timed out"}
 
 
-@dataclass(frozen=True)
+@frozen
 class Note:
     """One result to write into one ticket: ``marker`` names the result (one note each)."""
 

@@ -8,12 +8,12 @@ import hashlib
 import ipaddress
 import json
 import re
-from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 from urllib.parse import urlsplit
 
 from csbs_trigger.errors import ConfigError, InvalidEventError
+from csbs_trigger.values import frozen
 
 JIRA_CLOUD, JIRA_DC, SERVICENOW = "jira-cloud", "jira-dc", "servicenow"
 KINDS = (JIRA_CLOUD, JIRA_DC, SERVICENOW)
@@ -27,7 +27,7 @@ _SERVICENOW_REFERENCE = re.compile(r"[A-Za-z]{1,20}[0-9]{1,20}")
 _DIGEST_ITERATIONS = 20_000
 
 
-@dataclass(frozen=True)
+@frozen
 class TicketSystem:
     """Where one sender's tickets live, and how to sign in there."""
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 
 from csbs_trigger.cloud.backend import Backend, BackupRequest, Option
@@ -36,6 +35,7 @@ from csbs_trigger.errors import InvalidEventError
 from csbs_trigger.models import Trigger
 from csbs_trigger.plans import MAX_RESOLVED_SERVERS, PlanItem, RejectedPlan, Resolution, is_id
 from csbs_trigger.text import printable
+from csbs_trigger.values import frozen
 
 # A firing holds at most this many plans; more than MAX_INLINE_PLANS go through the plan queue.
 MAX_PLANS_PER_EVENT = 1000
@@ -84,7 +84,7 @@ _BATCH_KEYS = frozenset({"plans"}) | _SCHEDULE_KEYS
 _EVENTBRIDGE_KEYS = frozenset({"detail-type", "source", "detail"})
 
 
-@dataclass(frozen=True)
+@frozen
 class ParsedEvent:
     """An event read: who fired it and the plans it asks for."""
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 from csbs_trigger.aws import sqs
@@ -34,6 +34,7 @@ from csbs_trigger.runner import (
 from csbs_trigger.runtime import Runtime
 from csbs_trigger.text import printable
 from csbs_trigger.triggers.events import MAX_INLINE_PLANS, parse_plan
+from csbs_trigger.values import frozen
 
 MESSAGE_VERSION = 1
 # Large firings, and the backups a webhook's resolution found (with its sender and ticket).
@@ -48,7 +49,7 @@ class PlansNotQueued(TriggerError):
     category = Category.UNAVAILABLE
 
 
-@dataclass(frozen=True)
+@frozen
 class QueuedPlan:
     """One plan of a firing as the plan queue carries it (the project's own format)."""
 

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +52,7 @@ from csbs_trigger.plans import PlanItem, RejectedPlan
 from csbs_trigger.settings import config_object
 from csbs_trigger.triggers.events import parse_plan
 from csbs_trigger.triggers.webhook_auth import SCHEMES
+from csbs_trigger.values import frozen
 
 SHIPPED_SOURCES = Path(__file__).with_name("webhook_sources.json")
 _SOURCE_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,31}")
@@ -70,7 +71,7 @@ _MAX_ID_LENGTH = 200
 _HEADER_NAME = re.compile(r"[A-Za-z0-9-]{1,64}")
 
 
-@dataclass(frozen=True)
+@frozen
 class Field:
     """Where one value is: a header, or a compiled JMESPath expression over the body."""
 
@@ -94,7 +95,7 @@ class Unreadable(Exception):
     """A field's expression raised on this body (its exception's type, nothing of the body)."""
 
 
-@dataclass(frozen=True)
+@frozen
 class Mapped:
     """What a payload says: the plan (or why it is unusable), the delivery id, the ticket."""
 
@@ -104,7 +105,7 @@ class Mapped:
     timestamp: Any = None  # from a source's ``timestamp`` field: when the sender signed it
 
 
-@dataclass(frozen=True)
+@frozen
 class Source:
     """One webhook sender: how it signs, and where its payload keeps each field."""
 
