@@ -11,6 +11,8 @@ from typing import Any
 import plan_worker
 import pytest
 from conftest import Deployment
+from hypothesis import given
+from hypothesis import strategies as st
 from test_cbr import SERVER_1, VAULT
 from test_completion_tracking import completions, emf
 from test_digest import LAST_24_H, NOW, backup, digest_of, entry
@@ -23,7 +25,7 @@ from csbs_trigger.aws.tracking import TrackingTable
 from csbs_trigger.history import entry_of
 from csbs_trigger.notify import Notification
 from csbs_trigger.settings import Settings
-from csbs_trigger.text import sns_subject
+from csbs_trigger.text import shown, sns_subject
 from support.lambda_context import FakeLambdaContext
 from support.standin import Fault
 
@@ -285,6 +287,32 @@ def test_a_hold_beyond_sqs_twelve_hours_is_clamped() -> None:
 ])  # fmt: skip
 def test_a_subject_has_no_del_and_folds_its_whitespace(text: str, subject: str) -> None:
     assert sns_subject(text) == subject
+
+
+_PRINTABLE_ASCII = st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=120)
+
+
+@given(st.one_of(st.text(max_size=120), _PRINTABLE_ASCII))
+def test_any_text_becomes_a_subject_sns_takes(text: str) -> None:
+    subject = sns_subject(text)
+    assert all(" " <= char <= "~" for char in subject)
+    assert len(subject) <= 99
+    assert "  " not in subject
+    assert subject == subject.strip()
+    if text.isascii() and text.isprintable() and len(text) <= 99:  # only spaces folded
+        assert subject == " ".join(text.split())
+
+
+@given(st.one_of(st.text(max_size=40), _PRINTABLE_ASCII))
+def test_shown_text_keeps_what_a_person_can_read_and_drops_the_rest(text: str) -> None:
+    unshown = {*range(0x00, 0x09), *range(0x0B, 0x20), *range(0x7F, 0xA0)}
+    [kept] = shown([text])
+    kept.encode()  # always encodes
+    assert kept == "".join(
+        "\ufffd" if 0xD800 <= ord(char) <= 0xDFFF else char
+        for char in text
+        if ord(char) not in unshown
+    )
 
 
 # -- CBR, as its mutation run found -------------------------------------------------------------

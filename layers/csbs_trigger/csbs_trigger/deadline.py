@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from csbs_trigger.errors import Category, UpstreamError
+from csbs_trigger.values import frozen
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -16,7 +16,7 @@ PUBLISH_RESERVE_SECONDS = 3.0
 MIN_CALL_SECONDS = 0.5
 
 
-@dataclass
+@frozen
 class Deadline:
     """Connect and read timeouts for the next call, within the invocation's remaining time."""
 

@@ -48,7 +48,13 @@ def shown(value: Any) -> Any:
     """``value`` (decoded JSON) as it may be shown to a person: without control characters (a
     service's NUL or terminal escape sequence) and with every lone surrogate replaced by
     U+FFFD, so that it always encodes."""
-    return _each_text(value, lambda text: _UNSHOWN.sub("", _LONE_SURROGATE.sub(REPLACEMENT, text)))
+    return _each_text(value, _shown_text)
+
+
+def _shown_text(text: str) -> str:
+    if text.isascii() and text.isprintable():  # most text: nothing to take out
+        return text
+    return _UNSHOWN.sub("", _LONE_SURROGATE.sub(REPLACEMENT, text))
 
 
 def _each_text(value: Any, change: Callable[[str], str]) -> Any:
@@ -66,13 +72,16 @@ def sns_subject(text: str) -> str:
     """``text`` as a subject SNS accepts: umlauts spelled out (Täglich: Taeglich), accents
     dropped (café: cafe), whitespace folded into single spaces, any other character that is not
     printable ASCII a ``?``, and cut below 100 characters."""
-    decomposed = unicodedata.normalize("NFKD", text.translate(_TRANSLITERATION))
-    kept = (
-        " " if char.isspace() else char if " " <= char <= "~" else "?"
-        for char in decomposed
-        if not unicodedata.combining(char)
-    )
-    subject = " ".join("".join(kept).split())
+    if text.isascii() and text.isprintable():  # most subjects: only spaces to fold
+        kept = text
+    else:
+        decomposed = unicodedata.normalize("NFKD", text.translate(_TRANSLITERATION))
+        kept = "".join(
+            " " if char.isspace() else char if " " <= char <= "~" else "?"
+            for char in decomposed
+            if not unicodedata.combining(char)
+        )
+    subject = " ".join(kept.split())
     if len(subject) > MAX_SUBJECT_LENGTH:
         subject = subject[: MAX_SUBJECT_LENGTH - len(_SUBJECT_CUT_MARK)] + _SUBJECT_CUT_MARK
     return subject
