@@ -68,6 +68,7 @@ MODULES: dict[str, list[str]] = {
     "aws/ticket_ledger": ["test_ticket_writeback"],
     "resolution": ["test_resolution_steps", "test_resolution"],
     "cloud/ecs": ["test_resolution", "test_standin_wire"],
+    "values": ["test_values"],
     "text": ["test_audited_promises", "test_operational_trouble", "test_bounds",
              "test_hostile_input", "test_checkpoint_items", "test_events", "test_digest"],
 }  # fmt: skip

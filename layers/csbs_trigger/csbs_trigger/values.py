@@ -46,12 +46,12 @@ class _Spec:
         self.factories = {f.name: f.default_factory for f in fields
                           if f.default_factory is not dataclasses.MISSING}  # fmt: skip
         compared = [f.name for f in fields if f.compare]
-        self.compared = attrgetter(*compared) if len(compared) > 1 else _one_tuple(compared)
+        self.compared = attrgetter(*compared) if compared else _no_fields
         self.shown = tuple(f.name for f in fields if f.repr)
 
 
-def _one_tuple(names: list[str]) -> Any:
-    return lambda instance: tuple(getattr(instance, name) for name in names)
+def _no_fields(instance: Any) -> tuple[()]:
+    return ()
 
 
 def _init(self: Any, *args: Any, **kwargs: Any) -> None:

@@ -1,0 +1,136 @@
+"""Records (``@frozen``, csbs_trigger/values.py): read-only to mypy, and at run time taking
+arguments, comparing, hashing and showing their fields exactly as a frozen dataclass does."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import Any
+
+import pytest
+
+from csbs_trigger.cloud.credentials import PasswordCredentials
+from csbs_trigger.cloud.endpoints import Endpoints
+from csbs_trigger.values import frozen
+
+
+def _pair() -> tuple[type, type]:
+    """One record declared both ways: as a frozen dataclass, and ``@frozen``."""
+
+    def declare(decorate: Any) -> type:
+        @decorate
+        class Record:
+            name: str
+            tags: tuple[str, ...] = ()
+            secret: str = dataclasses.field(default="s", repr=False)
+            seen: int = dataclasses.field(default=0, compare=False)
+            notes: list[str] = dataclasses.field(default_factory=list, compare=False)
+
+            def __post_init__(self) -> None:
+                object.__setattr__(self, "tags", tuple(self.tags))
+
+        return Record
+
+    return declare(dataclasses.dataclass(frozen=True)), declare(frozen)
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [(("x",), ("x",)), (("x", ("t",)), ("x", ("t",))), (("x",), ("y",)),
+     (("x", (), "s", 1), ("x", (), "s", 2)), (("x", (), "s"), ("x", (), "other"))],
+)  # fmt: skip
+def test_a_frozen_record_compares_hashes_and_shows_as_a_frozen_dataclass(
+    a: tuple[Any, ...], b: tuple[Any, ...]
+) -> None:
+    reference, record = _pair()
+    assert (record(*a) == record(*b)) is (reference(*a) == reference(*b))
+    assert (record(*a) != record(*b)) is (reference(*a) != reference(*b))
+    assert (hash(record(*a)) == hash(record(*b))) is (hash(reference(*a)) == hash(reference(*b)))
+    instance = record(*a)
+    assert instance == instance
+    assert repr(record(*a)) == repr(reference(*a))  # the secret field unshown in both
+    assert record(*a) != reference(*a)  # another class is never equal
+    assert record(*a).__eq__(a) is NotImplemented
+    changed = dataclasses.replace(record(*a), name="z")
+    assert (changed.name, changed.tags) == ("z", record(*a).tags)
+    assert dataclasses.asdict(record(*a)) == dataclasses.asdict(reference(*a))
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs"),
+    [(("x",), {}), ((), {"name": "x", "tags": ["t"]}), (("x",), {"seen": 3, "secret": "k"}),
+     (("x", ("t",), "s", 1, ["n"]), {}), (("x", ("t",), "s", 1, ["n"], "more"), {}), ((), {}),
+     (("x",), {"name": "y"}), (("x",), {"colour": "red"}), ((), {"tags": ()}),
+     (("x", ("t",), "s", 1, ["n"]), {"seen": 2})],
+)  # fmt: skip
+def test_a_frozen_record_takes_arguments_as_a_frozen_dataclass(
+    args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> None:
+    reference, record = _pair()
+
+    def made(cls: type) -> tuple[str, Any]:
+        try:
+            instance = cls(*args, **kwargs)
+        except TypeError:
+            return "TypeError", None
+        return "made", dataclasses.astuple(instance)
+
+    assert made(record) == made(reference)
+    if made(record)[0] == "made" and len(args) < 5 and "notes" not in kwargs:
+        # each instance its own default list
+        assert record(*args, **kwargs).notes is not record(*args, **kwargs).notes
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "refusal"),
+    [((), {}, "missing required argument: 'name'"),
+     (("x",), {"colour": "red"}, "got an unexpected keyword argument 'colour'"),
+     (("x",), {"name": "y"}, "got multiple values for argument 'name'"),
+     (("x", (), "s", 1, []), {"seen": 2}, "got multiple values for argument 'seen'"),
+     (("x", (), "s", 1, [], "more"), {}, "takes 5 arguments but 6 were given")],
+)  # fmt: skip
+def test_a_refused_call_names_the_record_and_the_argument(
+    args: tuple[Any, ...], kwargs: dict[str, Any], refusal: str
+) -> None:
+    _, record = _pair()
+    with pytest.raises(TypeError, match=re.escape(f"Record() {refusal}")):
+        record(*args, **kwargs)
+
+
+@pytest.mark.parametrize("shape", ["one field", "no field"])
+def test_a_record_of_one_field_or_none_compares_and_hashes_as_a_frozen_dataclass(
+    shape: str,
+) -> None:
+    def declare(decorate: Any) -> type:
+        if shape == "one field":
+
+            @decorate
+            class One:
+                name: str = "x"
+
+            return One
+
+        @decorate
+        class Empty:
+            pass
+
+        return Empty
+
+    reference, record = declare(dataclasses.dataclass(frozen=True)), declare(frozen)
+    assert (record() == record()) is (reference() == reference()) is True
+    assert hash(record()) == hash(record())
+    assert repr(record()) == repr(reference())
+    if shape == "one field":
+        assert record("x") != record("y")
+        assert hash(record("x")) != hash(record("y"))
+
+
+def test_a_record_keeps_its_own_hash_and_hides_its_secrets() -> None:
+    endpoints = Endpoints({"csbs_endpoint": "https://csbs"}, "eu-de")
+    assert hash(endpoints) == hash(((("csbs_endpoint", "https://csbs"),), "eu-de"))
+    assert {endpoints: 1}[Endpoints({"csbs_endpoint": "https://csbs"}, "eu-de")] == 1
+    credentials = PasswordCredentials(
+        auth_url="https://iam", username="u", password="hunter2-secret", user_domain_name="d",
+        project_id="0" * 32, project_name=None, endpoints=Endpoints(),
+    )  # fmt: skip
+    assert "hunter2-secret" not in repr(credentials)
