@@ -282,6 +282,7 @@ def test_a_hold_beyond_sqs_twelve_hours_is_clamped() -> None:
     ("plan\x7fname", "plan?name"),
     ("plan  \t\n name", "plan name"),
     ("~ok", "~ok"),
+    ("Täglich~", "Taeglich~"),  # a tilde beside text that is not ASCII
     ("n" * 99, "n" * 99),  # as long as SNS takes: whole
     ("n" * 100, "n" * 96 + "..."),
 ])  # fmt: skip
