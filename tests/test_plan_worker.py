@@ -16,7 +16,7 @@ from csbs_trigger.cloud.backend import BackupRequest
 from csbs_trigger.cloud.csbs import BACKEND as CSBS
 from csbs_trigger.errors import ConfigError, InvalidEventError
 from csbs_trigger.models import Trigger
-from csbs_trigger.plans import RejectedPlan
+from csbs_trigger.plans import RejectedPlan, Resolution
 from csbs_trigger.runner import Unit
 from csbs_trigger.triggers.queued import QueuedPlan
 from support.lambda_context import FakeLambdaContext
@@ -119,3 +119,49 @@ def test_what_the_worker_logs(deployment: Deployment, logs: Any) -> None:
     unreadable = by_message["queued plan unreadable"]
     assert (unreadable["message_id"], unreadable["reason"]) == (
         "m-1", "a queued plan must be a version 1 message")  # fmt: skip
+
+
+# -- what a message carries, read back (the mutation run of triggers/queued) ---------------------
+
+ASKED = {"resources": ["server-1"]}
+
+
+@pytest.mark.parametrize("item", [
+    BackupRequest(CSBS, PLAN_A, ("server-1",), resolved_from=ASKED),
+    BackupRequest(CSBS, PLAN_A, ("server-1",)),
+    Resolution(CSBS, resources=("server-1",)),
+], ids=["a backup a resolution found", "a backup", "a resolution"])  # fmt: skip
+def test_a_message_reads_back_as_the_plan_and_trigger_it_was_written_from(item: Any) -> None:
+    trigger = Trigger(source="webhook", id="d-1", sender="jira", reference="OPS-7")
+    plan = QueuedPlan(trigger, Unit(item, "k", "k#0"))
+
+    assert QueuedPlan.from_body(plan.to_body()) == plan
+    anonymous = QueuedPlan(Trigger(source="schedule", id="s-1"), Unit(item, "k", "k#0"))
+    assert '"sender"' not in anonymous.to_body()
+    assert QueuedPlan.from_body(anonymous.to_body()) == anonymous
+
+
+@pytest.mark.parametrize("message", [
+    body(trigger={"source": "webhook", "id": "d-1", "sender": ""}),
+    body(trigger={"source": "webhook", "id": "d-1", "reference": 7}),
+    body(resolved_from="server-1"),
+    body(plan={"resources": ["server-1"]}, resolved_from=ASKED),
+], ids=["empty sender", "reference no text", "resolved_from no object",
+        "resolved_from on a resolution"])  # fmt: skip
+def test_a_message_whose_trigger_or_origin_is_malformed_is_refused(message: str) -> None:
+    with pytest.raises(InvalidEventError, match=r"^a queued plan"):
+        QueuedPlan.from_body(message)
+
+
+def test_a_plan_that_cannot_be_queued_keeps_what_was_asked() -> None:
+    error = ConfigError("no queue")
+    found = queued._rejected(BackupRequest(CSBS, PLAN_A, resolved_from=ASKED), error)
+    resolution = queued._rejected(Resolution(CSBS, resources=("server-1",)), error)
+
+    assert found == RejectedPlan(error, CSBS, PLAN_A, ASKED)
+    assert resolution == RejectedPlan(error, CSBS, None, ASKED)
+
+
+def test_a_record_without_a_text_message_id_has_none() -> None:
+    assert [queued._message_id(r) for r in ({"messageId": "m-1"}, {"messageId": 5}, {})] == [
+        "m-1", None, None]  # fmt: skip

@@ -267,6 +267,7 @@ def test_csbs_policies_are_read_page_by_page(cloud: Deployment) -> None:
 
     pages = [c for c in cloud.standin.calls("csbs") if c.path.endswith("/policies")]
     assert [c.query.get("marker") for c in pages] == [None, [PLAN_A], [PLAN_B]]  # the last: empty
+    assert [c.query.get("limit") for c in pages] == [["100"]] * 3
     assert [b["checkpoint"]["plan_id"] for b in posted(cloud, "csbs")] == [PLAN_B]
 
 
@@ -552,8 +553,51 @@ def test_a_csbs_policy_list_answering_the_same_page_again_is_a_bad_response(
 
     [told] = started(cloud)
     assert told.message["error"]["category"] == "bad_response"
-    assert "the same page of policies" in told.message["error"]["message"]
+    assert told.message["error"]["message"].startswith("CSBS answered the same page of policies")
     assert len(cloud.standin.calls("csbs")) == 2
+
+
+def test_a_csbs_policy_id_sent_as_a_number_is_read_as_its_text(cloud: Deployment) -> None:
+    listed = {"policies": [{"id": 20261206, "name": "p", "resources": [{"id": APP_1}]}]}
+    cloud.standin.fail_next("csbs", Fault(200, listed), Fault(200, {"policies": []}))
+
+    cloud.invoke({"resources": [APP_1], "backend": "csbs"})
+
+    assert [b["checkpoint"]["plan_id"] for b in posted(cloud, "csbs")] == ["20261206"]
+
+
+def test_csbs_policies_are_read_in_the_plans_project(cloud: Deployment) -> None:
+    other = "0f" * 16
+    cloud.standin.projects[other] = "eu-de_other"
+
+    cloud.invoke({"resources": [APP_1], "backend": "csbs", "project_id": other})
+
+    assert [c.path for c in cloud.standin.calls("csbs")][:1] == [f"/v1/{other}/policies"]
+
+
+def test_a_csbs_policy_list_of_1000_is_read_whole_and_one_that_pages_on_is_cut(
+    cloud: Deployment,
+) -> None:
+    """1,000 policies (10 full pages and an empty one) are read whole; a list that never ends is
+    given up after as many pages as 1,000 policies fill, and two more."""
+
+    def page(number: int) -> Fault:
+        ids = [f"00000000-0000-4000-8000-{number * 100 + i:012d}" for i in range(100)]
+        return Fault(200, {"policies": [{"id": i, "name": "p", "resources": []} for i in ids]})
+
+    cloud.standin.fail_next("csbs", *[page(n) for n in range(10)], Fault(200, {"policies": []}))
+    cloud.invoke({"resources": [APP_1], "backend": "csbs"})
+    [told] = started(cloud)
+    assert "no plan of CSBS protects" in told.message["error"]["message"]
+    assert len(cloud.standin.calls("csbs")) == 11
+
+    cloud.standin.fail_next("csbs", *[page(n) for n in range(20)])
+    cloud.invoke({"resources": [APP_2], "backend": "csbs"})
+    told = started(cloud)[-1]
+    assert told.message["error"]["message"].startswith(
+        "CSBS listed more pages of policies than 1000 policies fill"
+    )
+    assert len(cloud.standin.calls("csbs")) == 11 + 12
 
 
 def test_a_throttled_name_lookup_is_retried_within_the_run(cloud: Deployment) -> None:
