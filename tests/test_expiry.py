@@ -94,6 +94,20 @@ def test_a_backup_is_told_when_it_expires_and_kept_forever_without_a_lifetime(
     assert lifetimes == {"csbs": "2027-01-29T08:00:00+00:00", "cbr": None}
 
 
+def test_a_lifetime_without_an_expiry_register_keeps_the_backup_and_says_so(
+    clock: Deployment, logs: io.StringIO
+) -> None:
+    clock.set_env("EXPIRY_TABLE", None)
+    clock.invoke({"plan_id": PLAN_A, "keep_days": 14})
+
+    [started] = clock.notifications()
+
+    assert started.message["outcome"] == "succeeded"
+    assert started.message["expires_at"] is None  # kept: nothing would delete it
+    [line] = lines(logs, "no expiry register (EXPIRY_TABLE): the backup is kept")
+    assert line["checkpoint_id"] == started.message["checkpoint"]["id"]
+
+
 def test_the_stack_default_gives_a_plan_without_keep_days_its_lifetime(clock: Deployment) -> None:
     clock.set_env("DEFAULT_KEEP_DAYS", "7")
     clock.invoke({"plan_id": PLAN_A})

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from conftest import Deployment
+from test_scale_out import held_back
 from test_webhooks import bearer_event, body_of, generic_event
 
 from csbs_trigger.cloud.backends import BACKENDS
@@ -754,18 +755,69 @@ def test_a_queued_resolution_not_resolved_yet_comes_back_and_logs_no_upstream_te
     cloud.aws.client("sqs").send_message(QueueUrl=cloud.plan_queue_url, MessageBody=body)
     echo = {"error_code": "APIGW.0308", "error_msg": "throttled; you sent password=hunter22"}
     cloud.standin.fail_next("cbr", *[Fault(503, echo)] * 3)
+    visibility = held_back(cloud)
 
     [answer] = cloud.work()
 
-    assert len(answer["batchItemFailures"]) == 1
+    [message_id] = cloud.held
+    assert answer["batchItemFailures"] == [{"itemIdentifier": message_id}]
     assert started(cloud) == []  # told only at its last delivery
     [line] = [json.loads(x) for x in logs.getvalue().splitlines()
               if '"plan not resolved yet: back to the queue"' in x]  # fmt: skip
     assert (line["category"], line["deliveries"]) == ("throttled", 1)
+    assert line["idempotency_key"] == key
+    assert 15 <= line["delay_seconds"] <= 30  # the first delivery's backoff, jittered
+    assert visibility == [int(line["delay_seconds"])]
+    assert '"queued plan failed' not in logs.getvalue()
     assert "hunter22" not in logs.getvalue()
     cloud.time_passes()
     cloud.work()  # resolved now, and its backup queued
     cloud.work()
+    assert restore_points(cloud) == {VAULT_A: [SERVER_1]}
+
+
+def test_a_queued_resolution_at_its_last_delivery_is_told_and_leaves_the_queue(
+    cloud: Deployment,
+) -> None:
+    from csbs_trigger.plans import Resolution
+    from csbs_trigger.runner import Unit
+    from csbs_trigger.triggers.queued import QueuedPlan
+
+    cloud.set_env("PLAN_MAX_DELIVERIES", "1")
+    key = "schedule:arn#t:resolve"
+    body = QueuedPlan(Trigger("schedule", "arn#t"),
+                      Unit(Resolution(BACKENDS["cbr"], resources=(SERVER_1,)), key,
+                           f"{key}#0")).to_body()  # fmt: skip
+    cloud.aws.client("sqs").send_message(QueueUrl=cloud.plan_queue_url, MessageBody=body)
+    cloud.standin.fail_next("cbr", *[Fault(503, {"error_code": "APIGW.0308"})] * 3)
+
+    [answer] = cloud.work()
+
+    assert answer["batchItemFailures"] == []
+    [told] = started(cloud)
+    assert told.message["error"]["category"] == "throttled"
+    assert cloud.queued() == 0
+
+
+def test_a_queued_resolution_tells_a_server_nothing_protects_and_queues_the_rest(
+    cloud: Deployment,
+) -> None:
+    from csbs_trigger.plans import Resolution
+    from csbs_trigger.runner import Unit
+    from csbs_trigger.triggers.queued import QueuedPlan
+
+    key = "schedule:arn#t:resolve"
+    servers = (SERVER_1, "00000000-0000-4000-8000-0000000000ff")
+    body = QueuedPlan(Trigger("schedule", "arn#t"),
+                      Unit(Resolution(BACKENDS["cbr"], resources=servers), key,
+                           f"{key}#0")).to_body()  # fmt: skip
+    cloud.aws.client("sqs").send_message(QueueUrl=cloud.plan_queue_url, MessageBody=body)
+
+    cloud.work()  # resolved: the unprotected server told, the backup queued and run
+    cloud.work()
+
+    told = sorted((n.message.get("error") or {}).get("category", "-") for n in started(cloud))
+    assert told == ["-", "not_protected"]
     assert restore_points(cloud) == {VAULT_A: [SERVER_1]}
 
 

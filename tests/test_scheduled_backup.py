@@ -155,6 +155,25 @@ def test_one_failing_plan_never_hides_another(deployment: Deployment) -> None:
     assert result["outcome"] == "partial"
 
 
+def test_a_backup_not_started_is_counted_by_backend_and_category(
+    deployment: Deployment, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from test_completion_tracking import emf
+
+    deployment.standin.plans[PLAN_A].busy_code = "CSBS.1001"
+    deployment.invoke(read_event("batch.json"))
+    deployment.invoke({"plan_id": PLAN_A, "vault_id": "v"})  # which backend: not known
+
+    counted = [dims for name, dims in emf(capsys.readouterr().out) if name == "BackupsNotStarted"]
+    assert counted == [  # each failure: in all, by backend where known, by category
+        {},
+        {"backend": "csbs"},
+        {"error_category": "busy"},
+        {},
+        {"error_category": "invalid_event"},
+    ]
+
+
 def test_invalid_event_is_notified_and_nothing_else_is_sent(deployment: Deployment) -> None:
     result = deployment.invoke(read_event("invalid.json"))
 
