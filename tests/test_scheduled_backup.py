@@ -570,6 +570,7 @@ def test_an_all_invalid_batch_is_told_plan_by_plan(deployment: Deployment) -> No
     delivered = deployment.notifications()
     assert {d.message["error"]["category"] for d in delivered} == {"invalid_event"}
     assert len(delivered) == 2
+    assert len({d.message["error"]["message"] for d in delivered}) == 2  # each its own reason
     assert deployment.standin.requests == []
 
 
