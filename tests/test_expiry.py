@@ -108,6 +108,31 @@ def test_a_lifetime_without_an_expiry_register_keeps_the_backup_and_says_so(
     assert line["checkpoint_id"] == started.message["checkpoint"]["id"]
 
 
+def test_a_lifetime_the_register_refuses_keeps_the_backup_and_says_why(
+    clock: Deployment, logs: io.StringIO
+) -> None:
+    from botocore.exceptions import ClientError
+
+    clock.invoke({"plan_id": PLAN_A})  # a container, its clients built
+    clock.notifications()
+    table = clock.runtime.settings.expiry_table
+
+    def refuse(params: dict[str, Any], **_: Any) -> None:
+        if params.get("TableName") == table:
+            error = {"Code": "ProvisionedThroughputExceededException", "Message": "slow down"}
+            raise ClientError({"Error": error}, "PutItem")
+
+    clock.runtime.dynamodb.meta.events.register("provide-client-params.dynamodb.PutItem", refuse)
+    clock.invoke({"plan_id": PLAN_A, "keep_days": 14})
+
+    [started] = clock.notifications()
+    assert started.message["outcome"] == "succeeded"
+    assert started.message["expires_at"] is None  # kept: nothing would delete it
+    [line] = lines(logs, "backup not registered to expire: it is kept")
+    assert line["checkpoint_id"] == started.message["checkpoint"]["id"]
+    assert line["reason"]
+
+
 def test_the_stack_default_gives_a_plan_without_keep_days_its_lifetime(clock: Deployment) -> None:
     clock.set_env("DEFAULT_KEEP_DAYS", "7")
     clock.invoke({"plan_id": PLAN_A})
