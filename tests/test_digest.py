@@ -109,7 +109,11 @@ def test_a_replayed_trigger_and_a_republished_completion_are_recorded_once(
 
 @pytest.mark.parametrize("trouble", ["refused", "unexpected"])
 def test_a_history_table_that_fails_loses_the_entry_never_the_notification(
-    deployment: Deployment, logs: Any, monkeypatch: pytest.MonkeyPatch, trouble: str
+    deployment: Deployment,
+    logs: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    trouble: str,
+    capsys: pytest.CaptureFixture[str],
 ) -> None:
     """Whatever the history's write meets, the notification is published once and the
     invocation succeeds (an exception would fail the publish step: its retry would tell it
@@ -144,6 +148,7 @@ def test_a_history_table_that_fails_loses_the_entry_never_the_notification(
         assert line["reason"] == "UnicodeEncodeError"
     else:  # the table's refusal, as the project words it
         assert "InternalServerError" in line["reason"]
+    assert ("HistoryNotRecorded", {}) in emf(capsys.readouterr().out)
     assert history(deployment) == []
 
 
