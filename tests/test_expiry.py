@@ -100,12 +100,7 @@ def test_a_lifetime_without_an_expiry_register_keeps_the_backup_and_says_so(
     clock.set_env("EXPIRY_TABLE", None)
     clock.invoke({"plan_id": PLAN_A, "keep_days": 14})
 
-    [started] = clock.notifications()
-
-    assert started.message["outcome"] == "succeeded"
-    assert started.message["expires_at"] is None  # kept: nothing would delete it
-    [line] = lines(logs, "no expiry register (EXPIRY_TABLE): the backup is kept")
-    assert line["checkpoint_id"] == started.message["checkpoint"]["id"]
+    kept_and_logged(clock, logs, "no expiry register (EXPIRY_TABLE): the backup is kept")
 
 
 def test_a_lifetime_the_register_refuses_keeps_the_backup_and_says_why(
@@ -125,12 +120,19 @@ def test_a_lifetime_the_register_refuses_keeps_the_backup_and_says_why(
     clock.runtime.dynamodb.meta.events.register("provide-client-params.dynamodb.PutItem", refuse)
     clock.invoke({"plan_id": PLAN_A, "keep_days": 14})
 
+    line = kept_and_logged(clock, logs, "backup not registered to expire: it is kept")
+    assert line["reason"]
+
+
+def kept_and_logged(clock: Deployment, logs: io.StringIO, message: str) -> dict[str, Any]:
+    """The one backup started succeeded with no lifetime (nothing would delete it), and the
+    line ``message`` names its checkpoint; that line."""
     [started] = clock.notifications()
     assert started.message["outcome"] == "succeeded"
-    assert started.message["expires_at"] is None  # kept: nothing would delete it
-    [line] = lines(logs, "backup not registered to expire: it is kept")
+    assert started.message["expires_at"] is None
+    [line] = lines(logs, message)
     assert line["checkpoint_id"] == started.message["checkpoint"]["id"]
-    assert line["reason"]
+    return line
 
 
 def test_the_stack_default_gives_a_plan_without_keep_days_its_lifetime(clock: Deployment) -> None:
