@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import replace
 from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
@@ -25,6 +24,7 @@ from csbs_trigger.aws.history import HistoryTable
 from csbs_trigger.digest import MAX_DIGEST_BYTES, Period, build_digest
 from csbs_trigger.history import KEPT_SECONDS, Entry
 from csbs_trigger.notify import iso_time
+from csbs_trigger.values import replace
 from support.lambda_context import FakeLambdaContext
 from support.standin import PROJECT_ID
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import io
 import json
 import threading
-from dataclasses import replace
 from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any
@@ -24,6 +23,7 @@ from csbs_trigger import expiry as expiry_module
 from csbs_trigger.aws.expiry_register import scope_of
 from csbs_trigger.aws.sns import PublishError
 from csbs_trigger.errors import ConfigError
+from csbs_trigger.values import replace
 from support.lambda_context import FakeLambdaContext
 from support.standin import PROJECT_ID, PROVIDER_ID, Fault
 

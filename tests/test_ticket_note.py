@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ from hypothesis import strategies as st
 
 from csbs_trigger.tickets.clients import adf_document, wiki_text
 from csbs_trigger.tickets.note import MAX_NOTE_LENGTH, Note, note_of
+from csbs_trigger.values import replace
 
 ADF_SCHEMA = json.loads((Path(__file__).parent / "schemas" / "adf-v1-full.json").read_text())
 _TEXT = st.one_of(st.none(), st.text(max_size=400), st.integers(), st.booleans(), st.just([]))

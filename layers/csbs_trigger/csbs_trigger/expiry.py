@@ -19,7 +19,7 @@ tried again after a day; throttling, 5xx and timeouts are tried again at the nex
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from csbs_trigger.aws.expiry_register import (
@@ -38,6 +38,7 @@ from csbs_trigger.log import logger
 from csbs_trigger.notify import SCHEMA_VERSION, Notification, fit, iso_time, target_attributes
 from csbs_trigger.runner import publish_and_record, record_history
 from csbs_trigger.runtime import Runtime
+from csbs_trigger.values import replace
 
 EVENT_EXPIRED = "expired"
 DELETED, FAILED, KEPT, DUE_IN_REPORT = "deleted", "failed", "kept", "due"

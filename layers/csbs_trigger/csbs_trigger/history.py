@@ -9,13 +9,12 @@ that step: a history the table lost leaves the digest short, never a notificatio
 from __future__ import annotations
 
 import hashlib
-from dataclasses import fields
 from typing import Any
 
 from csbs_trigger.errors import truncate
 from csbs_trigger.notify import Notification, backend_of
 from csbs_trigger.text import plausible_time
-from csbs_trigger.values import frozen
+from csbs_trigger.values import field_names, frozen
 
 KEPT_SECONDS = 35 * 24 * 3600
 STARTED, COMPLETED, EXPIRED = "started", "completed", "expired"
@@ -61,7 +60,7 @@ class Entry:
     @classmethod
     def from_dict(cls, stored: dict[str, Any]) -> Entry:
         """An entry as ``to_dict`` kept it (what it left out was None)."""
-        given: dict[str, Any] = {field.name: stored.get(field.name) for field in fields(cls)}
+        given: dict[str, Any] = {name: stored.get(name) for name in field_names(cls)}
         return cls(**given)
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import asdict
 from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
@@ -97,7 +96,8 @@ class Notification:
 
     def to_record(self) -> dict[str, Any]:
         """What the idempotency table keeps of a run: enough to answer and publish again."""
-        return asdict(self)
+        attributes = dict(self.attributes)
+        return {"subject": self.subject, "message": self.message, "attributes": attributes}
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> Notification:

@@ -13,7 +13,6 @@ import json
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 from typing import Any, TypeVar
 
 from csbs_trigger.aws.idempotency import AlreadyInProgressError, PayloadConflictError
@@ -28,7 +27,7 @@ from csbs_trigger.models import Trigger
 from csbs_trigger.notify import Notification, Outcome, build_notification, iso_time
 from csbs_trigger.plans import PlanItem, RejectedPlan, Resolution
 from csbs_trigger.runtime import Runtime
-from csbs_trigger.values import frozen
+from csbs_trigger.values import frozen, replace
 
 _T = TypeVar("_T")
 _R = TypeVar("_R")

@@ -2,32 +2,39 @@
 
 ``@dataclass(frozen=True)`` writes six methods per class as source and compiles them when its
 module is imported (0.6 ms a class on python3.13). The scheduled function's cold start defined
-40 such classes: 25 ms, the largest part of what the package added to a cold start.
+40 such classes: 25 ms, the largest part of what the package added to a cold start. Even with no
+method generated, the dataclass machinery spent 4 ms on the webhook's 41 records, most of it
+testing every string annotation three times for ``ClassVar``, ``InitVar`` and ``KW_ONLY``.
 
-A ``@frozen`` class is a dataclass whose fields are read-only to the type checker: ``mypy
+A ``@frozen`` class is a plain class whose fields are read-only to the type checker: ``mypy
 --strict`` over the package (part of ``make test``) refuses any assignment, as for a frozen
-dataclass, and is the guard; at run time nothing stops one. Nothing is compiled for it either:
-``__init__``, equality, hash and repr are one shared implementation each, which take arguments,
-compare, hash and show the fields as a frozen dataclass does (``tests/test_values.py``). The
-price is about a microsecond per instance (an invocation makes a few dozen).
+dataclass, and is the guard; at run time nothing stops one. Its fields are read from its own
+annotations, with defaults and ``dataclasses.field(default=, default_factory=, repr=,
+compare=)`` as a dataclass reads them (no ``InitVar``, ``kw_only`` or inheritance between
+records: none is used). ``__init__``, equality, hash and repr are one shared implementation each,
+which take arguments, compare, hash and show the fields as a frozen dataclass does
+(``tests/test_values.py``); ``replace`` and ``field_names`` stand for ``dataclasses.replace`` and
+``dataclasses.fields``. The price is about a microsecond per instance (an invocation makes a few
+dozen).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import reprlib
 from operator import attrgetter
-from typing import Any, TypeVar, dataclass_transform
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, dataclass_transform, get_origin
 
 _T = TypeVar("_T")
+_MISSING = dataclasses.MISSING
 
 
 @dataclass_transform(frozen_default=True, field_specifiers=(dataclasses.field,))
 def frozen(cls: type[_T]) -> type[_T]:
-    """A dataclass, read-only to the type checker, whose methods are shared, not generated."""
-    made: Any = dataclasses.dataclass(init=False, eq=False, repr=False)(cls)  # the same class
-    fields = dataclasses.fields(made)
-    made.__frozen__ = _Spec(made, fields)
+    """A record, read-only to the type checker, whose methods are shared, not generated."""
+    made: Any = cls
+    made.__frozen__ = _Spec(made)
     for name, method in (("__init__", _init), ("__eq__", _eq), ("__repr__", _repr),
                          ("__hash__", _hash)):  # fmt: skip
         if made.__dict__.get(name) is None:  # a class's own method stays
@@ -35,20 +42,70 @@ def frozen(cls: type[_T]) -> type[_T]:
     return cls
 
 
+if TYPE_CHECKING:  # mypy checks the changes against the record's fields
+    from dataclasses import replace as replace
+else:
+
+    def replace(record: Any, /, **changes: Any) -> Any:
+        """A copy of ``record`` with ``changes``, made by its ``__init__`` (``__post_init__``
+        included), as ``dataclasses.replace`` makes one; a dataclass goes to that."""
+        spec = type(record).__dict__.get("__frozen__")
+        if spec is None:
+            return dataclasses.replace(record, **changes)
+        current = {name: getattr(record, name) for name in spec.names}
+        return type(record)(**{**current, **changes})
+
+
+def field_names(cls: type) -> tuple[str, ...]:
+    """A record's fields, in order: what ``dataclasses.fields`` names."""
+    spec: _Spec = cls.__dict__["__frozen__"]
+    return spec.names
+
+
 class _Spec:
     """What the shared methods need to know of a class's fields, worked out once."""
 
-    def __init__(self, cls: type, fields: tuple[dataclasses.Field[Any], ...]) -> None:
+    def __init__(self, cls: type) -> None:
         self.post_init = getattr(cls, "__post_init__", None)
-        self.names = tuple(f.name for f in fields)
-        self.known = frozenset(self.names)
-        self.defaults = {f.name: f.default for f in fields
-                         if f.default is not dataclasses.MISSING}  # fmt: skip
-        self.factories = {f.name: f.default_factory for f in fields
-                          if f.default_factory is not dataclasses.MISSING}  # fmt: skip
-        compared = [f.name for f in fields if f.compare]
+        names, shown, compared = [], [], []
+        self.defaults: dict[str, Any] = {}
+        self.factories: dict[str, Any] = {}
+        for name, annotation in inspect.get_annotations(cls).items():
+            if _is_class_variable(annotation):
+                continue
+            default, show, compare = cls.__dict__.get(name, _MISSING), True, True
+            if isinstance(default, dataclasses.Field):
+                given, show, compare = default, default.repr, default.compare
+                default = given.default
+                if given.default_factory is not _MISSING:
+                    self.factories[name] = given.default_factory
+                if default is _MISSING:
+                    delattr(cls, name)  # as a dataclass leaves it: no class attribute
+                else:
+                    setattr(cls, name, default)
+            if default is not _MISSING:
+                if type(default).__hash__ is None:  # a list, dict or set shared by instances
+                    raise ValueError(
+                        f"mutable default {type(default)} for field {name} is not allowed: "
+                        "use default_factory"
+                    )
+                self.defaults[name] = default
+            names.append(name)
+            if show:
+                shown.append(name)
+            if compare:
+                compared.append(name)
+        self.names = tuple(names)
+        self.known = frozenset(names)
         self.compared = attrgetter(*compared) if compared else _no_fields
-        self.shown = tuple(f.name for f in fields if f.repr)
+        self.shown = tuple(shown)
+
+
+def _is_class_variable(annotation: Any) -> bool:
+    """``ClassVar[...]``: not a field (a string under ``from __future__ import annotations``)."""
+    if isinstance(annotation, str):
+        return annotation.startswith(("ClassVar", "typing.ClassVar"))
+    return annotation is ClassVar or get_origin(annotation) is ClassVar
 
 
 def _no_fields(instance: Any) -> tuple[()]:

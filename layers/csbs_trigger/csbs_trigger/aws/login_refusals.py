@@ -16,7 +16,6 @@ the decision to this container's memory: a DynamoDB failure must not stop every 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -24,6 +23,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from csbs_trigger.cloud.auth import REFUSAL_REMEMBERED_SECONDS, MemoryLoginGuard, Refusal
 from csbs_trigger.errors import UpstreamError
 from csbs_trigger.log import logger
+from csbs_trigger.values import replace
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient

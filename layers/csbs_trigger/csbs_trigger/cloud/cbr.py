@@ -11,7 +11,6 @@ numbers as strings, ``extra_info`` as a JSON string, ``vault: null``.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -50,7 +49,7 @@ from csbs_trigger.models import (
 )
 from csbs_trigger.settings import Settings
 from csbs_trigger.text import plausible_time
-from csbs_trigger.values import frozen
+from csbs_trigger.values import frozen, replace
 
 SERVICE = Service("cbr", "CBR", "v3", frozenset({"cbr"}))
 BACKEND = Backend(

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import replace
 from typing import Any
 
 from csbs_trigger.aws import sqs
@@ -34,7 +33,7 @@ from csbs_trigger.runner import (
 from csbs_trigger.runtime import Runtime
 from csbs_trigger.text import printable
 from csbs_trigger.triggers.events import MAX_INLINE_PLANS, parse_plan
-from csbs_trigger.values import frozen
+from csbs_trigger.values import frozen, replace
 
 MESSAGE_VERSION = 1
 # Large firings, and the backups a webhook's resolution found (with its sender and ticket).
