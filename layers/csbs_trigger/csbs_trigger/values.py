@@ -21,7 +21,6 @@ dozen).
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import reprlib
 from operator import attrgetter
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar, dataclass_transform, get_origin
@@ -70,7 +69,8 @@ class _Spec:
         names, shown, compared = [], [], []
         self.defaults: dict[str, Any] = {}
         self.factories: dict[str, Any] = {}
-        for name, annotation in inspect.get_annotations(cls).items():
+        # The class's own annotations: since Python 3.10 never a base class's.
+        for name, annotation in cls.__annotations__.items():
             if _is_class_variable(annotation):
                 continue
             default, show, compare = cls.__dict__.get(name, _MISSING), True, True
