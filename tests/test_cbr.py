@@ -429,6 +429,29 @@ def test_a_restore_point_answered_without_its_project_is_polled_where_it_was_sta
     assert set(lists) == {f"/v3/{PROJECT_ID}/backups"}
 
 
+def test_a_failed_restore_points_tasks_are_read_in_its_own_project(
+    deployment: Deployment,
+) -> None:
+    standin = deployment.standin
+    standin.projects[OTHER_PROJECT] = "eu-de_other"
+    standin.failing_servers = {"d6bf7592-ca52-43a2-9979-e418d64b29bb"}
+    standin.polls_to_finish = 1
+    deployment.invoke({"vault_id": FAILING_VAULT})
+    deployment.notifications()
+    deployment.set_secret(standin.cloud_secret(project_id=OTHER_PROJECT))  # now another
+    deployment.cold_start()
+
+    for _ in range(3):
+        deployment.track()
+
+    [completed] = completions(deployment)
+    assert completed.message["error"]["message"] == (
+        "1 of 1 server failed (db-server-1: The server has stopped.)"
+    )
+    tasks = {c.path for c in standin.calls("cbr") if c.path.endswith("/operation-logs")}
+    assert tasks == {f"/v3/{PROJECT_ID}/operation-logs"}
+
+
 def test_a_restore_point_answered_with_vault_null_is_started_and_followed(
     deployment: Deployment,
 ) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from conftest import Deployment
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from csbs_trigger.aws.tracking import Registration
@@ -162,6 +162,13 @@ def test_any_backup_rows_give_this_restore_points_resources_once(
     statuses=st.lists(st.sampled_from(["available", "error", "protecting"]), min_size=3,
                       max_size=3),
     tasks=st.lists(task_entries(), max_size=8),
+)  # fmt: skip
+@example(  # another restore point's task names a reason for a server of ours; ours names none
+    statuses=["error", "error", "available"],
+    tasks=[{"checkpoint_id": OTHER_CHECKPOINT, "extra_info": {"resource": {"id": RESOURCES[0]}},
+            "error_info": {"code": "BackupService.7102", "message": "another backup's failure"}},
+           {"checkpoint_id": CHECKPOINT, "extra_info": {"resource": {"id": RESOURCES[1]}},
+            "error_info": {"code": "BackupService.7102", "message": None}}],
 )  # fmt: skip
 def test_a_failed_backups_reason_comes_from_its_own_task_only(
     deployment: Deployment, statuses: list[str], tasks: list[Any]

@@ -862,6 +862,48 @@ def test_a_vault_listing_a_server_twice_is_one_backup_of_it(cloud: Deployment) -
     assert restore_points(cloud) == {VAULT_A: [SERVER_1]}
 
 
+def test_a_cbr_server_in_two_vaults_goes_with_the_lowest_id_and_names_the_other(
+    cloud: Deployment,
+) -> None:
+    both = {
+        "vaults": [  # listed highest id first: the choice is the ids', not the list's order
+            {"id": VAULT_DB, "name": "vault-db", "resources": [{"id": SERVER_1}]},
+            {"id": VAULT_A, "name": "vault-be94", "resources": [{"id": SERVER_1}]},
+        ],
+        "count": 2,
+    }
+    cloud.standin.fail_next("cbr", Fault(200, both))
+
+    cloud.invoke({"resources": [SERVER_1], "backend": "cbr"})
+
+    assert restore_points(cloud) == {VAULT_A: [SERVER_1]}
+    [told] = started(cloud)
+    assert told.message["request"]["resolved_from"] == {
+        "resources": [SERVER_1], "other_vault_ids": {SERVER_1: [VAULT_DB]}
+    }  # fmt: skip
+
+
+def test_a_vault_listed_twice_is_one_vault_of_its_servers(cloud: Deployment) -> None:
+    vault = {"id": VAULT_A, "name": "vault-be94", "resources": [{"id": SERVER_1}]}
+    cloud.standin.fail_next("cbr", Fault(200, {"vaults": [vault, vault], "count": 2}))
+
+    cloud.invoke({"resources": [SERVER_1], "backend": "cbr"})
+
+    [told] = started(cloud)
+    assert "other_vault_ids" not in told.message["request"]["resolved_from"]
+    assert restore_points(cloud) == {VAULT_A: [SERVER_1]}
+
+
+def test_vaults_are_listed_in_the_plans_project(cloud: Deployment) -> None:
+    other = "0f" * 16
+    cloud.standin.projects[other] = "eu-de_other"
+
+    cloud.invoke({"resources": [SERVER_1], "backend": "cbr", "project_id": other})
+
+    reads = [c.path for c in cloud.standin.calls("cbr") if c.path.endswith("/vaults")]
+    assert reads == [f"/v3/{other}/vaults"]
+
+
 def test_a_policy_naming_a_vault_twice_backs_it_up_once(cloud: Deployment) -> None:
     cloud.standin.cbr_policies[POLICY] = [VAULT_DB, VAULT_DB]
 

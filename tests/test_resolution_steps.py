@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from csbs_trigger.aws.idempotency import AlreadyInProgressError
-from csbs_trigger.cloud.backend import BackupRequest, Protector
+from csbs_trigger.cloud.backend import BackupRequest
 from csbs_trigger.cloud.backends import BACKENDS
 from csbs_trigger.deadline import Deadline
 from csbs_trigger.errors import Category, TriggerError, UpstreamError
@@ -38,14 +38,14 @@ S1, S2, S3, S4 = "srv-1", "srv-2", "srv-3", "srv-4"
 class Service:
     """A backend's lookups answered from memory; each call recorded."""
 
-    protected: dict[str, list[Protector]] = field(default_factory=dict)
+    protected: dict[str, list[str]] = field(default_factory=dict)
     policies: dict[str, list[str]] = field(default_factory=dict)
     calls: list[tuple[Any, ...]] = field(default_factory=list)
     fail: TriggerError | None = None
 
     def protection(
         self, servers: Sequence[str], project_id: str | None, deadline: Deadline
-    ) -> dict[str, list[Protector]]:
+    ) -> dict[str, list[str]]:
         self.calls.append(("protection", tuple(servers), project_id))
         if self.fail is not None:
             raise self.fail
@@ -107,8 +107,8 @@ class Runtime:
         return self.directory
 
 
-def at(*ids: str) -> list[Protector]:
-    return [Protector(target, f"name-of-{target}") for target in ids]
+def at(*ids: str) -> list[str]:
+    return list(ids)
 
 
 def run(item: Resolution, runtime: Runtime, *, final: bool = False) -> Resolved:
@@ -186,7 +186,7 @@ def test_each_unprotected_server_is_its_own_failure_and_the_others_still_resolve
 
 def test_a_target_id_that_is_no_id_is_a_bad_response() -> None:
     runtime = Runtime()
-    runtime.cloud["cbr"].protected = {S1: [Protector("../other", None)]}
+    runtime.cloud["cbr"].protected = {S1: ["../other"]}
 
     resolved = run(Resolution(CBR, resources=(S1,)), runtime)
 
@@ -583,7 +583,7 @@ def test_without_any_backend_the_message_says_what_to_set() -> None:
 
 def test_an_id_that_is_no_id_is_a_bad_200_answer() -> None:
     runtime = Runtime()
-    runtime.cloud["cbr"].protected = {S1: [Protector("a b", None)]}
+    runtime.cloud["cbr"].protected = {S1: ["a b"]}
 
     [failed] = run(Resolution(CBR, resources=(S1,)), runtime).unresolved
 

@@ -198,15 +198,15 @@ def _resolve(item: Resolution, backend: Backend, deadline: Deadline, runtime: Ru
     others: dict[str, list[str]] = {}
     for server in servers:
         listed = protection.get(server) or []
-        _check_ids([protector.id for protector in listed], f"{backend.label} listed a target")
+        _check_ids(listed, f"{backend.label} listed a target")
         if not listed:
             named = f"server {names[server]} ({server})" if server in names else f"server {server}"
             error = NotProtected(f"no {backend.target_word} of {backend.label} protects {named}")
             unresolved.append(RejectedPlan(error, backend, None, asked | {"server": server}))
             continue
-        groups.setdefault(listed[0].id, []).append(server)
+        groups.setdefault(listed[0], []).append(server)
         if len(listed) > 1:
-            others[server] = [protector.id for protector in listed[1:]]
+            others[server] = listed[1:]
     backups = []
     for target_id, members in groups.items():
         resolved_from = dict(asked)
@@ -236,7 +236,7 @@ def _policy(
     groups: dict[str, list[str]] = {}
     unresolved = []
     for server in item.resources:
-        vault = next((p.id for p in protection.get(server) or [] if p.id in vaults), None)
+        vault = next((v for v in protection.get(server) or [] if v in vaults), None)
         if vault is None:
             error = NotProtected(
                 f"no vault of CBR policy {item.policy_id} protects server {server}"

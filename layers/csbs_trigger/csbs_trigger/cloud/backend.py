@@ -224,14 +224,6 @@ class Followed(Protocol):
     def details(self) -> Mapping[str, Any]: ...
 
 
-@frozen
-class Protector:
-    """A plan or vault that lists a server: what a trigger naming servers is resolved to."""
-
-    id: str
-    name: str | None
-
-
 class Deletable(Protocol):
     """A registered backup as a sweep deletes it."""
 
@@ -273,9 +265,9 @@ class BackupService(ABC):
     @abstractmethod
     def protection(
         self, servers: Sequence[str], project_id: str | None, deadline: Deadline
-    ) -> dict[str, list[Protector]]:
-        """Where each of ``servers`` is protected: the plans or vaults listing it, lowest id
-        first (a server nothing lists is left out). One request a page of the service's list,
+    ) -> dict[str, list[str]]:
+        """Where each of ``servers`` is protected: the ids of the plans or vaults listing it,
+        lowest first (a server nothing lists is left out). One request a page of the service's list,
         never one a server; a list that pages on forever is a ``bad_response``."""
 
     def policy_targets(

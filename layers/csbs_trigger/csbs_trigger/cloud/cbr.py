@@ -23,7 +23,6 @@ from csbs_trigger.cloud.backend import (
     Execution,
     Followed,
     Option,
-    Protector,
     Skipped,
     is_bool,
     matches,
@@ -213,22 +212,21 @@ class CbrClient(BackupService):
 
     def protection(
         self, servers: Sequence[str], project_id: str | None, deadline: Deadline
-    ) -> dict[str, list[Protector]]:
+    ) -> dict[str, list[str]]:
         """The vaults listing the servers: ``GET /vaults?resource_ids=<id>,<id>``, every page
         (a server is in one vault at most, so the vaults are no more than the servers)."""
         query = {"resource_ids": ",".join(servers)}
         vaults = self._pages("/vaults", "vaults", query, len(servers), project_id, deadline)
         asked = set(servers)
-        found: dict[str, list[Protector]] = {}
+        found: dict[str, list[str]] = {}
         for vault in vaults:
             vault_id = short_text(vault.get("id"))
             if vault_id is None:
                 raise UpstreamError.bad_response("CBR listed a vault without an id")
-            protector = Protector(vault_id, short_text(vault.get("name")))
             for resource in parse_resources(vault.get("resources")):
-                if resource.id in asked and protector not in found.get(resource.id, []):
-                    found.setdefault(resource.id, []).append(protector)
-        return {server: sorted(listed, key=lambda p: p.id) for server, listed in found.items()}
+                if resource.id in asked and vault_id not in found.get(resource.id, []):
+                    found.setdefault(resource.id, []).append(vault_id)
+        return {server: sorted(listed) for server, listed in found.items()}
 
     def policy_targets(
         self, policy_id: str, project_id: str | None, deadline: Deadline

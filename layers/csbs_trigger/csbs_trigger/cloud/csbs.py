@@ -15,7 +15,6 @@ from csbs_trigger.cloud.backend import (
     Execution,
     Followed,
     Option,
-    Protector,
     is_bool,
 )
 from csbs_trigger.cloud.checkpoint_items import CheckpointItem, of_checkpoint, parse_items_page
@@ -97,25 +96,23 @@ class CsbsClient(BackupService):
 
     def protection(
         self, servers: Sequence[str], project_id: str | None, deadline: Deadline
-    ) -> dict[str, list[Protector]]:
+    ) -> dict[str, list[str]]:
         """The policies listing the servers: ``GET /policies``, every page (``limit``, then
         ``marker``: the last policy's id) up to an empty one (the list has no count, and a
         server may serve fewer a page than asked), each policy's ``resources[].id``."""
         asked = set(servers)
-        found: dict[str, list[Protector]] = {}
+        found: dict[str, list[str]] = {}
         marker: str | None = None
         for _ in range(MAX_POLICIES // _PAGE_SIZE + 2):
             query = {"limit": str(_PAGE_SIZE)} | ({} if marker is None else {"marker": marker})
             call = Call("GET", "/policies", parse=_policies_page, query=query)
             page = self._api.call(call, deadline, project_id).value
             for policy in page:
-                protector = Protector(policy["id"], field_text(policy.get("name")))
                 for resource in parse_resources(policy.get("resources")):
                     if resource.id in asked:
-                        found.setdefault(resource.id, []).append(protector)
+                        found.setdefault(resource.id, []).append(policy["id"])
             if not page:
-                return {server: sorted(listed, key=lambda p: p.id)
-                        for server, listed in found.items()}  # fmt: skip
+                return {server: sorted(listed) for server, listed in found.items()}
             if page[-1]["id"] == marker:
                 raise UpstreamError.bad_response("CSBS answered the same page of policies")
             marker = page[-1]["id"]
