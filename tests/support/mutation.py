@@ -55,7 +55,7 @@ MODULES: dict[str, list[str]] = {
     "cloud/api": ["test_fault_matrix", "test_pinned_behaviour", "test_credential_lifecycle",
                   "test_auth", "test_log_lines", "test_cbr"],
     "cloud/cbr": ["test_cbr", "test_cbr_drift", "test_fault_matrix", "test_bounds",
-                  "test_standin_wire", "test_audited_promises", "test_resolution"],
+                  "test_standin_wire", "test_audited_promises", "test_resolution", "test_expiry"],
     "digest": ["test_digest"],
     "history": ["test_digest"],
     "triggers/queued": ["test_scale_out", "test_audited_promises", "test_plan_worker",
