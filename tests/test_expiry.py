@@ -25,7 +25,7 @@ from csbs_trigger.aws.sns import PublishError
 from csbs_trigger.errors import ConfigError
 from csbs_trigger.values import replace
 from support.lambda_context import FakeLambdaContext
-from support.standin import PROJECT_ID, PROVIDER_ID, Fault
+from support.standin import PROJECT_ID, PROVIDER_ID, CreatedRestorePoint, Fault
 
 PLAN_A = "62171999-3df1-42f7-9513-6f9b1bea4744"  # app-server-1, app-server-2
 APP_1, APP_2 = "7a32a8b5-7977-4e24-b5da-e0eb457db75b", "b2b433bf-7dd6-4a74-aa8f-85673dfbda48"
@@ -334,6 +334,95 @@ def test_a_cbr_backup_is_listed_then_each_servers_backup_deleted(clock: Deployme
     [told] = expired(clock)
     assert told.attributes["vault_id"] == VAULT
     assert {s["resource_id"] for s in told.message["deleted"]} == {SERVER_1, SERVER_2}
+
+
+def due_cbr_backup(clock: Deployment, project_id: str | None = None) -> CreatedRestorePoint:
+    """A CBR restore point kept a day, then a newer good one of the same servers; a day
+    later: due, and no server's last good backup."""
+    plan: dict[str, Any] = {"vault_id": VAULT} | ({"project_id": project_id} if project_id else {})
+    checkpoint_id = backed_up(clock, {**plan, "keep_days": 1})
+    later(clock, 0.5)
+    backed_up(clock, plan)
+    clock.notifications()
+    later(clock, 1)
+    return clock.standin.restore_points[checkpoint_id]
+
+
+def test_a_cbr_deletion_is_told_only_once_cbr_no_longer_has_the_backups(
+    clock: Deployment,
+) -> None:
+    point = due_cbr_backup(clock)
+    clock.standin.deletion_reads = 2  # each backup reads "deleting" once, then is gone
+
+    runs = [clock.sweep()]
+    assert expired(clock) == []
+    runs.append(clock.sweep())
+    assert expired(clock) == []  # still listed as deleting: not gone yet
+    runs.append(clock.sweep())
+
+    counted = [[run.get(k, 0) for k in ("deleting", "still_deleting", "deleted")] for run in runs]
+    assert counted == [[1, 0, 0], [0, 1, 0], [0, 0, 1]]
+    reads = [c.path for c in clock.standin.calls("cbr") if c.method == "GET" and
+             c.path.startswith(f"/v3/{PROJECT_ID}/backups/")]  # fmt: skip
+    assert sorted(reads) == sorted(f"/v3/{PROJECT_ID}/backups/{b}" for b in point.backup_ids * 2)
+    [told] = expired(clock)
+    assert {s["resource_id"] for s in told.message["deleted"]} == {SERVER_1, SERVER_2}
+
+
+def test_a_cbr_backup_deleted_by_hand_just_before_its_delete_counts_as_deleted(
+    clock: Deployment,
+) -> None:
+    point = due_cbr_backup(clock)
+    gone = {"error_code": "BackupService.6000", "error_msg": "The backup does not exist."}
+    # The list still shows it; by its DELETE it is gone (404).
+    clock.standin.fail_next("cbr", Fault(passthrough=True), Fault(404, gone))
+
+    clock.sweep()
+    point.gone.add(point.backup_ids[0])  # as CBR has it since
+    clock.sweep()
+
+    [told] = expired(clock)
+    assert told.attributes["outcome"] == "deleted"
+    assert {s["resource_id"] for s in told.message["deleted"]} == {SERVER_1, SERVER_2}
+
+
+def test_a_cbr_backup_is_deleted_and_confirmed_in_its_own_project(clock: Deployment) -> None:
+    clock.standin.projects[OTHER_PROJECT] = "eu-de_other"
+    point = due_cbr_backup(clock, OTHER_PROJECT)
+
+    clock.sweep()
+    clock.sweep()
+
+    # listed, deleted and read back where it was started, not in the credentials' default
+    calls = [c for c in clock.standin.calls("cbr") if "/backups" in c.path]
+    assert {c.path.split("/")[2] for c in calls} == {OTHER_PROJECT}
+    assert {c.path for c in deletes(clock)} == {
+        f"/v3/{OTHER_PROJECT}/backups/{backup_id}" for backup_id in point.backup_ids
+    }
+    [told] = expired(clock)
+    assert len(told.message["deleted"]) == 2
+
+
+def test_a_disk_backup_listed_under_its_servers_id_is_never_the_one_deleted(
+    clock: Deployment,
+) -> None:
+    """CBR lists each disk's backup beside its server's, with the server's as ``parent_id``:
+    only the server's backup is deleted, whatever resource the disk row names and wherever
+    it is listed."""
+    point = due_cbr_backup(clock)
+    rows = [
+        {"id": backup_id, "checkpoint_id": point.id, "resource_id": server, "status": "available"}
+        for (server, _), backup_id in zip(point.servers, point.backup_ids, strict=True)
+    ]
+    disks = [{**row, "id": f"{row['id']}-disk", "parent_id": row["id"]} for row in rows]
+    clock.standin.fail_next("cbr", Fault(200, {"backups": disks + rows, "count": 4}))
+
+    clock.sweep()
+    clock.sweep()
+
+    assert {c.path for c in deletes(clock)} == {
+        f"/v3/{PROJECT_ID}/backups/{backup_id}" for backup_id in point.backup_ids
+    }
 
 
 @pytest.mark.parametrize("backend", ["csbs", "cbr"])
