@@ -200,3 +200,33 @@ def test_a_replaced_record_is_made_anew_as_a_replaced_dataclass(changes: dict[st
         if "colour" in changes
         else _values(dataclasses.replace(reference("x", ["a"]), **changes))
     )
+
+
+@pytest.mark.parametrize(
+    ("body", "refusal"),
+    [({"__annotations__": {"x": "InitVar[int]"}}, "x: no InitVar[int]"),
+     ({"__annotations__": {"_": "KW_ONLY", "x": "int"}}, "_: no KW_ONLY"),
+     ({"__annotations__": {"x": "int"}, "x": dataclasses.field(init=False, default=0)},
+      "x: a field takes only"),
+     ({"__annotations__": {"x": "int"}, "x": dataclasses.field(kw_only=True)},
+      "x: a field takes only"),
+     ({"__annotations__": {"x": "int"}, "x": dataclasses.field(hash=False)},
+      "x: a field takes only")],
+)  # fmt: skip
+def test_what_a_record_does_not_read_is_refused_never_misread(
+    body: dict[str, Any], refusal: str
+) -> None:
+    with pytest.raises(TypeError, match=re.escape(f"@frozen Odd.{refusal}")):
+        frozen(type("Odd", (), body))
+
+
+def test_a_record_is_no_base_of_another() -> None:
+    @frozen
+    class Base:
+        x: int
+
+    with pytest.raises(TypeError, match=r"@frozen .*Derived: a record is no base of another"):
+
+        @frozen
+        class Derived(Base):
+            y: int

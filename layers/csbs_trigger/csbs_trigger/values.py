@@ -10,12 +10,12 @@ A ``@frozen`` class is a plain class whose fields are read-only to the type chec
 --strict`` over the package (part of ``make test``) refuses any assignment, as for a frozen
 dataclass, and is the guard; at run time nothing stops one. Its fields are read from its own
 annotations, with defaults and ``dataclasses.field(default=, default_factory=, repr=,
-compare=)`` as a dataclass reads them (no ``InitVar``, ``kw_only`` or inheritance between
-records: none is used). ``__init__``, equality, hash and repr are one shared implementation each,
-which take arguments, compare, hash and show the fields as a frozen dataclass does
-(``tests/test_values.py``); ``replace`` and ``field_names`` stand for ``dataclasses.replace`` and
-``dataclasses.fields``. The price is about a microsecond per instance (an invocation makes a few
-dozen).
+compare=)`` as a dataclass reads them; what a record does not read (``InitVar``, ``kw_only``,
+``init=False``, a record as a base class: none is used) is refused. ``__init__``, equality,
+hash and repr are one shared implementation each, which take arguments, compare, hash and show
+the fields as a frozen dataclass does (``tests/test_values.py``); ``replace`` and
+``field_names`` stand for ``dataclasses.replace`` and ``dataclasses.fields``. The price is about
+a microsecond per instance (an invocation makes a few dozen).
 """
 
 from __future__ import annotations
@@ -69,12 +69,19 @@ class _Spec:
         names, shown, compared = [], [], []
         self.defaults: dict[str, Any] = {}
         self.factories: dict[str, Any] = {}
+        if any("__frozen__" in vars(base) for base in cls.__mro__[1:]):
+            raise TypeError(f"@frozen {cls.__qualname__}: a record is no base of another")
         # The class's own annotations: since Python 3.10 never a base class's.
         for name, annotation in cls.__annotations__.items():
             if _is_class_variable(annotation):
                 continue
+            if isinstance(annotation, str) and annotation.startswith(_UNSUPPORTED):
+                raise TypeError(f"@frozen {cls.__qualname__}.{name}: no {annotation}")
             default, show, compare = cls.__dict__.get(name, _MISSING), True, True
             if isinstance(default, dataclasses.Field):
+                if not default.init or default.kw_only is True or default.hash is not None:
+                    raise TypeError(f"@frozen {cls.__qualname__}.{name}: a field takes only "
+                                    "default, default_factory, repr and compare")  # fmt: skip
                 given, show, compare = default, default.repr, default.compare
                 default = given.default
                 if given.default_factory is not _MISSING:
@@ -99,6 +106,10 @@ class _Spec:
         self.known = frozenset(names)
         self.compared = attrgetter(*compared) if compared else _no_fields
         self.shown = tuple(shown)
+
+
+# What a dataclass reads and a record does not (none is used): refused, never misread.
+_UNSUPPORTED = ("InitVar", "dataclasses.InitVar", "KW_ONLY", "dataclasses.KW_ONLY")
 
 
 def _is_class_variable(annotation: Any) -> bool:
