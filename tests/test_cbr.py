@@ -218,6 +218,19 @@ def test_a_resource_the_answer_lists_twice_is_one_backup_to_wait_for(
                                             "running": 0}  # fmt: skip
 
 
+def test_a_backup_waits_for_every_server_asked_whatever_the_answer_lists(
+    deployment: Deployment,
+) -> None:
+    """The request names the servers the restore point was made of; an answer that lists
+    fewer never shortens what the tracker waits for."""
+    deployment.standin.edit_created = lambda checkpoint: checkpoint["vault"]["resources"].pop()
+
+    answer = deployment.invoke({"vault_id": VAULT, "resources": [SERVER_1, SERVER_2]})
+
+    item = tracked_item(deployment, answer["plans"][0]["checkpoint_id"])
+    assert item["expected_items"] == {"N": "2"}
+
+
 def test_a_vault_backup_is_followed_to_its_end(deployment: Deployment) -> None:
     deployment.standin.polls_to_finish = 2
     checkpoint_id = deployment.invoke({"vault_id": VAULT})["plans"][0]["checkpoint_id"]

@@ -773,6 +773,16 @@ def register_item(clock: Deployment, checkpoint_id: str) -> dict[str, Any]:
     return item  # type: ignore[no-any-return]
 
 
+def test_a_backup_answered_without_its_project_is_registered_where_it_was_started(
+    clock: Deployment,
+) -> None:
+    clock.standin.edit_created = lambda checkpoint: checkpoint.pop("project_id")
+
+    checkpoint_id = backed_up(clock, {"vault_id": VAULT, "keep_days": 1})
+
+    assert register_item(clock, checkpoint_id)["project_id"] == {"S": PROJECT_ID}
+
+
 def test_the_register_keeps_what_it_did_and_forgets_an_expired_backup_a_month_later(
     clock: Deployment,
 ) -> None:

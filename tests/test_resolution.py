@@ -291,8 +291,13 @@ def test_the_stacks_default_backend_finds_them(cloud: Deployment) -> None:
 
 
 # -- once per trigger --------------------------------------------------------------------------
-def test_a_retry_after_a_server_moved_starts_no_second_set(cloud: Deployment) -> None:
-    event = {"resources": [SERVER_2, DB_SERVER], "backend": "cbr", **SCHEDULE}
+@pytest.mark.parametrize("path", ["schedule", "eventbridge"])
+def test_a_retry_after_a_server_moved_starts_no_second_set(cloud: Deployment, path: str) -> None:
+    plan = {"resources": [SERVER_2, DB_SERVER], "backend": "cbr"}
+    event = {**plan, **SCHEDULE} if path == "schedule" else {
+        "id": "7bf73129-1428-4cd3-a780-95db273d1602", "detail-type": "backup", "source": "ops",
+        "detail": plan,
+    }  # fmt: skip
     first = cloud.invoke(event)
     # Between two deliveries the server moves to the other vault.
     cloud.standin.vaults[VAULT_A].resources.pop(SERVER_2)

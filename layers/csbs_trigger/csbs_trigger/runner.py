@@ -86,7 +86,7 @@ def request_digest(request: BackupRequest | Resolution) -> str:
 
 
 def batch_units(
-    trigger: Trigger, items: tuple[PlanItem, ...], *, queued: bool = False
+    trigger: Trigger, items: tuple[PlanItem, ...], *, queued: bool
 ) -> list[Unit]:
     """Keys for the items of a scheduled or EventBridge event (a hand-made direct invoke names
     nothing that a repeat would carry: it is not keyed, unless its plans are ``queued``, where
@@ -108,20 +108,14 @@ def batch_units(
     return units
 
 
-def run_plans(
-    trigger: Trigger, items: tuple[PlanItem, ...], context: Any, runtime: Runtime
-) -> list[PlanResult]:
-    """Run each distinct request once (a batch with bounded concurrency), then tell every item
-    its outcome in one notification each. One failing plan never hides another's result."""
-    return run_units(trigger, batch_units(trigger, items), context, runtime)
-
-
 def run_units(
     trigger: Trigger, units: list[Unit], context: Any, runtime: Runtime,
     *, workers: int | None = None,
 ) -> list[PlanResult]:  # fmt: skip
-    """``run_plans`` for units keyed already; ``workers``: how many at once (default: one per
-    backup to start, up to MAX_CONCURRENCY; a batch of bad plans only is told one by one)."""
+    """Run each distinct request once (a batch with bounded concurrency), then tell every unit
+    its outcome in one notification each; one failing plan never hides another's result.
+    ``workers``: how many at once (default: one per backup to start, up to MAX_CONCURRENCY; a
+    batch of bad plans only is told one by one)."""
     first: dict[object, Unit] = {}
     for unit in units:
         first.setdefault(_identity(unit), unit)
