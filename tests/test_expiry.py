@@ -369,6 +369,22 @@ def test_a_cbr_deletion_is_told_only_once_cbr_no_longer_has_the_backups(
     assert {s["resource_id"] for s in told.message["deleted"]} == {SERVER_1, SERVER_2}
 
 
+def test_a_cbr_backup_that_reads_deleted_is_gone(clock: Deployment) -> None:
+    """CBR may still answer a deleted backup, with status ``deleted``, before it answers 404."""
+    point = due_cbr_backup(clock)
+    clock.standin.deletion_reads = 5  # left to itself, each would read "deleting" for a while
+    clock.sweep()
+    clock.standin.fail_next("cbr", *[
+        Fault(200, {"backup": {"id": backup_id, "checkpoint_id": point.id, "status": "deleted",
+                               "vault_id": VAULT}}) for backup_id in point.backup_ids
+    ])  # fmt: skip
+
+    assert clock.sweep().get("deleted") == 1
+
+    [told] = expired(clock)
+    assert {s["resource_id"] for s in told.message["deleted"]} == {SERVER_1, SERVER_2}
+
+
 def test_a_cbr_backup_deleted_by_hand_just_before_its_delete_counts_as_deleted(
     clock: Deployment,
 ) -> None:
