@@ -152,8 +152,9 @@ def test_a_record_reads_its_fields_as_a_dataclass_reads_them() -> None:
     def declare(decorate: Any) -> type:
         @decorate
         class Counted:
-            name: str
             made: ClassVar[int] = 0  # a string here (the future import), as most are
+            name: str
+            kinds: typing.ClassVar[tuple[str, ...]] = ()
 
         return Counted
 
@@ -207,11 +208,11 @@ def test_a_replaced_record_is_made_anew_as_a_replaced_dataclass(changes: dict[st
     [({"__annotations__": {"x": "InitVar[int]"}}, "x: no InitVar[int]"),
      ({"__annotations__": {"_": "KW_ONLY", "x": "int"}}, "_: no KW_ONLY"),
      ({"__annotations__": {"x": "int"}, "x": dataclasses.field(init=False, default=0)},
-      "x: a field takes only"),
+      "x: a field takes only default, default_factory, repr and compare"),
      ({"__annotations__": {"x": "int"}, "x": dataclasses.field(kw_only=True)},
-      "x: a field takes only"),
+      "x: a field takes only default, default_factory, repr and compare"),
      ({"__annotations__": {"x": "int"}, "x": dataclasses.field(hash=False)},
-      "x: a field takes only")],
+      "x: a field takes only default, default_factory, repr and compare")],
 )  # fmt: skip
 def test_what_a_record_does_not_read_is_refused_never_misread(
     body: dict[str, Any], refusal: str

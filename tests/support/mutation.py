@@ -57,7 +57,7 @@ MODULES: dict[str, list[str]] = {
     "cloud/cbr": ["test_cbr", "test_cbr_drift", "test_fault_matrix", "test_bounds",
                   "test_standin_wire", "test_audited_promises", "test_resolution", "test_expiry"],
     "digest": ["test_digest"],
-    "history": ["test_digest"],
+    "history": ["test_digest", "test_expiry"],
     "triggers/queued": ["test_scale_out", "test_audited_promises", "test_plan_worker",
                         "test_resolution"],
     "aws/login_refusals": ["test_lockout", "test_operational_trouble"],
