@@ -44,7 +44,7 @@ MODULES: dict[str, list[str]] = {
     "runner": ["test_scheduled_backup", "test_exactly_once", "test_hostile_input",
                "test_completion_tracking", "test_webhooks", "test_log_lines",
                "test_pinned_behaviour", "test_expiry", "test_scale_out", "test_cbr",
-               "test_digest"],
+               "test_digest", "test_resolution"],
     "triggers/events": ["test_events", "test_scheduled_backup"],
     "cloud/transport": ["test_transport", "test_fault_matrix", "test_pinned_behaviour"],
     "tracker": ["test_completion_tracking", "test_operational_trouble", "test_log_lines",
