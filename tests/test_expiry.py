@@ -317,25 +317,6 @@ def test_other_checkpoints_never_get_a_request(clock: Deployment) -> None:
     assert len(expired(clock)) == 1
 
 
-def test_a_cbr_backup_is_listed_then_each_servers_backup_deleted(clock: Deployment) -> None:
-    checkpoint_id = backed_up(clock, {"vault_id": VAULT, "keep_days": 1})
-    later(clock, 0.5)
-    backed_up(clock, {"vault_id": VAULT})  # the servers' newer good backup
-    clock.notifications()
-    later(clock, 1)
-
-    clock.sweep()
-    clock.sweep()
-
-    point = clock.standin.restore_points[checkpoint_id]
-    assert {c.path for c in deletes(clock)} == {
-        f"/v3/{PROJECT_ID}/backups/{backup_id}" for backup_id in point.backup_ids
-    }
-    [told] = expired(clock)
-    assert told.attributes["vault_id"] == VAULT
-    assert {s["resource_id"] for s in told.message["deleted"]} == {SERVER_1, SERVER_2}
-
-
 def due_cbr_backup(clock: Deployment, project_id: str | None = None) -> CreatedRestorePoint:
     """A CBR restore point kept a day, then a newer good one of the same servers; a day
     later: due, and no server's last good backup."""
@@ -346,6 +327,20 @@ def due_cbr_backup(clock: Deployment, project_id: str | None = None) -> CreatedR
     clock.notifications()
     later(clock, 1)
     return clock.standin.restore_points[checkpoint_id]
+
+
+def test_a_cbr_backup_is_listed_then_each_servers_backup_deleted(clock: Deployment) -> None:
+    point = due_cbr_backup(clock)
+
+    clock.sweep()
+    clock.sweep()
+
+    assert {c.path for c in deletes(clock)} == {
+        f"/v3/{PROJECT_ID}/backups/{backup_id}" for backup_id in point.backup_ids
+    }
+    [told] = expired(clock)
+    assert told.attributes["vault_id"] == VAULT
+    assert {s["resource_id"] for s in told.message["deleted"]} == {SERVER_1, SERVER_2}
 
 
 def test_a_cbr_deletion_is_told_only_once_cbr_no_longer_has_the_backups(
