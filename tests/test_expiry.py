@@ -380,6 +380,22 @@ def test_a_cbr_backup_that_reads_deleted_is_gone(clock: Deployment) -> None:
     assert {s["resource_id"] for s in told.message["deleted"]} == {SERVER_1, SERVER_2}
 
 
+@pytest.mark.parametrize("answer", [[], {"backup": "deleted"}, {"backup": {"status": None}}])
+def test_a_cbr_backup_whose_answer_says_nothing_is_still_deleting(
+    clock: Deployment, answer: Any
+) -> None:
+    """An answer that names no status never counts as gone: the next sweep reads it again."""
+    point = due_cbr_backup(clock)
+    clock.sweep()
+    clock.standin.fail_next("cbr", *[Fault(200, answer) for _ in point.backup_ids])
+
+    assert clock.sweep() == {"mode": "delete", "due": 1, "still_deleting": 1}
+    assert expired(clock) == []
+    clock.sweep()
+    [told] = expired(clock)
+    assert told.attributes["outcome"] == "deleted"
+
+
 def test_a_cbr_backup_deleted_by_hand_just_before_its_delete_counts_as_deleted(
     clock: Deployment,
 ) -> None:
