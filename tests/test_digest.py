@@ -8,6 +8,7 @@ digest function.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from datetime import UTC, datetime
@@ -105,6 +106,18 @@ def test_a_replayed_trigger_and_a_republished_completion_are_recorded_once(
         deployment.track()
 
     assert sorted(e.event for e in history(deployment)) == ["completed", "started"]
+
+
+def test_a_notification_is_kept_under_what_it_is_told_once_per(deployment: Deployment) -> None:
+    """A started notification's entry is named by its notice key (what it is published once
+    per), never by its SNS message: told again after its publish record was lost, it replaces
+    its entry instead of adding one."""
+    deployment.invoke(read_event("schedule.json"))
+
+    [delivered] = deployment.notifications()
+    [entry] = history(deployment)
+    notice_key = f"{delivered.message['idempotency_key']}#0"  # the batch's item 0
+    assert entry.id == hashlib.sha256(notice_key.encode()).hexdigest()[:32]
 
 
 @pytest.mark.parametrize("trouble", ["refused", "unexpected"])

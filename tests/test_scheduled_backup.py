@@ -163,6 +163,7 @@ def test_a_backup_not_started_is_counted_by_backend_and_category(
     deployment.standin.plans[PLAN_A].busy_code = "CSBS.1001"
     deployment.invoke(read_event("batch.json"))
     deployment.invoke({"plan_id": PLAN_A, "vault_id": "v"})  # which backend: not known
+    deployment.invoke({"plan_id": PLAN_A, "resources": "all"})  # a CSBS plan, refused
 
     counted = [dims for name, dims in emf(capsys.readouterr().out) if name == "BackupsNotStarted"]
     assert counted == [  # each failure: in all, by backend where known, by category
@@ -170,6 +171,9 @@ def test_a_backup_not_started_is_counted_by_backend_and_category(
         {"backend": "csbs"},
         {"error_category": "busy"},
         {},
+        {"error_category": "invalid_event"},
+        {},
+        {"backend": "csbs"},
         {"error_category": "invalid_event"},
     ]
 
