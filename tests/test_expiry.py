@@ -15,6 +15,7 @@ import pytest
 from conftest import Deployment
 from test_cbr import SERVER_1, SERVER_2, VAULT
 from test_completion_tracking import completions, emf
+from test_digest import history
 from test_log_lines import lines
 from test_scale_out import OTHER_PROJECT, THIRD_PROJECT, named_secret
 from test_webhooks import generic_event
@@ -281,6 +282,10 @@ def test_a_partly_failed_backup_loses_its_failed_server_and_keeps_the_good_one(
     [told] = expired(clock)
     assert [s["resource_id"] for s in told.message["deleted"]] == [APP_2]
     assert [s["resource_id"] for s in told.message["kept_as_last_good"]] == [APP_1]
+    # The history (35 days of audit) keeps how many servers went and how many were kept.
+    entries = {entry.event: entry for entry in history(clock)}
+    assert (entries["expired"].servers, entries["expired"].kept) == (1, 1)
+    assert (entries["started"].kept, entries["completed"].kept) == (None, None)
 
 
 def test_a_backup_whose_completion_is_not_reported_is_never_touched(clock: Deployment) -> None:
