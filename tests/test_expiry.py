@@ -481,6 +481,65 @@ def test_a_backup_deleted_by_hand_meanwhile_counts_as_deleted(
     assert len(told.message["deleted"]) == 2
 
 
+def test_a_csbs_backup_is_deleted_and_confirmed_in_its_own_project(clock: Deployment) -> None:
+    clock.standin.projects[OTHER_PROJECT] = "eu-de_other"
+    checkpoint_id = due_with_a_newer_good_backup(clock, {"plan_id": PLAN_A,
+                                                         "project_id": OTHER_PROJECT})  # fmt: skip
+
+    clock.sweep()
+    clock.sweep()
+
+    [delete] = deletes(clock)
+    assert delete.path == f"/v1/{OTHER_PROJECT}/providers/{PROVIDER_ID}/checkpoints/{checkpoint_id}"
+    reads = [c.path for c in clock.standin.calls("csbs") if c.path.endswith("/checkpoint_items")]
+    assert set(reads) == {f"/v1/{OTHER_PROJECT}/checkpoint_items"}
+    [told] = expired(clock)
+    assert told.attributes["outcome"] == "deleted"
+
+
+def test_a_csbs_checkpoint_answering_409_is_being_deleted_already(clock: Deployment) -> None:
+    checkpoint_id = due_with_a_newer_good_backup(clock)
+    busy = {"error_code": "CSBS.2001", "error_msg": "The checkpoint is being deleted."}
+    clock.standin.fail_next("csbs", Fault(409, busy))
+
+    assert clock.sweep() == {"mode": "delete", "due": 1, "deleting": 1}
+    clock.standin.checkpoints[checkpoint_id].deleted = True  # that deletion has ended since
+    clock.sweep()
+
+    [told] = expired(clock)
+    assert told.attributes["outcome"] == "deleted"
+
+
+def test_csbs_items_listed_as_deleted_are_gone(clock: Deployment) -> None:
+    due_with_a_newer_good_backup(clock)
+    clock.standin.deletion_reads = 3
+    clock.standin.deleting_status = "deleted"  # listed a while longer, as deleted
+
+    clock.sweep()
+
+    assert clock.sweep().get("deleted") == 1
+    [told] = expired(clock)
+    assert len(told.message["deleted"]) == 2
+
+
+def test_the_failed_servers_of_a_partly_kept_backup_go_in_one_deletion(clock: Deployment) -> None:
+    plan_id, servers = "00000000-aaaa-4bbb-8ccc-000000000003", ["s-1", "s-2", "s-3"]
+    clock.standin.add_plan(plan_id, "three", {server: server for server in servers})
+    clock.standin.failing_servers = {"s-1", "s-2"}
+    checkpoint_id = backed_up(clock, {"plan_id": plan_id, "keep_days": 1})
+    clock.standin.failing_servers = set()
+    later(clock, 2)
+
+    clock.sweep()
+
+    [delete] = deletes(clock)
+    created = clock.standin.checkpoints[checkpoint_id]
+    failed = {item for (server, _), item in zip(created.servers, created.item_ids, strict=True)
+              if server != "s-3"}  # fmt: skip
+    [listed] = delete.query["checkpoint_items"]
+    assert set(listed.split(",")) == failed  # s-3's is its last good backup: kept
+
+
 def test_at_most_five_csbs_deletions_run_at_once_in_a_project(clock: Deployment) -> None:
     ids = [backed_up(clock, {"plan_id": PLAN_A, "keep_days": 1}) for _ in range(7)]
     later(clock, 0.5)

@@ -138,6 +138,8 @@ class CsbsStandIn:
         # A deletion takes this many reads of the checkpoint (or the backup) to finish; CSBS
         # runs at most this many deletion tasks at once in a project.
         self.deletion_reads = 1
+        # What a CSBS item being deleted reads as until it is gone: CSBS may list it "deleted".
+        self.deleting_status = "deleting"
         self.csbs_deletion_tasks = 5
         self.plans: dict[str, Plan] = {}
         self.requests: list[Recorded] = []
@@ -700,7 +702,8 @@ class _Handler(KeepAliveHandler):
             return 200, {"checkpoint_items": []}, {}
         listed = [self.standin._item(created, index) for index in range(len(created.servers))]
         items = [item for item in listed if item is not None and item["id"] not in created.gone]
-        items = [{**item, "status": "deleting"} if item["id"] in created.deleting else item
+        items = [{**item, "status": self.standin.deleting_status}
+                 if item["id"] in created.deleting else item
                  for item in items]  # fmt: skip
         items = sorted(items, key=lambda item: item["id"])
         if marker is not None:
