@@ -85,9 +85,7 @@ def request_digest(request: BackupRequest | Resolution) -> str:
     return hashlib.sha256(json.dumps(request.identity()).encode()).hexdigest()[:32]
 
 
-def batch_units(
-    trigger: Trigger, items: tuple[PlanItem, ...], *, queued: bool
-) -> list[Unit]:
+def batch_units(trigger: Trigger, items: tuple[PlanItem, ...], *, queued: bool) -> list[Unit]:
     """Keys for the items of a scheduled or EventBridge event (a hand-made direct invoke names
     nothing that a repeat would carry: it is not keyed, unless its plans are ``queued``, where
     its request id names them across Lambda's retries and the queue's redeliveries). A
