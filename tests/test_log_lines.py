@@ -161,6 +161,19 @@ def test_a_refused_notification_logs_the_essentials_then_the_loss(
     assert lost["reason"].startswith("SNS refused the notification")
 
 
+def test_a_refused_cbr_notification_is_logged_with_its_vault(
+    deployment: Deployment, logs: io.StringIO
+) -> None:
+    vault = "3b5816b5-f29c-4172-9d9a-76c719a659ce"  # the stand-in's vault-be94
+    deployment.refuse(deployment.runtime.sns, "Publish", "InvalidParameter", times=2)
+    with pytest.raises(PublishError):
+        deployment.invoke({"vault_id": vault})
+
+    refused = lines(logs, "notification refused: publishing its essentials")
+    lost = lines(logs, "notification not published")
+    assert [fields(line, "plan_id")["plan_id"] for line in [*refused, *lost]] == [vault, vault]
+
+
 def test_a_notification_sns_fails_to_take_is_logged_with_the_reason(
     deployment: Deployment, logs: io.StringIO
 ) -> None:
