@@ -499,7 +499,8 @@ def test_a_csbs_backup_is_deleted_and_confirmed_in_its_own_project(clock: Deploy
 
 def test_a_csbs_checkpoint_answering_409_is_being_deleted_already(clock: Deployment) -> None:
     checkpoint_id = due_with_a_newer_good_backup(clock)
-    busy = {"error_code": "CSBS.2001", "error_msg": "The checkpoint is being deleted."}
+    # A repeated DELETE while CSBS deletes (csbs-facts: Terraform reads 409 as still deleting).
+    busy = {"error_code": "CSBS.2003", "error_msg": "item in executing"}
     clock.standin.fail_next("csbs", Fault(409, busy))
 
     assert clock.sweep() == {"mode": "delete", "due": 1, "deleting": 1}
