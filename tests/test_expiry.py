@@ -370,7 +370,8 @@ def test_a_cbr_deletion_is_told_only_once_cbr_no_longer_has_the_backups(
 
 
 def test_a_cbr_backup_that_reads_deleted_is_gone(clock: Deployment) -> None:
-    """CBR may still answer a deleted backup, with status ``deleted``, before it answers 404."""
+    """A backup read back as ``deleted`` is gone. The backup query documents no such status
+    (a restore point's does), but the code reads it as gone, and this pins that."""
     point = due_cbr_backup(clock)
     clock.standin.deletion_reads = 5  # left to itself, each would read "deleting" for a while
     clock.sweep()
