@@ -76,8 +76,10 @@ def test_no_record_goes_through_dataclasses() -> None:
     for module in pkgutil.walk_packages(csbs_trigger.__path__, "csbs_trigger."):
         for value in vars(importlib.import_module(module.name)).values():
             own = isinstance(value, type) and value.__module__ == module.name
-            record = own and "__frozen__" in vars(value)
-            frozen_dataclass = dataclasses.is_dataclass(value) and value.__dataclass_params__.frozen
-            if own and (frozen_dataclass or (record and dataclasses.is_dataclass(value))):
+            if (
+                own
+                and dataclasses.is_dataclass(value)
+                and (value.__dataclass_params__.frozen or "__frozen__" in vars(value))
+            ):
                 through_dataclasses.append(f"{module.name}.{value.__qualname__}")
     assert through_dataclasses == []

@@ -170,12 +170,7 @@ class CbrClient(BackupService):
         rows = self._pages("/backups", "backups", {"checkpoint_id": backup.checkpoint_id},
                            BACKEND.max_resources * ROWS_PER_RESOURCE, backup.project_id,
                            deadline)  # fmt: skip
-        listed = {
-            item.resource_id: item.id
-            for item in of_checkpoint(
-                [_backup(row) for row in rows if not row.get("parent_id")], backup.checkpoint_id
-            )
-        }
+        listed = {item.resource_id: item.id for item in _server_backups(rows, backup.checkpoint_id)}
         deleting: dict[str, str | None] = {}
         for server in items:
             backup_id = listed.get(server)
@@ -253,8 +248,7 @@ class CbrClient(BackupService):
 
         rows = self._pages("/backups", "backups", query, wanted * ROWS_PER_RESOURCE,
                            backup.project_id, deadline, enough=enough)  # fmt: skip
-        items = [_backup(row) for row in rows if not row.get("parent_id")]
-        return of_checkpoint(items, backup.checkpoint_id)
+        return _server_backups(rows, backup.checkpoint_id)
 
     def _with_reasons(
         self, items: list[CheckpointItem], backup: Followed, deadline: Deadline
@@ -348,6 +342,12 @@ def _skipped(entry: Mapping[str, Any]) -> Skipped:
         code=short_text(entry.get("code")),
         reason=short_text(entry.get("reason")),
     )
+
+
+def _server_backups(rows: list[dict[str, Any]], checkpoint_id: str) -> list[CheckpointItem]:
+    """The restore point's server backups, one per server: a disk's row (it has a
+    ``parent_id``) is no resource of its own."""
+    return of_checkpoint([_backup(row) for row in rows if not row.get("parent_id")], checkpoint_id)
 
 
 def _backup(row: Mapping[str, Any]) -> CheckpointItem:
